@@ -1,0 +1,39 @@
+"""`python -m trainer COMMAND ...`: the same code paths the dashboard uses.
+
+Each command lives in its own module with `add_arguments(parser)` and `run(args) -> int`; the module
+is imported only when its command runs, so `check` never pays for torch unless it needs a tokenizer.
+Exit codes: 0 success, 2 invalid input (config, dataset, file), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("trainer.cli_train", "run one training in the foreground: CONFIG.yaml --run-dir DIR"),
+    "check": ("trainer.cli_check", "validate a config and its dataset; print the resolved plan"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="tunedeck's training engine")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser.print_help(sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    module_name, help_text = COMMANDS[argv[0]]
+    module = importlib.import_module(module_name)
+    command_parser = argparse.ArgumentParser(prog=f"python -m trainer {argv[0]}", description=help_text)
+    module.add_arguments(command_parser)
+    args = command_parser.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Numbers derived from a config: what a run really resolves to, before it starts.
+
+Pure functions, fast, no torch. Inputs: a TrainConfig, the number of training rows (after the
+validation split), token lengths when known, and the hardware (see trainer.hardware.Hardware).
+The same numbers go to `python -m trainer check`, the page's run plan panel and the run's `plan` event.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional, Sequence
+
+from .config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the plan needs to know of the machine. Built by trainer.hardware.detect() or by hand."""
+
+    device: str = "cpu"  # "cpu" or "cuda"
+    num_devices: int = 1
+    gpu_name: Optional[str] = None
+    gpu_total_gb: Optional[float] = None
+    bf16_supported: bool = False
+    flash_attention: bool = False  # flash_attn importable and usable
+    liger: bool = False  # liger_kernel importable
+
+
+CPU = Hardware()
+
+
+# --- batching and padding: pure math on token lengths -------------------------------------------
+
+def _batches_padded_tokens(batches: Sequence[Sequence[int]]) -> int:
+    return sum(max(b) * len(b) for b in batches if b)
+
+
+def padding_efficiency(lengths: Sequence[int], micro_batch: int, strategy: str = "plain",
+                       cutoff_len: int | None = None, seed: int = 42) -> float:
+    """Real tokens / processed tokens when batches are padded to their longest row.
+
+    strategy: "plain" (shuffled rows), "group_by_length" (transformers' LengthGroupedSampler: shuffled
+    mega-batches of 50 micro-batches, each sorted by length), or "packing" (best-fit-decreasing packs of
+    cutoff_len tokens, padding-free: every processed token is a real one).
+    """
+    clipped = [min(n, cutoff_len) if cutoff_len else n for n in lengths if n > 0]
+    if not clipped:
+        return 1.0
+    real = sum(clipped)
+    if strategy == "packing":
+        return 1.0
+    order = list(clipped)
+    random.Random(seed).shuffle(order)
+    if strategy == "group_by_length":
+        mega = micro_batch * 50
+        grouped: list[int] = []
+        for start in range(0, len(order), mega):
+            grouped.extend(sorted(order[start:start + mega], reverse=True))
+        order = grouped
+    elif strategy != "plain":
+        raise ValueError(f"unknown batching strategy {strategy!r}")
+    batches = [order[i:i + micro_batch] for i in range(0, len(order), micro_batch)]
+    return real / _batches_padded_tokens(batches)
+
+
+def pack_best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Bins of row lengths (each clipped to capacity), filled best-fit decreasing."""
+    bins: list[list[int]] = []
+    space: list[int] = []
+    for n in sorted((min(n, capacity) for n in lengths if n > 0), reverse=True):
+        best = -1
+        for i, free in enumerate(space):
+            if n <= free and (best < 0 or free < space[best]):
+                best = i
+        if best < 0:
+            bins.append([n])
+            space.append(capacity - n)
+        else:
+            bins[best].append(n)
+            space[best] -= n
+    return bins
+
+
+def packing_factor(max_row_len: int, pack_len: int) -> int:
+    """How many rows are guaranteed to fit one packed sequence: rows of at most 768 tokens pack 5 to 3840."""
+    return max(1, pack_len // max(1, max_row_len))
+
+
+# --- the plan ------------------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    effective_batch_size: int
+    micro_batch_size: int
+    gradient_accumulation_steps: int
+    num_devices: int
+    num_train_samples: Optional[int]  # rows (or packed sequences) per epoch; None when unknown
+    steps_per_epoch: Optional[int]
+    total_steps: Optional[int]
+    warmup_steps: Optional[int]
+    epochs_effective: Optional[float]
+    max_steps_overrides_epochs: bool
+    precision: str
+    packing: bool
+    group_by_length: bool
+    use_liger_kernel: bool
+    attn_implementation: str
+    padding_efficiency: Optional[float] = None
+    memory_estimate_gb: Optional[float] = None
+    summary: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(data.pop("extra"))
+        return data
+
+
+def resolve_precision(cfg: TrainConfig, hw: Hardware) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    if hw.device != "cuda":
+        return "fp32"
+    return "bf16" if hw.bf16_supported else "fp16"
+
+
+def resolve_attention(cfg: TrainConfig, hw: Hardware) -> str:
+    if cfg.attn_implementation != "auto":
+        return cfg.attn_implementation
+    return "flash_attention_2" if hw.device == "cuda" and hw.flash_attention else "sdpa"
+
+
+def resolve_packing(cfg: TrainConfig, hw: Hardware) -> tuple[bool, bool]:
+    """(packing, group_by_length) after the `auto` choices.
+
+    Padding-free packing needs an attention kernel that keeps packed rows apart by position ids
+    (FlashAttention); elsewhere rows would attend to their neighbours, so auto groups by length instead.
+    """
+    attention = resolve_attention(cfg, hw)
+    packing = cfg.packing if cfg.packing is not None else attention == "flash_attention_2"
+    group = cfg.group_by_length if cfg.group_by_length is not None else not packing
+    return packing, group
+
+
+def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Hardware = CPU,
+                 token_lengths: Optional[Sequence[int]] = None,
+                 reference_effective_batch: Optional[int] = None,
+                 reference_learning_rate: Optional[float] = None) -> Plan:
+    """Resolve a config into the numbers a run will really use.
+
+    num_samples: training rows after the validation split (None when the dataset is not reachable).
+    token_lengths: tokenized length of each training row, when known (padding efficiency, packing).
+    reference_*: the preset's effective batch and learning rate, for the learning-rate note.
+    """
+    devices = max(1, hw.num_devices)
+    micro, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
+    effective = micro * accum * devices
+    packing, group = resolve_packing(cfg, hw)
+    warnings: list[str] = []
+    summary: list[str] = []
+    extra: dict[str, Any] = {}
+
+    # Packing changes what one "sample" is: a packed sequence of up to cutoff_len tokens.
+    rows = num_samples
+    pad_eff = None
+    if token_lengths:
+        strategy = "packing" if packing else ("group_by_length" if group else "plain")
+        pad_eff = round(padding_efficiency(token_lengths, micro, strategy, cfg.cutoff_len, cfg.seed), 4)
+        plain = padding_efficiency(token_lengths, micro, "plain", cfg.cutoff_len, cfg.seed)
+        extra["padding_efficiency_plain"] = round(plain, 4)
+        if packing:
+            packs = pack_best_fit_decreasing(token_lengths, cfg.cutoff_len)
+            rows = len(packs)
+            extra["packed_sequences"] = rows
+            extra["rows_per_packed_sequence"] = round(len(token_lengths) / max(1, rows), 2)
+        elif pad_eff < 0.8:
+            warnings.append(
+                f"Padding waste: only {pad_eff:.0%} of the tokens processed are real at micro-batch {micro}. "
+                "Turn on packing or group_by_length; a bigger batch buys nothing until you do.")
+
+    steps_per_epoch = total_steps = None
+    epochs_effective: Optional[float] = None
+    overrides = cfg.max_steps > 0
+    if rows is not None:
+        if rows <= 0:
+            warnings.append("The training split is empty: there is nothing to train on.")
+        else:
+            batches_per_epoch = math.ceil(rows / (micro * devices))
+            # As transformers' Trainer counts: a last partial accumulation still makes an optimizer step.
+            steps_per_epoch = max(1, math.ceil(batches_per_epoch / accum))
+            if rows < effective:
+                warnings.append(f"The effective batch ({effective}) is larger than the dataset ({rows} rows): "
+                                "each optimizer step sees the whole dataset at most once.")
+    if overrides:
+        total_steps = cfg.max_steps
+        if rows:
+            epochs_effective = round(total_steps * effective / rows, 2)
+            by_epochs = math.ceil(cfg.num_train_epochs * steps_per_epoch)  # type: ignore[operator]
+            summary.append(
+                f"max_steps = {cfg.max_steps} overrides num_train_epochs = {_num(cfg.num_train_epochs)}: the run "
+                f"lasts {cfg.max_steps} steps ≈ {_num(epochs_effective)} epochs ({total_steps * effective:,} samples "
+                f"of {rows:,}), instead of {_num(cfg.num_train_epochs)} epochs ({by_epochs} steps).")
+            if epochs_effective > 1.5 * cfg.num_train_epochs:
+                warnings.append(f"max_steps makes the run last {_num(epochs_effective)} epochs, not the "
+                                f"{_num(cfg.num_train_epochs)} set in num_train_epochs; raising the batch with a fixed "
+                                "max_steps makes the run longer, not shorter.")
+        else:
+            summary.append(f"max_steps = {cfg.max_steps} overrides num_train_epochs.")
+    elif steps_per_epoch is not None:
+        total_steps = math.ceil(cfg.num_train_epochs * steps_per_epoch)
+        epochs_effective = float(cfg.num_train_epochs)
+        summary.append(f"{_num(cfg.num_train_epochs)} epochs × {steps_per_epoch} steps per epoch = "
+                       f"{total_steps} optimizer steps (max_steps not set).")
+    summary.insert(0, f"Effective batch = {micro} (micro-batch) × {accum} (accumulation) × {devices} "
+                      f"(device{'s' if devices > 1 else ''}) = {effective} rows per optimizer step.")
+
+    warmup = None
+    if total_steps is not None:
+        warmup = cfg.warmup_steps if cfg.warmup_steps > 0 else math.ceil(cfg.warmup_ratio * total_steps)
+        if total_steps < 10:
+            warnings.append(f"Only {total_steps} optimizer steps: the loss curve will say little. Use a smaller "
+                            "effective batch or more epochs.")
+
+    if reference_effective_batch and reference_effective_batch != effective:
+        ratio = effective / reference_effective_batch
+        lr_ref = reference_learning_rate or cfg.learning_rate
+        extra["suggested_learning_rate"] = float(f"{lr_ref * math.sqrt(ratio):.3g}")
+        summary.append(
+            f"The effective batch moved from {reference_effective_batch} to {effective} (× {ratio:.3g}): consider "
+            f"a learning rate of about {extra['suggested_learning_rate']:g} (square-root scaling from "
+            f"{lr_ref:g}; linear scaling would give {lr_ref * ratio:.3g}).")
+
+    precision = resolve_precision(cfg, hw)
+    if hw.device == "cuda" and precision == "bf16" and not hw.bf16_supported:
+        warnings.append("precision bf16 was chosen but this GPU does not support bf16: use fp16.")
+    if hw.device != "cuda" and precision in ("bf16", "fp16") and cfg.precision != "auto":
+        warnings.append(f"precision {precision} on a CPU is slow or unsupported; auto picks fp32 there.")
+    if cfg.quantization_bit and hw.device != "cuda":
+        warnings.append(f"{cfg.quantization_bit}-bit quantization on a CPU works but is slow; QLoRA is meant "
+                        "for a GPU.")
+    if cfg.finetuning_type == "lora" and not 0.5 <= cfg.lora_alpha / cfg.lora_rank <= 4 and not cfg.use_rslora:
+        warnings.append(f"lora_alpha / lora_rank = {cfg.lora_alpha}/{cfg.lora_rank}: the usual range is 0.5 to 2 "
+                        "(alpha 16-32 with rank 16-32).")
+    if cfg.finetuning_type == "full" and cfg.learning_rate > 1e-4:
+        warnings.append(f"learning_rate {cfg.learning_rate:g} is high for full fine-tuning (1e-5..5e-5 is typical).")
+    if cfg.finetuning_type == "lora" and cfg.learning_rate < 1e-5:
+        warnings.append(f"learning_rate {cfg.learning_rate:g} is low for LoRA (1e-4..3e-4 is typical).")
+    if cfg.val_size == 0:
+        warnings.append("No validation split (val_size 0): you will not see whether the model overfits.")
+    if cfg.save_strategy == "no":
+        warnings.append("save_strategy is 'no': an interrupted run cannot be resumed.")
+
+    liger = cfg.use_liger_kernel if cfg.use_liger_kernel is not None else (hw.device == "cuda" and hw.liger)
+    return Plan(
+        effective_batch_size=effective,
+        micro_batch_size=micro,
+        gradient_accumulation_steps=accum,
+        num_devices=devices,
+        num_train_samples=rows,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        warmup_steps=warmup,
+        epochs_effective=epochs_effective,
+        max_steps_overrides_epochs=overrides,
+        precision=precision,
+        packing=packing,
+        group_by_length=group,
+        use_liger_kernel=bool(liger),
+        attn_implementation=resolve_attention(cfg, hw),
+        padding_efficiency=pad_eff,
+        summary=summary,
+        warnings=warnings,
+        extra=extra,
+    )
+
+
+def _num(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,208 @@
+"""The embedded demo model: a tiny Llama-architecture model built offline on first use, and cached.
+
+`model_name_or_path: demo` resolves here. The tokenizer is a byte-level BPE trained locally (with the
+`tokenizers` library) on the shipped demo dataset's text, so the demo needs no download at all. The
+weights are random: LoRA on a random base still learns the demo dataset's patterns, and the point is a
+whole run — model, data, telemetry, checkpoints — in well under a minute on a laptop CPU.
+
+The cache lives in ``$TUNEDECK_CACHE`` (default ``~/.cache/tunedeck``) under a name that carries the
+builder's version and a hash of the text it was trained on, so a change to either rebuilds it. It is
+written to a temporary directory and renamed into place, so concurrent callers are safe: the first
+rename wins and the others discard their copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+DEMO_NAME = "demo"
+# Bump when the architecture, the tokenizer recipe or the template below changes: the cache rebuilds.
+BUILDER_VERSION = 2
+
+VOCAB_SIZE = 1024
+HIDDEN_SIZE = 128
+INTERMEDIATE_SIZE = 256
+NUM_LAYERS = 2
+NUM_HEADS = 4
+NUM_KV_HEADS = 4
+MAX_POSITIONS = 2048
+
+BOS, EOS_TEXT, PAD = "<|endoftext|>", "<|endoftext|>", "<|pad|>"
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = [PAD, BOS, IM_START, IM_END]
+
+# ChatML. The {% generation %} markers let transformers return an assistant-token mask
+# (apply_chat_template(..., return_assistant_tokens_mask=True)), so answers-only loss works.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DATASET = ROOT / "data" / "demo.jsonl"
+
+# Used only when the shipped dataset is missing (a broken checkout): the model still builds.
+_FALLBACK_TEXT = [
+    "Below is an instruction that describes a task. Write a response that appropriately completes it.",
+    "What is the capital of France? The capital of France is Paris.",
+    "Reverse the word 'model'. The reversed word is 'ledom'.",
+    "Count from one to five. One, two, three, four, five.",
+    "Translate 'good morning' to Spanish. Buenos dias.",
+    "Add 12 and 30. The sum of 12 and 30 is 42.",
+]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TUNEDECK_CACHE") or Path.home() / ".cache" / "tunedeck").expanduser()
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _training_text() -> tuple[list[str], str]:
+    """The texts the tokenizer learns from, and a short hash of them (part of the cache name)."""
+    texts: list[str] = []
+    try:
+        with open(DEMO_DATASET, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    texts.extend(_strings(json.loads(line)))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    if not texts:
+        texts = list(_FALLBACK_TEXT)
+    # The chat template's role names, so each becomes one token rather than a few letters.
+    texts += ["system\n", "user\n", "assistant\n"] * 4
+    digest = hashlib.sha256("\n\x00".join(texts).encode("utf-8")).hexdigest()[:12]
+    return texts, digest
+
+
+def demo_model_dir() -> Path:
+    """Where the demo model for the current dataset text lives (built or not)."""
+    _, digest = _training_text()
+    return cache_root() / f"demo-model-v{BUILDER_VERSION}-{digest}"
+
+
+def _is_complete(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "tokenizer.json").is_file() and any(
+        path.glob("model*.safetensors"))
+
+
+def ensure_demo_model() -> Path:
+    """The demo model's directory, built (offline, a few seconds) on first use."""
+    texts, digest = _training_text()
+    target = cache_root() / f"demo-model-v{BUILDER_VERSION}-{digest}"
+    if _is_complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _build(tmp, texts)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared by the dashboard and its runs
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process renamed its copy first (the target is a non-empty directory now).
+            if not _is_complete(target):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(name: str) -> str:
+    """`demo` -> the built demo model's directory; anything else unchanged."""
+    if name.strip().lower() == DEMO_NAME:
+        return str(ensure_demo_model())
+    return name
+
+
+def _build_tokenizer(texts: list[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        min_frequency=2,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=IM_END,  # a chat turn ends with <|im_end|>: generation stops there
+        pad_token=PAD,
+        unk_token=None,
+        additional_special_tokens=[IM_START, IM_END],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=MAX_POSITIONS,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def _build(out_dir: Path, texts: list[str]) -> None:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _build_tokenizer(texts)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN_SIZE,
+        intermediate_size=INTERMEDIATE_SIZE,
+        num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=NUM_HEADS,
+        num_key_value_heads=NUM_KV_HEADS,
+        max_position_embeddings=MAX_POSITIONS,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+    )
+    # Seeded without touching the global RNG of a caller that is about to train.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, max_new_tokens=64)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "README.md").write_text(
+        "tunedeck demo model: a tiny Llama-architecture model with random weights and a byte-level BPE "
+        "tokenizer trained on tunedeck's demo dataset. Built offline by trainer/demo.py.\n", encoding="utf-8")

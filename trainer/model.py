@@ -1,0 +1,205 @@
+"""Model and tokenizer loading: local directory, the demo model, or a Hub id; quantization; LoRA.
+
+    tokenizer = load_tokenizer(cfg)
+    model = load_model(cfg, precision="fp32", device="cpu")   # quantized when cfg.quantization_bit
+    model = apply_lora(model, cfg)                            # unless cfg.finetuning_type == "full"
+
+A model that cannot be found raises ModelNotFoundError with a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import LORA_TARGET_ALL, TrainConfig
+from .demo import DEMO_NAME, resolve_model_path
+
+# bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional kernel package is missing;
+# the fallback it uses works, so the warning would only alarm the reader of stdout.log.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model (or its tokenizer) cannot be loaded from where the config says."""
+
+
+def hub_offline() -> bool:
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def looks_like_local_path(name: str) -> bool:
+    """A path the user meant as a directory, not a Hub id (`org/model`)."""
+    return (name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1 or "\\" in name
+            or (len(name) > 1 and name[1] == ":") or Path(name).expanduser().exists())
+
+
+def model_source(cfg: TrainConfig) -> str:
+    """Where the model is loaded from: the demo's cache dir, a local directory, or a Hub id."""
+    name = cfg.model_name_or_path.strip()
+    if name.lower() == DEMO_NAME:
+        return resolve_model_path(name)
+    if looks_like_local_path(name):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise ModelNotFoundError(f"model '{name}' not found: the directory {path.resolve()} does not exist.")
+        if not path.is_dir():
+            raise ModelNotFoundError(f"model '{name}' is a file: point model_name_or_path at the directory "
+                                     "that holds config.json.")
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"model '{name}': the directory has no config.json, so it is not a "
+                                     "saved model (an adapter directory needs its base model here instead).")
+        return str(path)
+    return name
+
+
+def _not_found(name: str, exc: BaseException) -> ModelNotFoundError:
+    text = f"{type(exc).__name__}: {exc}"
+    if any(s in text for s in ("401", "403", "gated", "restricted", "authenticated")):
+        return ModelNotFoundError(
+            f"model '{name}' is gated or private on the Hugging Face Hub: accept its license on the model page "
+            "and set the HF_TOKEN environment variable before starting tunedeck.")
+    if hub_offline() or any(s in text.lower() for s in ("offline", "connect", "resolve", "network", "timed out",
+                                                          "unreachable", "max retries")):
+        return ModelNotFoundError(
+            f"model '{name}' not found: not a local directory and the Hub is unreachable (offline or no network), "
+            "and it is not in the local Hugging Face cache. Download it on a connected machine "
+            f"(huggingface-cli download {name}) or give the path of a local copy.")
+    if "404" in text or "not a valid model identifier" in text or "Repository Not Found" in text:
+        return ModelNotFoundError(
+            f"model '{name}' not found: not a local directory and no such model on the Hugging Face Hub "
+            "(check the spelling, e.g. meta-llama/Llama-3.1-8B).")
+    return ModelNotFoundError(f"model '{name}' could not be loaded: {str(exc).splitlines()[0] if str(exc) else text}")
+
+
+def load_tokenizer(cfg: TrainConfig, source: str | None = None):
+    """The tokenizer, with a pad token (the eos token when the model defines none) and right padding."""
+    from transformers import AutoTokenizer
+
+    source = source or model_source(cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _not_found(cfg.model_name_or_path, exc) from exc
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ModelNotFoundError(f"model '{cfg.model_name_or_path}': its tokenizer has neither a pad, an eos "
+                                     "nor an unk token to pad batches with.")
+        tokenizer.pad_token = fallback
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def torch_dtype(precision: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def quantization_config(cfg: TrainConfig, precision: str):
+    """The BitsAndBytesConfig for cfg.quantization_bit (None for a 16/32-bit base)."""
+    if not cfg.quantization_bit:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if cfg.quantization_bit == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=cfg.quantization_type,
+        bnb_4bit_use_double_quant=cfg.double_quantization,
+        bnb_4bit_compute_dtype=torch_dtype(precision),
+    )
+
+
+def load_model(cfg: TrainConfig, *, precision: str = "fp32", device: str = "cpu",
+               attn_implementation: str = "sdpa", source: str | None = None):
+    """The base model, quantized and prepared for k-bit training when asked, on `device`."""
+    from transformers import AutoModelForCausalLM
+
+    source = source or model_source(cfg)
+    # Full fine-tuning in fp16 keeps fp32 master weights (the grad scaler cannot unscale fp16 grads).
+    load_precision = "fp32" if cfg.finetuning_type == "full" and precision == "fp16" else precision
+    kwargs: dict[str, Any] = {
+        "dtype": torch_dtype(load_precision),
+        "trust_remote_code": cfg.trust_remote_code,
+        "attn_implementation": attn_implementation,
+    }
+    quant = quantization_config(cfg, precision)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": _local_device(device)}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        if "attn_implementation" in str(exc) or "Flash" in str(exc) or "flash" in str(exc):
+            raise RuntimeError(f"attention '{attn_implementation}' is not available here: {exc}. "
+                               "Set attn_implementation to auto or sdpa.") from exc
+        raise _not_found(cfg.model_name_or_path, exc) from exc
+    model.config.use_cache = False  # the KV cache only costs memory while training
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif cfg.gradient_checkpointing:
+        kwargs_ckpt = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x renamed it
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs_ckpt)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs_ckpt)
+    return model
+
+
+def _local_device(device: str) -> Any:
+    if device == "cuda":
+        return int(os.environ.get("LOCAL_RANK", "0"))
+    return "cpu"
+
+
+def lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    target = cfg.lora_target
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=LORA_TARGET_ALL if target == LORA_TARGET_ALL else list(target),
+        bias=cfg.lora_bias,
+        use_rslora=cfg.use_rslora,
+        use_dora=cfg.use_dora,
+    )
+
+
+def apply_lora(model, cfg: TrainConfig):
+    """Wrap the base in a PEFT LoRA model (only the adapters train)."""
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(model, lora_config(cfg))
+    except ValueError as exc:
+        if "Target modules" in str(exc) or "not found in the base model" in str(exc):
+            names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                            if type(m).__name__ in ("Linear", "Linear4bit", "Linear8bitLt")})
+            raise ValueError(f"lora_target {cfg.lora_target}: no such layers in this model. Its linear layers "
+                             f"are: {', '.join(names)} (or use all-linear).") from exc
+        raise
+
+
+def trainable_parameters(model) -> tuple[int, int]:
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        if hasattr(param, "quant_state") or type(param).__name__ == "Params4bit":
+            n *= 2  # two 4-bit weights per stored byte
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total

@@ -240,6 +240,11 @@ class TrainConfig(BaseModel):
     use_liger_kernel: Optional[bool] = _field(
         None, "memory", "Fused Liger kernels (less memory, faster). Empty = auto: on when installed on a GPU.",
         advanced=True)
+    oom_recovery: bool = _field(
+        False, "memory",
+        "If the run runs out of GPU memory, restart it automatically from its last checkpoint with half the "
+        "micro-batch and twice the gradient accumulation, so the effective batch stays the same. Repeats "
+        "until the micro-batch is 1.", label="Recover from out-of-memory")
 
     # --- evaluation & checkpoints ---------------------------------------------------------------
     eval_strategy: Literal["no", "steps", "epoch"] = _field(

@@ -1,0 +1,128 @@
+"""Smoothing, downsampling and figures of webui/charts.py, on hand-made series."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from webui.charts import (RunSeries, compare_loss_figure, downsample, downsample_indices, ema, loss_figure,
+                          memory_figure, progress, throughput_figure, lr_gradnorm_figure)
+from webui.state import EventCache
+from trainer.events import EventWriter
+
+
+def test_ema_matches_hand_computed_bias_corrected_series():
+    # weight 0.5: a_1 = 0.5, a_2 = 1.25, a_3 = 2.125; divided by 1 - 0.5**n = 0.5, 0.75, 0.875
+    assert ema([1.0, 2.0, 3.0], 0.5) == pytest.approx([1.0, 1.25 / 0.75, 2.125 / 0.875])
+    # bias correction: a constant series is smoothed to itself from the first point on
+    assert ema([4.0] * 5, 0.9) == pytest.approx([4.0] * 5)
+
+
+def test_ema_weight_zero_is_the_raw_series_and_weight_is_clamped():
+    values = [3.0, 1.0, 2.0]
+    assert ema(values, 0.0) == values
+    assert ema(values, 5.0) == ema(values, 0.999)
+    assert ema(values, -1.0) == values
+
+
+def test_ema_is_causal_appending_never_changes_earlier_points():
+    rng = random.Random(0)
+    values = [2.0 + rng.gauss(0, 0.5) for _ in range(300)]
+    full = ema(values, 0.95)
+    for cut in (1, 7, 50, 299):
+        assert ema(values[:cut], 0.95) == full[:cut]
+
+
+def test_ema_skips_non_finite_points_and_keeps_zero():
+    out = ema([1.0, math.nan, 0.0, math.inf, 1.0], 0.5)
+    assert out[1] is None and out[3] is None
+    # NaN/inf are skipped: the series is [1, 0, 1] as far as the average is concerned
+    assert out[0] == pytest.approx(1.0)
+    assert out[2] == pytest.approx(0.25 / 0.75)  # 0.0 is a real point: the average moved towards it
+    assert out[4] == pytest.approx((0.125 + 0.5) / 0.875)
+    assert ema([0.0, 0.0], 0.9) == pytest.approx([0.0, 0.0])
+
+
+def test_downsample_keeps_extremes_and_is_bounded():
+    rng = random.Random(1)
+    values = [rng.random() for _ in range(100_000)]
+    values[31_337] = 50.0  # a spike a stride would miss
+    values[77_777] = -50.0
+    idx = downsample_indices(values, 500)
+    assert len(idx) <= 500
+    assert idx == sorted(set(idx))
+    assert idx[0] == 0 and idx[-1] == len(values) - 1
+    assert 31_337 in idx and 77_777 in idx
+    xs, ys = downsample(list(range(len(values))), values, 500)
+    assert max(ys) == 50.0 and min(ys) == -50.0 and len(xs) == len(ys) <= 500
+
+
+def test_downsample_short_series_is_untouched():
+    assert downsample_indices([3.0, 1.0, 2.0], 500) == [0, 1, 2]
+    assert downsample_indices([], 500) == []
+
+
+def _events():
+    t = 1000.0
+    yield {"t": t, "type": "status", "status": "running"}
+    yield {"t": t + 0.5, "type": "plan", "plan": {"total_steps": 10}}
+    for step in range(1, 6):
+        yield {"t": t + step, "type": "log", "step": step, "loss": 2.0 / step if step != 3 else "nan",
+               "learning_rate": 1e-3, "grad_norm": 1.0, "tokens_per_second": 100.0, "samples_per_second": 2.0,
+               "memory": {"device": "cpu", "rss_gb": 1.0 + step / 10, "system_total_gb": 8.0}}
+    yield {"t": t + 5.5, "type": "eval", "step": 5, "eval_loss": 0.7}
+
+
+def test_series_and_figures_from_events():
+    series = RunSeries()
+    assert series.extend(_events()) == 8
+    assert series.steps == [1, 2, 3, 4, 5] and math.isnan(series.loss[2])
+    assert series.total_steps == 10 and series.last_step == 5
+    assert series.best_loss == pytest.approx(0.4)
+    fig = loss_figure(series, smoothing=0.6)
+    names = [trace.name for trace in fig.data]
+    assert names[0] == "loss (raw)" and names[1].startswith("loss (smoothed")
+    assert "NaN / inf loss" in names and "eval loss" in names
+    assert list(fig.data[0].x) == [1, 2, 4, 5]  # the NaN step is not drawn as a loss point
+    assert loss_figure(series, log_scale=True).layout.yaxis.type == "log"
+    mem = memory_figure(series)
+    assert "RSS" in mem.layout.title.text and list(mem.data[0].y) == pytest.approx([1.1, 1.2, 1.3, 1.4, 1.5])
+    assert len(throughput_figure(series).data) == 2 and len(lr_gradnorm_figure(series).data) == 2
+    assert len(compare_loss_figure([("a", series), ("b", series)]).data) == 4
+    p = progress(series, now=1005.0)
+    assert p.step == 5 and p.total == 10 and p.elapsed_s == pytest.approx(5.0)
+    assert p.remaining_s == pytest.approx(4.0 / 4 * 5)  # 4 steps took 4 s since the first log; 5 to go
+
+
+def test_gpu_memory_figure_shows_allocated_reserved_peak_and_card():
+    series = RunSeries()
+    series.extend([{"t": 0.0, "type": "status", "status": "running"},
+                   {"t": 1.0, "type": "memory", "device": "cuda:0", "allocated_gb": 3.0, "reserved_gb": 4.0,
+                    "peak_gb": 3.5, "device_used_gb": 5.0, "device_total_gb": 80.0}])
+    fig = memory_figure(series)
+    assert fig.layout.title.text == "GPU memory"
+    assert [t.name for t in fig.data] == ["allocated (PyTorch)", "reserved (PyTorch)", "peak allocated",
+                                          "device used (whole card)", "device total"]
+
+
+def test_empty_series_draws_a_waiting_figure():
+    fig = loss_figure(RunSeries())
+    assert not fig.data and "waiting" in fig.layout.annotations[0].text
+
+
+def test_event_cache_reads_only_new_events(tmp_path):
+    writer = EventWriter(tmp_path)
+    writer.emit("log", step=1, loss=1.0)
+    cache = EventCache()
+    cached = cache.poll(tmp_path)
+    assert cached.series.steps == [1] and cached.version == 1
+    assert cache.poll(tmp_path).version == 1  # nothing new: nothing to redraw
+    with open(tmp_path / "events.jsonl", "a") as fh:
+        fh.write('{"t": 2, "type": "log", "step": 2, "lo')  # a half-written line waits
+    assert cache.poll(tmp_path).series.steps == [1]
+    with open(tmp_path / "events.jsonl", "a") as fh:
+        fh.write('ss": 0.0}\n')
+    cached = cache.poll(tmp_path)
+    assert cached.series.steps == [1, 2] and cached.series.loss == [1.0, 0.0] and cached.version == 2

@@ -1,0 +1,65 @@
+"""The generated form and the schema round-trip: every field has a control, values come back the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer.config import GROUPS, ConfigError, TrainConfig, field_specs
+from webui.form import (AUTO, EMPTY, FALSE, TRUE, config_to_values, controls, grouped_controls, values_to_config)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_schema_field_has_exactly_one_control_in_its_group():
+    names = [c.name for c in controls()]
+    assert names == list(TrainConfig.model_fields)
+    grouped = [c.name for _, _, _, common, advanced in grouped_controls() for c in common + advanced]
+    assert sorted(grouped) == sorted(names)
+    assert [g[0] for g in grouped_controls()] == [g[0] for g in GROUPS]
+    for spec, control in zip(field_specs(), controls()):
+        assert control.label == spec.label and control.help == spec.help
+        if spec.optional and spec.kind in ("bool", "choice"):
+            assert (AUTO if spec.kind == "bool" else EMPTY) in control.choices
+
+
+def test_defaults_round_trip():
+    cfg = TrainConfig()
+    assert values_to_config(config_to_values(cfg)) == cfg
+
+
+def test_presets_round_trip():
+    for path in sorted((ROOT / "presets").glob("*.yaml")):
+        cfg = TrainConfig.from_yaml(path)
+        assert values_to_config(config_to_values(cfg)) == cfg, path.name
+
+
+def test_non_default_values_round_trip():
+    cfg = TrainConfig(
+        model_name_or_path="Qwen/Qwen2.5-0.5B", finetuning_type="lora", quantization_bit=4, packing=False,
+        group_by_length=True, max_samples=1000, per_device_eval_batch_size=4, lora_target=["q_proj", "v_proj"],
+        column_mapping={"question": "instruction", "answer": "output"}, learning_rate=1.5e-5,
+        dataset_subset="en", save_total_limit=None, run_name="my run", val_size=0.05, eval_strategy="steps",
+        use_liger_kernel=False, resume_from_checkpoint="last", max_steps=120, warmup_ratio=0.0, warmup_steps=5)
+    values = config_to_values(cfg)
+    assert values["quantization_bit"] == "4" and values["packing"] == FALSE and values["group_by_length"] == TRUE
+    assert values["save_total_limit"] == "" and values["use_liger_kernel"] == FALSE
+    assert values_to_config(values) == cfg
+
+
+def test_field_errors_are_named_by_field():
+    values = config_to_values(TrainConfig())
+    values.update(learning_rate=-1, max_samples="lots", column_mapping="[1, 2]")
+    with pytest.raises(ConfigError) as err:
+        values_to_config(values)
+    by_field = err.value.by_field()
+    assert set(by_field) == {"max_samples", "column_mapping"}  # parse problems come first
+    values.update(max_samples="", column_mapping="")
+    with pytest.raises(ConfigError) as err:
+        values_to_config(values)
+    assert set(err.value.by_field()) == {"learning_rate"}
+    values.update(learning_rate=1e-4, finetuning_type="full", quantization_bit="4")
+    with pytest.raises(ConfigError) as err:
+        values_to_config(values)
+    assert "quantization_bit" in err.value.by_field()

@@ -1,0 +1,242 @@
+"""The train form, generated from the schema. Pure: no gradio here (webui/app.py renders it).
+
+Every TrainConfig field gets one control described by a `Control`, built from `field_specs()`; nothing
+lists fields by hand. `config_to_values` and `values_to_config` convert between a TrainConfig and the
+values the controls hold, so the form and the schema round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import yaml
+
+from trainer.config import GROUPS, ConfigError, FieldSpec, TrainConfig, field_specs
+
+EMPTY = "empty"  # the choice that means None for an optional field
+AUTO = "auto"  # ... for an optional on/off field, where None means "decide for me"
+TRUE, FALSE = "on", "off"
+
+
+@dataclass(frozen=True)
+class Control:
+    """How one schema field is shown: widget kind, choices, and the words around it."""
+
+    name: str
+    widget: str  # "checkbox" | "number" | "dropdown" | "textbox"
+    label: str
+    help: str
+    group: str
+    advanced: bool
+    choices: tuple[str, ...] = ()
+    integer: bool = False
+    placeholder: str = ""
+    spec: FieldSpec | None = None
+
+    @property
+    def info(self) -> str:
+        """Help text plus the bounds, shown under the label."""
+        return f"{self.help} {bounds_text(self.spec)}".strip() if self.spec else self.help
+
+
+def bounds_text(spec: FieldSpec) -> str:
+    parts = []
+    if spec.minimum is not None:
+        parts.append(f"{'>' if spec.exclusive_minimum else '≥'} {spec.minimum:g}")
+    if spec.maximum is not None:
+        parts.append(f"{'<' if spec.exclusive_maximum else '≤'} {spec.maximum:g}")
+    return f"[{', '.join(parts)}]" if parts else ""
+
+
+def _choice_text(value: Any) -> str:
+    return str(value)
+
+
+def control_for(spec: FieldSpec) -> Control:
+    common = dict(name=spec.name, label=spec.label, help=spec.help, group=spec.group, advanced=spec.advanced,
+                  spec=spec)
+    if spec.kind == "bool":
+        if spec.optional:
+            return Control(widget="dropdown", choices=(AUTO, TRUE, FALSE), **common)
+        return Control(widget="checkbox", **common)
+    if spec.kind == "choice":
+        choices = tuple(_choice_text(c) for c in spec.choices)
+        if spec.optional:
+            choices = (EMPTY,) + choices
+        return Control(widget="dropdown", choices=choices, **common)
+    if spec.kind in ("int", "float"):
+        if spec.optional:  # a textbox, so "empty" is something the user can type (or leave blank)
+            return Control(widget="textbox", integer=spec.kind == "int", placeholder=f"{EMPTY}", **common)
+        return Control(widget="number", integer=spec.kind == "int", **common)
+    if spec.kind == "list":
+        return Control(widget="textbox", placeholder="all-linear, or q_proj,v_proj,...", **common)
+    if spec.kind == "dict":
+        return Control(widget="textbox", placeholder="{question: instruction, answer: output}", **common)
+    return Control(widget="textbox", placeholder=EMPTY if spec.optional else "", **common)
+
+
+def controls() -> list[Control]:
+    """One control per schema field, in schema order."""
+    return [control_for(spec) for spec in field_specs()]
+
+
+def grouped_controls() -> list[tuple[str, str, bool, list[Control], list[Control]]]:
+    """(group key, title, open by default, common controls, advanced controls) in the schema's group order."""
+    all_controls = controls()
+    out = []
+    for key, title, is_open in GROUPS:
+        members = [c for c in all_controls if c.group == key]
+        out.append((key, title, is_open, [c for c in members if not c.advanced], [c for c in members if c.advanced]))
+    return out
+
+
+# --- values <-> config ---------------------------------------------------------------------------
+
+def to_control_value(control: Control, value: Any) -> Any:
+    """A field's value as its control holds it."""
+    spec = control.spec
+    assert spec is not None
+    if spec.kind == "bool":
+        if spec.optional:
+            return AUTO if value is None else (TRUE if value else FALSE)
+        return bool(value)
+    if spec.kind == "choice":
+        return EMPTY if value is None else _choice_text(value)
+    if spec.kind in ("int", "float"):
+        if control.widget == "textbox":
+            return "" if value is None else _number_text(value)
+        return value
+    if spec.kind == "list":
+        return ", ".join(value) if isinstance(value, list) else str(value)
+    if spec.kind == "dict":
+        return "" if not value else json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value)
+
+
+def _number_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value)) if value != 0 else "0"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+class _FieldProblem(ValueError):
+    pass
+
+
+def from_control_value(control: Control, raw: Any) -> Any:
+    """A control's value as the schema expects it (None for "empty"/"auto"). Raises _FieldProblem."""
+    spec = control.spec
+    assert spec is not None
+    if spec.kind == "bool":
+        if spec.optional:
+            text = str(raw or AUTO).strip().lower()
+            if text == AUTO:
+                return None
+            if text in (TRUE, "true", "yes", "1"):
+                return True
+            if text in (FALSE, "false", "no", "0"):
+                return False
+            raise _FieldProblem(f"choose {AUTO}, {TRUE} or {FALSE} (got {raw!r})")
+        return bool(raw)
+    if spec.kind == "choice":
+        if raw is None or str(raw).strip() in ("", EMPTY):
+            if spec.optional:
+                return None
+            raise _FieldProblem(f"choose one of {', '.join(map(str, spec.choices))}")
+        for choice in spec.choices:
+            if str(choice) == str(raw).strip():
+                return choice
+        raise _FieldProblem(f"choose one of {', '.join(map(str, spec.choices))} (got {raw!r})")
+    if spec.kind in ("int", "float"):
+        return _parse_number(spec, raw)
+    if spec.kind == "list":
+        return str(raw or "")
+    if spec.kind == "dict":
+        text = str(raw or "").strip()
+        if not text:
+            return {}
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise _FieldProblem("write a mapping such as {question: instruction, answer: output}") from None
+        if not isinstance(data, dict):
+            raise _FieldProblem("write a mapping such as {question: instruction, answer: output}")
+        return {str(k): str(v) for k, v in data.items()}
+    text = "" if raw is None else str(raw).strip()
+    if spec.optional and text in ("", EMPTY):
+        return None
+    return text
+
+
+def _parse_number(spec: FieldSpec, raw: Any) -> Any:
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", EMPTY, "none")):
+        if spec.optional:
+            return None
+        raise _FieldProblem("a number is required")
+    if isinstance(raw, bool):
+        raise _FieldProblem(f"a number is required (got {raw!r})")
+    if isinstance(raw, (int, float)):
+        value = raw
+    else:
+        text = str(raw).strip().replace("_", "")
+        try:
+            value = int(text) if spec.kind == "int" else float(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise _FieldProblem(f"a number is required (got {raw!r})") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _FieldProblem(f"must be a finite number (got {raw!r})")
+    if spec.kind == "int":
+        if float(value) != int(value):
+            raise _FieldProblem(f"must be a whole number (got {raw!r})")
+        return int(value)
+    return float(value)
+
+
+def config_to_values(cfg: TrainConfig) -> dict[str, Any]:
+    """{field name: control value} for every schema field."""
+    data = cfg.model_dump()
+    return {c.name: to_control_value(c, data[c.name]) for c in controls()}
+
+
+def values_to_dict(values: dict[str, Any]) -> dict[str, Any]:
+    """Control values -> a plain field dict; raises ConfigError naming each field that cannot be parsed."""
+    data: dict[str, Any] = {}
+    errors: list[tuple[str, str]] = []
+    for control in controls():
+        if control.name not in values:
+            continue
+        try:
+            data[control.name] = from_control_value(control, values[control.name])
+        except _FieldProblem as exc:
+            errors.append((control.name, str(exc)))
+    if errors:
+        raise ConfigError(errors)
+    return data
+
+
+def values_to_config(values: dict[str, Any]) -> TrainConfig:
+    """Control values -> a validated TrainConfig; raises ConfigError (use .by_field() to show at the fields)."""
+    return TrainConfig.from_dict(values_to_dict(values))
+
+
+def values_from_list(raw: Sequence[Any]) -> dict[str, Any]:
+    """The positional values of the controls (in `controls()` order) as a dict."""
+    return {c.name: v for c, v in zip(controls(), raw)}
+
+
+def field_errors_text(errors: dict[str, str]) -> str:
+    """An error box naming each field by its label."""
+    labels = {c.name: c.label for c in controls()}
+    lines = []
+    for name, message in errors.items():
+        if name:
+            lines.append(f"- **{labels.get(name, name)}** (`{name}`): {message}")
+        else:
+            lines.append(f"- {message}")
+    return "\n".join(lines)

@@ -66,10 +66,15 @@ def _add(rng: random.Random) -> dict:
     return {"instruction": f"What is {a} plus {b}?", "input": "", "output": f"{a} plus {b} is {a + b}."}
 
 
+CAPITAL_QUESTIONS = ["What is the capital of {}?", "Name the capital city of {}.", "Which city is the capital of {}?"]
+
+
 def _capital(rng: random.Random) -> dict:
     country, city = rng.choice(CAPITALS)
-    return {"instruction": f"What is the capital of {country}?", "input": "",
-            "output": f"The capital of {country} is {city}."}
+    question = rng.choice(CAPITAL_QUESTIONS).format(country)
+    if rng.random() < 0.5:
+        return {"instruction": question + " Answer with one word.", "input": "", "output": city}
+    return {"instruction": question, "input": "", "output": f"The capital of {country} is {city}."}
 
 
 def _numbered(rng: random.Random) -> dict:
@@ -82,12 +87,20 @@ TASKS = [_reverse, _count, _uppercase, _add, _capital, _numbered]
 
 
 def make_rows(seed: int = SEED, rows_per_task: int = ROWS_PER_TASK) -> list[dict]:
-    """The demo rows, interleaved by task so that any prefix (max_samples) holds every task."""
+    """The demo rows, interleaved by task so that any prefix (max_samples) holds every task.
+
+    Every row is distinct: a repeated row would be reported as a duplicate by the data checks.
+    """
     rng = random.Random(seed)
-    rows = []
+    rows: list[dict] = []
+    seen: set[str] = set()
     for _ in range(rows_per_task):
         for task in TASKS:
-            rows.append(task(rng))
+            row = task(rng)
+            while json.dumps(row) in seen:
+                row = task(rng)
+            seen.add(json.dumps(row))
+            rows.append(row)
     return rows
 
 

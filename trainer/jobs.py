@@ -265,12 +265,15 @@ class JobManager:
         self.poll_interval_s = poll_interval_s
         self._children: dict[str, subprocess.Popen] = {}  # runs this manager spawned (reaped by poll)
         self._trackers: dict[str, _LossTracker] = {}
+        self._zombies_seen: dict[int, float] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._wake_event = threading.Event()  # set to make the scheduler tick now rather than at the next poll
         self._thread: threading.Thread | None = None
         self._init_db()
-        self.refresh()  # reconcile: rows marked running whose process is gone -> interrupted
+        self._remove_leftovers()
+        with self._lock:  # reconcile: rows marked running whose process is gone -> interrupted; live ones reattach
+            self._check_running()
         if autostart:
             self.start()
 
@@ -306,6 +309,16 @@ class JobManager:
         finally:
             conn.close()
 
+    def _remove_leftovers(self) -> None:
+        """Staging / deleting directories a crashed server left behind (an hour old: no one is using them)."""
+        for entry in self.runs_root.glob(".[sd][te]*-*"):
+            if entry.name.startswith((".staging-", ".deleting-")):
+                try:
+                    if time.time() - entry.stat().st_mtime > 3600:
+                        shutil.rmtree(entry, ignore_errors=True)
+                except OSError:
+                    pass
+
     def _row_to_info(self, row: sqlite3.Row) -> RunInfo:
         data = dict(row)
         return RunInfo(run_dir=self.runs_root / data["id"], **data)
@@ -338,6 +351,10 @@ class JobManager:
         """The run's row; UnknownRunError (a KeyError and a JobError) when there is none."""
         with self._db() as conn:
             return self._fetch(conn, run_id)
+
+    def read_config(self, run_id: str) -> TrainConfig:
+        """The run's config.yaml (as the trainer sees it: after a resume or an OOM restart, the changed one)."""
+        return TrainConfig.from_yaml(self.run_dir(run_id) / CONFIG_FILE)
 
     def list_runs(self, status: str | Iterable[str] | None = None, owner: str | None = None) -> list[RunInfo]:
         """Runs, newest first; optionally only some statuses and/or one owner."""
@@ -442,7 +459,7 @@ class JobManager:
             if checkpoint is None:
                 raise JobError(f"run {run_id} saved no checkpoint before it stopped, so there is nothing to resume "
                                "from; start it again as a new run (lower save_steps to checkpoint more often)")
-            cfg = self._read_config(info)
+            cfg = self.read_config(info.id)
             cfg.replace(resume_from_checkpoint="last").save(info.run_dir / CONFIG_FILE)
             self._requeue(conn, info)
             append_event(info.run_dir, "message", level="info",
@@ -473,9 +490,6 @@ class JobManager:
             raise PermissionError(f"run {info.id} belongs to '{info.owner}': only its owner may {action} it "
                                   f"(you are '{owner}')")
 
-    def _read_config(self, info: RunInfo) -> TrainConfig:
-        return TrainConfig.from_yaml(info.run_dir / CONFIG_FILE)
-
     def _requeue(self, conn: sqlite3.Connection, info: RunInfo, reason: str | None = None) -> None:
         self._update(conn, info.id, status=QUEUED, pid=None, exit_code=None, finished_at=None, reason=reason,
                      failure_kind=None, abort_requested_at=None)
@@ -494,12 +508,29 @@ class JobManager:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop the scheduler thread. Running trainers keep running (they are in their own sessions)."""
+        """Stop the scheduler thread. Running trainers keep running (they are in their own sessions).
+
+        Our own children are still waited for in the background, so one that ends while this process
+        lives is reaped (no zombie) and recorded, and nothing new is started.
+        """
         self._stop.set()
         self._wake_event.set()
         if self._thread:
             self._thread.join(timeout=10)
             self._thread = None
+        with self._lock:
+            children, self._children = self._children, {}
+        for run_id, proc in children.items():
+            threading.Thread(target=self._reap_after_close, args=(run_id, proc), daemon=True,
+                             name=f"tunedeck-reap-{run_id}").start()
+
+    def _reap_after_close(self, run_id: str, proc: subprocess.Popen) -> None:
+        code = proc.wait()
+        try:
+            with self._lock:
+                self._finalize(run_id, proc.pid, code)
+        except Exception as exc:  # the database may be gone (a test's tmp dir): nothing left to record
+            print(f"tunedeck jobs: could not record the end of {run_id}: {exc!r}", file=sys.stderr)
 
     def __enter__(self) -> "JobManager":
         return self
@@ -539,7 +570,7 @@ class JobManager:
         for info in rows:
             if info.id in self._children:
                 alive = True
-            elif info.pid and _is_zombie(info.pid):
+            elif info.pid and _is_zombie(info.pid) and self._zombie_wait(info.pid):
                 continue  # ended; the manager that started it reaps it and records the exit code
             else:
                 alive = _pid_is_trainer_of(info.pid, info.run_dir)
@@ -555,6 +586,12 @@ class JobManager:
             if tracker.update():
                 with self._db(write=True) as conn:
                     self._update(conn, info.id, "AND status = ?", (RUNNING,), **tracker.columns())
+
+    def _zombie_wait(self, pid: int) -> bool:
+        """Leave an unreaped trainer to its parent manager for a while; after that (the parent is stuck, or
+        is an init that never reaps orphans) record it here."""
+        first_seen = self._zombies_seen.setdefault(pid, time.monotonic())
+        return time.monotonic() - first_seen < max(5.0, 3 * self.poll_interval_s)
 
     def _tracker(self, info: RunInfo) -> _LossTracker:
         tracker = self._trackers.get(info.id)
@@ -679,7 +716,7 @@ class JobManager:
         """oom_recovery: restart from the last checkpoint with half the micro-batch, same effective batch."""
         info = self.get(run_id)
         try:
-            cfg = self._read_config(info)
+            cfg = self.read_config(info.id)
         except ConfigError:
             return
         if not getattr(cfg, "oom_recovery", False):

@@ -103,3 +103,9 @@ def test_gpu_choices():
     assert gpu_choice("24 GB").memory_gib == 24
     assert gpu_choice(80).total_bytes == 80 * 1024 ** 3
     assert gpu_choice("12") is None and gpu_choice("big") is None
+
+
+def test_demo_model_shape_without_building_it():
+    shape = model_shape("demo")
+    assert shape is not None and shape.source == "demo"
+    assert shape.num_layers >= 1 and shape.vocab_size >= 100 and not shape.gated

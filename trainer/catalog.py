@@ -273,37 +273,27 @@ def read_config_json(path: str | Path) -> Optional[dict[str, Any]]:
 
 
 def _demo_shape() -> Optional[ModelShape]:
-    """The shipped demo model's shape, from trainer.demo's config (built model not needed)."""
+    """The shipped demo model's shape: its built config.json, else trainer.demo's constants (no build)."""
     try:
-        from . import demo  # the training engineer's module; imported lazily (it may import torch)
+        from . import demo  # the training engineer's module; no torch at import time
     except Exception:  # noqa: BLE001 - a broken or missing demo module must not break the plan
         return None
-    for attr in ("DEMO_MODEL_CONFIG", "DEMO_CONFIG", "MODEL_CONFIG"):
-        config = getattr(demo, attr, None)
-        if isinstance(config, dict):
-            try:
-                return replace(shape_from_config(config, "demo", "demo"), license="apache-2.0")
-            except ValueError:
-                return None
-    for attr in ("demo_model_config", "demo_config"):
-        fn = getattr(demo, attr, None)
-        if callable(fn):
-            try:
-                config = fn()
-                config = config if isinstance(config, dict) else config.to_dict()
-                return shape_from_config(config, "demo", "demo")
-            except Exception:  # noqa: BLE001
-                return None
-    # Fall back on an already built demo model's config.json in the cache.
-    cache_dir = getattr(demo, "demo_model_dir", None)
-    if callable(cache_dir):
+    try:
+        config = read_config_json(demo.demo_model_dir())
+    except Exception:  # noqa: BLE001
+        config = None
+    if config is None:
         try:
-            config = read_config_json(cache_dir())
-        except Exception:  # noqa: BLE001
-            config = None
-        if config:
-            return shape_from_config(config, "demo", "demo")
-    return None
+            config = {"model_type": "llama", "num_hidden_layers": demo.NUM_LAYERS, "hidden_size": demo.HIDDEN_SIZE,
+                      "intermediate_size": demo.INTERMEDIATE_SIZE, "num_attention_heads": demo.NUM_HEADS,
+                      "num_key_value_heads": demo.NUM_KV_HEADS, "vocab_size": demo.VOCAB_SIZE,
+                      "max_position_embeddings": demo.MAX_POSITIONS, "tie_word_embeddings": False}
+        except AttributeError:
+            return None
+    try:
+        return replace(shape_from_config(config, "demo", "demo"), license="apache-2.0")
+    except ValueError:
+        return None
 
 
 def model_shape(name_or_path: str) -> Optional[ModelShape]:

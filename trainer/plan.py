@@ -148,12 +148,14 @@ def resolve_packing(cfg: TrainConfig, hw: Hardware) -> tuple[bool, bool]:
 def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Hardware = CPU,
                  token_lengths: Optional[Sequence[int]] = None,
                  reference_effective_batch: Optional[int] = None,
-                 reference_learning_rate: Optional[float] = None) -> Plan:
+                 reference_learning_rate: Optional[float] = None,
+                 gpu_memory_gb: Optional[float] = None) -> Plan:
     """Resolve a config into the numbers a run will really use.
 
     num_samples: training rows after the validation split (None when the dataset is not reachable).
     token_lengths: tokenized length of each training row, when known (padding efficiency, packing).
     reference_*: the preset's effective batch and learning rate, for the learning-rate note.
+    gpu_memory_gb: the card (GiB) to judge the memory estimate against; default the detected GPU.
     """
     devices = max(1, hw.num_devices)
     micro, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
@@ -254,6 +256,18 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         warnings.append("save_strategy is 'no': an interrupted run cannot be resumed.")
 
     liger = cfg.use_liger_kernel if cfg.use_liger_kernel is not None else (hw.device == "cuda" and hw.liger)
+
+    # Peak GPU memory from the model's shape (catalog or local config.json): trainer/memory.py.
+    from .memory import memory_plan_for_config
+
+    card_gb = gpu_memory_gb or (hw.gpu_total_gb if hw.device == "cuda" else None)
+    # Planned from a CPU box, `auto` means what it will mean on the GPU: 16-bit.
+    memory_precision = precision if hw.device == "cuda" or cfg.precision != "auto" else "bf16"
+    memory_gb, memory_extra, memory_warnings = memory_plan_for_config(
+        cfg, precision=memory_precision, attn_implementation=resolve_attention(cfg, hw), use_liger_kernel=bool(liger),
+        gpu_memory_gb=card_gb, gpu_label=hw.gpu_name if card_gb and not gpu_memory_gb else None)
+    extra.update(memory_extra)
+    warnings.extend(memory_warnings)
     return Plan(
         effective_batch_size=effective,
         micro_batch_size=micro,
@@ -271,6 +285,7 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         use_liger_kernel=bool(liger),
         attn_implementation=resolve_attention(cfg, hw),
         padding_efficiency=pad_eff,
+        memory_estimate_gb=memory_gb,
         summary=summary,
         warnings=warnings,
         extra=extra,

@@ -1,0 +1,438 @@
+"""Peak GPU memory of a fine-tuning run, estimated from the model's shape and the run's settings.
+
+Pure Python (no torch), so the plan can show it while a form is edited. Every figure is in bytes; `GB`
+below means GiB (2**30 bytes), the unit torch, nvidia-smi and the card's marketed size use ("80 GB" H100 =
+80 GiB). Published weight sizes are often in 10**9 bytes: Llama-3.1-8B in NF4 is 5.70e9 bytes = 5.31 GiB.
+
+The model follows what tunedeck's trainer really does (trainer/model.py, TRL's SFTTrainer):
+- 4-bit: linear layers in NF4/FP4, blocksize 64, one absmax per block (fp32, or 8-bit + a second-level
+  fp32 absmax per 256 blocks with double quantisation); embeddings, lm_head, norms and biases stay
+  unquantised and peft's `prepare_model_for_kbit_training` upcasts them to fp32 (so do 8-bit bases).
+- LoRA adapters are fp32 (peft's default), their gradients fp32, the optimizer state per trainable
+  parameter by optimizer. Full fine-tuning keeps weights, gradients and Adam state in the load dtype.
+- Activations: what autograd saves per token per layer, with gradient checkpointing the layer inputs
+  plus one layer recomputed; logits and the loss in fp32 over the vocabulary (none with Liger's fused
+  linear cross-entropy); the CUDA context, which torch's own counters do not see.
+The activation coefficients were calibrated against an H100 (benchmarks/README.md says how).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence, Union
+
+from .catalog import ModelShape
+
+GB = 1024 ** 3
+CUDA_CONTEXT_BYTES = int(0.55 * GB)  # CUDA 12/13 context + cuBLAS workspace on an H100; torch does not count it
+ALLOCATOR_OVERHEAD = 0.06  # caching-allocator rounding and fragmentation over the live tensors (measured)
+QUANT_BLOCKSIZE = 64  # bitsandbytes' 4-bit blocksize for weights
+DOUBLE_QUANT_BLOCKSIZE = 256  # second-level blocks of absmax values with double quantisation
+FITS_BELOW = 0.90  # share of the card a run may use and still "fit" (headroom for fragmentation, spikes)
+
+# Bytes of optimizer state per trainable parameter (plus 32-bit state for tiny tensors in 8-bit modes).
+OPTIMIZER_STATE_BYTES = {
+    "adamw_torch": 8.0,  # exp_avg + exp_avg_sq, in the parameter's dtype (fp32 for LoRA)
+    "adamw_torch_fused": 8.0,
+    "paged_adamw_32bit": 8.0,
+    "adamw_8bit": 2.0,  # blockwise 8-bit states (bitsandbytes), + small per-block fp32 maxima
+    "paged_adamw_8bit": 2.0,
+    "adafactor": 0.0,  # factored second moment: rows + cols per matrix, counted separately
+    "sgd": 0.0,  # transformers' default SGD has no momentum
+}
+PAGED_OPTIMIZERS = {"paged_adamw_8bit", "paged_adamw_32bit"}
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """The run settings the memory depends on (resolved: no `auto` left)."""
+
+    micro_batch: int = 1
+    seq_len: int = 1024
+    finetuning_type: str = "lora"  # lora | full
+    quantization_bit: Optional[int] = None  # None, 4 or 8
+    double_quantization: bool = True
+    precision: str = "bf16"  # bf16 | fp16 | fp32
+    lora_rank: int = 16
+    lora_target: Union[str, Sequence[str]] = "all-linear"
+    lora_dropout: float = 0.05
+    use_dora: bool = False
+    optim: str = "adamw_torch"
+    gradient_checkpointing: bool = True
+    offload_activations: bool = False
+    use_liger_kernel: bool = False
+    attn_implementation: str = "sdpa"  # eager materialises the attention matrix; sdpa/flash do not
+    kbit_upcast_fp32: bool = True  # peft's prepare_model_for_kbit_training upcasts unquantised weights
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, precision: str, attn_implementation: str = "sdpa",
+                    use_liger_kernel: bool = False, micro_batch: Optional[int] = None,
+                    seq_len: Optional[int] = None) -> "MemorySettings":
+        """From a TrainConfig and the plan's resolved choices. seq_len defaults to cutoff_len (worst case)."""
+        return cls(
+            micro_batch=micro_batch or cfg.per_device_train_batch_size,
+            seq_len=seq_len or cfg.cutoff_len,
+            finetuning_type=cfg.finetuning_type,
+            quantization_bit=cfg.quantization_bit,
+            double_quantization=cfg.double_quantization,
+            precision=precision,
+            lora_rank=cfg.lora_rank,
+            lora_target=cfg.lora_target,
+            lora_dropout=cfg.lora_dropout,
+            use_dora=cfg.use_dora,
+            optim=cfg.optim,
+            gradient_checkpointing=cfg.gradient_checkpointing,
+            offload_activations=cfg.offload_activations,
+            use_liger_kernel=use_liger_kernel,
+            attn_implementation=attn_implementation,
+        )
+
+    def with_batch(self, micro_batch: int) -> "MemorySettings":
+        return _replace(self, micro_batch=micro_batch)
+
+
+def _replace(settings: MemorySettings, **changes: Any) -> MemorySettings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)
+
+
+# --- weights -------------------------------------------------------------------------------------
+
+def quantized_bytes(num_params: int, bits: int, *, double_quantization: bool = True,
+                    blocksize: int = QUANT_BLOCKSIZE) -> float:
+    """Bytes of `num_params` weights stored by bitsandbytes in `bits` bits, quantisation constants included."""
+    if bits == 4:
+        blocks = num_params / blocksize
+        if double_quantization:
+            # 8-bit absmax per block + an fp32 absmax (and offset) per 256 blocks
+            constants = blocks * 1 + (blocks / DOUBLE_QUANT_BLOCKSIZE) * 4
+        else:
+            constants = blocks * 4
+        return num_params * 0.5 + constants
+    if bits == 8:
+        return float(num_params)  # LLM.int8: one byte a weight; the per-row fp32 scales are added by the caller
+    raise ValueError(f"quantization to {bits} bits is not supported (4 or 8)")
+
+
+def _dtype_bytes(precision: str) -> int:
+    return 4 if precision == "fp32" else 2
+
+
+def base_weight_bytes(shape: ModelShape, settings: MemorySettings, *, upcast: Optional[bool] = None) -> dict[str, float]:
+    """Bytes of the frozen (or, for full fine-tuning, trained) base weights, split quantised / not."""
+    linear = shape.num_layers * shape.linear_parameters_per_layer()
+    other = shape.parameter_count() - linear  # embeddings, lm_head, norms, biases
+    load_bytes = _dtype_bytes(settings.precision)
+    if settings.finetuning_type == "full" and settings.precision == "fp16":
+        load_bytes = 4  # fp32 master weights (trainer/model.py loads full fp16 runs in fp32)
+    bits = settings.quantization_bit if settings.finetuning_type == "lora" else None
+    if not bits:
+        return {"quantized_linear": 0.0, "unquantized": float((linear + other) * load_bytes)}
+    quantized = quantized_bytes(linear, bits, double_quantization=settings.double_quantization)
+    if bits == 8:
+        quantized += 4 * shape.num_layers * sum(n_out for _, _, n_out in shape.linear_modules())
+    upcast = settings.kbit_upcast_fp32 if upcast is None else upcast
+    return {"quantized_linear": quantized, "unquantized": float(other * (4 if upcast else load_bytes))}
+
+
+# --- LoRA ----------------------------------------------------------------------------------------
+
+def lora_targets(shape: ModelShape, target: Union[str, Sequence[str]]) -> list[tuple[str, int, int]]:
+    """The per-layer linear modules LoRA wraps: all of them for `all-linear`, else those named."""
+    modules = shape.linear_modules()
+    if isinstance(target, str):
+        if target in ("all-linear", "all", "all_linear"):
+            return modules
+        target = [t.strip() for t in target.split(",") if t.strip()]
+    wanted = {t.split(".")[-1] for t in target}
+    return [m for m in modules if m[0].split(".")[-1] in wanted]
+
+
+def lora_parameter_count(shape: ModelShape, rank: int, target: Union[str, Sequence[str]] = "all-linear",
+                         *, use_dora: bool = False) -> int:
+    """Exact LoRA parameters: per wrapped module r * (in + out) (+ out for DoRA's magnitude), × layers."""
+    per_layer = sum(rank * (n_in + n_out) + (n_out if use_dora else 0)
+                    for _, n_in, n_out in lora_targets(shape, target))
+    return per_layer * shape.num_layers
+
+
+def _trainable_matrices(shape: ModelShape, settings: MemorySettings) -> list[tuple[int, int, int]]:
+    """(count, rows, cols) of the trained matrices, for factored optimizers."""
+    if settings.finetuning_type == "full":
+        mats = [(shape.num_layers, n_out, n_in) for _, n_in, n_out in shape.linear_modules()]
+        mats.append((1 if shape.tie_word_embeddings else 2, shape.vocab_size, shape.hidden_size))
+        return mats
+    r = settings.lora_rank
+    out: list[tuple[int, int, int]] = []
+    for _, n_in, n_out in lora_targets(shape, settings.lora_target):
+        out += [(shape.num_layers, r, n_in), (shape.num_layers, n_out, r)]
+    return out
+
+
+def optimizer_state_bytes(num_trainable: int, optim: str, *, param_bytes: int = 4,
+                          matrices: Sequence[tuple[int, int, int]] = ()) -> float:
+    """Optimizer state for `num_trainable` parameters. AdamW keeps 2 states in the parameter's dtype."""
+    if optim == "adafactor":
+        return float(sum(count * (rows + cols) * 4 for count, rows, cols in matrices))
+    if optim in ("adamw_torch", "adamw_torch_fused"):
+        return float(num_trainable * 2 * param_bytes)
+    if optim not in OPTIMIZER_STATE_BYTES:
+        raise ValueError(f"unknown optimizer {optim!r}")
+    state = OPTIMIZER_STATE_BYTES[optim]
+    if optim.endswith("8bit"):
+        state += 2 * 4 / 256  # one fp32 maximum per 256-value block, for each of the two states
+    return float(num_trainable * state)
+
+
+# --- activations ---------------------------------------------------------------------------------
+
+def activation_bytes_per_token_per_layer(shape: ModelShape, settings: MemorySettings) -> float:
+    """What autograd keeps per token in one decoder layer without checkpointing.
+
+    Counted from the layer's graph: two RMSNorms saving their fp32 input, the q/k/v/o and MLP
+    projections' inputs, attention's q/k/v/out (+ the score matrix for eager attention, added by the
+    caller), the gated MLP's three intermediates, and for LoRA with dropout a mask and a dropped copy of
+    every wrapped module's input.
+    """
+    h, i, q, kv = shape.hidden_size, shape.intermediate_size, shape.q_size, shape.kv_size
+    cb = 4 if settings.precision == "fp32" else 2  # compute dtype
+    # Quantised bases upcast norms (and the residual stream after them) to fp32.
+    rb = 4 if (settings.precision == "fp32" or (settings.quantization_bit and settings.kbit_upcast_fp32)) else 2
+    norms = 2 * 4 * h  # RMSNorm computes in fp32 and saves its input there
+    attention = rb * h + cb * (q + 2 * kv + q) + cb * q  # qkv input, sdpa q/k/v/out, o_proj input
+    mlp_inter = (3 if shape.gated_mlp else 2) * i
+    mlp = rb * h + cb * mlp_inter + cb * i  # gate/up input, intermediates, down_proj input
+    lora = 0.0
+    if settings.finetuning_type == "lora" and settings.lora_dropout > 0:
+        for _, n_in, _ in lora_targets(shape, settings.lora_target):
+            lora += n_in * (1 + rb)  # dropout mask + dropped input copy
+    return float(norms + attention + mlp + lora)
+
+
+def activation_bytes(shape: ModelShape, settings: MemorySettings) -> dict[str, float]:
+    """Saved activations for one micro-batch at seq_len, with and without checkpointing/offload."""
+    tokens = settings.micro_batch * settings.seq_len
+    per_layer_token = activation_bytes_per_token_per_layer(shape, settings)
+    rb = 4 if (settings.precision == "fp32" or (settings.quantization_bit and settings.kbit_upcast_fp32)) else 2
+    attn_matrix = 0.0
+    if settings.attn_implementation == "eager":
+        # scores + softmax output (+ dropout) per head: b * heads * s * s in the compute dtype and fp32
+        attn_matrix = settings.micro_batch * shape.num_attention_heads * settings.seq_len ** 2 * (2 + 4)
+    one_layer = tokens * per_layer_token + attn_matrix
+    if not settings.gradient_checkpointing:
+        saved = shape.num_layers * one_layer
+        return {"saved": saved, "recompute": 0.0, "gradients_in_flight": 3 * rb * shape.hidden_size * tokens}
+    checkpoints = shape.num_layers * rb * shape.hidden_size * tokens  # each layer's input
+    if settings.offload_activations:
+        checkpoints = 2 * rb * shape.hidden_size * tokens  # the rest waits in CPU RAM
+    return {"saved": float(checkpoints), "recompute": float(one_layer),
+            "gradients_in_flight": float(3 * rb * shape.hidden_size * tokens)}
+
+
+def logits_bytes(shape: ModelShape, settings: MemorySettings) -> float:
+    """Logits and the loss over the vocabulary: fp32 logits, their log-softmax and gradient."""
+    tokens = settings.micro_batch * settings.seq_len
+    if settings.use_liger_kernel:
+        # Liger's fused linear cross-entropy: chunks of ceil(tokens / ceil(V / h)) rows (next power of 2),
+        # each chunk's logits in the compute dtype and fp32, plus the gradient of the hidden states.
+        rows_per_chunk = math.ceil(tokens / math.ceil(shape.vocab_size / shape.hidden_size))
+        chunk = min(tokens, 2 ** math.ceil(math.log2(max(1, rows_per_chunk))))
+        return float(chunk * shape.vocab_size * 6 + tokens * shape.hidden_size * 4)
+    return float(3 * tokens * shape.vocab_size * 4)
+
+
+# --- the estimate --------------------------------------------------------------------------------
+
+@dataclass
+class MemoryEstimate:
+    """Peak GPU memory, its parts (bytes) and what it means on a card."""
+
+    breakdown: dict[str, float]
+    trainable_parameters: int
+    total_parameters: int
+    settings: MemorySettings
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> float:
+        return sum(self.breakdown.values())
+
+    @property
+    def total_gb(self) -> float:
+        return self.total_bytes / GB
+
+    @property
+    def torch_peak_bytes(self) -> float:
+        """What torch.cuda.max_memory_reserved() should read: the total less the CUDA context."""
+        return self.total_bytes - self.breakdown.get("cuda_context", 0.0)
+
+    def breakdown_gb(self) -> dict[str, float]:
+        return {k: round(v / GB, 3) for k, v in self.breakdown.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total_gb": round(self.total_gb, 2), "breakdown_gb": self.breakdown_gb(),
+                "trainable_parameters": self.trainable_parameters, "total_parameters": self.total_parameters,
+                "micro_batch": self.settings.micro_batch, "seq_len": self.settings.seq_len, "notes": self.notes}
+
+
+def estimate_memory(shape: ModelShape, settings: MemorySettings) -> MemoryEstimate:
+    """Peak GPU memory of one training step (forward + backward + optimizer step)."""
+    if settings.micro_batch < 1 or settings.seq_len < 1:
+        raise ValueError("micro_batch and seq_len must be at least 1")
+    notes: list[str] = []
+    weights = base_weight_bytes(shape, settings)
+    total_params = shape.parameter_count()
+    breakdown: dict[str, float] = {"cuda_context": float(CUDA_CONTEXT_BYTES)}
+    if settings.finetuning_type == "full":
+        param_bytes = 4 if settings.precision in ("fp32", "fp16") else 2
+        trainable = total_params
+        breakdown["weights"] = weights["unquantized"]
+        breakdown["gradients"] = float(trainable * param_bytes)
+        breakdown["optimizer_state"] = optimizer_state_bytes(trainable, settings.optim, param_bytes=param_bytes,
+                                                             matrices=_trainable_matrices(shape, settings))
+    else:
+        trainable = lora_parameter_count(shape, settings.lora_rank, settings.lora_target, use_dora=settings.use_dora)
+        if trainable == 0:
+            notes.append(f"lora_target {settings.lora_target!r} matches no linear layer of this model")
+        breakdown["base_weights"] = weights["quantized_linear"] + weights["unquantized"]
+        breakdown["lora_weights"] = float(trainable * 4)
+        breakdown["lora_gradients"] = float(trainable * 4)
+        breakdown["optimizer_state"] = optimizer_state_bytes(trainable, settings.optim, param_bytes=4,
+                                                             matrices=_trainable_matrices(shape, settings))
+    if settings.optim in PAGED_OPTIMIZERS:
+        notes.append("paged optimizer: its state moves to CPU RAM when the GPU runs short")
+    acts = activation_bytes(shape, settings)
+    breakdown["activations"] = acts["saved"] + acts["recompute"] + acts["gradients_in_flight"]
+    breakdown["logits_and_loss"] = logits_bytes(shape, settings)
+    dynamic = breakdown["activations"] + breakdown["logits_and_loss"]
+    breakdown["allocator_overhead"] = ALLOCATOR_OVERHEAD * dynamic
+    if settings.quantization_bit == 4 and settings.finetuning_type == "lora":
+        # one layer's weights dequantised to the compute dtype at a time (forward and backward)
+        biggest = max(n_in * n_out for _, n_in, n_out in shape.linear_modules())
+        breakdown["dequantized_buffer"] = float(2 * biggest * _dtype_bytes(settings.precision))
+    return MemoryEstimate(breakdown=breakdown, trainable_parameters=trainable, total_parameters=total_params,
+                          settings=settings, notes=notes)
+
+
+# --- verdicts ------------------------------------------------------------------------------------
+
+def verdict(total_bytes: float, gpu_bytes: float) -> str:
+    """`fits` under 90% of the card, `tight` up to 100%, else `will not fit`."""
+    if gpu_bytes <= 0:
+        raise ValueError("the GPU's memory must be positive")
+    share = total_bytes / gpu_bytes
+    if share <= FITS_BELOW:
+        return "fits"
+    if share <= 1.0:
+        return "tight"
+    return "will not fit"
+
+
+def largest_fitting(fits: Callable[[int], bool], *, start: int = 1, limit: int = 4096) -> int:
+    """The largest n in [1, limit] with fits(n), assuming fits is monotone (true up to a point, then false).
+
+    Doubles from `start` until a size fails, then bisects between the last success and the failure, so
+    it calls `fits` about 2·log2(answer) times. Returns 0 when even 1 does not fit.
+    """
+    if limit < 1:
+        return 0
+    n = max(1, min(start, limit))
+    if not fits(n):
+        if n == 1:
+            return 0
+        good, bad = 0, n  # fell from the start: bisect below it
+    else:
+        good = n
+        bad = None
+        while good < limit:
+            n = min(good * 2, limit)
+            if fits(n):
+                good = n
+            else:
+                bad = n
+                break
+        if bad is None:
+            return good
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if mid < 1:
+            break
+        if fits(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
+def largest_micro_batch(shape: ModelShape, settings: MemorySettings, gpu_bytes: float, *,
+                        share: float = FITS_BELOW, limit: int = 1024) -> int:
+    """The largest micro-batch whose estimate stays under `share` of the card (0: not even 1)."""
+    return largest_fitting(lambda b: estimate_memory(shape, settings.with_batch(b)).total_bytes <= share * gpu_bytes,
+                           limit=limit)
+
+
+def plan_memory(shape: ModelShape, settings: MemorySettings, gpu_bytes: Optional[float] = None,
+                gpu_label: Optional[str] = None) -> dict[str, Any]:
+    """Everything the plan shows about memory: estimate, breakdown, verdict and largest micro-batch."""
+    est = estimate_memory(shape, settings)
+    out: dict[str, Any] = {
+        "memory_breakdown_gb": est.breakdown_gb(),
+        "memory_model": shape.name,
+        "memory_model_source": shape.source,
+        "trainable_parameters": est.trainable_parameters,
+        "total_parameters": est.total_parameters,
+    }
+    if est.notes:
+        out["memory_notes"] = est.notes
+    if gpu_bytes:
+        out["memory_gpu_gb"] = round(gpu_bytes / GB, 1)
+        if gpu_label:
+            out["memory_gpu"] = gpu_label
+        out["memory_verdict"] = verdict(est.total_bytes, gpu_bytes)
+        out["memory_share_of_gpu"] = round(est.total_bytes / gpu_bytes, 3)
+        out["largest_micro_batch"] = largest_micro_batch(shape, settings, gpu_bytes)
+    return out
+
+
+def memory_plan_for_config(cfg: Any, *, precision: str, attn_implementation: str, use_liger_kernel: bool,
+                           gpu_memory_gb: Optional[float] = None, gpu_label: Optional[str] = None
+                           ) -> tuple[Optional[float], dict[str, Any], list[str]]:
+    """(estimate in GB or None when the model is unknown, plan extras, warnings) for a TrainConfig.
+
+    gpu_memory_gb: the card to judge against (detected, or picked from catalog.GPU_CHOICES), in GiB.
+    Without one, the verdict is given for every size in GPU_CHOICES.
+    """
+    from .catalog import GPU_CHOICES, model_shape
+
+    shape = model_shape(cfg.model_name_or_path)
+    if shape is None:
+        return None, {"memory_verdict": "unknown"}, [
+            f"Memory estimate unknown: '{cfg.model_name_or_path}' is neither in the model catalog nor a local "
+            "directory with a config.json."]
+    settings = MemorySettings.from_config(cfg, precision=precision, attn_implementation=attn_implementation,
+                                          use_liger_kernel=use_liger_kernel)
+    gpu_bytes = gpu_memory_gb * GB if gpu_memory_gb else None
+    extra = plan_memory(shape, settings, gpu_bytes, gpu_label)
+    est_gb = round(estimate_memory(shape, settings).total_gb, 2)
+    warnings: list[str] = []
+    if gpu_bytes:
+        best = extra["largest_micro_batch"]
+        micro, accum = settings.micro_batch, cfg.gradient_accumulation_steps
+        effective = micro * accum
+        if extra["memory_verdict"] != "fits":
+            if best >= 1:
+                new_accum = max(1, math.ceil(effective / best))
+                advice = (f"use micro-batch {best} with gradient accumulation {new_accum} "
+                          f"(effective batch {best * new_accum}, was {effective})")
+            else:
+                advice = "even micro-batch 1 does not fit: quantize the base (4-bit), turn on gradient " \
+                         "checkpointing, shorten cutoff_len or pick a bigger GPU"
+            warnings.append(f"Memory: about {est_gb:.1f} GB at micro-batch {micro} × {settings.seq_len} tokens on a "
+                            f"{gpu_memory_gb:g} GB GPU: {extra['memory_verdict']}. {advice[0].upper()}{advice[1:]}.")
+        extra["suggested_gradient_accumulation"] = max(1, math.ceil(effective / best)) if best else None
+    else:
+        extra["memory_verdict_by_gpu"] = {
+            g.key: verdict(estimate_memory(shape, settings).total_bytes, g.total_bytes) for g in GPU_CHOICES}
+    return est_gb, extra, warnings

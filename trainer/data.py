@@ -147,6 +147,9 @@ def resolve_source(dataset: str, base_dir: Optional[str | Path] = None) -> tuple
 
 
 def _read_file(path: Path) -> tuple[list[_Record], list[RowIssue]]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _read_parquet(path), []
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -155,11 +158,9 @@ def _read_file(path: Path) -> tuple[list[_Record], list[RowIssue]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}: not UTF-8 text (line {line}, byte {exc.start + 1}): save the file as UTF-8",
-                        source=str(path)) from None
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return _read_parquet(path), []
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(f"{path}: not UTF-8 text (line {line}, column {column}: byte 0x{raw[exc.start]:02x}): "
+                        "save the file as UTF-8", source=str(path)) from None
     if suffix == ".csv":
         return _read_csv(text, path), []
     if suffix == ".json":
@@ -619,14 +620,15 @@ def _duplicates(examples: Sequence[Example]) -> list[RowIssue]:
 
 
 def split_examples(examples: list, val_size: float, seed: int, source: str = "dataset") -> tuple[list, list]:
-    """(train, eval): val_size below 1 is a fraction (at least one row), 1 or more a row count.
+    """(train, eval): val_size below 1 is a fraction (rounded up, as datasets' train_test_split does), 1 or
+    more a row count.
 
     The held-out rows are drawn with a fixed seed; both parts keep the file's order.
     """
     n = len(examples)
     if not val_size:
         return list(examples), []
-    count = int(val_size) if val_size >= 1 else max(1, round(n * val_size))
+    count = int(val_size) if val_size >= 1 else math.ceil(n * val_size)
     if count >= n:
         raise DataError(f"{source}: val_size {val_size:g} holds out {count} of {n} rows and leaves no training "
                         "rows: lower val_size", source=source)
@@ -842,3 +844,171 @@ def truncation_warning(where: Sequence[str], total: int, tokens_cut: int, cutoff
     shown = ", ".join(where[:5]) + (", ..." if len(where) > 5 else "")
     return (f"{len(where)} of {total} rows are longer than cutoff_len {cutoff_len}: {tokens_cut} tokens are cut "
             f"({shown})")
+
+
+# --- preview ---------------------------------------------------------------------------------------
+
+def preview_row(example: dict, tokenizer: Any, cfg: TrainConfig) -> dict[str, Any]:
+    """One row as the model sees it: the rendered text split into (text, carries_loss) segments.
+
+    Segments follow the tokens: consecutive tokens with the same mask value form one segment, so the
+    highlight is exactly what trains. Text cut by cutoff_len is returned apart as ``cut_text``.
+    """
+    tokenized = tokenize_example(example, tokenizer, cfg)
+    text, offsets, mask = tokenized.text, tokenized.offsets, tokenized.completion_mask
+    segments: list[tuple[str, bool]] = []
+    group_start = 0
+    for i in range(1, len(mask) + 1):
+        if i == len(mask) or mask[i] != mask[i - 1]:
+            end = offsets[i][0] if i < len(mask) else offsets[i - 1][1]
+            start = 0 if not segments else group_start
+            segments.append((text[start:end], bool(mask[i - 1])))
+            group_start = end
+    kept_end = offsets[-1][1] if offsets else 0
+    return {
+        "row": getattr(example, "row", None),
+        "where": getattr(example, "where", ""),
+        "segments": segments,
+        "cut_text": text[kept_end:] if tokenized.full_length > len(tokenized.input_ids) else "",
+        "num_tokens": len(tokenized.input_ids),
+        "full_length": tokenized.full_length,
+        "loss_tokens": sum(mask),
+        "truncated": tokenized.full_length > cfg.cutoff_len,
+    }
+
+
+def preview_rows(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig, page: int = 1,
+                 page_size: int = 10) -> dict[str, Any]:
+    """A page of rows as the model sees them (see preview_row). Pages count from 1 and are clamped.
+
+    Returns {"page", "pages", "page_size", "total", "rows": [preview_row(...), ...]}.
+    """
+    page_size = max(1, int(page_size))
+    total = len(examples)
+    pages = max(1, math.ceil(total / page_size))
+    page = min(max(1, int(page)), pages)
+    chunk = examples[(page - 1) * page_size: page * page_size]
+    return {"page": page, "pages": pages, "page_size": page_size, "total": total,
+            "rows": [preview_row(ex, tokenizer, cfg) for ex in chunk]}
+
+
+# --- token-length statistics ---------------------------------------------------------------------
+
+PADDING_ADVICE_THRESHOLD = 0.8  # the plan warns below this padding efficiency too
+
+
+def percentile(sorted_values: Sequence[int], p: float) -> int:
+    """Nearest-rank percentile: the smallest value with at least p% of the values at or below it."""
+    if not sorted_values:
+        return 0
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def suggested_cutoff_len(lengths: Sequence[int], keep: float = 0.99, multiple: int = 8) -> int:
+    """The cutoff_len that keeps `keep` of the rows whole, rounded up to a multiple of 8 (at least 8)."""
+    value = percentile(sorted(lengths), keep * 100)
+    return max(8, math.ceil(value / multiple) * multiple)
+
+
+def _nice_width(span: int, bins: int) -> int:
+    raw = max(1, math.ceil(span / bins))
+    magnitude = 10 ** max(0, len(str(raw)) - 1)
+    for step in (1, 2, 5, 10):
+        if step * magnitude >= raw:
+            return step * magnitude
+    return 10 * magnitude  # pragma: no cover
+
+
+def length_histogram(lengths: Sequence[int], bins: int = 30) -> dict[str, Any]:
+    """Bins of equal, round width for a bar chart: edges[i] <= length < edges[i + 1] counts in counts[i]."""
+    if not lengths:
+        return {"edges": [], "counts": [], "width": 0}
+    low, high = min(lengths), max(lengths)
+    width = _nice_width(high - low + 1, bins)
+    first = (low // width) * width
+    count = (high - first) // width + 1
+    counts = [0] * count
+    for n in lengths:
+        counts[(n - first) // width] += 1
+    return {"edges": [first + i * width for i in range(count + 1)], "counts": counts, "width": width}
+
+
+def length_stats(lengths: Sequence[int], cfg: TrainConfig) -> dict[str, Any]:
+    """Token-length statistics of rows (lengths before truncation) under cfg's cutoff_len and micro-batch.
+
+    padding_efficiency_* = real tokens / processed tokens (padded to the longest row of each
+    micro-batch), padding_waste_* = padded tokens / processed tokens, for plain (shuffled) batches,
+    group_by_length and packing (padding-free). packing_factor: rows of the longest (cut) length that
+    fit one cutoff_len sequence; rows_per_packed_sequence: the average with best-fit packing.
+    """
+    values = [int(n) for n in lengths if n > 0]
+    cutoff = cfg.cutoff_len
+    micro = cfg.per_device_train_batch_size
+    if not values:
+        return {"count": 0, "cutoff_len": cutoff, "micro_batch": micro, "advice": [],
+                "histogram": length_histogram([])}
+    ordered = sorted(values)
+    n = len(values)
+    truncated = [v for v in values if v > cutoff]
+    clipped_max = min(ordered[-1], cutoff)
+    plain = padding_efficiency(values, micro, "plain", cutoff, cfg.seed)
+    grouped = padding_efficiency(values, micro, "group_by_length", cutoff, cfg.seed)
+    packed = padding_efficiency(values, micro, "packing", cutoff, cfg.seed)
+    packs = pack_best_fit_decreasing(values, cutoff)
+    stats: dict[str, Any] = {
+        "count": n,
+        "min": ordered[0],
+        "max": ordered[-1],
+        "mean": round(sum(values) / n, 2),
+        "p50": percentile(ordered, 50),
+        "p90": percentile(ordered, 90),
+        "p99": percentile(ordered, 99),
+        "cutoff_len": cutoff,
+        "micro_batch": micro,
+        "truncated_rows": len(truncated),
+        "truncated_share": round(len(truncated) / n, 4),
+        "tokens_cut": sum(v - cutoff for v in truncated),
+        "tokens_after_cut": sum(min(v, cutoff) for v in values),
+        "padding_efficiency_plain": round(plain, 4),
+        "padding_efficiency_grouped": round(grouped, 4),
+        "padding_efficiency_packed": round(packed, 4),
+        "padding_waste_plain": round(1 - plain, 4),
+        "padding_waste_grouped": round(1 - grouped, 4),
+        "padding_waste_packed": round(1 - packed, 4),
+        # Share of processed tokens that grouping saves compared with plain batches.
+        "grouping_saves": round(1 - plain / grouped, 4),
+        "packed_sequences": len(packs),
+        "rows_per_packed_sequence": round(n / len(packs), 2),
+        "packing_factor": packing_factor(clipped_max, cutoff),
+        "suggested_cutoff_len": suggested_cutoff_len(values),
+        "histogram": length_histogram(values),
+    }
+    stats["advice"] = length_advice(stats, cfg)
+    return stats
+
+
+def length_advice(stats: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Sentences for the plan: truncation, and packing or grouping when lengths vary."""
+    advice = []
+    n, cutoff = stats["count"], stats["cutoff_len"]
+    if stats["truncated_rows"]:
+        advice.append(
+            f"{stats['truncated_rows']} of {n} rows ({stats['truncated_share']:.1%}) are longer than cutoff_len "
+            f"{cutoff}: {stats['tokens_cut']} tokens are cut. cutoff_len {stats['suggested_cutoff_len']} keeps "
+            "99% of the rows whole.")
+    elif cutoff >= 2 * stats["suggested_cutoff_len"] and cfg.packing:
+        advice.append(f"cutoff_len {cutoff} is over twice what 99% of the rows need "
+                      f"({stats['suggested_cutoff_len']}); a shorter one packs into less memory.")
+    if stats["micro_batch"] > 1 and stats["padding_efficiency_plain"] < PADDING_ADVICE_THRESHOLD and not cfg.packing:
+        spread = (f"Lengths vary (median {stats['p50']}, p90 {stats['p90']}, longest {stats['max']} tokens): at "
+                  f"micro-batch {stats['micro_batch']}, {stats['padding_waste_plain']:.0%} of the tokens processed "
+                  "with plain batches are padding.")
+        packing = (f"packing (no padding, about {stats['rows_per_packed_sequence']:g} rows per {cutoff}-token "
+                   "sequence)")
+        if cfg.group_by_length:
+            advice.append(f"{spread} Turn on {packing}.")
+        else:
+            advice.append(f"{spread} Turn on group_by_length ({stats['padding_waste_grouped']:.0%} padding) "
+                          f"or {packing}.")
+    return advice

@@ -105,14 +105,18 @@ def _vicuna(messages: Messages, bos: str, eos: str, add_generation_prompt: bool)
     out: list[Segment] = [((bos or "") + (system or VICUNA_SYSTEM) + " ", False)]
     for m in turns:
         if m["role"] == "user":
-            out.append((f"USER: {m['content']} ASSISTANT: ", False))
+            out.append((f"USER: {m['content']} ASSISTANT:", False))
         else:
-            out.append((m["content"] + eos, True))
+            out.append((" " + m["content"] + eos, True))
     return out
 
 
 def _plain(messages: Messages, bos: str, eos: str, add_generation_prompt: bool) -> list[Segment]:
-    """The smallest readable template: `User: ...` / `Assistant: ...`. The fallback of `auto`."""
+    """The smallest readable template: `User: ...` / `Assistant: ...`. The fallback of `auto`.
+
+    The prompt ends with "Assistant:" and the answer starts with its space, so the generation prompt
+    tokenizes exactly as in training.
+    """
     system, turns = _split_system(messages)
     out: list[Segment] = [(bos, False)] if bos else []
     if system:
@@ -120,10 +124,56 @@ def _plain(messages: Messages, bos: str, eos: str, add_generation_prompt: bool) 
     for m in turns:
         if m["role"] == "user":
             separator = "\n" if any(answer for _, answer in out) else ""
-            out.append((f"{separator}User: {m['content']}\nAssistant: ", False))
+            out.append((f"{separator}User: {m['content']}\nAssistant:", False))
         else:
-            out.append((m["content"] + eos, True))
+            out.append((" " + m["content"] + eos, True))
     return out
+
+
+# The same templates in jinja, for tokenizer.chat_template: a model trained with a named template is
+# saved with it, so that generation (chat tab, export) renders prompts exactly as training did.
+# tests/test_data.py checks that each renders the same text as its Python twin.
+_JINJA = {
+    "chatml": (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"),
+    "llama3": (
+        "{{ '<|begin_of_text|>' }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + "
+        "'<|end_header_id|>\\n\\n' + m['content'] + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+        "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"),
+    "mistral": (
+        "{{ bos_token }}{% set ns = namespace(system='', first=true) %}{% for m in messages %}"
+        "{% if m['role'] == 'system' %}{% set ns.system = m['content'] %}"
+        "{% elif m['role'] == 'user' %}{% if ns.first and ns.system %}"
+        "{{ '[INST] ' + ns.system + '\\n\\n' + m['content'] + ' [/INST]' }}"
+        "{% else %}{{ '[INST] ' + m['content'] + ' [/INST]' }}{% endif %}{% set ns.first = false %}"
+        "{% else %}{{ m['content'] + eos_token }}{% endif %}{% endfor %}"),
+    "gemma": (
+        "{{ bos_token }}{% set ns = namespace(system='', first=true) %}{% for m in messages %}"
+        "{% if m['role'] == 'system' %}{% set ns.system = m['content'] %}"
+        "{% elif m['role'] == 'user' %}{% if ns.first and ns.system %}"
+        "{{ '<start_of_turn>user\\n' + ns.system + '\\n\\n' + m['content'] + '<end_of_turn>\\n' }}"
+        "{% else %}{{ '<start_of_turn>user\\n' + m['content'] + '<end_of_turn>\\n' }}{% endif %}"
+        "{% set ns.first = false %}"
+        "{% else %}{{ '<start_of_turn>model\\n' + m['content'] + '<end_of_turn>\\n' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"),
+    "alpaca": (
+        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}"
+        "{% else %}{{ \"" + ALPACA_SYSTEM + "\" }}{% endif %}{{ '\\n\\n' }}{% for m in messages %}"
+        "{% if m['role'] == 'user' %}{{ '### Instruction:\\n' + m['content'] + '\\n\\n### Response:\\n' }}"
+        "{% elif m['role'] == 'assistant' %}{{ m['content'] + eos_token }}{% if not loop.last %}{{ '\\n\\n' }}"
+        "{% endif %}{% endif %}{% endfor %}"),
+    "vicuna": (
+        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}"
+        "{% else %}{{ \"" + VICUNA_SYSTEM + "\" }}{% endif %}{{ ' ' }}{% for m in messages %}"
+        "{% if m['role'] == 'user' %}{{ 'USER: ' + m['content'] + ' ASSISTANT:' }}"
+        "{% elif m['role'] == 'assistant' %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}"),
+    "plain": (
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] + '\\n\\n' }}"
+        "{% elif m['role'] == 'user' %}{% if loop.index0 > 0 and messages[loop.index0 - 1]['role'] == 'assistant' %}"
+        "{{ '\\n' }}{% endif %}{{ 'User: ' + m['content'] + '\\nAssistant:' }}"
+        "{% else %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}"),
+}
 
 
 @dataclass(frozen=True)
@@ -131,6 +181,11 @@ class NamedTemplate:
     name: str
     description: str
     render: Callable[[Messages, str, str, bool], list[Segment]]
+
+    @property
+    def jinja(self) -> str:
+        """The template as a jinja chat_template string (for tokenizer.chat_template)."""
+        return _JINJA[self.name]
 
 
 NAMED_TEMPLATES: dict[str, NamedTemplate] = {t.name: t for t in [
@@ -163,3 +218,11 @@ def render_named(name: str, messages: Messages, bos: str = "", eos: str = "",
         raise KeyError(unknown_template_message(name))
     return [(text, answer) for text, answer in template.render(messages, bos or "", eos or "",
                                                                   add_generation_prompt) if text]
+
+
+def chat_template_jinja(name: str) -> str:
+    """The jinja chat_template of a named template, to save with a tokenizer trained on it."""
+    template = NAMED_TEMPLATES.get(name)
+    if template is None:
+        raise KeyError(unknown_template_message(name))
+    return template.jinja

@@ -1,0 +1,50 @@
+"""tunedeck's dashboard: `python app.py [--host H] [--port P] [--runs-dir DIR] [--share]`.
+
+Also the Hugging Face Space entry point. The server never imports torch: the first page answers in
+seconds, and a crash in training (a separate process) can never take the page down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+RUNS_DIR_ENV = "TUNEDECK_RUNS_DIR"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python app.py", description="tunedeck: a dashboard for fine-tuning LLMs")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (0.0.0.0 to reach it from other machines; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                        help="port to listen on (default 7860)")
+    parser.add_argument("--runs-dir", default=os.environ.get(RUNS_DIR_ENV) or "runs",
+                        help=f"where runs, runs.db and user presets live (env {RUNS_DIR_ENV}; default ./runs)")
+    parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not 0 < args.port < 65536:
+        print(f"error: --port {args.port} is not a port number (1-65535)", file=sys.stderr)
+        return 2
+    os.environ[RUNS_DIR_ENV] = args.runs_dir  # the trainer subprocesses and the presets see the same root
+    try:
+        os.makedirs(args.runs_dir, exist_ok=True)
+    except OSError as exc:
+        print(f"error: --runs-dir {args.runs_dir}: cannot create it ({exc.strerror})", file=sys.stderr)
+        return 2
+    from webui.app import CSS, build, i18n_for_launch
+
+    demo = build(args.runs_dir)
+    print(f"tunedeck: runs in {os.path.abspath(args.runs_dir)}", flush=True)
+    demo.queue(default_concurrency_limit=8).launch(
+        server_name=args.host, server_port=args.port, share=args.share, i18n=i18n_for_launch(), css=CSS,
+        show_error=False, footer_links=["settings"], allowed_paths=[os.path.abspath(args.runs_dir)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.cli_train", "run one training in the foreground: CONFIG.yaml --run-dir DIR"),
     "check": ("trainer.cli_check", "validate a config and its dataset; print the resolved plan"),
+    "convert": ("trainer.cli_convert", "LLaMA-Factory YAML <-> tunedeck preset: --from/--to llamafactory IN OUT"),
+    "export-script": ("trainer.cli_export", "write the plain transformers+peft+trl script of a config: CONFIG OUT.py"),
 }
 
 

@@ -469,32 +469,35 @@ def wants_auto_micro_batch(meta: dict[str, Any]) -> bool:
     return str(meta.get("micro_batch", "")).strip().lower() == AUTO
 
 
-def resolve_auto_micro_batch(meta: dict[str, Any], cfg: TrainConfig, hw: Any = None) -> TrainConfig:
-    """The config with the memory planner's micro-batch when the preset asks for it (``micro_batch: auto``).
+def resolve_auto_micro_batch(meta: dict[str, Any], cfg: TrainConfig, hw: Any = None,
+                             gpu_memory_gb: Optional[float] = None) -> tuple[TrainConfig, Optional[str]]:
+    """(config, note): the memory planner's micro-batch when the preset says ``micro_batch: auto``.
 
-    Keeps the effective batch as close as possible by recomputing the accumulation only when the
-    preset says so via ``keep_effective_batch: true``; otherwise the accumulation stays as written
-    (the recipe's accumulation is part of the recipe). Returns ``cfg`` unchanged when the planner is
-    not available or cannot decide (no GPU size known).
+    The card is ``gpu_memory_gb``, else the detected GPU of ``hw`` (a plan.Hardware), else the preset's
+    ``gpu_gb``. The micro-batch becomes the largest that the planner (trainer/memory.py, through
+    plan.resolve_plan's ``largest_micro_batch``) fits on it; the gradient accumulation stays as the
+    recipe wrote it. Unchanged (note None) when the preset does not ask, or the model's shape is
+    unknown, or not even micro-batch 1 fits (then the plan's memory warning says what to do).
     """
     if not wants_auto_micro_batch(meta):
-        return cfg
-    try:
-        from . import memory  # the performance engineer's planner; optional at import time
-    except ImportError:
-        return cfg
-    chooser = getattr(memory, "suggest_micro_batch", None) or getattr(memory, "max_micro_batch", None)
-    if chooser is None:
-        return cfg
-    try:
-        micro = chooser(cfg, hw) if hw is not None else chooser(cfg)
-    except Exception:  # noqa: BLE001 - the planner's failure must not stop a preset from loading
-        return cfg
-    micro = getattr(micro, "micro_batch", micro)
-    if not isinstance(micro, int) or micro < 1:
-        return cfg
-    changes: dict[str, Any] = {"per_device_train_batch_size": micro}
-    if meta.get("keep_effective_batch"):
-        effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-        changes["gradient_accumulation_steps"] = max(1, round(effective / micro))
-    return cfg.replace(**changes)
+        return cfg, None
+    from .plan import CPU, resolve_plan
+
+    hw = hw or CPU
+    card = gpu_memory_gb or (hw.gpu_total_gb if getattr(hw, "device", "cpu") == "cuda" else None)
+    if not card:
+        try:
+            card = float(meta.get("gpu_gb")) if meta.get("gpu_gb") is not None else None
+        except (TypeError, ValueError):
+            card = None
+    if not card:
+        return cfg, None
+    plan = resolve_plan(cfg, hw=hw, gpu_memory_gb=card)
+    best = plan.to_dict().get("largest_micro_batch")
+    if not isinstance(best, int) or best < 1:
+        return cfg, None
+    if best == cfg.per_device_train_batch_size:
+        return cfg, f"micro-batch {best}: the largest that fits a {card:g} GB GPU (memory planner)"
+    new = cfg.replace(per_device_train_batch_size=best)
+    return new, (f"micro-batch {best} (was {cfg.per_device_train_batch_size}): the largest that fits a {card:g} GB "
+                 f"GPU (memory planner); effective batch {best * cfg.gradient_accumulation_steps}")

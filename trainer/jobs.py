@@ -149,7 +149,8 @@ def gpu_count() -> int:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest ``checkpoints/checkpoint-N`` of a run (by N), or None."""
+    """The newest complete ``checkpoints/checkpoint-N`` of a run (by N; complete = has trainer_state.json,
+    the file the trainer resumes from, so a save cut short by a kill does not count), or None."""
     best: tuple[int, Path] | None = None
     try:
         entries = list((Path(run_dir) / CHECKPOINTS_DIR).iterdir())
@@ -157,7 +158,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         return None
     for entry in entries:
         match = re.fullmatch(r"checkpoint-(\d+)", entry.name)
-        if match and entry.is_dir() and (best is None or int(match.group(1)) > best[0]):
+        if (match and (entry / "trainer_state.json").is_file()
+                and (best is None or int(match.group(1)) > best[0])):
             best = (int(match.group(1)), entry)
     return best[1] if best else None
 
@@ -384,8 +386,8 @@ class JobManager:
         cfg = load_config(cfg)
         cfg = TrainConfig.from_dict(cfg.to_dict())  # re-validate: a copy built without validation is caught here
         if cfg.resume_from_checkpoint == "last":
-            raise ConfigError([("resume_from_checkpoint", "a new run has no checkpoint yet: leave it empty, or "
-                                "resume the run that has one")])
+            # A config copied from a resumed run: its new directory has no checkpoint, `last` means nothing.
+            cfg = cfg.replace(resume_from_checkpoint=None)
         owner = str(owner or "local")
         name = (name or "").strip() or cfg.display_name
         for _ in range(20):

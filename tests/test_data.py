@@ -520,3 +520,65 @@ def test_preview_segments_show_exactly_what_trains(tokenizer, chat_tokenizer):
             if not row["truncated"]:
                 assert loss_text.strip().startswith(example["messages"][-1]["content"])
     assert preview_rows(data.train, tokenizer, TrainConfig(), page=99)["page"] == 3
+
+
+# --- report and the Data tab's pure views --------------------------------------------------------
+
+def test_inspect_dataset_reports_without_raising(tmp_path, tokenizer):
+    from trainer.data import inspect_dataset
+
+    path = write_jsonl(tmp_path / "mixed.jsonl", [
+        {"instruction": "Say hi", "output": "hi"}, {"instruction": "Say hi", "output": "hi"},
+        "{broken", {"instruction": "Count: red cat", "output": "There are 2 words."}])
+    report = inspect_dataset(cfg(path), tokenizer)
+    assert report.error.splitlines()[1] == "  line 3: invalid JSON: Expecting property name enclosed in double " \
+                                           "quotes (column 2)"
+    # The usable rows are still measured and previewed next to the problem.
+    assert len(report.tokenized) == 3 and len(report.lengths) == 3 and report.stats["count"] == 3
+    assert report.warnings[0] == "line 2: duplicate of line 1"
+    summary = report.to_dict()
+    assert (summary["format"], summary["train_rows"], summary["skipped"]) == ("alpaca", 3, 1)
+    assert "histogram" not in summary["stats"]
+    ok = inspect_dataset(cfg(path, skip_invalid_rows=True), tokenizer)
+    assert ok.error is None and ok.loaded.skipped == 1
+    missing = inspect_dataset(cfg(tmp_path / "none.jsonl"), tokenizer)
+    assert missing.error == f"dataset file not found: {tmp_path / 'none.jsonl'}" and missing.loaded is None
+
+
+def test_preview_html_and_histogram_figure(tokenizer):
+    from trainer.data import length_stats
+    from webui.data_view import histogram_figure, preview_html
+
+    example = {"messages": [{"role": "user", "content": "<b>bold</b>?"}, {"role": "assistant", "content": "a & b"}]}
+    config = TrainConfig(template="plain")
+    page = preview_rows([example], tokenizer, config)
+    out = preview_html(page)
+    assert "<span class='td-loss'> a &amp; b&lt;/s&gt;</span>" in out
+    assert "<span class='td-masked'>&lt;s&gt;User: &lt;b&gt;bold&lt;/b&gt;?\nAssistant:</span>" in out
+    assert "<b>bold</b>" not in out
+    cut = preview_html(preview_rows([example], tokenizer, config.replace(cutoff_len=8, train_on_prompt=True)))
+    assert "class='td-cut'" in cut and "cut from" in cut
+
+    stats = length_stats([10, 20, 30, 300], TrainConfig(cutoff_len=256))
+    fig = histogram_figure(stats)
+    assert sum(fig.data[0].y) == 4
+    lines = [s for s in fig.layout.shapes]
+    assert lines[0].x0 == 256 and lines[1].x0 == stats["suggested_cutoff_len"] == 304
+    assert "cutoff_len 256" in fig.layout.annotations[0].text
+    assert len(histogram_figure(None).data) == 0
+
+
+def test_dataset_view_for_the_demo_and_for_a_broken_upload(tmp_path):
+    pytest.importorskip("trainer.demo")
+    from webui.data_view import dataset_view
+
+    config = TrainConfig.from_yaml(ROOT / "presets" / "demo.yaml")
+    view = dataset_view(config, page=2)
+    assert view.summary_markdown.startswith(f"**{ROOT / 'data' / 'demo.jsonl'}** — alpaca format, 324 training rows")
+    assert len(view.lengths) == 324 and "td-loss" in view.rows_html and "Page 2 of 65" in view.rows_html
+    assert view.histogram.layout.shapes[0].x0 == 256
+    path = write_jsonl(tmp_path / "up.jsonl", [{"instruction": "a", "output": "b"}, {"instruction": "a"},
+                                               {"instruction": "c", "output": "d"}, {"instruction": "e", "output": "f"}])
+    view = dataset_view(config.replace(dataset=str(path)))
+    assert "A run would be refused" in view.summary_markdown and "line 2: missing field 'output'" in view.summary_markdown
+    assert view.rows_html.count("class='td-row'") == 2  # three usable rows, one held out for validation

@@ -59,18 +59,31 @@ def test_packing_factor_and_rows_per_packed_sequence():
 
 def test_advice_when_lengths_vary():
     lengths = [16] * 14 + [200, 16]
-    config = TrainConfig(cutoff_len=256, per_device_train_batch_size=8)
+    config = TrainConfig(cutoff_len=256, per_device_train_batch_size=8, packing=False, group_by_length=False)
     stats = length_stats(lengths, config)
     # Whatever the shuffle, one batch of 8 holds the 200-token row: 8 * 200 + 8 * 16 processed.
-    assert stats["padding_efficiency_plain"] == round((15 * 16 + 200) / (8 * 200 + 8 * 16), 4)
-    waste = f"{stats['padding_waste_plain']:.0%}"
-    grouped = f"{stats['padding_waste_grouped']:.0%}"
+    assert stats["padding_efficiency_plain"] == round((15 * 16 + 200) / (8 * 200 + 8 * 16), 4) == 0.2546
+    assert (stats["batching"], stats["padding_efficiency"]) == ("plain", 0.2546)
+    # 200 + 3 * 16 fill one 256-token sequence, the other twelve rows of 16 a second one.
+    assert (stats["packed_sequences"], stats["rows_per_packed_sequence"]) == (2, 8.0)
     assert stats["advice"] == [
-        f"Lengths vary (median 16, p90 16, longest 200 tokens): at micro-batch 8, {waste} of the tokens processed "
-        f"with plain batches are padding. Turn on group_by_length ({grouped} padding) or packing (no padding, "
-        "about 8 rows per 256-token sequence)."]
-    assert "Turn on packing" in length_stats(lengths, config.replace(group_by_length=True))["advice"][0]
-    assert length_stats(lengths, config.replace(packing=True))["advice"] == []
+        "Lengths vary (median 16, p90 16, longest 200 tokens): at micro-batch 8, 75% of the tokens processed with "
+        "plain batches are padding. Turn on group_by_length (75% padding) or packing (no padding, about 8 rows "
+        "per 256-token sequence)."]
+    # Grouped by length (set, or auto on a CPU), a lone long row still pads its batch: packing is the cure.
+    for grouped in (config.replace(group_by_length=True), config.replace(group_by_length=None, packing=None)):
+        stats = length_stats(lengths, grouped)
+        assert stats["batching"] == "group_by_length"
+        assert stats["advice"] == [
+            "Lengths vary (median 16, p90 16, longest 200 tokens): at micro-batch 8, 75% of the tokens processed "
+            "are padding even grouped by length. Turn on packing (no padding, about 8 rows per 256-token sequence)."]
+    stats = length_stats(lengths, config.replace(packing=True))
+    assert (stats["batching"], stats["padding_efficiency"], stats["advice"]) == ("packing", 1.0, [])
+    # Where auto packs (FlashAttention on a GPU) there is nothing to advise.
+    from trainer.plan import Hardware
+
+    gpu = Hardware(device="cuda", flash_attention=True)
+    assert length_stats(lengths, config.replace(packing=None, group_by_length=None), gpu)["advice"] == []
 
 
 def test_histogram_bins_have_round_widths():

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from .config import TrainConfig
-from .plan import pack_best_fit_decreasing, packing_factor, padding_efficiency
+from .plan import CPU, Hardware, pack_best_fit_decreasing, packing_factor, padding_efficiency, resolve_packing
 from .templates import AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES, Segment, render_named, unknown_template_message
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -825,9 +825,7 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
         out.append({"input_ids": row.input_ids, "completion_mask": row.completion_mask})
         out.full_lengths.append(row.full_length)
     if problems and not cfg.skip_invalid_rows:
-        raise DataError(_problem_list(
-            f"{source or 'dataset'}: {len(problems)} of {len(examples)} rows have no token that carries loss "
-            "(fix them, or set skip_invalid_rows to train without them):", problems), problems, source)
+        raise DataError(no_loss_message(source, problems, len(examples)), problems, source)
     if problems and not out:
         raise DataError(_problem_list(f"{source or 'dataset'}: no usable rows: no row has a token that carries "
                                       "loss:", problems), problems, source)
@@ -838,6 +836,11 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
     if out.truncated_rows:
         out.warnings.append(truncation_warning(out.truncated_rows, len(examples), out.tokens_cut, cfg.cutoff_len))
     return out
+
+
+def no_loss_message(source: str, problems: Sequence[RowIssue], total: int) -> str:
+    return _problem_list(f"{source or 'dataset'}: {len(problems)} of {total} rows have no token that carries loss "
+                         "(fix them, or set skip_invalid_rows to train without them):", problems)
 
 
 def truncation_warning(where: Sequence[str], total: int, tokens_cut: int, cutoff_len: int) -> str:
@@ -934,8 +937,11 @@ def length_histogram(lengths: Sequence[int], bins: int = 30) -> dict[str, Any]:
     return {"edges": [first + i * width for i in range(count + 1)], "counts": counts, "width": width}
 
 
-def length_stats(lengths: Sequence[int], cfg: TrainConfig) -> dict[str, Any]:
+def length_stats(lengths: Sequence[int], cfg: TrainConfig, hw: Optional[Hardware] = None) -> dict[str, Any]:
     """Token-length statistics of rows (lengths before truncation) under cfg's cutoff_len and micro-batch.
+
+    hw decides what `auto` packing / group_by_length resolve to (plan.resolve_packing; a CPU when
+    not given): `batching` names the strategy the run would use, `padding_efficiency` its figure.
 
     padding_efficiency_* = real tokens / processed tokens (padded to the longest row of each
     micro-batch), padding_waste_* = padded tokens / processed tokens, for plain (shuffled) batches,
@@ -984,11 +990,16 @@ def length_stats(lengths: Sequence[int], cfg: TrainConfig) -> dict[str, Any]:
         "suggested_cutoff_len": suggested_cutoff_len(values),
         "histogram": length_histogram(values),
     }
-    stats["advice"] = length_advice(stats, cfg)
+    packing, group = resolve_packing(cfg, hw or CPU)
+    stats["batching"] = "packing" if packing else ("group_by_length" if group else "plain")
+    stats["padding_efficiency"] = {"packing": stats["padding_efficiency_packed"],
+                                   "group_by_length": stats["padding_efficiency_grouped"],
+                                   "plain": stats["padding_efficiency_plain"]}[stats["batching"]]
+    stats["advice"] = length_advice(stats)
     return stats
 
 
-def length_advice(stats: dict[str, Any], cfg: TrainConfig) -> list[str]:
+def length_advice(stats: dict[str, Any]) -> list[str]:
     """Sentences for the plan: truncation, and packing or grouping when lengths vary."""
     advice = []
     n, cutoff = stats["count"], stats["cutoff_len"]
@@ -997,18 +1008,84 @@ def length_advice(stats: dict[str, Any], cfg: TrainConfig) -> list[str]:
             f"{stats['truncated_rows']} of {n} rows ({stats['truncated_share']:.1%}) are longer than cutoff_len "
             f"{cutoff}: {stats['tokens_cut']} tokens are cut. cutoff_len {stats['suggested_cutoff_len']} keeps "
             "99% of the rows whole.")
-    elif cutoff >= 2 * stats["suggested_cutoff_len"] and cfg.packing:
-        advice.append(f"cutoff_len {cutoff} is over twice what 99% of the rows need "
-                      f"({stats['suggested_cutoff_len']}); a shorter one packs into less memory.")
-    if stats["micro_batch"] > 1 and stats["padding_efficiency_plain"] < PADDING_ADVICE_THRESHOLD and not cfg.packing:
-        spread = (f"Lengths vary (median {stats['p50']}, p90 {stats['p90']}, longest {stats['max']} tokens): at "
-                  f"micro-batch {stats['micro_batch']}, {stats['padding_waste_plain']:.0%} of the tokens processed "
-                  "with plain batches are padding.")
+    batching = stats["batching"]
+    if stats["micro_batch"] > 1 and batching != "packing" and stats["padding_efficiency"] < PADDING_ADVICE_THRESHOLD:
         packing = (f"packing (no padding, about {stats['rows_per_packed_sequence']:g} rows per {cutoff}-token "
                    "sequence)")
-        if cfg.group_by_length:
-            advice.append(f"{spread} Turn on {packing}.")
+        spread = (f"Lengths vary (median {stats['p50']}, p90 {stats['p90']}, longest {stats['max']} tokens): at "
+                  f"micro-batch {stats['micro_batch']}")
+        if batching == "group_by_length":
+            advice.append(f"{spread}, {stats['padding_waste_grouped']:.0%} of the tokens processed are padding even "
+                          f"grouped by length. Turn on {packing}.")
         else:
-            advice.append(f"{spread} Turn on group_by_length ({stats['padding_waste_grouped']:.0%} padding) "
-                          f"or {packing}.")
+            advice.append(f"{spread}, {stats['padding_waste_plain']:.0%} of the tokens processed with plain batches "
+                          f"are padding. Turn on group_by_length ({stats['padding_waste_grouped']:.0%} padding) or "
+                          f"{packing}.")
     return advice
+
+
+# --- everything at once, for `check` and the Data tab ---------------------------------------------
+
+@dataclass
+class DatasetReport:
+    """What a run would train on, and every problem found, without raising.
+
+    error: why the run would be refused (None when it would start). Even then `loaded` and
+    `tokenized` hold the usable rows (as if skip_invalid_rows were on), so a preview and the
+    statistics can still be shown next to the problems.
+    """
+
+    error: Optional[str] = None
+    loaded: Optional[LoadedData] = None
+    tokenized: Optional[TokenizedRows] = None
+    stats: Optional[dict[str, Any]] = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def lengths(self) -> list[int]:
+        return list(self.tokenized.full_lengths) if self.tokenized is not None else []
+
+    def to_dict(self) -> dict[str, Any]:
+        loaded = self.loaded
+        return {
+            "error": self.error,
+            "source": loaded.source if loaded else None,
+            "format": loaded.format if loaded else None,
+            "train_rows": len(self.tokenized) if self.tokenized is not None else (len(loaded.train) if loaded else None),
+            "eval_rows": len(loaded.eval) if loaded else None,
+            "skipped": loaded.skipped if loaded else 0,
+            "issues": [i.to_dict() for i in loaded.issues] if loaded else [],
+            "warnings": list(self.warnings),
+            "stats": {k: v for k, v in (self.stats or {}).items() if k != "histogram"} or None,
+        }
+
+
+def inspect_dataset(cfg: TrainConfig, tokenizer: Any = None, base_dir: Optional[str | Path] = None) -> DatasetReport:
+    """Load, validate, tokenize (when a tokenizer is given) and measure the dataset; never raises DataError."""
+    report = DatasetReport()
+    try:
+        report.loaded = load_examples(cfg, base_dir)
+    except DataError as exc:
+        report.error = str(exc)
+        if cfg.skip_invalid_rows or not exc.issues:
+            return report  # nothing usable to show
+        try:
+            report.loaded = load_examples(cfg.replace(skip_invalid_rows=True), base_dir)
+        except DataError:
+            return report
+    loaded = report.loaded
+    report.warnings += loaded.warnings
+    if tokenizer is None:
+        return report
+    lenient = cfg.replace(skip_invalid_rows=True)
+    try:
+        report.tokenized = tokenize_examples(loaded.train, tokenizer, lenient, loaded)
+    except DataError as exc:
+        report.error = report.error or str(exc)
+        return report
+    if report.tokenized.dropped and not cfg.skip_invalid_rows and report.error is None:
+        report.error = no_loss_message(loaded.source, report.tokenized.dropped, len(loaded.train))
+    report.warnings += report.tokenized.warnings
+    report.stats = length_stats(report.tokenized.full_lengths, cfg)
+    report.warnings += report.stats["advice"]
+    return report

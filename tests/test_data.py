@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
 from trainer.data import (
     DataError,
     load_examples,
@@ -460,10 +460,15 @@ def test_named_templates_match_their_jinja_twins(tokenizer):
 
 def test_unknown_and_broken_templates(tokenizer, chat_tokenizer):
     assert template_names()[:2] == ["auto", "chatml"]
+    known = "use one of auto, chatml, llama3, mistral, gemma, alpaca, vicuna, plain"
+    with pytest.raises(ConfigError) as config_info:
+        TrainConfig.from_dict({"template": "nope"})
+    assert config_info.value.by_field() == {"template": f"unknown chat template 'nope': {known} (got 'nope')"}
+    # A config that skipped validation still gets the message from the data module.
+    unchecked = TrainConfig.model_construct(**{**TrainConfig().model_dump(), "template": "nope"})
     with pytest.raises(DataError) as info:
-        tokenize_examples([{"messages": CONVERSATION}], tokenizer, TrainConfig(template="nope"))
-    assert str(info.value) == ("template: unknown chat template 'nope': use one of auto, chatml, llama3, mistral, "
-                               "gemma, alpaca, vicuna, plain")
+        tokenize_examples([{"messages": CONVERSATION}], tokenizer, unchecked)
+    assert str(info.value) == f"template: unknown chat template 'nope': {known}"
     broken = copy.deepcopy(chat_tokenizer)
     broken.chat_template = "{% for m in messages %}{{ raise_exception('roles must alternate') }}{% endfor %}"
     example = load_examples(TrainConfig(dataset="demo", max_samples=1)).train[0]

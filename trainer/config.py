@@ -313,6 +313,16 @@ class TrainConfig(BaseModel):
             return LORA_TARGET_ALL if names in (["all"], ["all-linear"]) else names
         return value
 
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        from .templates import template_names, unknown_template_message  # owned by the data module
+
+        value = value.strip()
+        if value not in template_names():
+            raise ValueError(unknown_template_message(value))
+        return value
+
     @field_validator("val_size")
     @classmethod
     def _val_size(cls, value: float) -> float:

@@ -225,7 +225,10 @@ def test_format_override(tmp_path):
     forced = load_examples(cfg(path, dataset_format="text"))
     assert forced.format == "text" and forced.train == [{"text": "whole"}]
     message = refused(cfg(path, dataset_format="alpaca"))
-    assert message.endswith("line 1: missing field 'instruction'")
+    assert message.splitlines()[1:] == [
+        "  line 1: missing field 'instruction'",
+        "The rows have the columns completion, prompt, text, but the alpaca format needs 'instruction': rename one "
+        "with column_mapping, e.g. {prompt: instruction}, or set dataset_format"]
 
 
 # --- broken files: exact messages and line numbers ----------------------------------------------
@@ -587,3 +590,33 @@ def test_dataset_view_for_the_demo_and_for_a_broken_upload(tmp_path):
     view = dataset_view(config.replace(dataset=str(path)))
     assert "A run would be refused" in view.summary_markdown and "line 2: missing field 'output'" in view.summary_markdown
     assert view.rows_html.count("class='td-row'") == 2  # three usable rows, one held out for validation
+
+
+def test_new_user_edge_cases(tmp_path):
+    # Columns named differently in every row: the refusal says what to map.
+    path = write_jsonl(tmp_path / "resp.jsonl", [{"instruction": f"q{i}", "response": f"a{i}"} for i in range(3)])
+    assert refused(cfg(path)).splitlines()[-1] == (
+        "The rows have the columns instruction, response, but the alpaca format needs 'output': rename one with "
+        "column_mapping, e.g. {response: output}, or set dataset_format")
+    # One example in a .json file holding just {"messages": [...]} is one row, not a list of rows.
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps({"messages": CONVERSATION}), encoding="utf-8")
+    assert load_examples(cfg(single)).train[0]["messages"] == CONVERSATION
+    # JSON lines saved as .json, with a byte-order mark and Windows line ends.
+    lines = tmp_path / "lines.json"
+    lines.write_bytes(b"\xef\xbb\xbf" + b'{"text": "a"}\r\n{"text": "b"}\r\n')
+    assert load_examples(cfg(lines)).train == [{"text": "a"}, {"text": "b"}]
+    # A spreadsheet's semicolon-separated CSV; numbers in a JSON answer are text.
+    semi = tmp_path / "semi.csv"
+    semi.write_text("instruction;output\nWhat is 2 plus 2?;4\n", encoding="utf-8")
+    assert load_examples(cfg(semi)).train[0]["messages"][1] == {"role": "assistant", "content": "4"}
+    numbers = write_jsonl(tmp_path / "num.jsonl", [{"prompt": "2+2", "completion": 4}])
+    assert load_examples(cfg(numbers)).train[0]["messages"][1]["content"] == "4"
+    # OpenAI content parts are joined; a tool turn is named as an unknown role.
+    parts = write_jsonl(tmp_path / "parts.jsonl", [
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]},
+                      {"role": "assistant", "content": "hello"}]},
+        {"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "{}"}]}])
+    data = load_examples(cfg(parts, skip_invalid_rows=True))
+    assert data.train[0]["messages"][0]["content"] == "hi there"
+    assert str(data.errors[0]) == "line 2: turn 2: unknown role 'tool' (expected one of: system, user, assistant)"

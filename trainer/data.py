@@ -36,6 +36,17 @@ SHIPPED_DATASETS: dict[str, Path] = {"demo": DATA_DIR / "demo.jsonl"}
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "text")
 MAX_LISTED_PROBLEMS = 10
+_ROW_LIST_COLUMNS = {"messages", "conversations", "prompt", "completion", "history"}
+# Column names people use for what a format calls otherwise: suggested in a column_mapping hint.
+_SYNONYMS = {
+    "output": ("response", "answer", "completion", "target", "output_text", "chosen"),
+    "instruction": ("prompt", "question", "query", "input", "instruction_text"),
+    "text": ("content", "document", "body", "sentence", "passage"),
+    "completion": ("response", "answer", "output", "target"),
+    "prompt": ("question", "query", "instruction", "input"),
+    "messages": ("conversations", "conversation", "dialog", "chat"),
+    "conversations": ("messages", "conversation", "dialog", "chat"),
+}
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "model": "assistant", "system": "system"}
@@ -206,9 +217,10 @@ def _read_json_document(text: str, path: Path) -> list[_Record]:
 
 def _records_from_document(document: Any, path: Path) -> list[_Record]:
     if isinstance(document, dict):
-        lists = [v for v in document.values() if isinstance(v, list)]
-        if len(document) == 1 and len(lists) == 1:  # {"data": [...]}
-            document = lists[0]
+        (key, value), = list(document.items())[:1] or [(None, None)]
+        # {"data": [...]} wraps the rows; {"messages": [...]} is itself one row.
+        if len(document) == 1 and isinstance(value, list) and key not in _ROW_LIST_COLUMNS:
+            document = value
         else:
             document = [document]
     if not isinstance(document, list):
@@ -217,8 +229,11 @@ def _records_from_document(document: Any, path: Path) -> list[_Record]:
 
 
 def _read_csv(text: str, path: Path) -> list[_Record]:
+    header = text.split("\n", 1)[0]
+    # A spreadsheet's "CSV" is often separated by semicolons or tabs: take the header's separator.
+    delimiter = max((",", ";", "\t"), key=header.count) if header else ","
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         rows = list(reader)
     except csv.Error as exc:
         raise DataError(f"{path}: invalid CSV: {exc}", source=str(path)) from None
@@ -565,8 +580,8 @@ def load_examples(cfg: TrainConfig, base_dir: Optional[str | Path] = None) -> Lo
 
     errors = sorted(issues, key=lambda i: i.row)
     if not examples:
-        raise DataError(_problem_list(f"{source}: no usable rows: all {len(records)} rows are invalid:", errors),
-                        errors, source)
+        raise DataError(_problem_list(f"{source}: no usable rows: all {len(records)} rows are invalid:", errors)
+                        + _mapping_hint(errors, records, fmt), errors, source)
     if errors and not cfg.skip_invalid_rows:
         raise DataError(_problem_list(
             f"{source}: {len(errors)} of {len(records)} rows are invalid (fix them, or set skip_invalid_rows "
@@ -584,6 +599,20 @@ def _problem_list(head: str, issues: Sequence[RowIssue]) -> str:
     if len(issues) > MAX_LISTED_PROBLEMS:
         lines.append(f"  ... and {len(issues) - MAX_LISTED_PROBLEMS} more")
     return "\n".join(lines)
+
+
+def _mapping_hint(errors: Sequence[RowIssue], records: Sequence[_Record], fmt: str) -> str:
+    """When every row lacks the same field, the columns probably have other names: say which to map."""
+    fields = {i.field for i in errors}
+    if len(fields) != 1 or not all(i.message == f"missing field '{i.field}'" for i in errors):
+        return ""
+    wanted = fields.pop()
+    columns = sorted({k for r in records[:50] if isinstance(r.value, dict) for k in r.value})
+    if not columns:
+        return ""
+    guess = next((c for c in _SYNONYMS.get(wanted, ()) if c in columns), columns[0])
+    return (f"\nThe rows have the columns {', '.join(columns)}, but the {fmt} format needs '{wanted}': rename one "
+            f"with column_mapping, e.g. {{{guess}: {wanted}}}, or set dataset_format")
 
 
 def _apply_column_mapping(records: list[_Record], mapping: dict[str, str], source: str) -> list[_Record]:

@@ -141,6 +141,6 @@ def health_alerts(series: RunSeries, max_grad_norm: float | None = None) -> list
 
 def alerts_markdown(alerts: Sequence[Alert]) -> str:
     if not alerts:
-        return "✅ No health alerts."
-    icon = {"error": "⛔", "warning": "⚠️", "info": "ℹ️"}
-    return "\n\n".join(f"{icon[a.level]} {a.message}" for a in alerts)
+        return "**Health:** no alerts — the loss is finite, without spikes, and still moving."
+    word = {"error": "Error", "warning": "Warning", "info": "Note"}
+    return "\n\n".join(f"**{word[a.level]}:** {a.message}" for a in alerts)

@@ -379,7 +379,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                 if now == before:
                     out.append(gr.skip())
                 elif now:
-                    out.append(gr.update(info=f"⚠️ {now}", elem_classes=["td-field-error"]))
+                    out.append(gr.update(info=f"⚠ {now}", elem_classes=["td-field-error"]))
                 else:
                     out.append(gr.update(info=c.info, elem_classes=[]))
             return out
@@ -438,10 +438,10 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                                                                    runs_root=ctx.runs_root)
             except presets_mod.UnknownKeysError as exc:
                 return [gr.skip()] * (len(ordered) + 2) + [
-                    f"⚠️ {_md_lines(str(exc))}", gr.update(visible=True)]
+                    f"⚠ {_md_lines(str(exc))}", gr.update(visible=True)]
             except (ConfigError, OSError) as exc:
                 gr.Warning(_short(_error_text(exc)))
-                return [gr.skip()] * (len(ordered) + 2) + [f"⚠️ {_md_lines(str(exc))}", gr.update(visible=False)]
+                return [gr.skip()] * (len(ordered) + 2) + [f"⚠ {_md_lines(str(exc))}", gr.update(visible=False)]
             cfg = presets_mod.resolve_auto_micro_batch(meta, cfg, hardware_for(hw_key, ctx.hardware))
             values = config_to_values(cfg)
             note = _preset_note(meta)
@@ -476,7 +476,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
         save_preset_btn.click(save_preset, [save_name, *ordered], [preset_select, preset_note])
 
         # ---------------- start / abort / resume ----------------
-        def start(hw_key: str, shown: dict, *raw: Any, request: gr.Request) -> list[Any]:
+        def start(request: gr.Request, hw_key: str, shown: dict, *raw: Any) -> list[Any]:
             skip_all = [gr.skip()] * (4 + len(ordered))
             try:
                 cfg = values_to_config(values_of(raw))

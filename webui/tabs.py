@@ -61,7 +61,7 @@ class _DataTab:
             try:
                 cfg = values_to_config(values)
             except ConfigError as exc:
-                return [f"⚠️ Fix the form first: {html.escape(_short(str(exc)))}", gr.skip(), ""]
+                return [f"⚠ Fix the form first: {html.escape(_short(str(exc)))}", gr.skip(), ""]
             return self._preview(cfg, int(page or 1))
 
         self.preview_btn.click(preview, [self.page, *ordered], [self.summary, self.histogram, self.rows])
@@ -91,7 +91,7 @@ class _DataTab:
             try:
                 view = data_view.dataset_view(cfg, page=page, runs_root=self.ctx.runs_root)
             except Exception as exc:  # noqa: BLE001 - DataError and friends: the message, not a traceback
-                return [f"⚠️ {html.escape(_short(str(exc), 1200))}", gr.skip(), ""]
+                return [f"⚠ {html.escape(_short(str(exc), 1200))}", gr.skip(), ""]
             lengths = getattr(view, "lengths", None)
             if lengths:
                 self.ctx.datasets.set_lengths(cfg, list(lengths))
@@ -101,7 +101,7 @@ class _DataTab:
             from trainer.data import load_examples
             loaded = load_examples(cfg)
         except Exception as exc:  # noqa: BLE001
-            return [f"⚠️ {html.escape(_short(str(exc), 1200))}", gr.skip(), ""]
+            return [f"⚠ {html.escape(_short(str(exc), 1200))}", gr.skip(), ""]
         issues = getattr(loaded, "issues", []) or []
         summary = (f"**{html.escape(str(loaded.source))}** — {loaded.format} format, {len(loaded.train)} training rows, "
                    f"{len(loaded.eval)} validation rows, {len(issues)} problem row(s).")
@@ -154,11 +154,11 @@ class _PresetsTab:
             try:
                 info = presets_mod.find_preset(name, ctx.runs_root)
             except ConfigError as exc:
-                return f"⚠️ {html.escape(_short(str(exc)))}"
+                return f"⚠ {html.escape(_short(str(exc)))}"
             kind = "built-in (read-only)" if info.builtin else f"yours, in `{info.path}`"
             text = f"**{html.escape(info.title)}** — {kind}\n\n{html.escape(' '.join(info.description.split()))}"
             if info.error:
-                text += f"\n\n⚠️ {html.escape(info.error)}"
+                text += f"\n\n⚠ {html.escape(info.error)}"
             return text
 
         self.select.change(details, [self.select], [self.details], show_progress="hidden")
@@ -248,7 +248,7 @@ class _PresetsTab:
                 data = Path(path).read_bytes()
                 meta, cfg, ignored = presets_mod.preset_from_bytes(data, Path(path).name, allow_unknown=True)
             except (ConfigError, OSError) as exc:
-                msg = f"⚠️ {html.escape(_short(str(exc), 1200))}"
+                msg = f"⚠ {html.escape(_short(str(exc), 1200))}"
                 return [gr.skip()] * (n_controls + 4) + [msg]
             return apply(cfg, meta, ignored, "Loaded from the uploaded file (save it to keep it). ")
 
@@ -257,11 +257,11 @@ class _PresetsTab:
                 return [gr.skip()] * (n_controls + 5)
             importer = _importer()
             if importer is None:
-                return [gr.skip()] * (n_controls + 4) + ["⚠️ LLaMA-Factory import is not available in this version."]
+                return [gr.skip()] * (n_controls + 4) + ["⚠ LLaMA-Factory import is not available in this version."]
             try:
                 result = importer(path)
             except Exception as exc:  # noqa: BLE001 - ConfigError, DataError, OSError: say it
-                return [gr.skip()] * (n_controls + 4) + [f"⚠️ {html.escape(_short(str(exc), 1200))}"]
+                return [gr.skip()] * (n_controls + 4) + [f"⚠ {html.escape(_short(str(exc), 1200))}"]
             cfg, unmapped = _unpack_import(result)
             return apply(cfg, {"title": f"Imported from {Path(path).name}"}, unmapped,
                          "Imported from a LLaMA-Factory YAML. ")

@@ -86,7 +86,7 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
         out += "\n\n" + "\n".join(f"- {html.escape(s)}" for s in summary)
     warnings = d.get("warnings") or []
     if warnings:
-        out += "\n\n**Warnings**\n\n" + "\n".join(f"- ⚠️ {html.escape(w)}" for w in warnings)
+        out += "\n\n**Warnings**\n\n" + "\n".join(f"- ⚠ {html.escape(w)}" for w in warnings)
     return out
 
 
@@ -158,5 +158,5 @@ def run_summary_markdown(info: Any, series: RunSeries) -> str:
     if isinstance(advice, list) and advice:
         parts.append("\n".join(f"- {html.escape(str(a))}" for a in advice))
     for message in series.messages[-5:]:
-        parts.append(f"ℹ️ {html.escape(str(message.get('text', '')))}")
+        parts.append(f"ℹ {html.escape(str(message.get('text', '')))}")
     return "\n\n".join(parts)

@@ -349,6 +349,7 @@ def import_llamafactory_dict(data: dict[str, Any], source: str | None = None,
         else:
             unmapped[key] = "no equivalent in tunedeck"
 
+    _shipped_names(out)
     merged = {k: v for k, v in LLAMAFACTORY_DEFAULTS.items()}
     merged.update(out)
     if merged.get("warmup_steps") and "warmup_ratio" not in out:
@@ -360,6 +361,21 @@ def import_llamafactory_dict(data: dict[str, Any], source: str | None = None,
         merged["load_best_model_at_end"] = False
     config = _validate_dropping(merged, unmapped, source)
     return ImportResult(config, unmapped, notes)
+
+
+def _shipped_names(out: dict[str, Any]) -> None:
+    """The demo model's cache directory and the shipped datasets' files go back to their names (`demo`),
+    so an exported demo config imports as the demo again on any machine."""
+    from .data import SHIPPED_DATASETS
+    from .demo import DEMO_NAME, demo_model_dir
+
+    model = out.get("model_name_or_path")
+    if isinstance(model, str) and Path(model).expanduser().resolve() == demo_model_dir().resolve():
+        out["model_name_or_path"] = DEMO_NAME
+    dataset = out.get("dataset")
+    for name, path in SHIPPED_DATASETS.items():
+        if isinstance(dataset, str) and Path(dataset).expanduser().resolve() == path.resolve():
+            out["dataset"] = name
 
 
 def _import_template(name: str, unmapped: dict[str, str]) -> str:
@@ -756,8 +772,8 @@ def export_llamafactory(cfg: TrainConfig, base_dir: Union[str, Path, None] = Non
             unmapped.setdefault(name, "no LLaMA-Factory equivalent")
 
     text = ["# LLaMA-Factory training config exported by tunedeck: llamafactory-cli train THIS_FILE.yaml",
-            f"# The dataset '{dataset_name}' must be described in {d['dataset_dir']}/dataset_info.json "
-            "(written next to this file by `python -m trainer convert`)."]
+            f"# The dataset '{dataset_name}' needs an entry in {d['dataset_dir']}/dataset_info.json "
+            "(`python -m trainer convert --to llamafactory` writes it there)."]
     for key, why in unmapped.items():
         text.append(f"# not exported: {key}: {why}")
     data: dict[str, Any] = {}
@@ -799,3 +815,18 @@ def merge_dataset_info(path: Union[str, Path], entries: dict[str, Any]) -> dict[
             raise ConfigError([("", "expected a JSON object of dataset entries")], str(path))
     existing.update(entries)
     return existing
+
+
+def to_llamafactory_yaml(cfg: TrainConfig) -> str:
+    """One downloadable file (for the page's Export): the LLaMA-Factory YAML, with the dataset_info.json
+    entry it needs and what could not be exported as comments at the top."""
+    result = export_llamafactory(cfg)
+    entry = json.dumps(result.dataset_info, indent=2, ensure_ascii=False)
+    head = ["# Add this entry to dataset_info.json in dataset_dir (LLaMA-Factory's data/ folder):"]
+    head += [f"#   {line}" for line in entry.splitlines()]
+    head += [f"# note: {n}" for n in result.notes]
+    return "\n".join(head) + "\n" + result.yaml_text
+
+
+# Names the dashboard looks up.
+import_file = import_llamafactory_file

@@ -470,7 +470,14 @@ def wants_auto_micro_batch(meta: dict[str, Any]) -> bool:
 
 
 def resolve_auto_micro_batch(meta: dict[str, Any], cfg: TrainConfig, hw: Any = None,
-                             gpu_memory_gb: Optional[float] = None) -> tuple[TrainConfig, Optional[str]]:
+                             gpu_memory_gb: Optional[float] = None) -> TrainConfig:
+    """The config with the memory planner's micro-batch when the preset says ``micro_batch: auto``
+    (see :func:`auto_micro_batch`, which also says what it chose)."""
+    return auto_micro_batch(meta, cfg, hw, gpu_memory_gb)[0]
+
+
+def auto_micro_batch(meta: dict[str, Any], cfg: TrainConfig, hw: Any = None,
+                     gpu_memory_gb: Optional[float] = None) -> tuple[TrainConfig, Optional[str]]:
     """(config, note): the memory planner's micro-batch when the preset says ``micro_batch: auto``.
 
     The card is ``gpu_memory_gb``, else the detected GPU of ``hw`` (a plan.Hardware), else the preset's

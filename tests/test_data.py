@@ -620,3 +620,31 @@ def test_new_user_edge_cases(tmp_path):
     data = load_examples(cfg(parts, skip_invalid_rows=True))
     assert data.train[0]["messages"][0]["content"] == "hi there"
     assert str(data.errors[0]) == "line 2: turn 2: unknown role 'tool' (expected one of: system, user, assistant)"
+
+
+def test_real_training_skips_bad_rows_only_when_allowed(tmp_path):
+    """A few bad rows: the run is refused (exit 2) with skip off, trains with the count in its events with skip on."""
+    train = pytest.importorskip("trainer.train")
+    rows = [{"instruction": f"What is {i} plus 1?", "output": f"{i} plus 1 is {i + 1}."} for i in range(24)]
+    rows.insert(5, {"instruction": "What is 1 plus 1?"})
+    rows.insert(17, '{"instruction": "broken"')
+    path = write_jsonl(tmp_path / "few_bad.jsonl", rows)
+    config = TrainConfig(dataset=str(path), cutoff_len=64, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                         max_steps=2, save_strategy="no", learning_rate=1e-3, gradient_checkpointing=False)
+
+    def events(run_dir: Path) -> list[dict]:
+        return [json.loads(line) for line in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    refused_dir = tmp_path / "refused"
+    assert train.run_training(config, refused_dir) == 2
+    status = [e for e in events(refused_dir) if e["type"] == "status"][-1]
+    assert status["status"] == "failed"
+    assert "2 of 26 rows are invalid" in status["reason"] and "line 6: missing field 'output'" in status["reason"]
+
+    skipped_dir = tmp_path / "skipped"
+    assert train.run_training(config.replace(skip_invalid_rows=True), skipped_dir) == 0
+    log = events(skipped_dir)
+    plan = next(e for e in log if e["type"] == "plan")
+    assert (plan["dataset"]["skipped"], plan["dataset"]["train_rows"]) == (2, 24)
+    assert any(e["type"] == "message" and "2 invalid rows were skipped" in e.get("text", "") for e in log)
+    assert log[-1]["type"] == "status" and log[-1]["status"] == "finished"

@@ -648,3 +648,11 @@ def test_real_training_skips_bad_rows_only_when_allowed(tmp_path):
     assert (plan["dataset"]["skipped"], plan["dataset"]["train_rows"]) == (2, 24)
     assert any(e["type"] == "message" and "2 invalid rows were skipped" in e.get("text", "") for e in log)
     assert log[-1]["type"] == "status" and log[-1]["status"] == "finished"
+
+
+def test_template_to_save_with_the_trained_model(tokenizer, chat_tokenizer):
+    from trainer.data import chat_template_for_saving
+
+    assert chat_template_for_saving(chat_tokenizer, TrainConfig()) is None
+    assert chat_template_for_saving(tokenizer, TrainConfig()) == chat_template_jinja("plain")
+    assert chat_template_for_saving(chat_tokenizer, TrainConfig(template="llama3")) == chat_template_jinja("llama3")

@@ -29,7 +29,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 from .config import TrainConfig
 from .plan import CPU, Hardware, pack_best_fit_decreasing, packing_factor, padding_efficiency, resolve_packing
-from .templates import AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES, Segment, render_named, unknown_template_message
+from .templates import (AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES, Segment, chat_template_jinja, render_named,
+                        unknown_template_message)
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 SHIPPED_DATASETS: dict[str, Path] = {"demo": DATA_DIR / "demo.jsonl"}
@@ -673,6 +674,15 @@ def template_label(tokenizer: Any, cfg: TrainConfig) -> str:
     if cfg.template == AUTO:
         return "the tokenizer's chat template" if getattr(tokenizer, "chat_template", None) else FALLBACK_TEMPLATE
     return cfg.template
+
+
+def chat_template_for_saving(tokenizer: Any, cfg: TrainConfig) -> Optional[str]:
+    """The jinja chat_template to save with a trained model when a named template (or the `auto` fallback)
+    rendered its data, so generation renders prompts exactly as training did; None when the
+    tokenizer's own template was used."""
+    if cfg.template == AUTO:
+        return None if getattr(tokenizer, "chat_template", None) else chat_template_jinja(FALLBACK_TEMPLATE)
+    return chat_template_jinja(cfg.template) if cfg.template in NAMED_TEMPLATES else None
 
 
 def render_segments(example: dict, tokenizer: Any, cfg: TrainConfig) -> list[Segment]:

@@ -330,6 +330,10 @@ def import_llamafactory_dict(data: dict[str, Any], source: str | None = None,
     if out.get("eval_strategy") == "steps" and "eval_steps" not in out:
         # transformers: eval_steps defaults to logging_steps
         out["eval_steps"] = out.get("logging_steps", LLAMAFACTORY_DEFAULTS["logging_steps"])
+    metric = take("metric_for_best_model")
+    take("greater_is_better")
+    if metric not in (None, "eval_loss", "loss"):
+        unmapped["metric_for_best_model"] = f"'{metric}': tunedeck keeps the checkpoint with the lowest eval loss"
     if out.get("resume_from_checkpoint") in (False, "false", "False"):
         out["resume_from_checkpoint"] = None
 

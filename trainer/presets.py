@@ -255,7 +255,22 @@ def preset_from_data(data: Any, source: str | None = None, *, allow_unknown: boo
     return LoadedPreset(meta, config, ignored)
 
 
+def _reject_aliases(text: str, source: str | None) -> None:
+    """YAML aliases (*name) can expand a few lines into billions of nodes: a preset has no use for them."""
+    if "*" not in text:
+        return
+    try:
+        for token in yaml.scan(text):
+            if isinstance(token, yaml.AliasToken):
+                mark = token.start_mark
+                raise ConfigError([("", f"line {mark.line + 1}, column {mark.column + 1}: YAML aliases (*{token.value}) "
+                                    "are not allowed in a preset; write the value out")], source)
+    except yaml.YAMLError:
+        return  # parse_yaml reports the syntax error with its line
+
+
 def preset_from_text(text: str, source: str | None = None, *, allow_unknown: bool = False) -> LoadedPreset:
+    _reject_aliases(text, source)
     data = parse_yaml(text, source)
     if data == {} and not text.strip():
         raise ConfigError([("", "the file is empty: not a preset")], source)
@@ -452,7 +467,8 @@ def rename_user_preset(old: str, new: str, runs_root: Union[str, Path, None] = N
         data[PRESET_META_KEY]["title"] = new
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     _write_atomic(new_path, text)
-    if old_path.exists() and old_path != new_path and old_path.name != new_path.name:
+    # On a case-insensitive file system "Mine" -> "mine" is one file: do not delete what was just written.
+    if old_path.exists() and not old_path.samefile(new_path):
         old_path.unlink()
     return new_path
 

@@ -385,9 +385,10 @@ def _shipped_names(out: dict[str, Any]) -> None:
 def _import_template(name: str, unmapped: dict[str, str]) -> str:
     from .templates import NAMED_TEMPLATES
 
-    aliases = {"qwen": "chatml", "qwen2_vl": "chatml", "qwen3": "chatml", "yi": "chatml", "chatml": "chatml",
-               "llama3": "llama3", "mistral": "mistral", "llama2": "mistral", "gemma": "gemma", "gemma2": "gemma",
-               "alpaca": "alpaca", "vicuna": "vicuna", "default": "plain", "empty": "plain"}
+    # LLaMA-Factory template names whose text is the same as one of tunedeck's named templates.
+    aliases = {"qwen": "chatml", "qwen3": "chatml", "yi": "chatml", "chatml": "chatml", "llama3": "llama3",
+               "mistral": "mistral", "llama2": "mistral", "gemma": "gemma", "gemma2": "gemma", "alpaca": "alpaca",
+               "vicuna": "vicuna"}
     mapped = aliases.get(name, name)
     if mapped in NAMED_TEMPLATES:
         return mapped
@@ -431,6 +432,10 @@ def _import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[st
                               f"{', '.join(names[1:])} (merge them into one file to train on all)"
     name = names[0]
     dataset_dir_value = str(data.get("dataset_dir") or LLAMAFACTORY_DEFAULT_DATASET_DIR)
+    if dataset_dir_value == "ONLINE":  # LLaMA-Factory: the names are Hub dataset ids
+        out["dataset"] = name
+        notes.append(f"dataset_dir ONLINE: '{name}' is a Hugging Face Hub dataset id")
+        return
     dataset_dir = _resolve_dir(dataset_dir_value, base_dir)
     info_path = dataset_dir / "dataset_info.json" if dataset_dir else None
     info: dict[str, Any] = {}
@@ -694,7 +699,11 @@ def export_llamafactory(cfg: TrainConfig, base_dir: Union[str, Path, None] = Non
     d = sections["dataset"]
     d["dataset"] = dataset_name
     d["dataset_dir"] = str(dataset_dir) if dataset_dir is not None else LLAMAFACTORY_DEFAULT_DATASET_DIR
-    if cfg.template != "auto":
+    if cfg.template == "plain":
+        d["template"] = "default"
+        notes.append("template plain written as LLaMA-Factory's 'default' (Human:/Assistant: rather than "
+                     "User:/Assistant:)")
+    elif cfg.template != "auto":
         d["template"] = cfg.template
     else:
         notes.append("template auto: no template key, so LLaMA-Factory uses the tokenizer's chat template")

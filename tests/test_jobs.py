@@ -20,7 +20,7 @@ import pytest
 from trainer.config import ConfigError, TrainConfig
 from trainer.events import read_events
 from trainer.jobs import (
-    DB_FILE, JobError, JobManager, UnknownRunError, latest_checkpoint, new_run_id,
+    DB_FILE, JobError, JobManager, UnknownRunError, latest_checkpoint, new_run_id, pick_gpu, visible_gpus,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,12 +158,55 @@ def test_owner_check_queued_abort_resume_without_checkpoint_and_delete(tmp_path)
         jm.close()
 
 
+def test_one_run_per_gpu_is_the_least_busy_one(monkeypatch):
+    assert pick_gpu([], ["0"]) is None  # a CPU machine: the trainer's environment is left alone
+    assert pick_gpu(["0", "1"], []) == "0"
+    assert pick_gpu(["0", "1"], ["0", None]) == "1"
+    assert pick_gpu(["0", "1"], ["0", "1", "1"]) == "0"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,-1,5")
+    assert visible_gpus() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
+
+
+def test_registry_file_problems_are_explained_or_upgraded(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / DB_FILE).write_text("this is not a database, just text " * 100)
+    with pytest.raises(JobError, match="not a usable run registry"):
+        JobManager(broken, autostart=False)
+
+    older = tmp_path / "older"  # a runs.db from before some columns existed still opens and works
+    older.mkdir()
+    with sqlite3.connect(older / DB_FILE) as conn:
+        conn.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, "
+                     "status TEXT NOT NULL, created_at REAL NOT NULL)")
+        conn.execute("INSERT INTO runs VALUES ('20260101-000000-abcdef', 'old run', 'local', 'finished', 1.0)")
+    jm = JobManager(older, autostart=False)
+    try:
+        old_run = jm.get("20260101-000000-abcdef")
+        assert (old_run.name, old_run.status, old_run.attempt, old_run.best_loss) == ("old run", "finished", 0, None)
+        assert jm.get(jm.submit(small_config())).status == "queued"
+    finally:
+        jm.close()
+
+
 # --- the real trainer -------------------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_second_run_waits_queued_then_both_finish_with_losses(manager):
+    # A second server process on the same registry: the limit is global and no run starts twice.
+    other_server = JobManager(manager.runs_root, max_concurrent=1, poll_interval_s=0.2)
+    try:
+        _queue_then_finish(manager, other_server)
+    finally:
+        other_server.close()
+        _kill_leftovers(other_server)
+
+
+def _queue_then_finish(manager: JobManager, other_server: JobManager) -> None:
     first = manager.submit(small_config(max_steps=4), name="first")
-    second = manager.submit(small_config(max_steps=2), name="second")
+    second = other_server.submit(small_config(max_steps=2), name="second")
     wait_for(status_is(manager, first, "running"), "the first run to start", manager=manager)
     assert manager.get(second).status == "queued"  # one GPU (max_concurrent=1): it waits its turn
 
@@ -177,7 +220,8 @@ def test_second_run_waits_queued_then_both_finish_with_losses(manager):
                      manager=manager)
     assert later.status == "finished", later.reason
     assert later.started_at >= done.finished_at - 1.0  # it started only when the first had ended
-    assert manager.get(first).pid != later.pid
+    assert manager.get(first).attempt == 1 and later.attempt == 1  # each started exactly once
+    assert later.last_loss is not None and later.step == 2
 
 
 @pytest.mark.slow

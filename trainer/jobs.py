@@ -54,32 +54,33 @@ _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _LOG_TAIL_LINES = 40
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id                 TEXT PRIMARY KEY,
-    name               TEXT NOT NULL,
-    owner              TEXT NOT NULL,
-    status             TEXT NOT NULL,
-    created_at         REAL NOT NULL,
-    started_at         REAL,
-    finished_at        REAL,
-    pid                INTEGER,
-    exit_code          INTEGER,
-    model              TEXT,
-    dataset            TEXT,
-    method             TEXT,
-    best_loss          REAL,
-    last_loss          REAL,
-    step               INTEGER,
-    total_steps        INTEGER,
-    reason             TEXT,
-    failure_kind       TEXT,
-    attempt            INTEGER NOT NULL DEFAULT 0,
-    events_offset      INTEGER NOT NULL DEFAULT 0,
-    abort_requested_at REAL
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_at);
-"""
+# (column, declaration). New columns go at the end: an older runs.db gets them added on open.
+_COLUMNS: list[tuple[str, str]] = [
+    ("id", "TEXT PRIMARY KEY"),
+    ("name", "TEXT NOT NULL"),
+    ("owner", "TEXT NOT NULL"),
+    ("status", "TEXT NOT NULL"),
+    ("created_at", "REAL NOT NULL"),
+    ("started_at", "REAL"),
+    ("finished_at", "REAL"),
+    ("pid", "INTEGER"),
+    ("exit_code", "INTEGER"),
+    ("model", "TEXT"),
+    ("dataset", "TEXT"),
+    ("method", "TEXT"),
+    ("best_loss", "REAL"),
+    ("last_loss", "REAL"),
+    ("step", "INTEGER"),
+    ("total_steps", "INTEGER"),
+    ("reason", "TEXT"),
+    ("failure_kind", "TEXT"),
+    ("attempt", "INTEGER NOT NULL DEFAULT 0"),
+    ("events_offset", "INTEGER NOT NULL DEFAULT 0"),
+    ("abort_requested_at", "REAL"),
+    ("gpu", "TEXT"),
+]
+_SCHEMA = (f"CREATE TABLE IF NOT EXISTS runs ({', '.join(f'{n} {d}' for n, d in _COLUMNS)});\n"
+           "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_at);\n")
 
 
 class JobError(ValueError):
@@ -117,6 +118,7 @@ class RunInfo:
     attempt: int
     events_offset: int
     abort_requested_at: float | None
+    gpu: str | None
     run_dir: Path
 
     @property
@@ -133,19 +135,38 @@ class RunInfo:
         return data
 
 
+_INFO_FIELDS = [name for name, _ in _COLUMNS]
+
+
 def default_runs_root() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR)
 
 
-def gpu_count() -> int:
-    """GPUs visible to a trainer, without importing torch (the dashboard stays light)."""
+def visible_gpus() -> list[str]:
+    """The GPUs a trainer may use, as CUDA_VISIBLE_DEVICES entries, without importing torch (the dashboard
+    stays light): the server's own CUDA_VISIBLE_DEVICES if set, else every NVIDIA GPU the driver lists."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+        entries = [d.strip() for d in visible.split(",") if d.strip()]
+        if "-1" in entries:  # CUDA ignores this entry and every one after it
+            entries = entries[:entries.index("-1")]
+        return entries
     try:
-        return len(os.listdir("/proc/driver/nvidia/gpus"))
+        return [str(i) for i in range(len(os.listdir("/proc/driver/nvidia/gpus")))]
     except OSError:
-        return 0
+        return []
+
+
+def gpu_count() -> int:
+    return len(visible_gpus())
+
+
+def pick_gpu(gpus: list[str], in_use: Iterable[str | None]) -> str | None:
+    """The least busy GPU (the first of equals) for the next run; None on a machine without GPUs."""
+    if not gpus:
+        return None
+    used = list(in_use)
+    return min(gpus, key=lambda gpu: (used.count(gpu), gpus.index(gpu)))
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -261,7 +282,8 @@ class JobManager:
         self.runs_root = Path(runs_root if runs_root is not None else default_runs_root()).expanduser().resolve()
         self.runs_root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.runs_root / DB_FILE
-        self.max_concurrent = max(1, max_concurrent if max_concurrent is not None else gpu_count())
+        self.gpus = visible_gpus()
+        self.max_concurrent = max(1, max_concurrent if max_concurrent is not None else len(self.gpus))
         self.python = python
         self.abort_grace_s = abort_grace_s
         self.poll_interval_s = poll_interval_s
@@ -304,12 +326,20 @@ class JobManager:
             conn.close()
 
     def _init_db(self) -> None:
-        conn = self._connect()
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
-        finally:
-            conn.close()
+            conn = self._connect()
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
+                present = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+                for name, declaration in _COLUMNS:
+                    if name not in present:  # a runs.db written by an older tunedeck
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {declaration.replace('NOT NULL ', '')}")
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise JobError(f"{self.db_path} is not a usable run registry ({exc}); move it away and a fresh one is "
+                           "created (the run directories next to it are kept)") from None
 
     def _remove_leftovers(self) -> None:
         """Staging / deleting directories a crashed server left behind (an hour old: no one is using them)."""
@@ -322,7 +352,7 @@ class JobManager:
                     pass
 
     def _row_to_info(self, row: sqlite3.Row) -> RunInfo:
-        data = dict(row)
+        data = {key: row[key] for key in _INFO_FIELDS if key in row.keys()}  # a newer runs.db may have more
         return RunInfo(run_dir=self.runs_root / data["id"], **data)
 
     def _fetch(self, conn: sqlite3.Connection, run_id: str) -> RunInfo:
@@ -611,12 +641,15 @@ class JobManager:
                                   (QUEUED, free)).fetchall()
             for row in queued:
                 info = self._row_to_info(row)
+                # One run per GPU: the trainer sees only the GPU it was given (CUDA_VISIBLE_DEVICES).
+                in_use = [r[0] for r in conn.execute("SELECT gpu FROM runs WHERE status = ?", (RUNNING,))]
+                gpu = pick_gpu(self.gpus, in_use)
                 # The claim: only one manager can move this row out of `queued` (we hold the write lock).
                 if not self._update(conn, info.id, "AND status = ?", (QUEUED,), status=RUNNING,
-                                    started_at=time.time(), attempt=info.attempt + 1):
+                                    started_at=time.time(), attempt=info.attempt + 1, gpu=gpu):
                     continue
                 try:
-                    proc, offset = self._spawn(info)
+                    proc, offset = self._spawn(info, gpu)
                 except Exception as exc:
                     reason = f"could not start the trainer: {exc}"
                     self._update(conn, info.id, status=FAILED, finished_at=time.time(), reason=reason,
@@ -626,7 +659,7 @@ class JobManager:
                 self._children[info.id] = proc
                 self._update(conn, info.id, pid=proc.pid, events_offset=offset)
 
-    def _spawn(self, info: RunInfo) -> tuple[subprocess.Popen, int]:
+    def _spawn(self, info: RunInfo, gpu: str | None) -> tuple[subprocess.Popen, int]:
         run_dir = info.run_dir
         if not (run_dir / CONFIG_FILE).is_file():
             raise JobError(f"{run_dir / CONFIG_FILE} is missing")
@@ -641,9 +674,12 @@ class JobManager:
         argv = [self.python, "-m", "trainer", "train", str(run_dir / CONFIG_FILE), "--run-dir", str(run_dir)]
         env = dict(os.environ)  # inherited as is: secrets stay in the environment, never in a file
         env["PYTHONUNBUFFERED"] = "1"  # stdout.log is read live
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH")) if p)
         with open(run_dir / STDOUT_FILE, "ab") as log:
-            log.write(f"--- tunedeck: attempt {info.attempt + 1} started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n"
+            on = f" on GPU {gpu}" if gpu is not None else ""
+            log.write(f"--- tunedeck: attempt {info.attempt + 1} started {time.strftime('%Y-%m-%d %H:%M:%S')}{on} ---\n"
                       .encode())
             log.flush()
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -257,6 +257,25 @@ def test_abort_then_resume_continues_steps_then_sigkill_is_interrupted(manager):
     assert killed.attempt == 2
 
 
+@pytest.mark.slow
+def test_abort_kills_a_trainer_that_does_not_stop_within_the_grace(tmp_path):
+    jm = JobManager(tmp_path / "runs", max_concurrent=1, poll_interval_s=0.2, abort_grace_s=0.5)
+    try:
+        run_id = jm.submit(small_config())
+        pid = wait_for(lambda: jm.get(run_id).pid, "the trainer to be started", manager=jm)
+        os.killpg(pid, signal.SIGSTOP)  # a frozen trainer cannot honour SIGTERM or the ABORT file
+        assert jm.abort(run_id).abort_requested
+        aborted = wait_for(status_is(jm, run_id, "aborted", "failed", "interrupted", "finished"),
+                           "the grace kill", manager=jm)
+        assert aborted.status == "aborted" and aborted.exit_code == -signal.SIGKILL
+        assert "killed after the 0.5 s grace" in aborted.reason
+        assert read_events(aborted.run_dir)[-1]["status"] == "aborted"
+        assert not (aborted.run_dir / "ABORT").exists()
+    finally:
+        jm.close()
+        _kill_leftovers(jm)
+
+
 SERVER_SCRIPT = textwrap.dedent("""
     import json, sys, time
     from trainer.config import TrainConfig

@@ -504,8 +504,8 @@ def test_truncation_is_a_warning_and_no_loss_left_is_an_error(tmp_path, tokenize
     rows = tokenize_examples(data.train, tokenizer, config, data)
     assert len(rows) == 2 and data.skipped == 1 and [i.row for i in data.errors] == [3]
     assert all(len(r["input_ids"]) <= 32 for r in rows)
-    cut = (full[1] - 32) + (full[2] - 32)
-    assert rows.warnings == [f"2 of 3 rows are longer than cutoff_len 32: {cut} tokens are cut (line 2, line 3)"]
+    # Truncation counts the rows that train; the dropped row is an error of its own.
+    assert rows.warnings == [f"1 of 2 rows are longer than cutoff_len 32: {full[1] - 32} tokens are cut (line 2)"]
     assert rows.full_lengths == [full[0], full[1]]
 
 
@@ -656,3 +656,16 @@ def test_template_to_save_with_the_trained_model(tokenizer, chat_tokenizer):
     assert chat_template_for_saving(chat_tokenizer, TrainConfig()) is None
     assert chat_template_for_saving(tokenizer, TrainConfig()) == chat_template_jinja("plain")
     assert chat_template_for_saving(chat_tokenizer, TrainConfig(template="llama3")) == chat_template_jinja("llama3")
+
+
+def test_report_says_truncation_once_with_rows_and_cure(tokenizer):
+    from trainer.data import inspect_dataset
+
+    config = TrainConfig(dataset="demo", cutoff_len=40, template="plain", per_device_train_batch_size=1)
+    report = inspect_dataset(config, tokenizer)
+    stats = report.stats
+    truncation = [w for w in report.warnings if "cutoff_len 40" in w]
+    assert len(truncation) == 1
+    assert truncation[0].startswith(f"{stats['truncated_rows']} of {stats['count']} rows are longer than cutoff_len "
+                                    f"40: {stats['tokens_cut']} tokens are cut (line ")
+    assert truncation[0].endswith(f"). cutoff_len {stats['suggested_cutoff_len']} keeps 99% of the rows whole.")

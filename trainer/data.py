@@ -851,9 +851,6 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
     for example in examples:
         row = tokenize_example(example, tokenizer, cfg)
         source = source or getattr(example, "source", "")
-        if row.full_length > cfg.cutoff_len:
-            out.truncated_rows.append(getattr(example, "where", "a row"))
-            out.tokens_cut += row.full_length - cfg.cutoff_len
         if not any(row.completion_mask):
             problems.append(RowIssue(
                 getattr(example, "row", 0), "",
@@ -863,6 +860,9 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
             continue
         out.append({"input_ids": row.input_ids, "completion_mask": row.completion_mask})
         out.full_lengths.append(row.full_length)
+        if row.full_length > cfg.cutoff_len:  # counted among the rows that train; dropped ones are errors
+            out.truncated_rows.append(getattr(example, "where", "a row"))
+            out.tokens_cut += row.full_length - cfg.cutoff_len
     if problems and not cfg.skip_invalid_rows:
         raise DataError(no_loss_message(source, problems, len(examples)), problems, source)
     if problems and not out:
@@ -873,7 +873,7 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
         loaded.issues.extend(problems)
         loaded.skipped += len(problems)
     if out.truncated_rows:
-        out.warnings.append(truncation_warning(out.truncated_rows, len(examples), out.tokens_cut, cfg.cutoff_len))
+        out.warnings.append(truncation_warning(out.truncated_rows, len(out), out.tokens_cut, cfg.cutoff_len))
     return out
 
 
@@ -1124,7 +1124,13 @@ def inspect_dataset(cfg: TrainConfig, tokenizer: Any = None, base_dir: Optional[
         return report
     if report.tokenized.dropped and not cfg.skip_invalid_rows and report.error is None:
         report.error = no_loss_message(loaded.source, report.tokenized.dropped, len(loaded.train))
-    report.warnings += report.tokenized.warnings
-    report.stats = length_stats(report.tokenized.full_lengths, cfg)
-    report.warnings += report.stats["advice"]
+    report.stats = stats = length_stats(report.tokenized.full_lengths, cfg)
+    advice = list(stats["advice"])
+    for warning in report.tokenized.warnings:
+        if stats["truncated_rows"] and warning.startswith(f"{stats['truncated_rows']} of "):
+            # One sentence for truncation: which rows (from tokenizing) and the cure (from the statistics).
+            advice = [a for a in advice if not a.startswith(f"{stats['truncated_rows']} of ")]
+            warning += f". cutoff_len {stats['suggested_cutoff_len']} keeps 99% of the rows whole."
+        report.warnings.append(warning)
+    report.warnings += advice
     return report

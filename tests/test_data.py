@@ -236,7 +236,19 @@ def test_format_override(tmp_path):
 def test_missing_file_directory_and_unsupported_type(tmp_path):
     assert refused(cfg(tmp_path / "nope.jsonl")) == f"dataset file not found: {tmp_path / 'nope.jsonl'}"
     assert refused(cfg("data/nope.csv"), tmp_path) == f"dataset file not found: {tmp_path / 'data' / 'nope.csv'}"
-    assert refused(cfg(tmp_path)) == f"{tmp_path}: is a directory; name a .jsonl, .json, .csv or .parquet file in it"
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    assert refused(cfg(folder)) == f"{folder}: is a directory with no .jsonl, .json, .csv or .parquet file in it"
+    # A downloaded dataset repository: its one data file, or the one named after the split.
+    (folder / "data").mkdir()
+    write_jsonl(folder / "data" / "train.jsonl", [{"text": "t"}])
+    assert load_examples(cfg(folder)).source == str(folder / "data" / "train.jsonl")
+    write_jsonl(folder / "data" / "test.jsonl", [{"text": "e"}])
+    assert load_examples(cfg(folder)).source == str(folder / "data" / "train.jsonl")
+    assert load_examples(cfg(folder, dataset_split="test")).train == [{"text": "e"}]
+    write_jsonl(folder / "train2.jsonl", [{"text": "t"}])
+    assert refused(cfg(folder)) == (f"{folder}: is a directory with several data files (data/train.jsonl, "
+                                    "train2.jsonl): name one of them")
     odd = tmp_path / "rows.txt"
     odd.write_text("hello\n", encoding="utf-8")
     assert refused(cfg(odd)) == f"{odd}: unsupported file type '.txt': use .jsonl, .json, .csv or .parquet"
@@ -669,3 +681,25 @@ def test_report_says_truncation_once_with_rows_and_cure(tokenizer):
     assert truncation[0].startswith(f"{stats['truncated_rows']} of {stats['count']} rows are longer than cutoff_len "
                                     f"40: {stats['tokens_cut']} tokens are cut (line ")
     assert truncation[0].endswith(f"). cutoff_len {stats['suggested_cutoff_len']} keeps 99% of the rows whole.")
+
+
+def test_long_text_rows_are_split_not_cut(tmp_path, tokenizer):
+    from webui.data_view import preview_html
+
+    words = " ".join(["red cat blue dog"] * 30)
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"text": "short one"}, {"text": words}])
+    config = cfg(path, cutoff_len=16)
+    data = load_examples(config)
+    rows = tokenize_examples(data.train, tokenizer, config)
+    [whole] = tokenize_examples([{"text": words}], tokenizer, config.replace(cutoff_len=100000))
+    # Every token of the long document trains, in consecutive rows of at most 16 tokens.
+    ids = whole["input_ids"]
+    tail = len(ids) % 16
+    kept = ids if tail != 1 else ids[:-1]  # a 1-token tail teaches nothing and is left out
+    assert [t for r in rows[1:] for t in r["input_ids"]] == kept
+    assert all(len(r["input_ids"]) <= 16 and all(r["completion_mask"]) for r in rows)
+    assert rows.warnings == [f"1 of 2 text rows are longer than cutoff_len 16 and were split into rows of at most "
+                             f"16 tokens (line 2): {len(rows)} training rows in all"]
+    page = preview_rows(data.train, tokenizer, config)
+    assert page["rows"][1]["split_rows"] == -(-len(whole["input_ids"]) // 16) and not page["rows"][1]["truncated"]
+    assert "class='td-split'" in preview_html(page) and "split into" in preview_html(page)

@@ -135,11 +135,13 @@ class _Record:
 
 # --- sources -------------------------------------------------------------------------------------
 
-def resolve_source(dataset: str, base_dir: Optional[str | Path] = None) -> tuple[str, str]:
+def resolve_source(dataset: str, base_dir: Optional[str | Path] = None, split: str = "train") -> tuple[str, str]:
     """("file", path) for a shipped name or a local file, ("hub", id) for a Hub dataset id.
 
     A name that looks like a path (a file suffix, a leading / . ~, a backslash) but does not exist is a
-    DataError naming the path; anything else that does not exist locally is taken as a Hub id.
+    DataError naming the path; anything else that does not exist locally is taken as a Hub id. A
+    directory (a downloaded dataset repository) stands for its one data file, or the one whose name
+    holds the split (train.jsonl, data/train-00000.parquet).
     """
     name = dataset.strip()
     if name in SHIPPED_DATASETS:
@@ -149,13 +151,29 @@ def resolve_source(dataset: str, base_dir: Optional[str | Path] = None) -> tuple
         path = Path(base_dir) / path
     if path.exists():
         if path.is_dir():
-            raise DataError(f"{path}: is a directory; name a .jsonl, .json, .csv or .parquet file in it")
+            return "file", str(_data_file_in(path, split))
         return "file", str(path)
     looks_local = (name.lower().endswith(FILE_SUFFIXES) or name.startswith(("/", ".", "~")) or "\\" in name
                    or name.count("/") > 1)
     if looks_local:
         raise DataError(f"dataset file not found: {path}")
     return "hub", name
+
+
+def _data_file_in(directory: Path, split: str) -> Path:
+    files = sorted(p for p in directory.rglob("*")
+                   if p.suffix.lower() in FILE_SUFFIXES and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+    if len(files) == 1:
+        return files[0]
+    named = [p for p in files if split.lower() in p.name.lower()]
+    if len(named) == 1:
+        return named[0]
+    if not files:
+        raise DataError(f"{directory}: is a directory with no .jsonl, .json, .csv or .parquet file in it")
+    shown = ", ".join(str(p.relative_to(directory)) for p in (named or files)[:5])
+    more = ", ..." if len(named or files) > 5 else ""
+    raise DataError(f"{directory}: is a directory with several data files ({shown}{more}): name one of them")
 
 
 def _read_file(path: Path) -> tuple[list[_Record], list[RowIssue]]:
@@ -541,7 +559,7 @@ def normalize_row(row: Any, fmt: str) -> dict:
 
 def load_examples(cfg: TrainConfig, base_dir: Optional[str | Path] = None) -> LoadedData:
     """Read, validate and normalize the configured dataset, then split it into train and eval."""
-    kind, where = resolve_source(cfg.dataset, base_dir)
+    kind, where = resolve_source(cfg.dataset, base_dir, cfg.dataset_split)
     if kind == "hub":
         records, issues = _read_hub(where, cfg), []
         source = where
@@ -774,7 +792,8 @@ class TokenizedRow:
     offsets: list[tuple[int, int]]  # char span of each kept token in text
 
 
-def tokenize_segments(segments: Sequence[Segment], tokenizer: Any, cfg: TrainConfig) -> TokenizedRow:
+def tokenize_segments(segments: Sequence[Segment], tokenizer: Any, cfg: TrainConfig,
+                      truncate: bool = True) -> TokenizedRow:
     text = "".join(t for t, _ in segments)
     train_all = cfg.train_on_prompt
     answer_spans = []
@@ -810,12 +829,22 @@ def tokenize_segments(segments: Sequence[Segment], tokenizer: Any, cfg: TrainCon
             offsets += [(pos, pos + len(t))] * len(piece)
             pos += len(t)
     full_length = len(ids)
-    cut = cfg.cutoff_len
+    cut = cfg.cutoff_len if truncate else len(ids)
     return TokenizedRow(ids[:cut], mask[:cut], full_length, text, offsets[:cut])
 
 
-def tokenize_example(example: dict, tokenizer: Any, cfg: TrainConfig) -> TokenizedRow:
-    return tokenize_segments(render_segments(example, tokenizer, cfg), tokenizer, cfg)
+def tokenize_example(example: dict, tokenizer: Any, cfg: TrainConfig, truncate: bool = True) -> TokenizedRow:
+    return tokenize_segments(render_segments(example, tokenizer, cfg), tokenizer, cfg, truncate)
+
+
+def is_text_example(example: dict) -> bool:
+    return "text" in example and "messages" not in example
+
+
+def split_into_chunks(ids: list[int], size: int) -> list[list[int]]:
+    """A long plain-text row as consecutive rows of at most `size` tokens; a 1-token tail teaches nothing
+    (the first token of a row is never predicted) and is left out."""
+    return [ids[i:i + size] for i in range(0, len(ids), size) if len(ids[i:i + size]) >= 2]
 
 
 class TokenizedRows(list):
@@ -840,17 +869,30 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
     """Render and tokenize examples: [{"input_ids": [...], "completion_mask": [...]}, ...].
 
     completion_mask is 1 on the assistant's answers (and their end-of-turn marker), 0 on the prompt,
-    or 1 everywhere with train_on_prompt or for plain text. Rows are cut to cutoff_len (a warning says
-    how many and how many tokens). A row left with no token that carries loss is an error, or is
-    dropped with skip_invalid_rows; when `loaded` is given, dropped rows are added to its issues and
-    skipped count.
+    or 1 everywhere with train_on_prompt or for plain text. Conversations are cut to cutoff_len (a
+    warning says how many and how many tokens); plain-text rows (continued pre-training) longer than
+    cutoff_len are split into consecutive rows instead, so no text is lost. A row left with no token
+    that carries loss is an error, or is dropped with skip_invalid_rows; when `loaded` is given,
+    dropped rows are added to its issues and skipped count.
     """
     out = TokenizedRows()
     problems: list[RowIssue] = []
     source = loaded.source if loaded else ""
+    split_rows: list[str] = []
+    kept = 0
     for example in examples:
-        row = tokenize_example(example, tokenizer, cfg)
         source = source or getattr(example, "source", "")
+        if is_text_example(example):
+            row = tokenize_example(example, tokenizer, cfg, truncate=False)
+            chunks = split_into_chunks(row.input_ids, cfg.cutoff_len)
+            if len(chunks) > 1:
+                split_rows.append(getattr(example, "where", "a row"))
+            for chunk in chunks:
+                out.append({"input_ids": chunk, "completion_mask": [1] * len(chunk)})
+                out.full_lengths.append(len(chunk))
+            kept += 1
+            continue
+        row = tokenize_example(example, tokenizer, cfg)
         if not any(row.completion_mask):
             problems.append(RowIssue(
                 getattr(example, "row", 0), "",
@@ -860,6 +902,7 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
             continue
         out.append({"input_ids": row.input_ids, "completion_mask": row.completion_mask})
         out.full_lengths.append(row.full_length)
+        kept += 1
         if row.full_length > cfg.cutoff_len:  # counted among the rows that train; dropped ones are errors
             out.truncated_rows.append(getattr(example, "where", "a row"))
             out.tokens_cut += row.full_length - cfg.cutoff_len
@@ -873,7 +916,12 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
         loaded.issues.extend(problems)
         loaded.skipped += len(problems)
     if out.truncated_rows:
-        out.warnings.append(truncation_warning(out.truncated_rows, len(out), out.tokens_cut, cfg.cutoff_len))
+        out.warnings.append(truncation_warning(out.truncated_rows, kept, out.tokens_cut, cfg.cutoff_len))
+    if split_rows:
+        shown = ", ".join(split_rows[:5]) + (", ..." if len(split_rows) > 5 else "")
+        out.warnings.append(f"{len(split_rows)} of {kept} text rows are longer than cutoff_len {cfg.cutoff_len} and "
+                            f"were split into rows of at most {cfg.cutoff_len} tokens ({shown}): "
+                            f"{len(out)} training rows in all")
     return out
 
 
@@ -894,10 +942,12 @@ def preview_row(example: dict, tokenizer: Any, cfg: TrainConfig) -> dict[str, An
     """One row as the model sees it: the rendered text split into (text, carries_loss) segments.
 
     Segments follow the tokens: consecutive tokens with the same mask value form one segment, so the
-    highlight is exactly what trains. Text cut by cutoff_len is returned apart as ``cut_text``.
+    highlight is exactly what trains. Text beyond cutoff_len is returned apart as ``cut_text``: cut
+    off a conversation (``truncated``), or continued in ``split_rows`` rows for plain text.
     """
     tokenized = tokenize_example(example, tokenizer, cfg)
     text, offsets, mask = tokenized.text, tokenized.offsets, tokenized.completion_mask
+    split = is_text_example(example) and tokenized.full_length > cfg.cutoff_len
     segments: list[tuple[str, bool]] = []
     group_start = 0
     for i in range(1, len(mask) + 1):
@@ -915,7 +965,9 @@ def preview_row(example: dict, tokenizer: Any, cfg: TrainConfig) -> dict[str, An
         "num_tokens": len(tokenized.input_ids),
         "full_length": tokenized.full_length,
         "loss_tokens": sum(mask),
-        "truncated": tokenized.full_length > cfg.cutoff_len,
+        "truncated": tokenized.full_length > cfg.cutoff_len and not split,
+        # Plain text is not cut but split: cut_text then trains in the following rows.
+        "split_rows": math.ceil(tokenized.full_length / cfg.cutoff_len) if split else 1,
     }
 
 

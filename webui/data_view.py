@@ -20,6 +20,7 @@ from trainer.data import DatasetReport, inspect_dataset, preview_rows
 
 PAGE_SIZE = 5
 MAX_LISTED_ISSUES = 20
+MAX_REST_CHARS = 3000  # text beyond cutoff_len shown per row; a long document would swamp the page
 LOSS_COLOR = "#16a34a"
 CUTOFF_COLOR = "#dc2626"
 
@@ -33,6 +34,7 @@ PREVIEW_CSS = """
 .td-loss {background: #dcfce7; color: #14532d; text-decoration: underline; text-decoration-color: #16a34a;}
 .td-masked {opacity: 0.55;}
 .td-cut {color: #9ca3af; text-decoration: line-through;}
+.td-split {background: #dcfce7; color: #14532d; border-left: 3px solid #16a34a; padding-left: 2px;}
 .td-legend span {margin-right: 12px; font-size: 12px;}
 </style>
 """
@@ -49,13 +51,21 @@ def preview_html(preview: dict[str, Any]) -> str:
     for row in rows:
         head = (f"{html.escape(str(row.get('where') or ''))} · {row['num_tokens']} tokens, "
                 f"{row['loss_tokens']} carry loss")
+        split = row.get("split_rows", 1) > 1
         if row.get("truncated"):
             head += f" · cut from {row['full_length']} tokens"
+        elif split:
+            head += f" · {row['full_length']} tokens of text, split into {row['split_rows']} training rows"
         body = "".join(
             f"<span class='{'td-loss' if loss else 'td-masked'}'>{html.escape(text)}</span>"
             for text, loss in row["segments"])
-        if row.get("cut_text"):
-            body += f"<span class='td-cut'>{html.escape(row['cut_text'])}</span>"
+        rest = row.get("cut_text") or ""
+        if len(rest) > MAX_REST_CHARS:
+            rest = rest[:MAX_REST_CHARS] + f" … ({len(row['cut_text']) - MAX_REST_CHARS} more characters)"
+        if rest and split:
+            body += f"<span class='td-split'>{html.escape(rest)}</span>"
+        elif rest:
+            body += f"<span class='td-cut'>{html.escape(rest)}</span>"
         parts.append(f"<div class='td-row'><div class='td-row-head'>{head}</div><pre>{body}</pre></div>")
     parts.append(f"<p class='td-row-head'>Page {preview.get('page', 1)} of {preview.get('pages', 1)} "
                  f"({preview.get('total', len(rows))} training rows)</p>")

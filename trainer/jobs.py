@@ -53,6 +53,7 @@ FAILURE_KINDS = ("oom", "not_found", "template", "nan", "config", "data", "other
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _LOG_TAIL_LINES = 40
+_EXIT_GRACE_S = 60.0  # how long a trainer may linger after writing its final status event
 
 # (column, declaration). New columns go at the end: an older runs.db gets them added on open.
 _COLUMNS: list[tuple[str, str]] = [
@@ -237,6 +238,7 @@ class _LossTracker:
         self.last_loss: float | None = None
         self.step: int | None = None
         self.total_steps: int | None = None
+        self.final_status_at: float | None = None  # `t` of the newest finished/aborted/failed status event
 
     def update(self) -> bool:
         changed = False
@@ -256,6 +258,8 @@ class _LossTracker:
                 if loss is not None and math.isfinite(loss):
                     self.best_eval = loss if self.best_eval is None else min(self.best_eval, loss)
                     changed = True
+            elif kind == "status" and event.get("status") in FINAL_STATUSES:
+                self.final_status_at = number(event.get("t"))
             elif kind == "plan":
                 plan = event.get("plan") if isinstance(event.get("plan"), dict) else event
                 total = plan.get("total_steps")
@@ -615,7 +619,17 @@ class JobManager:
                 except (ProcessLookupError, PermissionError):
                     pass
             tracker = self._tracker(info)
-            if tracker.update():
+            changed = tracker.update()
+            ended_at = tracker.final_status_at
+            if (ended_at is not None and info.started_at is not None and ended_at >= info.started_at
+                    and time.time() - ended_at > _EXIT_GRACE_S):
+                # The trainer reported its end but its process lingers (a stuck thread): end it, so the run
+                # does not show `running` forever. Its own status event still decides how it ended.
+                try:
+                    os.killpg(info.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if changed:
                 with self._db(write=True) as conn:
                     self._update(conn, info.id, "AND status = ?", (RUNNING,), **tracker.columns())
 
@@ -632,6 +646,9 @@ class JobManager:
         return tracker
 
     def _start_queued(self) -> None:
+        with self._db() as conn:  # a cheap read first: the write lock is taken only when there is work
+            if not conn.execute("SELECT 1 FROM runs WHERE status = ? LIMIT 1", (QUEUED,)).fetchone():
+                return
         with self._db(write=True) as conn:
             running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = ?", (RUNNING,)).fetchone()[0]
             free = self.max_concurrent - running

@@ -11,6 +11,21 @@ import os
 import sys
 
 RUNS_DIR_ENV = "TUNEDECK_RUNS_DIR"
+AUTH_ENV = "TUNEDECK_AUTH"  # "user:password,user2:password2"; from the environment only, never a flag or a file
+
+
+def auth_from_env() -> list[tuple[str, str]] | None:
+    """Logins for the page (each run is then owned by its user); None leaves the page open, owner "local"."""
+    raw = os.environ.get(AUTH_ENV, "").strip()
+    if not raw:
+        return None
+    pairs = []
+    for item in raw.split(","):
+        user, sep, password = item.strip().partition(":")
+        if not sep or not user or not password:
+            raise ValueError(f"{AUTH_ENV}: expected user:password[,user2:password2], got an entry without both")
+        pairs.append((user, password))
+    return pairs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,12 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: --runs-dir {args.runs_dir}: cannot create it ({exc.strerror})", file=sys.stderr)
         return 2
+    try:
+        auth = auth_from_env()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from webui.app import CSS, build, i18n_for_launch
 
     demo = build(args.runs_dir)
     print(f"tunedeck: runs in {os.path.abspath(args.runs_dir)}", flush=True)
     demo.queue(default_concurrency_limit=8).launch(
-        server_name=args.host, server_port=args.port, share=args.share, i18n=i18n_for_launch(), css=CSS,
+        server_name=args.host, server_port=args.port, share=args.share, auth=auth, i18n=i18n_for_launch(), css=CSS,
         show_error=False, footer_links=["settings"], allowed_paths=[os.path.abspath(args.runs_dir)])
     return 0
 

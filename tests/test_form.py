@@ -54,7 +54,9 @@ def test_field_errors_are_named_by_field():
     with pytest.raises(ConfigError) as err:
         values_to_config(values)
     by_field = err.value.by_field()
-    assert set(by_field) == {"max_samples", "column_mapping"}  # parse problems come first
+    # every problem at once: the two that cannot be parsed and the one the schema refuses
+    assert set(by_field) == {"max_samples", "column_mapping", "learning_rate"}
+    assert "number" in by_field["max_samples"] and "greater than 0" in by_field["learning_rate"]
     values.update(max_samples="", column_mapping="")
     with pytest.raises(ConfigError) as err:
         values_to_config(values)
@@ -63,3 +65,18 @@ def test_field_errors_are_named_by_field():
     with pytest.raises(ConfigError) as err:
         values_to_config(values)
     assert "quantization_bit" in err.value.by_field()
+
+
+def test_the_page_builds_without_importing_torch(tmp_path):
+    """`import webui` and building the whole page never import torch (the server starts in seconds)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, webui; assert 'torch' not in sys.modules, 'import webui imported torch'\n"
+            "from webui.app import build\n"
+            f"demo = build({str(tmp_path)!r})\n"
+            "demo.tunedeck_context.jobs.close()\n"
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'bitsandbytes') if m in sys.modules]\n"
+            "assert not heavy, f'building the page imported {heavy}'\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

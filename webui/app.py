@@ -294,7 +294,6 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                             save_name = gr.Textbox(label=i18n("preset_name"), placeholder="my-recipe", scale=3,
                                                    elem_id="save-preset-name")
                             save_preset_btn = gr.Button(i18n("save_preset"), scale=1, elem_id="save-preset-btn")
-                        gr.Markdown("### Run plan")
                         plan_hw = gr.Dropdown(choices=hardware_choices(ctx.hardware), value="local",
                                               label=i18n("plan_gpu"), elem_id="plan-gpu")
                         plan_box = gr.Markdown("", elem_id="run-plan")
@@ -333,7 +332,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                                      elem_id="log-tail", autoscroll=True)
 
             # ---------------- runs ----------------
-            with gr.Tab(i18n("tab_runs"), id="runs", elem_id="tab-runs"):
+            with gr.Tab(i18n("tab_runs"), id="runs", elem_id="tab-runs") as runs_tab_item:
                 with gr.Row(equal_height=True):
                     runs_filter = gr.Textbox(label=i18n("filter"), placeholder="model, dataset, owner, status…",
                                              elem_id="runs-filter", scale=3)
@@ -539,7 +538,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
         gr.on([run_select.change, smoothing.release, log_scale.change], monitor,
               [run_select, smoothing, log_scale, drawn], monitor_outputs, show_progress="hidden")
 
-        def page_load(request: gr.Request) -> list[Any]:
+        def page_load(request: gr.Request) -> Any:
             wanted = None
             try:
                 wanted = request.query_params.get("run")
@@ -548,9 +547,9 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
             choices = _run_choices(ctx)
             ids = [value for _, value in choices]
             value = wanted if wanted in ids else _default_run(ctx)
-            return [gr.update(choices=choices, value=value), gr.update(choices=_preset_choices(ctx.runs_root))]
+            return gr.update(choices=choices, value=value)
 
-        demo.load(page_load, None, [run_select, preset_select])
+        demo.load(page_load, None, [run_select])
 
         # ---------------- runs tab ----------------
         def list_runs(text: str, statuses: list[str]) -> list[Any]:
@@ -559,7 +558,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
             return [rows, gr.update(choices=[(views.run_choice_label(i), i.id) for i in infos]), gr.skip()]
 
         runs_outputs = [runs_table, runs_picked, compare_diff]
-        gr.on([runs_refresh.click, runs_filter.submit, runs_status.change, demo.load], list_runs,
+        gr.on([runs_refresh.click, runs_filter.submit, runs_status.change, demo.load, runs_tab_item.select], list_runs,
               [runs_filter, runs_status], runs_outputs, show_progress="hidden")
         start_btn.click(list_runs, [runs_filter, runs_status], runs_outputs, show_progress="hidden")
 
@@ -625,7 +624,8 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
         # ---------------- data & presets tabs need the form ----------------
         data_tab.wire(components, ordered, all_controls, refresh_plan_chain=(refresh_plan, plan_inputs, plan_outputs))
         presets_tab.wire(components, ordered, all_controls, preset_select, preset_load_outputs, method,
-                         refresh_plan_chain=(refresh_plan, plan_inputs, plan_outputs))
+                         refresh_plan_chain=(refresh_plan, plan_inputs, plan_outputs), demo=demo,
+                         load_preset=load_preset, plan_hw=plan_hw, tabs=tabs)
     demo.tunedeck_css = CSS  # type: ignore[attr-defined]
     return demo
 

@@ -221,8 +221,24 @@ def values_to_dict(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def values_to_config(values: dict[str, Any]) -> TrainConfig:
-    """Control values -> a validated TrainConfig; raises ConfigError (use .by_field() to show at the fields)."""
-    return TrainConfig.from_dict(values_to_dict(values))
+    """Control values -> a validated TrainConfig; raises ConfigError (use .by_field() to show at the fields).
+
+    A value that cannot even be parsed (text in a number field) is reported together with what the
+    schema says of the other fields, so the user sees every problem at once, not one per attempt.
+    """
+    try:
+        return TrainConfig.from_dict(values_to_dict(values))
+    except ConfigError as parse_error:
+        if not parse_error.errors or any(not field for field, _ in parse_error.errors):
+            raise
+        unparsable = {field for field, _ in parse_error.errors}
+        rest = {c.name: values[c.name] for c in controls() if c.name in values and c.name not in unparsable}
+        try:
+            TrainConfig.from_dict(values_to_dict(rest))
+        except ConfigError as schema_error:
+            extra = [(f, m) for f, m in schema_error.errors if f not in unparsable]
+            raise ConfigError(parse_error.errors + extra) from None
+        raise
 
 
 def values_from_list(raw: Sequence[Any]) -> dict[str, Any]:

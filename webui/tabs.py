@@ -123,12 +123,13 @@ class _PresetsTab:
             self.new_name = gr.Textbox(label=self.i18n("new_name"), scale=2, elem_id="presets-new-name")
             self.rename_btn = gr.Button(self.i18n("rename"), scale=1, elem_id="presets-rename-btn")
             self.delete_btn = gr.Button(self.i18n("delete"), variant="stop", scale=1, elem_id="presets-delete-btn")
+            self.load_btn = gr.Button(self.i18n("load_preset"), variant="primary", scale=1, elem_id="presets-load-btn")
         self.details = gr.Markdown("", elem_id="presets-details")
         with gr.Row(equal_height=True):
             self.download_btn = gr.Button(self.i18n("download"), elem_id="presets-download-btn")
             self.export_lf_btn = gr.Button(self.i18n("export_lf"), elem_id="presets-export-lf-btn")
             self.export_script_btn = gr.Button(self.i18n("export_script"), elem_id="presets-export-script-btn")
-        self.download_file = gr.File(label="File", interactive=False, elem_id="presets-download-file", height=80)
+        self.download_file = gr.File(label="File", interactive=False, elem_id="presets-download-file", height=60)
         with gr.Row():
             self.upload = gr.File(label=self.i18n("upload_preset"), file_types=[".yaml", ".yml"],
                                   elem_id="presets-upload", height=120)
@@ -138,7 +139,8 @@ class _PresetsTab:
 
     def wire(self, components: dict[str, Any], ordered: list[Any], all_controls: list[Control],
              train_preset_select: Any, preset_load_outputs: list[Any], method: Any,
-             refresh_plan_chain: tuple) -> None:
+             refresh_plan_chain: tuple, *, demo: Any, load_preset: Callable[..., list[Any]], plan_hw: Any,
+             tabs: Any) -> None:
         ctx = self.ctx
         refresh_plan, plan_inputs, plan_outputs = refresh_plan_chain
         from .app import _method_of, _preset_choices, _preset_note, _preset_reference
@@ -166,8 +168,18 @@ class _PresetsTab:
         def refresh_choices() -> list[Any]:
             return choices_update()
 
-        gr.on([train_preset_select.focus], refresh_choices, None, [self.select, train_preset_select],
+        gr.on([train_preset_select.focus, demo.load], refresh_choices, None, [self.select, train_preset_select],
               show_progress="hidden")
+
+        def load_into_form(name: str | None, hw_key: str) -> list[Any]:
+            if not name:
+                gr.Warning("Choose a preset first.")
+                return [gr.skip()] * len(preset_load_outputs)
+            return load_preset(name, False, hw_key)
+
+        self.load_btn.click(load_into_form, [self.select, plan_hw], preset_load_outputs).then(
+            lambda name: [gr.update(value=name), gr.Tabs(selected="train")], [self.select],
+            [train_preset_select, tabs]).then(refresh_plan, plan_inputs, plan_outputs, show_progress="hidden")
 
         def rename(old: str, new: str) -> list[Any]:
             from trainer import presets as presets_mod
@@ -262,9 +274,12 @@ class _PresetsTab:
                 result = importer(path)
             except Exception as exc:  # noqa: BLE001 - ConfigError, DataError, OSError: say it
                 return [gr.skip()] * (n_controls + 4) + [f"⚠ {html.escape(_short(str(exc), 1200))}"]
-            cfg, unmapped = _unpack_import(result)
-            return apply(cfg, {"title": f"Imported from {Path(path).name}"}, unmapped,
-                         "Imported from a LLaMA-Factory YAML. ")
+            cfg, unmapped, notes = _unpack_import(result)
+            out = apply(cfg, {"title": f"Imported from {Path(path).name}"}, unmapped,
+                        "Imported from a LLaMA-Factory YAML (save it as a preset to keep it). ")
+            if notes:
+                out[-1] += "\n\n" + "\n".join(f"- {html.escape(n)}" for n in notes)
+            return out
 
         load_outputs = [*preset_load_outputs, self.messages]
         self.upload.upload(uploaded_preset, [self.upload], load_outputs).then(
@@ -274,37 +289,25 @@ class _PresetsTab:
 
 
 def _exporter(kind: str) -> Callable[[TrainConfig], str] | None:
-    """The presets engineer's export functions, found by the names they may carry."""
-    candidates = {
-        "llamafactory": [("trainer.llamafactory", "to_llamafactory_yaml"), ("trainer.llamafactory", "export_yaml"),
-                         ("trainer.interop", "to_llamafactory_yaml"), ("trainer.presets", "to_llamafactory_yaml")],
-        "script": [("trainer.export_script", "export_script"), ("trainer.script", "render_script"),
-                   ("trainer.llamafactory", "to_python_script"), ("trainer.interop", "to_python_script")],
-    }[kind]
-    for module_name, attr in candidates:
-        module = _optional(module_name)
-        if module is not None and hasattr(module, attr):
-            return getattr(module, attr)
-    return None
+    """The presets engineer's exports: LLaMA-Factory YAML, or the plain transformers + peft + trl script."""
+    try:
+        if kind == "llamafactory":
+            from trainer.llamafactory import to_llamafactory_yaml
+            return to_llamafactory_yaml
+        from trainer.export_script import export_script
+        return export_script
+    except ImportError:
+        return None
 
 
 def _importer() -> Callable[[str], Any] | None:
-    for module_name, attr in [("trainer.llamafactory", "import_file"), ("trainer.llamafactory", "from_llamafactory_file"),
-                              ("trainer.interop", "from_llamafactory_file")]:
-        module = _optional(module_name)
-        if module is not None and hasattr(module, attr):
-            return getattr(module, attr)
-    return None
+    try:
+        from trainer.llamafactory import import_llamafactory_file
+        return import_llamafactory_file
+    except ImportError:
+        return None
 
 
-def _unpack_import(result: Any) -> tuple[TrainConfig, dict[str, str]]:
-    if isinstance(result, TrainConfig):
-        return result, {}
-    cfg = getattr(result, "config", None)
-    unmapped = getattr(result, "unmapped", None) or getattr(result, "ignored", None) or {}
-    if cfg is None and isinstance(result, tuple):
-        cfg = next(x for x in result if isinstance(x, TrainConfig))
-        unmapped = next((x for x in result if isinstance(x, dict)), {})
-    if isinstance(unmapped, list):
-        unmapped = {str(k): "not mapped" for k in unmapped}
-    return cfg, dict(unmapped)
+def _unpack_import(result: Any) -> tuple[TrainConfig, dict[str, str], list[str]]:
+    """ImportResult -> (config, unmapped keys with why, notes)."""
+    return result.config, dict(result.unmapped or {}), list(getattr(result, "notes", []) or [])

@@ -79,7 +79,7 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
         rows.append(("Memory estimate", memory))
     if hardware_label:
         rows.append(("Planned for", hardware_label))
-    lines = ["| | |", "|---|---|"] + [f"| {k} | {html.escape(str(v))} |" for k, v in rows]
+    lines = ["| Run plan | |", "|---|---|"] + [f"| {k} | {html.escape(str(v))} |" for k, v in rows]
     out = "\n".join(lines)
     summary = d.get("summary") or []
     if summary:

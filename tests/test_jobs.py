@@ -93,11 +93,19 @@ def _kill_leftovers(jm: JobManager) -> None:
 
 # --- no subprocess needed -------------------------------------------------------------------------
 
-def test_run_ids_are_unique_and_sort_by_time():
-    ids = {new_run_id(1795400000.0) for _ in range(500)}
-    assert len(ids) == 500
-    assert all(i.startswith("20261123-") for i in ids)
+def test_run_ids_are_unique_and_sort_by_time(tmp_path, monkeypatch):
+    assert new_run_id(1795400000.0).startswith("20261123-")
     assert new_run_id(1795400000.0) < new_run_id(1795400001.0)
+    # Two submits that draw the same id in the same second still get two runs: the directory is the lock.
+    import trainer.jobs as jobs
+    drawn = iter(["20261123-000000-aaaaaa", "20261123-000000-aaaaaa", "20261123-000000-bbbbbb"])
+    monkeypatch.setattr(jobs, "new_run_id", lambda: next(drawn))
+    jm = JobManager(tmp_path / "runs", autostart=False)
+    try:
+        assert [jm.submit(small_config()), jm.submit(small_config())] == [
+            "20261123-000000-aaaaaa", "20261123-000000-bbbbbb"]
+    finally:
+        jm.close()
 
 
 def test_submit_writes_config_and_row_and_rejects_bad_config(tmp_path):
@@ -116,6 +124,16 @@ def test_submit_writes_config_and_row_and_rejects_bad_config(tmp_path):
         with pytest.raises(ConfigError) as err:
             jm.submit({"model_name_or_path": "demo", "lerning_rate": 0.1})
         assert "learning_rate" in str(err.value)  # the closest known name is suggested
+        # A local file named relative to the server's directory is stored absolute: a later resume from a
+        # server started elsewhere still finds it. The shipped `demo` names stay as they are.
+        (tmp_path / "mine.jsonl").write_text('{"instruction": "hi", "output": "hello"}\n')
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(tmp_path)
+            local = jm.submit(small_config(dataset="mine.jsonl"))
+        assert jm.read_config(local).dataset == str(tmp_path / "mine.jsonl")
+        assert jm.read_config(local).model_name_or_path == "demo"
+        jm.delete(jm.abort(local).id)
+
         copied = jm.submit(small_config(resume_from_checkpoint="last"))  # a config copied from a resumed run
         assert jm.read_config(copied).resume_from_checkpoint is None  # a new directory has nothing to resume
         jm.delete(jm.abort(copied).id)

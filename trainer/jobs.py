@@ -277,6 +277,22 @@ class _LossTracker:
                 "total_steps": self.total_steps}
 
 
+def _with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """Local files named relative to the server's directory, made absolute: the run still finds them when it
+    is resumed by a server started somewhere else. Shipped names (`demo`) and Hub ids are left alone."""
+    changes = {}
+    for name in ("model_name_or_path", "dataset", "resume_from_checkpoint"):
+        value = getattr(cfg, name)
+        if not value or value in ("demo", "last"):
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute() and path.exists():
+            changes[name] = str(path.resolve())
+        elif value.startswith("~") and path.exists():
+            changes[name] = str(path)
+    return cfg.replace(**changes) if changes else cfg
+
+
 class JobManager:
     """The registry of runs in one runs root, and the scheduler that starts and watches them."""
 
@@ -422,6 +438,7 @@ class JobManager:
         if cfg.resume_from_checkpoint == "last":
             # A config copied from a resumed run: its new directory has no checkpoint, `last` means nothing.
             cfg = cfg.replace(resume_from_checkpoint=None)
+        cfg = _with_absolute_paths(cfg)
         owner = str(owner or "local")
         name = (name or "").strip() or cfg.display_name
         for _ in range(20):

@@ -209,6 +209,30 @@ def test_registry_file_problems_are_explained_or_upgraded(tmp_path):
         jm.close()
 
 
+def test_failures_are_recorded_with_reason_and_kind(tmp_path):
+    jm = JobManager(tmp_path / "runs", max_concurrent=2, poll_interval_s=0.2, autostart=False)
+    try:
+        # The config was damaged on disk after submit: the real trainer refuses it with its own status event.
+        damaged = jm.submit(small_config())
+        (jm.run_dir(damaged) / "config.yaml").write_text("learning_rate: fast\n")
+        jm.refresh()
+        failed = wait_for(status_is(jm, damaged, "failed", "finished", "interrupted"), "the refusal", manager=jm)
+        assert failed.status == "failed" and failed.failure_kind == "config" and failed.exit_code == 2
+        assert "learning_rate" in failed.reason
+
+        # No trainer at all (a broken interpreter path): failed at once, the reason says why.
+        broken = JobManager(tmp_path / "runs", python=str(tmp_path / "no-such-python"), autostart=False)
+        unstartable = broken.submit(small_config())
+        broken.refresh()
+        info = jm.get(unstartable)
+        assert info.status == "failed" and "could not start the trainer" in info.reason
+        assert read_events(info.run_dir)[-1]["status"] == "failed"
+        broken.close()
+    finally:
+        jm.close()
+        _kill_leftovers(jm)
+
+
 # --- the real trainer -------------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -596,6 +596,9 @@ class JobManager:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if not self.db_path.exists():  # the runs root was removed (a test's tmp dir): nothing left to run
+                print(f"tunedeck jobs: {self.db_path} is gone; the scheduler stops", file=sys.stderr)
+                return
             try:
                 self.refresh()
             except Exception as exc:  # keep scheduling: one bad row must not stop every run

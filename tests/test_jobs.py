@@ -310,7 +310,7 @@ def test_abort_kills_a_trainer_that_does_not_stop_within_the_grace(tmp_path):
         aborted = wait_for(status_is(jm, run_id, "aborted", "failed", "interrupted", "finished"),
                            "the grace kill", manager=jm)
         assert aborted.status == "aborted" and aborted.exit_code == -signal.SIGKILL
-        assert "killed after the 0.5 s grace" in aborted.reason
+        assert "had not stopped after the 0.5 s grace and was killed" in aborted.reason
         assert read_events(aborted.run_dir)[-1]["status"] == "aborted"
         assert not (aborted.run_dir / "ABORT").exists()
     finally:

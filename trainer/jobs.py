@@ -774,8 +774,12 @@ class JobManager:
     def _classify_vanished(self, info: RunInfo, exit_code: int | None) -> tuple[str, str]:
         """A trainer that ended without its final status event: aborted, interrupted or failed?"""
         if info.abort_requested_at is not None:
-            how = f" (killed after the {self.abort_grace_s:g} s grace)" if exit_code is not None and exit_code < 0 else ""
-            return ABORTED, f"aborted on request{how}"
+            if exit_code == -signal.SIGKILL:
+                return ABORTED, (f"aborted on request; the trainer had not stopped after the {self.abort_grace_s:g} s "
+                                 "grace and was killed (no checkpoint was saved at the abort)")
+            if exit_code is not None and exit_code < 0:
+                return ABORTED, f"aborted on request; the trainer ended by {_signal_name(-exit_code)} before reporting"
+            return ABORTED, "aborted on request"
         resumable = ("resume it to continue from its last checkpoint" if latest_checkpoint(info.run_dir)
                      else "it saved no checkpoint, so start it again")
         if exit_code is None:

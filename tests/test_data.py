@@ -703,3 +703,18 @@ def test_long_text_rows_are_split_not_cut(tmp_path, tokenizer):
     page = preview_rows(data.train, tokenizer, config)
     assert page["rows"][1]["split_rows"] == -(-len(whole["input_ids"]) // 16) and not page["rows"][1]["truncated"]
     assert "class='td-split'" in preview_html(page) and "split into" in preview_html(page)
+
+
+def test_dataset_view_reuses_its_report_until_the_file_changes(tmp_path):
+    pytest.importorskip("trainer.demo")
+    import os
+
+    from webui.data_view import dataset_view
+
+    path = write_jsonl(tmp_path / "d.jsonl", [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(12)])
+    config = TrainConfig.from_yaml(ROOT / "presets" / "demo.yaml").replace(dataset=str(path))
+    first, second = dataset_view(config, page=1), dataset_view(config, page=2)
+    assert second.report is first.report and "Page 2 of 2 (10 training rows)" in second.rows_html
+    write_jsonl(path, [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(20)])
+    os.utime(path, ns=(1, 1))  # a new version of the file, even within the same clock tick
+    assert len(dataset_view(config).lengths) == 18

@@ -9,14 +9,16 @@ model's tokenizer lazily (transformers is imported only then) and caches it.
 from __future__ import annotations
 
 import html
+import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import plotly.graph_objects as go
 
 from trainer.config import TrainConfig
-from trainer.data import DatasetReport, inspect_dataset, preview_rows
+from trainer.data import DataError, DatasetReport, inspect_dataset, preview_rows, resolve_source
 
 PAGE_SIZE = 5
 MAX_LISTED_ISSUES = 20
@@ -169,6 +171,41 @@ def load_tokenizer_cached(cfg: TrainConfig) -> Any:
     return tokenizer
 
 
+_reports: "OrderedDict[tuple, DatasetReport]" = OrderedDict()
+MAX_CACHED_REPORTS = 4
+
+
+def _file_stamp(cfg: TrainConfig, base_dir: Any) -> Any:
+    """What identifies the dataset's content: path, size and mtime of a local file; the id of a Hub one."""
+    try:
+        kind, where = resolve_source(cfg.dataset, base_dir, cfg.dataset_split)
+    except DataError as exc:
+        return ("error", str(exc))
+    if kind == "hub":
+        return ("hub", where)
+    try:
+        stat = os.stat(where)
+    except OSError:
+        return ("file", where, None)
+    return ("file", where, stat.st_size, stat.st_mtime_ns)
+
+
+def _cached_report(cfg: TrainConfig, tokenizer: Any, base_dir: Any) -> DatasetReport:
+    """Turning pages re-renders one page only: the report (load, tokenize, statistics) is kept per dataset
+    file version and config."""
+    key = (_file_stamp(cfg, base_dir), cfg.model_dump_json(), id(tokenizer), str(base_dir))
+    with _tokenizers_lock:
+        if key in _reports:
+            _reports.move_to_end(key)
+            return _reports[key]
+    report = inspect_dataset(cfg, tokenizer, base_dir)
+    with _tokenizers_lock:
+        _reports[key] = report
+        while len(_reports) > MAX_CACHED_REPORTS:
+            _reports.popitem(last=False)
+    return report
+
+
 @dataclass
 class DatasetView:
     summary_markdown: str
@@ -188,7 +225,7 @@ def dataset_view(cfg: TrainConfig, page: int = 1, runs_root: Any = None, page_si
         tokenizer = None
         note = (f"The tokenizer of '{cfg.model_name_or_path}' could not be loaded ({' '.join(str(exc).split())[:300]}): "
                 "rows are shown without the template, masks and lengths.")
-    report = inspect_dataset(cfg, tokenizer, base_dir)
+    report = _cached_report(cfg, tokenizer, base_dir)
     rows_html = ""
     if report.loaded is not None and tokenizer is not None and report.tokenized is not None:
         try:

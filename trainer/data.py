@@ -22,7 +22,6 @@ import io
 import json
 import math
 import random
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence

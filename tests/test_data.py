@@ -336,6 +336,7 @@ def test_sharegpt_and_alpaca_field_problems(tmp_path):
         {"instruction": "a"},
         {"instruction": "a", "output": ["b"]},
         {"instruction": "a", "output": "b", "history": [["only one"]]},
+        {"instruction": "a", "output": None},
     ])
     assert refused(cfg(path)).splitlines()[1:] == [
         "  line 2: field 'output' is empty",
@@ -343,6 +344,7 @@ def test_sharegpt_and_alpaca_field_problems(tmp_path):
         "  line 4: missing field 'output'",
         "  line 5: field 'output' must be text, got a list",
         "  line 6: history pair 1 must be [instruction, answer], both non-empty text",
+        "  line 7: field 'output' is empty",
     ]
 
 

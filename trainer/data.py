@@ -360,12 +360,14 @@ def _type_name(value: Any) -> str:
 
 
 def _text_field(row: dict, name: str, *, required: bool = True, allow_empty: bool = False) -> str:
-    if name not in row or (row[name] is None and required):
+    if name not in row:
         if not required:
             return ""
         raise _RowProblem(name, f"missing field '{name}'")
     value = row[name]
-    if value is None:
+    if value is None:  # null in JSON, an empty Parquet cell
+        if required and not allow_empty:
+            raise _RowProblem(name, f"field '{name}' is empty")
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise _RowProblem(name, f"field '{name}' must be text, got {_type_name(value)}")
@@ -378,9 +380,11 @@ def _text_field(row: dict, name: str, *, required: bool = True, allow_empty: boo
 
 
 def _list_field(row: dict, name: str) -> list:
-    if name not in row or row[name] is None:
+    if name not in row:
         raise _RowProblem(name, f"missing field '{name}'")
     value = row[name]
+    if value is None:
+        raise _RowProblem(name, f"field '{name}' is empty")
     if isinstance(value, str):  # CSV cells hold conversations as JSON text
         try:
             value = json.loads(value)

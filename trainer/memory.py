@@ -11,8 +11,8 @@ The model follows what tunedeck's trainer really does (trainer/model.py, TRL's S
 - LoRA adapters are fp32 (peft's default), their gradients fp32, the optimizer state per trainable
   parameter by optimizer. Full fine-tuning keeps weights, gradients and Adam state in the load dtype.
 - Activations: what autograd saves per token per layer, with gradient checkpointing the layer inputs
-  plus one layer recomputed; logits and the loss in fp32 over the vocabulary (none with Liger's fused
-  linear cross-entropy); the CUDA context, which torch's own counters do not see.
+  plus one layer recomputed; the LM head and loss (TRL computes log-probabilities in tiles, never
+  the full logits; a plain script's fp32 logits are counted when fused_lm_head is off); the CUDA context, which torch's own counters do not see.
 The activation coefficients were calibrated against an H100 (benchmarks/README.md says how).
 """
 
@@ -25,8 +25,14 @@ from typing import Any, Callable, Optional, Sequence, Union
 from .catalog import ModelShape
 
 GB = 1024 ** 3
-CUDA_CONTEXT_BYTES = int(0.55 * GB)  # CUDA 12/13 context + cuBLAS workspace on an H100; torch does not count it
-ALLOCATOR_OVERHEAD = 0.06  # caching-allocator rounding and fragmentation over the live tensors (measured)
+CUDA_CONTEXT_BYTES = int(0.6 * GB)  # CUDA 13 context on an H100 (measured 0.60 GiB); torch does not count it
+# Calibrated on an H100 (benchmarks/results/gpu_llama8b.json, Llama-3.1-8B QLoRA, 10 points, least squares):
+# autograd keeps less than the op-by-op count (some saved tensors are shared views), checkpoints a little more.
+LAYER_ACTIVATION_CALIBRATION = 0.725
+CHECKPOINT_CALIBRATION = 1.20
+ALLOCATOR_OVERHEAD = 0.06  # torch's reserved / allocated at the peak, fixed-shape batches (measured 1.03-1.065)
+UNSORTED_BATCH_OVERHEAD = 0.26  # ... with shuffled varied-length batches (measured 1.26: many block sizes)
+QUANTIZED_LOAD_FLOOR = 1.35  # reserved after a bitsandbytes load / weights: holes left by the 16-bit copies
 QUANT_BLOCKSIZE = 64  # bitsandbytes' 4-bit blocksize for weights
 DOUBLE_QUANT_BLOCKSIZE = 256  # second-level blocks of absmax values with double quantisation
 FITS_BELOW = 0.90  # share of the card a run may use and still "fit" (headroom for fragmentation, spikes)
@@ -63,12 +69,14 @@ class MemorySettings:
     offload_activations: bool = False
     use_liger_kernel: bool = False
     attn_implementation: str = "sdpa"  # eager materialises the attention matrix; sdpa/flash do not
+    unsorted_varied_batches: bool = False  # plain shuffled batching of varied lengths: fragments the allocator
     kbit_upcast_fp32: bool = True  # peft's prepare_model_for_kbit_training upcasts unquantised weights
+    fused_lm_head: bool = True  # TRL's SFTTrainer never builds the full logits; a plain script does
 
     @classmethod
     def from_config(cls, cfg: Any, *, precision: str, attn_implementation: str = "sdpa",
                     use_liger_kernel: bool = False, micro_batch: Optional[int] = None,
-                    seq_len: Optional[int] = None) -> "MemorySettings":
+                    seq_len: Optional[int] = None, unsorted_varied_batches: bool = False) -> "MemorySettings":
         """From a TrainConfig and the plan's resolved choices. seq_len defaults to cutoff_len (worst case)."""
         return cls(
             micro_batch=micro_batch or cfg.per_device_train_batch_size,
@@ -86,6 +94,7 @@ class MemorySettings:
             offload_activations=cfg.offload_activations,
             use_liger_kernel=use_liger_kernel,
             attn_implementation=attn_implementation,
+            unsorted_varied_batches=unsorted_varied_batches,
         )
 
     def with_batch(self, micro_batch: int) -> "MemorySettings":
@@ -212,34 +221,45 @@ def activation_bytes_per_token_per_layer(shape: ModelShape, settings: MemorySett
 
 
 def activation_bytes(shape: ModelShape, settings: MemorySettings) -> dict[str, float]:
-    """Saved activations for one micro-batch at seq_len, with and without checkpointing/offload."""
+    """Saved activations for one micro-batch at seq_len, with and without checkpointing/offload.
+
+    Without checkpointing every layer keeps its activations (calibrated per-layer count). With it, each
+    layer keeps its input (the residual stream, fp32 on a quantised base) and one layer at a time is
+    recomputed in the backward pass; offloading moves the kept inputs to CPU RAM.
+    """
     tokens = settings.micro_batch * settings.seq_len
-    per_layer_token = activation_bytes_per_token_per_layer(shape, settings)
+    per_layer_token = LAYER_ACTIVATION_CALIBRATION * activation_bytes_per_token_per_layer(shape, settings)
     rb = 4 if (settings.precision == "fp32" or (settings.quantization_bit and settings.kbit_upcast_fp32)) else 2
     attn_matrix = 0.0
     if settings.attn_implementation == "eager":
-        # scores + softmax output (+ dropout) per head: b * heads * s * s in the compute dtype and fp32
+        # scores + softmax output per head: b * heads * s * s in the compute dtype and fp32
         attn_matrix = settings.micro_batch * shape.num_attention_heads * settings.seq_len ** 2 * (2 + 4)
     one_layer = tokens * per_layer_token + attn_matrix
     if not settings.gradient_checkpointing:
-        saved = shape.num_layers * one_layer
-        return {"saved": saved, "recompute": 0.0, "gradients_in_flight": 3 * rb * shape.hidden_size * tokens}
-    checkpoints = shape.num_layers * rb * shape.hidden_size * tokens  # each layer's input
-    if settings.offload_activations:
-        checkpoints = 2 * rb * shape.hidden_size * tokens  # the rest waits in CPU RAM
-    return {"saved": float(checkpoints), "recompute": float(one_layer),
-            "gradients_in_flight": float(3 * rb * shape.hidden_size * tokens)}
+        return {"saved": float(shape.num_layers * one_layer), "recompute": 0.0}
+    kept_layers = 2 if settings.offload_activations else shape.num_layers  # the rest waits in CPU RAM
+    checkpoints = CHECKPOINT_CALIBRATION * kept_layers * rb * shape.hidden_size * tokens
+    return {"saved": float(checkpoints), "recompute": float(one_layer)}
+
+
+FUSED_LM_HEAD_TOKEN_TILE = 4096  # TRL's chunked log-prob head: tokens per tile ...
+FUSED_LM_HEAD_VOCAB_CHUNK = 32768  # ... and vocabulary columns per tile
 
 
 def logits_bytes(shape: ModelShape, settings: MemorySettings) -> float:
-    """Logits and the loss over the vocabulary: fp32 logits, their log-softmax and gradient."""
+    """The LM head and the loss over the vocabulary.
+
+    TRL's SFTTrainer (>= 1.x, what tunedeck trains with) computes per-token log-probabilities in tiles of
+    4096 tokens × 32768 vocabulary columns, never the full logits: a few fp32 tiles, the weight chunk
+    cast to the compute dtype, and the hidden states and their fp32 gradient. Liger's fused linear
+    cross-entropy is chunked too. Without either (`fused_lm_head=False`: a plain transformers script),
+    the fp32 logits, their log-softmax and the gradient are each tokens × vocabulary × 4 bytes.
+    """
     tokens = settings.micro_batch * settings.seq_len
-    if settings.use_liger_kernel:
-        # Liger's fused linear cross-entropy: chunks of ceil(tokens / ceil(V / h)) rows (next power of 2),
-        # each chunk's logits in the compute dtype and fp32, plus the gradient of the hidden states.
-        rows_per_chunk = math.ceil(tokens / math.ceil(shape.vocab_size / shape.hidden_size))
-        chunk = min(tokens, 2 ** math.ceil(math.log2(max(1, rows_per_chunk))))
-        return float(chunk * shape.vocab_size * 6 + tokens * shape.hidden_size * 4)
+    if settings.fused_lm_head or settings.use_liger_kernel:
+        # the hidden states entering the head and their fp32 gradient; the tiles are freed before the
+        # backward pass reaches its peak (measured: adding them overshoots every point)
+        return float(tokens * shape.hidden_size * (4 + 4))
     return float(3 * tokens * shape.vocab_size * 4)
 
 
@@ -304,14 +324,19 @@ def estimate_memory(shape: ModelShape, settings: MemorySettings) -> MemoryEstima
     if settings.optim in PAGED_OPTIMIZERS:
         notes.append("paged optimizer: its state moves to CPU RAM when the GPU runs short")
     acts = activation_bytes(shape, settings)
-    breakdown["activations"] = acts["saved"] + acts["recompute"] + acts["gradients_in_flight"]
+    breakdown["activations"] = acts["saved"] + acts["recompute"]
     breakdown["logits_and_loss"] = logits_bytes(shape, settings)
-    dynamic = breakdown["activations"] + breakdown["logits_and_loss"]
-    breakdown["allocator_overhead"] = ALLOCATOR_OVERHEAD * dynamic
-    if settings.quantization_bit == 4 and settings.finetuning_type == "lora":
-        # one layer's weights dequantised to the compute dtype at a time (forward and backward)
-        biggest = max(n_in * n_out for _, n_in, n_out in shape.linear_modules())
-        breakdown["dequantized_buffer"] = float(2 * biggest * _dtype_bytes(settings.precision))
+    # torch reserves more than it hands out: block rounding and fragmentation grow with the live tensors;
+    # after a quantised load the reserve never drops below the holes the 16-bit copies left behind.
+    allocated = sum(v for k, v in breakdown.items() if k != "cuda_context")
+    overhead = UNSORTED_BATCH_OVERHEAD if settings.unsorted_varied_batches else ALLOCATOR_OVERHEAD
+    reserved = allocated * (1 + overhead)
+    if settings.quantization_bit and settings.finetuning_type == "lora":
+        floor = QUANTIZED_LOAD_FLOOR * breakdown["base_weights"] + (allocated - breakdown["base_weights"]
+                                                                    - breakdown["activations"]
+                                                                    - breakdown["logits_and_loss"])
+        reserved = max(reserved, floor)
+    breakdown["allocator_overhead"] = reserved - allocated
     return MemoryEstimate(breakdown=breakdown, trainable_parameters=trainable, total_parameters=total_params,
                           settings=settings, notes=notes)
 
@@ -397,7 +422,8 @@ def plan_memory(shape: ModelShape, settings: MemorySettings, gpu_bytes: Optional
 
 
 def memory_plan_for_config(cfg: Any, *, precision: str, attn_implementation: str, use_liger_kernel: bool,
-                           gpu_memory_gb: Optional[float] = None, gpu_label: Optional[str] = None
+                           gpu_memory_gb: Optional[float] = None, gpu_label: Optional[str] = None,
+                           unsorted_varied_batches: bool = False
                            ) -> tuple[Optional[float], dict[str, Any], list[str]]:
     """(estimate in GB or None when the model is unknown, plan extras, warnings) for a TrainConfig.
 
@@ -412,7 +438,8 @@ def memory_plan_for_config(cfg: Any, *, precision: str, attn_implementation: str
             f"Memory estimate unknown: '{cfg.model_name_or_path}' is neither in the model catalog nor a local "
             "directory with a config.json."]
     settings = MemorySettings.from_config(cfg, precision=precision, attn_implementation=attn_implementation,
-                                          use_liger_kernel=use_liger_kernel)
+                                          use_liger_kernel=use_liger_kernel,
+                                          unsorted_varied_batches=unsorted_varied_batches)
     gpu_bytes = gpu_memory_gb * GB if gpu_memory_gb else None
     extra = plan_memory(shape, settings, gpu_bytes, gpu_label)
     est_gb = round(estimate_memory(shape, settings).total_gb, 2)

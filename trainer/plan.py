@@ -37,13 +37,24 @@ def _batches_padded_tokens(batches: Sequence[Sequence[int]]) -> int:
     return sum(max(b) * len(b) for b in batches if b)
 
 
+def length_group_rows(num_rows: int, batch_rows: int) -> int:
+    """Rows per sorted mega-batch of transformers' LengthGroupedSampler for a dataset of num_rows.
+
+    batch_rows is micro-batch × accumulation (what the Trainer hands the sampler); the sampler sorts
+    min(50, num_rows // (4 × batch_rows)) batches at a time (at least one), so small datasets group less.
+    """
+    return max(1, min(num_rows // max(1, 4 * batch_rows), 50)) * max(1, batch_rows)
+
+
 def padding_efficiency(lengths: Sequence[int], micro_batch: int, strategy: str = "plain",
-                       cutoff_len: int | None = None, seed: int = 42) -> float:
+                       cutoff_len: int | None = None, seed: int = 42,
+                       mega_batch_rows: int | None = None) -> float:
     """Real tokens / processed tokens when batches are padded to their longest row.
 
     strategy: "plain" (shuffled rows), "group_by_length" (transformers' LengthGroupedSampler: shuffled
-    mega-batches of 50 micro-batches, each sorted by length), or "packing" (best-fit-decreasing packs of
-    cutoff_len tokens, padding-free: every processed token is a real one).
+    mega-batches of `mega_batch_rows` rows, default 50 micro-batches, each sorted by length; see
+    length_group_rows), or "packing" (best-fit-decreasing packs of cutoff_len tokens, padding-free: every
+    processed token is a real one).
     """
     clipped = [min(n, cutoff_len) if cutoff_len else n for n in lengths if n > 0]
     if not clipped:
@@ -54,7 +65,7 @@ def padding_efficiency(lengths: Sequence[int], micro_batch: int, strategy: str =
     order = list(clipped)
     random.Random(seed).shuffle(order)
     if strategy == "group_by_length":
-        mega = micro_batch * 50
+        mega = mega_batch_rows or micro_batch * 50
         grouped: list[int] = []
         for start in range(0, len(order), mega):
             grouped.extend(sorted(order[start:start + mega], reverse=True))
@@ -170,7 +181,8 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     pad_eff = None
     if token_lengths:
         strategy = "packing" if packing else ("group_by_length" if group else "plain")
-        pad_eff = round(padding_efficiency(token_lengths, micro, strategy, cfg.cutoff_len, cfg.seed), 4)
+        mega = length_group_rows(len(token_lengths), micro * accum)
+        pad_eff = round(padding_efficiency(token_lengths, micro, strategy, cfg.cutoff_len, cfg.seed, mega), 4)
         plain = padding_efficiency(token_lengths, micro, "plain", cfg.cutoff_len, cfg.seed)
         extra["padding_efficiency_plain"] = round(plain, 4)
         if packing:
@@ -265,7 +277,8 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     memory_precision = precision if hw.device == "cuda" or cfg.precision != "auto" else "bf16"
     memory_gb, memory_extra, memory_warnings = memory_plan_for_config(
         cfg, precision=memory_precision, attn_implementation=resolve_attention(cfg, hw), use_liger_kernel=bool(liger),
-        gpu_memory_gb=card_gb, gpu_label=hw.gpu_name if card_gb and not gpu_memory_gb else None)
+        gpu_memory_gb=card_gb, gpu_label=hw.gpu_name if card_gb and not gpu_memory_gb else None,
+        unsorted_varied_batches=not packing and not group)
     extra.update(memory_extra)
     warnings.extend(memory_warnings)
     return Plan(

@@ -80,3 +80,19 @@ def test_the_page_builds_without_importing_torch(tmp_path):
             "assert not heavy, f'building the page imported {heavy}'\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_plan_panel_words_and_config_diff():
+    from trainer.plan import Hardware, resolve_plan
+    from webui.views import config_diff_markdown, plan_markdown
+
+    cfg = TrainConfig(per_device_train_batch_size=4, gradient_accumulation_steps=8, max_steps=50,
+                      num_train_epochs=1)
+    plan = resolve_plan(cfg, 1000, hw=Hardware(), reference_effective_batch=16, reference_learning_rate=2e-4)
+    text = plan_markdown(plan, num_samples=1000, dataset_note="alpaca format", hardware_label="CPU")
+    assert "32 = 4 × 8 × 1" in text and "| Steps per epoch | 32 |" in text and "| Total optimizer steps | 50 |" in text
+    assert "max_steps = 50 overrides" in text and "1000 (alpaca format)" in text
+    assert "moved from 16 to 32" in text  # the learning-rate note against the preset's effective batch
+    diff = config_diff_markdown([("a", cfg), ("b", cfg.replace(learning_rate=1e-4)), ("c", None)])
+    assert "`learning_rate`" in diff and "0.0002" in diff and "0.0001" in diff and "`max_steps`" not in diff
+    assert "two or more" in config_diff_markdown([("a", cfg)])

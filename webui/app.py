@@ -39,7 +39,7 @@ METHODS = {  # top-bar method -> (finetuning_type, quantization_bit as the contr
 }
 UPLOADS_SUBDIR = "uploads"
 MAX_UPLOAD_BYTES = 2 * 1024**3
-LOG_TAIL_LINES = 40
+LOG_TAIL_LINES = 30
 
 CSS = """
 .td-status {color: white; padding: 2px 10px; border-radius: 10px; font-weight: 600; font-size: 0.9em}
@@ -147,18 +147,21 @@ class DatasetFactsCache:
 
     @staticmethod
     def _source_stamp(dataset: str) -> Any:
+        """("file", path, mtime, size) for a local file, ("hub", id) for a Hub id, ("error", message)."""
         try:
             from trainer.data import resolve_source
             kind, where = resolve_source(dataset)
-        except Exception:  # noqa: BLE001
-            return None
-        if kind == "hub":
-            return None
+        except ImportError:
+            return ("error", "the data module is not installed")
+        except Exception as exc:  # noqa: BLE001 - DataError: a path that does not exist, ...
+            return ("error", _short(_error_text(exc)))
+        if kind != "file":
+            return ("hub", where)
         try:
             stat = os.stat(where)
-            return (where, stat.st_mtime_ns, stat.st_size)
+            return ("file", where, stat.st_mtime_ns, stat.st_size)
         except OSError:
-            return (where, None, None)
+            return ("file", where, None, None)
 
     @staticmethod
     def key(cfg: TrainConfig, stamp: Any) -> tuple:
@@ -167,7 +170,9 @@ class DatasetFactsCache:
 
     def facts(self, cfg: TrainConfig) -> DatasetFacts:
         stamp = self._source_stamp(cfg.dataset)
-        if stamp is None:
+        if stamp[0] == "error":
+            return DatasetFacts(None, stamp[1])
+        if stamp[0] == "hub":
             return DatasetFacts(None, "a Hub dataset: the row count is known once it is loaded")
         key = self.key(cfg, stamp)
         with self._lock:
@@ -189,7 +194,7 @@ class DatasetFactsCache:
 
     def set_lengths(self, cfg: TrainConfig, lengths: list[int]) -> None:
         stamp = self._source_stamp(cfg.dataset)
-        if stamp is not None:
+        if stamp[0] == "file":
             self._lengths[(self.key(cfg, stamp), cfg.cutoff_len, cfg.template, cfg.model_name_or_path)] = list(lengths)
 
 
@@ -328,7 +333,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                     throughput_plot = gr.Plot(charts.throughput_figure(charts.RunSeries()), elem_id="throughput-chart",
                                               show_label=False)
                 alerts_box = gr.Markdown("", elem_id="alerts")
-                log_box = gr.Textbox(label=i18n("log_tail"), lines=12, max_lines=12, interactive=False,
+                log_box = gr.Textbox(label=i18n("log_tail"), lines=14, max_lines=14, interactive=False,
                                      elem_id="log-tail", autoscroll=True)
 
             # ---------------- runs ----------------
@@ -417,7 +422,10 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
         gr.on([components["finetuning_type"].input, components["quantization_bit"].input],
               lambda ftype, qbit: _method_of({"finetuning_type": ftype, "quantization_bit": qbit}),
               [components["finetuning_type"], components["quantization_bit"]], [method], show_progress="hidden")
-        language.change(None, [language], [language], js=LANGUAGE_JS)
+        language.input(None, [language], [language], js=LANGUAGE_JS)
+        # The page opens in the browser's language (Gradio's i18n picks it); show that in the top bar too.
+        demo.load(None, None, [language],
+                  js="() => ((navigator.language || '').toLowerCase().startsWith('zh') ? '中文' : 'English')")
 
         def preview(*raw: Any) -> list[Any]:
             try:

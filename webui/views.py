@@ -45,6 +45,17 @@ def progress_html(p: Progress, status: str | None) -> str:
         f" · remaining {remaining}</div></div>")
 
 
+VERDICT_WORDS = {"fits": "fits", "tight": "tight: little headroom", "will not fit": "will NOT fit",
+                 "unknown": "unknown (model shape not known)"}
+
+
+def _count(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(int(n))
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "unknown"
@@ -70,13 +81,32 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
     ]
     if d.get("padding_efficiency") is not None:
         rows.append(("Real tokens / processed", f"{d['padding_efficiency']:.0%}"))
+    if d.get("trainable_parameters") and d.get("total_parameters"):
+        trainable, total = d["trainable_parameters"], d["total_parameters"]
+        rows.append(("Trainable parameters", f"{_count(trainable)} of {_count(total)} ({trainable / total:.2%})"))
     if d.get("memory_estimate_gb") is not None:
         memory = f"{d['memory_estimate_gb']:.1f} GB"
-        for key in ("memory_verdict", "verdict", "memory_fits"):
-            if d.get(key) not in (None, ""):
-                memory += f" — {d[key]}"
-                break
-        rows.append(("Memory estimate", memory))
+        if d.get("memory_gpu_gb"):
+            memory += f" of {d['memory_gpu_gb']:g} GB"
+            if d.get("memory_share_of_gpu") is not None:
+                memory += f" ({d['memory_share_of_gpu']:.0%})"
+        verdict = d.get("memory_verdict")
+        if verdict:
+            memory += f" — {VERDICT_WORDS.get(str(verdict), str(verdict))}"
+        rows.append(("Peak memory estimate", memory))
+        if d.get("largest_micro_batch"):
+            text = str(d["largest_micro_batch"])
+            if d.get("suggested_gradient_accumulation"):
+                text += f" (with accumulation {d['suggested_gradient_accumulation']} for about the same effective batch)"
+            rows.append(("Largest micro-batch that fits", text))
+        by_gpu = d.get("memory_verdict_by_gpu")
+        if isinstance(by_gpu, dict) and by_gpu:
+            rows.append(("By GPU size", " · ".join(f"{k}: {v}" for k, v in by_gpu.items())))
+        breakdown = d.get("memory_breakdown_gb")
+        if isinstance(breakdown, dict) and breakdown:
+            parts = sorted(breakdown.items(), key=lambda kv: -float(kv[1] or 0))
+            rows.append(("Memory breakdown", " · ".join(f"{k.replace('_', ' ')} {float(v):.1f}" for k, v in parts
+                                                         if v)))
     if hardware_label:
         rows.append(("Planned for", hardware_label))
     lines = ["| Run plan | |", "|---|---|"] + [f"| {k} | {html.escape(str(v))} |" for k, v in rows]

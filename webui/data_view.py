@@ -109,7 +109,7 @@ def stats_markdown(stats: Optional[dict[str, Any]]) -> str:
         return ""
     s = stats
     lines = [
-        "| | |", "|---|---|",
+        "| Token lengths | |", "|---|---|",
         f"| Rows | {s['count']} |",
         f"| Tokens per row | min {s['min']}, median {s['p50']}, p90 {s['p90']}, p99 {s['p99']}, max {s['max']} |",
         f"| Longer than cutoff_len {s['cutoff_len']} | {s['truncated_rows']} rows ({_pct(s['truncated_share'])}), "
@@ -129,8 +129,10 @@ def summary_markdown(report: DatasetReport, note: str = "") -> str:
     loaded = report.loaded
     if loaded is not None:
         train = len(report.tokenized) if report.tokenized is not None else len(loaded.train)
+        # While the run would be refused nothing is skipped yet: the rows shown are the usable ones.
+        dropped = f", {loaded.skipped} {'invalid' if report.error else 'skipped'}" if loaded.skipped else ""
         out.append(f"**{html.escape(loaded.source)}** — {loaded.format} format, {train} training rows, "
-                   f"{len(loaded.eval)} validation rows" + (f", {loaded.skipped} skipped" if loaded.skipped else ""))
+                   f"{len(loaded.eval)} validation rows{dropped}")
     if report.error:
         out.append("⚠️ **A run would be refused:**\n\n```\n" + report.error + "\n```")
     if note:

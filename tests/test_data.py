@@ -720,3 +720,35 @@ def test_dataset_view_reuses_its_report_until_the_file_changes(tmp_path):
     write_jsonl(path, [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(20)])
     os.utime(path, ns=(1, 1))  # a new version of the file, even within the same clock tick
     assert len(dataset_view(config).lengths) == 18
+
+
+# A default system prompt when the conversation has none (as Qwen2.5's template does).
+DEFAULT_SYSTEM_JINJA = (
+    "{% if messages[0]['role'] == 'system' %}{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{% else %}{{ '<|im_start|>system\\nYou are helpful.<|im_end|>\\n' }}{% endif %}"
+    "{% for m in messages %}{% if not (m['role'] == 'system' and loop.first) %}"
+    "{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+# Reasoning stripped from every answer but the last (as Qwen3's template does): prefixes no longer match.
+STRIP_THINKING_JINJA = (
+    "{% for m in messages %}{% set content = m['content'] %}"
+    "{% if m['role'] == 'assistant' and not loop.last %}{% set content = content.split('</think>')[-1].lstrip('\\n') %}"
+    "{% endif %}{{ '<|im_start|>' + m['role'] + '\\n' + content + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def test_real_world_template_shapes(chat_tokenizer):
+    tok = copy.deepcopy(chat_tokenizer)
+    tok.chat_template = DEFAULT_SYSTEM_JINJA
+    [row] = tokenize_examples([{"messages": CONVERSATION[1:]}], tok, TrainConfig())
+    assert _loss_text(tok, row) == "2 plus 2 is 4.<|im_end|>\n3 plus 3 is 6.<|im_end|>\n"
+    assert tok.decode(row["input_ids"]).startswith("<|im_start|>system\nYou are helpful.")
+
+    tok.chat_template = STRIP_THINKING_JINJA
+    # The answer repeats the prompt's words: it must be found after the prompt, not inside it.
+    messages = [{"role": "user", "content": "Say: 4"}, {"role": "assistant", "content": "<think>easy</think>\n4"},
+                {"role": "user", "content": "Say: 6"}, {"role": "assistant", "content": "<think>ok</think>\n6"}]
+    [row] = tokenize_examples([{"messages": messages}], tok, TrainConfig())
+    # Each answer and its end-of-turn marker (the reasoning of the last one kept, as the template keeps it).
+    assert _loss_text(tok, row) == "4<|im_end|><think>ok</think>\n6<|im_end|>"
+    assert _runs(row["completion_mask"]) == 2

@@ -756,24 +756,7 @@ def _render_jinja(messages: list[dict], tokenizer: Any, example: dict) -> list[S
             break
         spans.append((len(start_text), len(end_text)))
     if not prefix_ok:
-        spans, cursor = [], 0
-        eos = getattr(tokenizer, "eos_token", None) or ""
-        for m in messages:
-            if m["role"] != "assistant":
-                continue
-            start = full.find(m["content"], cursor)
-            if start < 0:
-                raise DataError("bad chat template: the tokenizer's chat template drops an assistant answer "
-                                f"({getattr(example, 'where', 'a row')}); set template to a named one")
-            end = start + len(m["content"])
-            tail = full[end:].lstrip(" ")
-            # The end-of-turn marker right after an answer is part of what the model must learn to emit.
-            for marker in (eos, "<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
-                if marker and tail.startswith(marker):
-                    end = full.index(marker, end) + len(marker)
-                    break
-            spans.append((start, end))
-            cursor = end
+        spans = _find_answers(full, messages, getattr(tokenizer, "eos_token", None) or "")
     segments: list[Segment] = []
     cursor = 0
     for start, end in spans:
@@ -784,6 +767,45 @@ def _render_jinja(messages: list[dict], tokenizer: Any, example: dict) -> list[S
     if cursor < len(full):
         segments.append((full[cursor:], False))
     return segments
+
+
+END_OF_TURN_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
+
+
+def _find_answers(full: str, messages: list[dict], eos: str) -> list[tuple[int, int]]:
+    """Answer spans located by their text, turn by turn, for templates that rewrite earlier turns.
+
+    Every turn is searched after the previous one, so an answer that repeats the prompt's words is not
+    found inside the prompt. An answer the template rewrote (reasoning stripped from earlier turns) is
+    looked up by what follows its </think>; one not found at all carries no loss.
+    """
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for m in messages:
+        content = m["content"]
+        candidates = [content]
+        if m["role"] == "assistant" and "</think>" in content:
+            candidates.append(content.split("</think>")[-1].strip())
+        start, found = -1, ""
+        for candidate in candidates:
+            if candidate:
+                start = full.find(candidate, cursor)
+                if start >= 0:
+                    found = candidate
+                    break
+        if start < 0:
+            continue
+        end = start + len(found)
+        if m["role"] == "assistant":
+            tail = full[end:].lstrip(" ")
+            # The end-of-turn marker right after an answer is part of what the model must learn to emit.
+            for marker in (eos, *END_OF_TURN_MARKERS):
+                if marker and tail.startswith(marker):
+                    end = full.index(marker, end) + len(marker)
+                    break
+            spans.append((start, end))
+        cursor = end
+    return spans
 
 
 @dataclass

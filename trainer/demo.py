@@ -23,7 +23,7 @@ from typing import Iterator
 
 DEMO_NAME = "demo"
 # Bump when the architecture, the tokenizer recipe or the template below changes: the cache rebuilds.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 VOCAB_SIZE = 1024
 HIDDEN_SIZE = 128
@@ -32,6 +32,9 @@ NUM_LAYERS = 2
 NUM_HEADS = 4
 NUM_KV_HEADS = 4
 MAX_POSITIONS = 2048
+# The output layer starts with larger weights than the usual 0.02: LoRA does not train it, and with
+# tiny random weights the logits could never move far from uniform (the loss would stall near ln(vocab)).
+LM_HEAD_STD = 0.1
 
 BOS, EOS_TEXT, PAD = "<|endoftext|>", "<|endoftext|>", "<|pad|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -198,6 +201,8 @@ def _build(out_dir: Path, texts: list[str]) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = LlamaForCausalLM(config)
+        with torch.no_grad():
+            model.lm_head.weight.normal_(0.0, LM_HEAD_STD)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, max_new_tokens=64)

@@ -1,0 +1,58 @@
+"""`python -m trainer train CONFIG.yaml [--run-dir DIR]`: one training in the foreground.
+
+The same code path the dashboard's job manager launches (it redirects the output to RUN_DIR/stdout.log).
+Exit codes: 0 finished, 3 aborted, 1 failed, 2 invalid config, dataset or model path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+ABORT_FILE = "ABORT"  # the same name trainer.telemetry watches (importing it here would pull in torch)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="the run's config (YAML): a preset or a saved config.yaml")
+    parser.add_argument("--run-dir", default=None,
+                        help="where the run writes events, checkpoints and the adapter (default: runs/<timestamp>)")
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    # Until the trainer installs its own handler (after the heavy imports), a SIGTERM is turned into the
+    # ABORT file, so an abort during start-up is still a clean stop rather than a vanished process.
+    def early_abort(signum, frame):
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / ABORT_FILE).touch()
+        except OSError:
+            pass
+
+    signal.signal(signal.SIGTERM, early_abort)
+
+    from .config import ConfigError, TrainConfig
+
+    try:
+        cfg = TrainConfig.from_yaml(args.config)
+    except ConfigError as exc:
+        print(f"invalid config: {exc}", file=sys.stderr)
+        _record_invalid(run_dir, exc)
+        return 2
+    from .train import run_training
+
+    print(f"tunedeck: run directory {run_dir.resolve()}", flush=True)
+    return run_training(cfg, run_dir)
+
+
+def _record_invalid(run_dir: Path, exc: Exception) -> None:
+    """A run directory that exists gets the reason in its events, so the dashboard can show it."""
+    if not run_dir.is_dir():
+        return
+    from .events import FAILED, append_event
+
+    append_event(run_dir, "status", status=FAILED, kind="config", reason=f"Invalid config: {exc}",
+                 advice=["Fix the field named above (python -m trainer check CONFIG.yaml)."])

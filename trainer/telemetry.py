@@ -1,0 +1,444 @@
+"""What a running training tells the outside world: events, memory readings, abort, failure reasons.
+
+- `TelemetryCallback`: a transformers TrainerCallback that writes `log`, `eval`, `checkpoint`,
+  `memory` and `heartbeat` events (trainer.events), watches for an abort request and for a NaN loss.
+- `memory_snapshot()`: on a GPU, torch's allocated/reserved/peak for this process and NVML's
+  device-wide used/total; on a CPU, this process's resident memory (`rss_gb`) — labelled as what it is.
+- `AbortSignal`: SIGTERM (and a first Ctrl-C) or the file `RUN_DIR/ABORT` ask the run to stop at the
+  next optimizer step, after saving a checkpoint.
+- `classify_failure(exc, cfg, log_tail)`: a reason a user can act on, and advice computed from the config.
+- `FaultInjector`: `TUNEDECK_FAULT=oom@STEP` / `nan@STEP` makes the real forward pass fail at that step,
+  so the failure paths are tested end to end.
+
+torch is imported lazily: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+# bitsandbytes (pulled in by transformers) warns at import, on CPUs with AVX512-BF16, that an optional
+# kernel package is missing; its fallback works, so the warning would only alarm the reader of stdout.log.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+from transformers import TrainerCallback  # noqa: E402
+
+from .config import TrainConfig
+from .events import EventWriter
+
+ABORT_FILE = "ABORT"
+GB = 1024**3
+HEARTBEAT_SECONDS = float(os.environ.get("TUNEDECK_HEARTBEAT_S", "10"))
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+def _gb(n: float) -> float:
+    return round(n / GB, 3)
+
+
+def memory_snapshot(device: Optional[str] = None) -> dict[str, Any]:
+    """Memory readings for the training device, each key saying what it measures."""
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available() and device != "cpu"
+    except ImportError:
+        cuda = False
+    if cuda:
+        index = torch.cuda.current_device()
+        data: dict[str, Any] = {
+            "device": f"cuda:{index}",
+            "allocated_gb": _gb(torch.cuda.memory_allocated(index)),
+            "reserved_gb": _gb(torch.cuda.memory_reserved(index)),
+            "peak_gb": _gb(torch.cuda.max_memory_allocated(index)),
+        }
+        data.update(_nvml_reading(index))
+        if torch.cuda.device_count() > 1:
+            data["devices"] = [
+                {"device": f"cuda:{i}", "allocated_gb": _gb(torch.cuda.memory_allocated(i)),
+                 "reserved_gb": _gb(torch.cuda.memory_reserved(i)), "peak_gb": _gb(torch.cuda.max_memory_allocated(i)),
+                 **_nvml_reading(i)}
+                for i in range(torch.cuda.device_count())]
+        return data
+    data = {"device": "cpu"}
+    try:
+        import psutil
+
+        data["rss_gb"] = _gb(psutil.Process().memory_info().rss)
+        data["system_total_gb"] = _gb(psutil.virtual_memory().total)
+    except Exception:  # psutil missing or /proc unreadable: no reading rather than no run
+        pass
+    return data
+
+
+_nvml_state: dict[str, Any] = {"ready": None}
+
+
+def _nvml_reading(index: int) -> dict[str, float]:
+    """Device-wide used/total from NVML (every process on the card), or nothing when NVML is unavailable."""
+    try:
+        import pynvml
+
+        if _nvml_state["ready"] is None:
+            try:
+                pynvml.nvmlInit()
+                _nvml_state["ready"] = True
+            except Exception:
+                _nvml_state["ready"] = False
+        if not _nvml_state["ready"]:
+            return {}
+        # CUDA_VISIBLE_DEVICES renumbers devices; NVML does not: map torch's index to the physical one.
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+        physical = int(visible[index]) if index < len(visible) and visible[index].strip().isdigit() else index
+        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(physical))
+        return {"device_used_gb": _gb(info.used), "device_total_gb": _gb(info.total)}
+    except Exception:
+        return {}
+
+
+# --- abort ----------------------------------------------------------------------------------------
+
+class AbortSignal:
+    """An abort request: SIGTERM, a first Ctrl-C, or the ABORT file in the run directory."""
+
+    def __init__(self, run_dir: str | Path):
+        self.abort_file = Path(run_dir) / ABORT_FILE
+        self._requested = threading.Event()
+        self.reason = ""
+        self._interrupts = 0
+
+    def install(self) -> None:
+        """Handle SIGTERM/SIGINT (main thread only): the run stops at the next step instead of dying."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        if signum == signal.SIGINT:
+            self._interrupts += 1
+            if self._interrupts > 1:  # a second Ctrl-C means now
+                raise KeyboardInterrupt
+        self.request("stopped by " + ("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"))
+
+    def request(self, reason: str) -> None:
+        if not self._requested.is_set():
+            self.reason = reason
+        self._requested.set()
+
+    @property
+    def requested(self) -> bool:
+        if not self._requested.is_set() and self.abort_file.exists():
+            self.request("stopped by the user (abort requested)")
+        return self._requested.is_set()
+
+
+# --- fault injection --------------------------------------------------------------------------------
+
+class FaultInjector:
+    """`TUNEDECK_FAULT=oom@N` / `nan@N`: the real forward pass fails at optimizer step N (1-based).
+
+    oom raises torch.OutOfMemoryError from inside the first decoder layer; nan turns the logits into NaN
+    from step N on, so the loss and the gradients really are NaN.
+    """
+
+    def __init__(self, spec: str | None):
+        self.kind: str | None = None
+        self.step = 0
+        self.current_step = 0
+        if spec:
+            kind, _, step = spec.strip().partition("@")
+            if kind not in ("oom", "nan") or not step.strip().isdigit() or int(step) < 1:
+                raise ValueError(f"TUNEDECK_FAULT={spec!r}: expected oom@STEP or nan@STEP with STEP >= 1")
+            self.kind, self.step = kind, int(step)
+
+    @classmethod
+    def from_env(cls) -> "FaultInjector":
+        return cls(os.environ.get("TUNEDECK_FAULT"))
+
+    def attach(self, model) -> None:
+        if not self.kind:
+            return
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if self.kind == "oom":
+            layers = base.model.layers if hasattr(base, "model") and hasattr(base.model, "layers") else None
+            target = layers[0] if layers is not None else base
+            target.register_forward_pre_hook(self._oom_hook)
+        else:
+            base.get_output_embeddings().register_forward_hook(self._nan_hook)
+
+    def _active(self, module) -> bool:
+        return module.training and self.current_step >= self.step
+
+    def _oom_hook(self, module, args):
+        if self._active(module):
+            import torch
+
+            raise torch.OutOfMemoryError(
+                f"CUDA out of memory. Tried to allocate 2.00 GiB (injected by TUNEDECK_FAULT=oom@{self.step} "
+                f"at step {self.current_step})")
+
+    def _nan_hook(self, module, args, output):
+        if self._active(module):
+            return output * float("nan")
+        return output
+
+
+# --- the callback -----------------------------------------------------------------------------------
+
+class NaNLossError(RuntimeError):
+    """The loss (or the gradient norm) became NaN or infinite."""
+
+    def __init__(self, step: int, what: str = "loss", value: Any = math.nan):
+        self.step = step
+        super().__init__(f"the {what} became {value} at step {step}")
+
+
+class TelemetryCallback(TrainerCallback):
+    """Training progress -> events.jsonl; abort requests and NaN losses -> a clean stop."""
+
+    def __init__(self, writer: EventWriter, *, abort: AbortSignal, effective_batch_size: int,
+                 fault: FaultInjector | None = None, device: str = "cpu"):
+        self.writer = writer
+        self.abort = abort
+        self.effective_batch_size = effective_batch_size
+        self.fault = fault
+        self.device = device
+        self.nan_error: NaNLossError | None = None
+        self.aborted_at_step: int | None = None
+        self.last_loss: float | None = None
+        self.best_eval_loss: float | None = None
+        self.step = 0
+        self._last_log_time: float | None = None
+        self._last_log_step = 0
+        self._last_tokens = 0
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    # heartbeat: proves the process is alive between log lines (long steps, evaluation, saving)
+    def _beat(self) -> None:
+        while not self._stop_heartbeat.wait(HEARTBEAT_SECONDS):
+            try:
+                self.writer.emit("heartbeat", step=self.step)
+                self.writer.emit("memory", step=self.step, **memory_snapshot(self.device))
+            except OSError:
+                pass
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.step = state.global_step
+        self._last_log_step = state.global_step
+        self._last_tokens = state.num_input_tokens_seen or 0
+        self._last_log_time = time.time()
+        if self.fault:
+            self.fault.current_step = state.global_step
+        self.writer.emit("memory", step=state.global_step, **memory_snapshot(self.device))
+        if self._heartbeat is None:
+            self._heartbeat = threading.Thread(target=self._beat, name="tunedeck-heartbeat", daemon=True)
+            self._heartbeat.start()
+        if self.abort.requested:  # asked to stop while the model was loading
+            control.should_training_stop = True
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.fault:
+            self.fault.current_step = state.global_step + 1
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step = state.global_step
+        if self.abort.requested and self.aborted_at_step is None:
+            self.aborted_at_step = state.global_step
+            control.should_save = args.save_strategy != "no"
+            control.should_training_stop = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = dict(logs or {})
+        if "loss" not in logs:
+            return control  # eval metrics go out through on_evaluate; the final summary through train.py
+        now = time.time()
+        elapsed = max(1e-9, now - (self._last_log_time or now))
+        steps = state.global_step - self._last_log_step
+        tokens = state.num_input_tokens_seen or 0
+        event: dict[str, Any] = {
+            "step": state.global_step,
+            "epoch": round(state.epoch or 0.0, 4),
+            "loss": logs.get("loss"),
+            "learning_rate": logs.get("learning_rate"),
+            "grad_norm": logs.get("grad_norm"),
+            "samples_per_second": round(steps * self.effective_batch_size / elapsed, 3) if steps else None,
+            "tokens_per_second": round((tokens - self._last_tokens) / elapsed, 1) if tokens else None,
+            "tokens_seen": tokens or None,
+            "memory": memory_snapshot(self.device),
+        }
+        for key in ("mean_token_accuracy", "entropy"):  # TRL's extra metrics, when present
+            if key in logs:
+                event[key] = logs[key]
+        self._last_log_time, self._last_log_step, self._last_tokens = now, state.global_step, tokens
+        self.writer.emit("log", **{k: v for k, v in event.items() if v is not None})
+        for what in ("loss", "grad_norm"):
+            value = logs.get(what)
+            if isinstance(value, (int, float)) and not math.isfinite(value) and self.nan_error is None:
+                self.nan_error = NaNLossError(state.global_step, what, value)
+                control.should_training_stop = True
+                control.should_save = False  # a checkpoint of NaN weights is worth nothing
+        if isinstance(logs.get("loss"), (int, float)) and math.isfinite(logs["loss"]):
+            self.last_loss = float(logs["loss"])
+        return control
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        eval_loss = metrics.get("eval_loss")
+        if eval_loss is not None and math.isfinite(eval_loss):
+            self.best_eval_loss = eval_loss if self.best_eval_loss is None else min(self.best_eval_loss, eval_loss)
+        extra = {k[len("eval_"):]: v for k, v in metrics.items()
+                 if k.startswith("eval_") and k != "eval_loss" and isinstance(v, (int, float))}
+        self.writer.emit("eval", step=state.global_step, epoch=round(state.epoch or 0.0, 4), eval_loss=eval_loss,
+                         **{k: v for k, v in extra.items() if k in ("runtime", "mean_token_accuracy")})
+
+    def on_save(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.writer.emit("checkpoint", step=state.global_step, path=str(path))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop_heartbeat.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=2)
+
+
+# --- failure classification ----------------------------------------------------------------------
+
+def _is_oom(exc: BaseException) -> bool:
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except ImportError:
+        pass
+    text = str(exc).lower()
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        "out of memory" in text or isinstance(exc, MemoryError) or "cudnn_status_alloc_failed" in text)
+
+
+def oom_advice(cfg: TrainConfig) -> list[str]:
+    """What to change after an out-of-memory error, with the numbers worked out from the config."""
+    advice: list[str] = []
+    micro, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
+    if micro > 1:
+        new_micro = micro // 2
+        new_accum = math.ceil(accum * micro / new_micro)
+        advice.append(
+            f"Halve the micro-batch and double the accumulation: per_device_train_batch_size {micro} → {new_micro} "
+            f"and gradient_accumulation_steps {accum} → {new_accum}, keeping the effective batch at "
+            f"{new_micro * new_accum} per device (it was {micro * accum}).")
+    if cfg.cutoff_len > 256:
+        advice.append(f"Shorten the rows: cutoff_len {cfg.cutoff_len} → {cfg.cutoff_len // 2} "
+                      "(activation memory grows with the row length).")
+    if not cfg.gradient_checkpointing:
+        advice.append("Turn on gradient_checkpointing: activations are recomputed instead of stored "
+                      "(much less memory, about 30% slower).")
+    elif not cfg.offload_activations:
+        advice.append("Turn on offload_activations to keep the saved activations in CPU RAM.")
+    if cfg.finetuning_type == "full":
+        advice.append("Use finetuning_type lora (with quantization_bit 4 for QLoRA): full fine-tuning keeps "
+                      "gradients and optimizer state for every weight.")
+    elif cfg.quantization_bit != 4:
+        advice.append("Load the base model in 4 bits: quantization_bit 4 (QLoRA) stores the frozen weights in "
+                      "about a quarter of the memory.")
+    if cfg.optim in ("adamw_torch", "adamw_torch_fused") and cfg.finetuning_type == "full":
+        advice.append("Use optim paged_adamw_8bit: the optimizer state takes a quarter of the memory.")
+    if micro == 1 and cfg.cutoff_len <= 256 and cfg.gradient_checkpointing and cfg.quantization_bit == 4:
+        advice.append("The model itself does not fit this GPU: pick a smaller model or a larger GPU.")
+    return advice
+
+
+def failure_kind(exc: BaseException) -> str:
+    """One of trainer.jobs.FAILURE_KINDS: oom, not_found, template, nan, config, data, other."""
+    from .config import ConfigError
+    from .model import ModelNotFoundError
+
+    if _is_oom(exc):
+        return "oom"
+    if isinstance(exc, NaNLossError):
+        return "nan"
+    if isinstance(exc, ConfigError):
+        return "config"
+    if isinstance(exc, ModelNotFoundError):
+        return "not_found"
+    if _is_template_error(exc):
+        return "template"
+    try:
+        from .data import DataError
+
+        if isinstance(exc, DataError):
+            return "data"
+    except ImportError:
+        pass
+    if isinstance(exc, FileNotFoundError):
+        return "not_found"
+    return "other"
+
+
+def _is_template_error(exc: BaseException) -> bool:
+    lowered = str(exc).lower()
+    return ("chat template" in lowered or "chat_template" in lowered
+            or type(exc).__name__ in ("TemplateError", "TemplateSyntaxError", "UndefinedError"))
+
+
+def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
+                     log_tail: Optional[list[str]] = None) -> tuple[str, list[str]]:
+    """(reason, advice) for a failed run, in words a user can act on."""
+    from .config import ConfigError
+    from .model import ModelNotFoundError
+
+    text = f"{exc}"
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if _is_oom(exc):
+        where = "GPU" if "cuda" in text.lower() or "gpu" in text.lower() else "device"
+        reason = f"Out of memory: the {where} ran out of memory during training ({first_line[:300]})."
+        return reason, (oom_advice(cfg) if cfg else ["Lower the micro-batch size or cutoff_len."])
+    if isinstance(exc, NaNLossError):
+        advice = []
+        if cfg is not None:
+            advice.append(f"Lower the learning rate: learning_rate {cfg.learning_rate:g} → {cfg.learning_rate / 2:g}.")
+            if cfg.max_grad_norm == 0 or cfg.max_grad_norm > 1:
+                advice.append("Clip the gradients: max_grad_norm 1.0.")
+            if cfg.precision == "fp16":
+                advice.append("fp16 overflows easily: use precision bf16 on a GPU that has it, or fp32.")
+            if cfg.warmup_ratio < 0.05 and cfg.warmup_steps == 0:
+                advice.append("Warm up longer: warmup_ratio 0.05-0.1.")
+        advice.append("Check the data for empty answers or rows the template renders oddly.")
+        return f"NaN loss: {text}. Training was stopped because the weights stop learning once the loss is NaN.", advice
+    if isinstance(exc, ModelNotFoundError):
+        return text, ["Check model_name_or_path: `demo`, a local directory with config.json, or a Hub id "
+                      "(the Hub needs network access, and HF_TOKEN for gated models)."]
+    try:
+        from .data import DataError
+    except ImportError:  # the data module failing to import is itself reported below
+        DataError = ()  # type: ignore[assignment]
+    if isinstance(exc, ConfigError):
+        return f"Invalid config: {text}", ["Fix the field named above (python -m trainer check CONFIG.yaml)."]
+    if _is_template_error(exc):
+        return (f"The chat template failed: {first_line[:400]}",
+                ["Set `template` to a named template (chatml, llama3, alpaca, ...) or fix the tokenizer's "
+                 "chat_template; `auto` uses the tokenizer's own template or a plain fallback."])
+    if DataError and isinstance(exc, DataError):
+        return f"Dataset problem: {text}", ["Fix the row named above, or turn on skip_invalid_rows to skip bad rows."]
+    if isinstance(exc, FileNotFoundError):
+        return f"Not found: {text}", ["Check the paths in the config (dataset, model_name_or_path)."]
+    advice = ["See the last lines of the log below."]
+    if log_tail:
+        last = " ".join(log_tail[-5:]).lower()
+        if "killed" in last or "memoryerror" in last:
+            advice.insert(0, "The process may have run out of RAM: lower the micro-batch or cutoff_len.")
+    return f"{type(exc).__name__}: {first_line[:500]}", advice

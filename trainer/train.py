@@ -1,0 +1,313 @@
+"""What the training subprocess runs: config -> data -> plan -> model -> TRL SFTTrainer -> run directory.
+
+`run_training(cfg, run_dir) -> exit code` (0 finished, 3 aborted, 1 failed, 2 invalid config, dataset or
+model path). It writes the run directory of DESIGN.md and always ends with a `status` event when it can:
+finished, aborted (stopped at a step boundary with a checkpoint), or failed with a reason, advice and
+the last lines of the log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import ConfigError, TrainConfig
+from .events import ABORTED, FAILED, FINISHED, RUNNING, EventWriter, tail_lines
+
+EXIT_FINISHED, EXIT_FAILED, EXIT_INVALID, EXIT_ABORTED = 0, 1, 2, 3
+CHECKPOINTS_DIR = "checkpoints"
+ADAPTER_DIR = "adapter"
+TENSORBOARD_DIR = "tensorboard"
+CONFIG_FILE = "config.yaml"
+STDOUT_FILE = "stdout.log"
+LOG_TAIL_LINES = 40
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
+    """The newest complete checkpoint of a run (highest step with a trainer_state.json), or None."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    best: tuple[int, Optional[Path]] = (-1, None)
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        match = _CHECKPOINT.match(entry.name)
+        if match and (entry / "trainer_state.json").is_file() and int(match.group(1)) > best[0]:
+            best = (int(match.group(1)), entry)
+    return best[1]
+
+
+def resolve_resume(cfg: TrainConfig, run_dir: Path) -> Optional[Path]:
+    """The checkpoint to resume from: `last` -> newest in this run (None when there is none yet), or a path."""
+    value = cfg.resume_from_checkpoint
+    if not value:
+        return None
+    if value.strip().lower() in ("last", "latest", "true"):
+        return latest_checkpoint(run_dir)
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ConfigError([("resume_from_checkpoint", f"no checkpoint directory at {path}")])
+    if (path / "trainer_state.json").is_file():
+        return path
+    inner = latest_checkpoint(path.parent if path.name == CHECKPOINTS_DIR else path)
+    if inner is None:
+        raise ConfigError([("resume_from_checkpoint", f"{path} holds no checkpoint (no trainer_state.json)")])
+    return inner
+
+
+class _Run:
+    """State shared by the steps of one training, so the final status can say what happened."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.writer = EventWriter(run_dir)
+        self.callback = None
+        self.trainer = None
+        self.started = time.time()
+
+    def log_tail(self, exc: BaseException | None = None) -> list[str]:
+        lines = tail_lines(self.run_dir / STDOUT_FILE, LOG_TAIL_LINES)
+        if not lines and exc is not None:  # not run by the job manager: no stdout.log to read
+            lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+            lines = "".join(lines).splitlines()[-LOG_TAIL_LINES:]
+        return lines
+
+    def progress(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.trainer is not None:
+            data["step"] = self.trainer.state.global_step
+            if self.trainer.state.max_steps:
+                data["total_steps"] = self.trainer.state.max_steps
+        if self.callback is not None:
+            if self.callback.last_loss is not None:
+                data["last_loss"] = self.callback.last_loss
+            if self.callback.best_eval_loss is not None:
+                data["best_eval_loss"] = self.callback.best_eval_loss
+        data["elapsed_s"] = round(time.time() - self.started, 1)
+        return data
+
+
+def run_training(cfg: TrainConfig, run_dir: str | Path) -> int:
+    """Train one run in this process; returns the exit code. Never raises (except a second Ctrl-C)."""
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(cfg, run_dir)
+    from .telemetry import AbortSignal, classify_failure, failure_kind
+
+    abort = AbortSignal(run_dir)
+    abort.install()
+    try:
+        return _train(run, abort)
+    except KeyboardInterrupt:
+        run.writer.emit("status", status=ABORTED, reason="interrupted by a second Ctrl-C (no checkpoint saved)",
+                        **run.progress())
+        return EXIT_ABORTED
+    except BaseException as exc:  # noqa: BLE001 — every failure must end in a status event
+        if run.callback is not None:
+            run.callback.stop()
+        kind = failure_kind(exc)
+        reason, advice = classify_failure(exc, cfg, run.log_tail())
+        if kind == "other":
+            traceback.print_exc()
+        print(f"tunedeck: training failed: {reason}", file=sys.stderr)
+        for line in advice:
+            print(f"  - {line}", file=sys.stderr)
+        sys.stderr.flush()
+        run.writer.emit("status", status=FAILED, kind=kind, reason=reason, advice=advice,
+                        log_tail=run.log_tail(exc), **run.progress())
+        return EXIT_INVALID if kind in ("config", "data", "not_found") else EXIT_FAILED
+
+
+def _say(text: str) -> None:
+    print(f"tunedeck: {text}", flush=True)
+
+
+def _train(run: _Run, abort) -> int:
+    cfg, run_dir, writer = run.cfg, run.run_dir, run.writer
+    cfg.save(run_dir / CONFIG_FILE)
+    writer.emit("status", status=RUNNING, pid=os.getpid())
+    resume_from = resolve_resume(cfg, run_dir)
+
+    from .data import load_examples, tokenize_examples
+    from .hardware import detect
+    from .model import apply_lora, load_model, load_tokenizer, model_source, trainable_parameters
+    from .plan import resolve_plan
+    from .telemetry import FaultInjector, TelemetryCallback
+
+    fault = FaultInjector.from_env()
+    hw = detect()
+    loaded = load_examples(cfg)
+    _say(f"dataset {loaded.source} ({loaded.format}): {len(loaded.train)} training rows, "
+         f"{len(loaded.eval)} validation rows" + (f", {loaded.skipped} skipped" if loaded.skipped else ""))
+    source = model_source(cfg)
+    tokenizer = load_tokenizer(cfg, source)
+    train_rows = tokenize_examples(loaded.train, tokenizer, cfg, loaded)
+    eval_rows = tokenize_examples(loaded.eval, tokenizer, cfg, loaded) if loaded.eval else []
+    for text in list(getattr(train_rows, "warnings", [])) + list(getattr(eval_rows, "warnings", [])):
+        _say(f"warning: {text}")
+        writer.emit("message", level="warning", text=text)
+    if loaded.skipped:
+        writer.emit("message", level="warning",
+                    text=f"{loaded.skipped} invalid rows were skipped (skip_invalid_rows is on).")
+    lengths = [len(r["input_ids"]) for r in train_rows]
+
+    plan = resolve_plan(cfg, len(train_rows), hw=hw, token_lengths=lengths)
+    writer.emit("plan", plan=plan.to_dict(), hardware=asdict(hw), model=cfg.model_name_or_path,
+                dataset={"source": str(loaded.source), "format": loaded.format, "train_rows": len(train_rows),
+                         "eval_rows": len(eval_rows), "skipped": loaded.skipped},
+                resume_from=str(resume_from) if resume_from else None)
+    for line in plan.summary:
+        _say(line)
+    for line in plan.warnings:
+        _say(f"warning: {line}")
+    if cfg.resume_from_checkpoint and resume_from is None:
+        writer.emit("message", level="info", text="resume_from_checkpoint is 'last' but this run has no "
+                    "checkpoint yet: training starts from the beginning.")
+
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    model = load_model(cfg, precision=plan.precision, device=hw.device,
+                       attn_implementation=plan.attn_implementation, source=source)
+    if cfg.finetuning_type == "lora":
+        model = apply_lora(model, cfg)
+    fault.attach(model)
+    trainable, total = trainable_parameters(model)
+    _say(f"model {cfg.model_name_or_path} ({cfg.method_label}): {trainable:,} trainable of {total:,} parameters "
+         f"({100 * trainable / max(1, total):.2f}%), precision {plan.precision}, device {hw.device}")
+    writer.emit("message", level="info", text=f"{trainable:,} trainable parameters of {total:,} "
+                f"({100 * trainable / max(1, total):.2f}%)", trainable_parameters=trainable, total_parameters=total)
+
+    trainer = _build_trainer(cfg, run_dir, plan, hw, model, tokenizer, train_rows, eval_rows)
+    run.trainer = trainer
+    callback = TelemetryCallback(writer, abort=abort, effective_batch_size=plan.effective_batch_size,
+                                 fault=fault, device=hw.device)
+    run.callback = callback
+    trainer.add_callback(callback)
+
+    if abort.requested:  # stopped while loading: nothing trained, nothing to save
+        writer.emit("status", status=ABORTED, reason=f"{abort.reason} before the first step", **run.progress())
+        return EXIT_ABORTED
+
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    callback.stop()
+    if callback.nan_error is not None:
+        raise callback.nan_error
+    if callback.aborted_at_step is not None or abort.requested:
+        checkpoint = latest_checkpoint(run_dir)
+        where = f"; checkpoint {checkpoint.name} saved, resume to continue" if checkpoint else ""
+        writer.emit("status", status=ABORTED, reason=f"{abort.reason} at step {trainer.state.global_step}{where}",
+                    checkpoint=str(checkpoint) if checkpoint else None, **run.progress())
+        _say(f"aborted at step {trainer.state.global_step}{where}")
+        return EXIT_ABORTED
+
+    out_dir = run_dir / ADAPTER_DIR
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    metrics = result.metrics if result is not None else {}
+    summary = {k: metrics[k] for k in ("train_loss", "train_runtime", "train_samples_per_second") if k in metrics}
+    best = trainer.state.best_model_checkpoint
+    writer.emit("status", status=FINISHED, reason=None, adapter=str(out_dir),
+                best_checkpoint=best, **summary, **run.progress())
+    _say(f"finished: {trainer.state.global_step} steps, final {'adapter' if cfg.finetuning_type == 'lora' else 'model'} "
+         f"saved to {out_dir}")
+    return EXIT_FINISHED
+
+
+def sft_config_kwargs(cfg: TrainConfig, run_dir: Path, plan, hw) -> dict[str, Any]:
+    """SFTConfig keyword arguments mapped from a TrainConfig and its resolved plan."""
+    evaluating = cfg.eval_strategy != "no"
+    if cfg.warmup_steps > 0:
+        warmup: float = cfg.warmup_steps
+    elif cfg.warmup_ratio < 1:
+        warmup = cfg.warmup_ratio  # transformers reads a value below 1 as a fraction of the steps
+    else:
+        warmup = plan.warmup_steps or 0
+    optim = {"adamw_8bit": "adamw_bnb_8bit"}.get(cfg.optim, cfg.optim)
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(run_dir / CHECKPOINTS_DIR),
+        run_name=cfg.display_name,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        # batch & steps
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size or cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        # optimizer & schedule
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=warmup,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=optim,
+        # precision & memory
+        bf16=plan.precision == "bf16",
+        fp16=plan.precision == "fp16",
+        activation_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        activation_offloading=cfg.offload_activations,
+        use_liger_kernel=plan.use_liger_kernel,
+        use_cpu=hw.device != "cuda",
+        dataloader_pin_memory=hw.device == "cuda",
+        # data
+        max_length=cfg.cutoff_len,
+        packing=plan.packing,
+        packing_strategy="bfd",
+        completion_only_loss=True,
+        train_sampling_strategy="group_by_length" if plan.group_by_length and not plan.packing else "random",
+        # evaluation & checkpoints
+        eval_strategy=cfg.eval_strategy,
+        save_strategy=cfg.save_strategy,
+        save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=cfg.load_best_model_at_end,
+        # logging
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
+        include_num_input_tokens_seen="non_padding",
+        report_to=["tensorboard"],
+        disable_tqdm=not sys.stdout.isatty(),
+    )
+    if cfg.eval_strategy == "steps":
+        kwargs["eval_steps"] = cfg.eval_steps
+    if cfg.save_strategy == "steps":
+        kwargs["save_steps"] = cfg.save_steps
+    if evaluating:
+        kwargs.update(metric_for_best_model="eval_loss", greater_is_better=False)
+    return kwargs
+
+
+def _build_trainer(cfg: TrainConfig, run_dir: Path, plan, hw, model, tokenizer, train_rows, eval_rows):
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig, SFTTrainer
+
+    # transformers' TensorBoard callback takes its directory from the environment in v5.
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
+    args = SFTConfig(**sft_config_kwargs(cfg, run_dir, plan, hw))
+    columns = ("input_ids", "completion_mask")
+    train_dataset = Dataset.from_list([{k: r[k] for k in columns} for r in train_rows])
+    eval_dataset = None
+    if cfg.eval_strategy != "no":
+        if not eval_rows:
+            raise ConfigError([("val_size", "the validation split is empty: raise val_size or set eval_strategy no")])
+        eval_dataset = Dataset.from_list([{k: r[k] for k in columns} for r in eval_rows])
+    callbacks = []
+    if cfg.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
+                                               early_stopping_threshold=cfg.early_stopping_threshold))
+    return SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      processing_class=tokenizer, callbacks=callbacks)
+

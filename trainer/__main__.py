@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("trainer.cli_check", "validate a config and its dataset; print the resolved plan"),
     "convert": ("trainer.cli_convert", "LLaMA-Factory YAML <-> tunedeck preset: --from/--to llamafactory IN OUT"),
     "export-script": ("trainer.cli_export", "write the plain transformers+peft+trl script of a config: CONFIG OUT.py"),
+    "probe": ("trainer.cli_probe", "measure the largest micro-batch that fits the GPU (a few real steps each)"),
 }
 
 

@@ -817,45 +817,68 @@ class TokenizedRow:
     offsets: list[tuple[int, int]]  # char span of each kept token in text
 
 
-def tokenize_segments(segments: Sequence[Segment], tokenizer: Any, cfg: TrainConfig,
-                      truncate: bool = True) -> TokenizedRow:
-    text = "".join(t for t, _ in segments)
-    train_all = cfg.train_on_prompt
-    answer_spans = []
-    pos = 0
+def _answer_spans(segments: Sequence[Segment], train_all: bool) -> list[tuple[int, int]]:
+    spans, pos = [], 0
     for t, is_answer in segments:
         if is_answer or train_all:
-            answer_spans.append((pos, pos + len(t)))
+            spans.append((pos, pos + len(t)))
         pos += len(t)
+    return spans
+
+
+def _mask_from_offsets(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[int]:
+    """1 for each token whose characters overlap an answer span."""
+    starts = [a for a, _ in spans]
+    mask = []
+    for s, e in offsets:
+        k = bisect.bisect_right(starts, s) - 1
+        hit = 0
+        # The span at or before the token's start, and the next one, which the token may reach into.
+        for j in (k, k + 1):
+            if 0 <= j < len(spans):
+                a, b = spans[j]
+                if (s < b and e > a) or (s == e and a <= s < b):
+                    hit = 1
+        mask.append(hit)
+    return mask
+
+
+def tokenize_many(segment_lists: Sequence[Sequence[Segment]], tokenizer: Any, cfg: TrainConfig) -> list[TokenizedRow]:
+    """Tokenize rendered rows (not truncated), in one batch call for a fast tokenizer.
+
+    The whole text is tokenized at once (a row tokenizes as it will at inference, merges across the
+    prompt/answer boundary included) and the character offsets of the tokens say which carry loss.
+    """
+    texts = ["".join(t for t, _ in segments) for segments in segment_lists]
+    rows: list[TokenizedRow] = []
     if getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
-        offsets = [tuple(o) for o in enc["offset_mapping"]]
-        starts = [a for a, _ in answer_spans]
-        mask = []
-        for s, e in offsets:
-            k = bisect.bisect_right(starts, s if e > s else s) - 1
-            hit = False
-            # A token carries loss when it overlaps an answer span (check the span at or before its start
-            # and the next one, which the token may reach into).
-            for j in (k, k + 1):
-                if 0 <= j < len(answer_spans):
-                    a, b = answer_spans[j]
-                    if (s < b and e > a) or (s == e and a <= s < b):
-                        hit = True
-            mask.append(1 if hit else 0)
-    else:  # slow tokenizers have no offsets: tokenize segment by segment
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        for segments, text, ids, offsets in zip(segment_lists, texts, enc["input_ids"], enc["offset_mapping"]):
+            offsets = [tuple(o) for o in offsets]
+            mask = _mask_from_offsets(offsets, _answer_spans(segments, cfg.train_on_prompt))
+            rows.append(TokenizedRow(list(ids), mask, len(ids), text, offsets))
+        return rows
+    for segments, text in zip(segment_lists, texts):  # slow tokenizers have no offsets: segment by segment
         ids, mask, offsets = [], [], []
         pos = 0
         for t, is_answer in segments:
             piece = tokenizer(t, add_special_tokens=False)["input_ids"]
             ids += piece
-            mask += [1 if (is_answer or train_all) else 0] * len(piece)
+            mask += [1 if (is_answer or cfg.train_on_prompt) else 0] * len(piece)
             offsets += [(pos, pos + len(t))] * len(piece)
             pos += len(t)
-    full_length = len(ids)
-    cut = cfg.cutoff_len if truncate else len(ids)
-    return TokenizedRow(ids[:cut], mask[:cut], full_length, text, offsets[:cut])
+        rows.append(TokenizedRow(ids, mask, len(ids), text, offsets))
+    return rows
+
+
+def _truncate(row: TokenizedRow, cut: int) -> TokenizedRow:
+    return TokenizedRow(row.input_ids[:cut], row.completion_mask[:cut], row.full_length, row.text, row.offsets[:cut])
+
+
+def tokenize_segments(segments: Sequence[Segment], tokenizer: Any, cfg: TrainConfig,
+                      truncate: bool = True) -> TokenizedRow:
+    [row] = tokenize_many([segments], tokenizer, cfg)
+    return _truncate(row, cfg.cutoff_len) if truncate else row
 
 
 def tokenize_example(example: dict, tokenizer: Any, cfg: TrainConfig, truncate: bool = True) -> TokenizedRow:
@@ -905,10 +928,9 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
     source = loaded.source if loaded else ""
     split_rows: list[str] = []
     kept = 0
-    for example in examples:
+    for example, row in _tokenized_in_batches(examples, tokenizer, cfg):
         source = source or getattr(example, "source", "")
         if is_text_example(example):
-            row = tokenize_example(example, tokenizer, cfg, truncate=False)
             chunks = split_into_chunks(row.input_ids, cfg.cutoff_len)
             if len(chunks) > 1:
                 split_rows.append(getattr(example, "where", "a row"))
@@ -917,7 +939,7 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
                 out.full_lengths.append(len(chunk))
             kept += 1
             continue
-        row = tokenize_example(example, tokenizer, cfg)
+        row = _truncate(row, cfg.cutoff_len)
         if not any(row.completion_mask):
             problems.append(RowIssue(
                 getattr(example, "row", 0), "",
@@ -948,6 +970,17 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
                             f"were split into rows of at most {cfg.cutoff_len} tokens ({shown}): "
                             f"{len(out)} training rows in all")
     return out
+
+
+TOKENIZE_BATCH = 256
+
+
+def _tokenized_in_batches(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig):
+    """(example, untruncated TokenizedRow) pairs, rendering and tokenizing a batch of rows at a time."""
+    for start in range(0, len(examples), TOKENIZE_BATCH):
+        batch = examples[start:start + TOKENIZE_BATCH]
+        rows = tokenize_many([render_segments(ex, tokenizer, cfg) for ex in batch], tokenizer, cfg)
+        yield from zip(batch, rows)
 
 
 def no_loss_message(source: str, problems: Sequence[RowIssue], total: int) -> str:

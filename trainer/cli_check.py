@@ -1,0 +1,218 @@
+"""`python -m trainer check CONFIG.yaml [--json] [--gpu-gb N]`: validate a config and its dataset, print the plan.
+
+Nothing trains. Exit 0 when the config and the dataset are usable, 2 when not (the message names the
+field, or the file and line; never a traceback). Offline, a Hub model or dataset that cannot be reached
+is a warning and the numbers that need it are reported as unknown; a local path that does not exist is
+an error. torch is imported only when a tokenizer is loaded (for the token lengths).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="the config (YAML) to check: a preset or a saved config.yaml")
+    parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    parser.add_argument("--gpu-gb", type=float, default=None, metavar="N",
+                        help="judge the memory estimate against a GPU of N GB (default: the GPU of this machine)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import ConfigError, TrainConfig
+
+    try:
+        cfg = TrainConfig.from_yaml(args.config)
+    except ConfigError as exc:
+        return _invalid(args, "config", str(exc), [{"field": f, "message": m} for f, m in exc.errors])
+    try:
+        report = check_config(cfg, gpu_gb=args.gpu_gb)
+    except _Invalid as exc:
+        return _invalid(args, exc.kind, str(exc))
+    report["config"] = str(args.config)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+    else:
+        print(format_report(report, cfg))
+    return 0
+
+
+class _Invalid(Exception):
+    def __init__(self, kind: str, message: str):
+        self.kind = kind
+        super().__init__(message)
+
+
+def _invalid(args: argparse.Namespace, kind: str, message: str, errors: Optional[list] = None) -> int:
+    if args.json:
+        print(json.dumps({"valid": False, "kind": kind, "error": message, "errors": errors or
+                          [{"field": "", "message": message}]}, ensure_ascii=False, indent=2))
+    print(f"invalid {kind}: {message}" if kind != "config" else f"invalid config: {message}", file=sys.stderr)
+    return 2
+
+
+def _hub_tokenizer_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "tokenizer_config.json")
+        return isinstance(found, str)
+    except Exception:
+        return False
+
+
+def _hardware(gpu_gb: Optional[float]):
+    from .plan import Hardware
+
+    if gpu_gb:
+        return Hardware(device="cuda", num_devices=1, gpu_name=f"a {gpu_gb:g} GB GPU", gpu_total_gb=gpu_gb,
+                        bf16_supported=True)
+    has_gpu = "torch" in sys.modules or os.path.isdir("/proc/driver/nvidia/gpus")
+    if not has_gpu:
+        return Hardware()  # no NVIDIA driver: no need to import torch to know there is no GPU
+    from .hardware import detect
+
+    return detect()
+
+
+def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
+    """The check's findings as a dict: the plan's numbers, warnings, dataset and token-length facts.
+
+    Raises _Invalid for a dataset or model path that cannot be used.
+    """
+    from .data import DataError, length_stats, load_examples, resolve_source
+    from .model import DEMO_NAME, ModelNotFoundError, hub_offline, looks_like_local_path
+    from .plan import resolve_plan
+
+    warnings: list[str] = []
+    unknown: list[str] = []
+    dataset_info: dict[str, Any] = {"name": cfg.dataset}
+    loaded = None
+    source_kind = ""
+    try:
+        source_kind, _ = resolve_source(cfg.dataset)
+        loaded = load_examples(cfg)
+    except DataError as exc:
+        text = str(exc)
+        if source_kind == "hub" and ("cannot reach" in text or "offline" in text):
+            warnings.append(f"{text}. Steps per epoch, total steps and padding efficiency are unknown until "
+                            "the dataset can be read.")
+            unknown += ["num_train_samples", "steps_per_epoch", "total_steps", "warmup_steps", "padding_efficiency"]
+        else:
+            raise _Invalid("dataset", text) from None
+    if loaded is not None:
+        dataset_info.update(source=str(loaded.source), format=loaded.format, train_rows=len(loaded.train),
+                            eval_rows=len(loaded.eval), skipped=loaded.skipped)
+        warnings += [str(w) for w in loaded.warnings][:5]
+        if loaded.skipped:
+            warnings.append(f"{loaded.skipped} invalid rows will be skipped (skip_invalid_rows is on).")
+        if cfg.eval_strategy != "no" and not loaded.eval:
+            raise _Invalid("dataset", "val_size: the validation split is empty: raise val_size or set eval_strategy no")
+
+    # Token lengths need the model's tokenizer: the demo, a local directory, or a cached/reachable Hub model.
+    name = cfg.model_name_or_path.strip()
+    tokenizer = None
+    model_info: dict[str, Any] = {"name": name, "method": cfg.method_label}
+    is_local = name.lower() == DEMO_NAME or looks_like_local_path(name)
+    if is_local or not hub_offline() or _hub_tokenizer_cached(name):
+        from .model import load_tokenizer, model_source
+
+        try:
+            source = model_source(cfg)
+            model_info["source"] = source
+            if loaded is not None:
+                tokenizer = load_tokenizer(cfg, source)
+        except ModelNotFoundError as exc:
+            if is_local:
+                raise _Invalid("model", str(exc)) from None
+            warnings.append(f"{exc} Token lengths and padding efficiency are unknown.")
+            unknown.append("padding_efficiency")
+    else:
+        warnings.append(f"model '{name}' is not a local directory and the Hub is unreachable (offline): its "
+                        "tokenizer cannot be loaded, so token lengths and padding efficiency are unknown.")
+        unknown.append("padding_efficiency")
+
+    num_rows: Optional[int] = len(loaded.train) if loaded is not None else None
+    lengths: Optional[list[int]] = None
+    stats = None
+    hw = _hardware(gpu_gb)
+    if tokenizer is not None and loaded is not None:
+        from .data import tokenize_examples
+
+        try:
+            rows = tokenize_examples(loaded.train, tokenizer, cfg, loaded)
+        except DataError as exc:
+            raise _Invalid("dataset", str(exc)) from None
+        except Exception as exc:  # a broken chat template surfaces here
+            from .telemetry import classify_failure
+
+            reason, _ = classify_failure(exc, cfg)
+            raise _Invalid("template" if "template" in reason.lower() else "dataset", reason) from None
+        warnings += list(getattr(rows, "warnings", []))
+        lengths = [len(r["input_ids"]) for r in rows]
+        num_rows = len(rows)
+        full = list(getattr(rows, "full_lengths", []) or lengths)
+        stats = length_stats(full, cfg, hw)
+
+    plan = resolve_plan(cfg, num_rows, hw=hw, token_lengths=lengths, gpu_memory_gb=gpu_gb)
+    report = plan.to_dict()
+    report["warnings"] = warnings + list(plan.warnings)
+    report.update(valid=True, unknown=sorted(set(unknown)), dataset=dataset_info, model=model_info,
+                  hardware={"device": hw.device, "num_devices": hw.num_devices, "gpu_name": hw.gpu_name,
+                            "gpu_total_gb": hw.gpu_total_gb})
+    if stats is not None:
+        report["length_stats"] = {k: v for k, v in stats.items() if k != "histogram"}
+    return report
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, float):
+        return f"{value:g}{unit}"
+    return f"{value}{unit}"
+
+
+def format_report(report: dict[str, Any], cfg) -> str:
+    """The plan in words, for a terminal."""
+    lines = [f"{report.get('config', 'config')}: valid"]
+    model, dataset = report["model"], report["dataset"]
+    lines.append(f"  model    {model['name']} ({model['method']})")
+    if "train_rows" in dataset:
+        lines.append(f"  dataset  {dataset['source']} ({dataset['format']}): {dataset['train_rows']} training rows, "
+                     f"{dataset['eval_rows']} validation rows" +
+                     (f", {dataset['skipped']} skipped" if dataset.get("skipped") else ""))
+    else:
+        lines.append(f"  dataset  {dataset['name']} (not readable now)")
+    hw = report["hardware"]
+    lines.append(f"  hardware {hw['gpu_name'] or 'CPU'}" + (f" × {hw['num_devices']}" if hw["num_devices"] > 1 else ""))
+    lines.append("")
+    lines.append("Plan")
+    for line in report.get("summary", []):
+        lines.append(f"  {line}")
+    lines.append(f"  effective batch size {report['effective_batch_size']}, steps per epoch "
+                 f"{_fmt(report['steps_per_epoch'])}, total optimizer steps {_fmt(report['total_steps'])}, "
+                 f"warmup steps {_fmt(report['warmup_steps'])}, epochs {_fmt(report['epochs_effective'])}")
+    batching = "packing" if report["packing"] else ("group_by_length" if report["group_by_length"] else "plain batches")
+    pad = report.get("padding_efficiency")
+    lines.append(f"  precision {report['precision']}, attention {report['attn_implementation']}, batching {batching}"
+                 + (f" (padding efficiency {pad:.0%}: real tokens / processed tokens)" if pad is not None else ""))
+    stats = report.get("length_stats")
+    if stats and stats.get("count"):
+        lines.append(f"  row length in tokens: median {stats['p50']}, p90 {stats['p90']}, max {stats['max']}; "
+                     f"{stats['truncated_rows']} rows longer than cutoff_len {stats['cutoff_len']}")
+    mem = report.get("memory_estimate_gb")
+    lines.append(f"  memory estimate {_fmt(mem, ' GB') if mem is not None else 'unknown'}")
+    if report.get("unknown"):
+        lines.append(f"  unknown until the model/dataset can be read: {', '.join(report['unknown'])}")
+    if report["warnings"]:
+        lines.append("")
+        lines.append("Warnings")
+        for warning in report["warnings"]:
+            lines.append(f"  - {warning}")
+    return "\n".join(lines)

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 H100_BF16_PEAK_FLOPS = 989e12
+GROUPS = ("plain", "defaults", "validate", "lora16", "expandable")
 MODEL_NAME = "meta-llama/Llama-3.1-8B"
 
 
@@ -163,7 +164,9 @@ def run_group(group: str, model_dir: Path, out_jsonl: Path, only: set[str] | Non
         peak_allocated = torch.cuda.max_memory_allocated() if cuda else 0
         settings = mem.MemorySettings.from_config(cfg, precision=plan.precision,
                                                   attn_implementation=plan.attn_implementation,
-                                                  use_liger_kernel=plan.use_liger_kernel)
+                                                  use_liger_kernel=plan.use_liger_kernel,
+                                                  unsorted_varied_batches=not plan.packing and not plan.group_by_length
+                                                  and len(set(lengths)) > 1)
         est = mem.estimate_memory(shape, settings)
         marks = timer.marks
         tokens_per_s = None
@@ -223,6 +226,23 @@ def run_group(group: str, model_dir: Path, out_jsonl: Path, only: set[str] | Non
                  packing=True, group_by_length=False, num_train_epochs=1)
         scenario("memory_b4_l2048_no_liger", make([2048] * 12), cutoff_len=2048,
                  per_device_train_batch_size=4, packing=False, group_by_length=False, max_steps=3)
+    elif group == "validate":  # held-out points: not used to calibrate the memory plan
+        for batch, length in ((3, 3072), (6, 1024), (12, 2048), (2, 8192)):
+            scenario(f"validate_b{batch}_l{length}", make([length] * (3 * batch)), cutoff_len=length,
+                     per_device_train_batch_size=batch, packing=False, group_by_length=False, max_steps=3)
+        scenario("validate_b16_l1024_r64_adamw8bit", make([1024] * 48), cutoff_len=1024, lora_rank=64,
+                 lora_alpha=128, optim="adamw_8bit", per_device_train_batch_size=16, packing=False,
+                 group_by_length=False, max_steps=3)
+        scenario("validate_b1_l3072_no_checkpointing", make([3072] * 3), cutoff_len=3072,
+                 per_device_train_batch_size=1, packing=False, group_by_length=False, max_steps=3,
+                 gradient_checkpointing=False)
+    elif group == "lora16":  # 16-bit base (no quantization)
+        for batch in (4, 8):
+            scenario(f"validate_lora16_b{batch}_l2048", make([2048] * (3 * batch)), cutoff_len=2048,
+                     per_device_train_batch_size=batch, packing=False, group_by_length=False, max_steps=3)
+    elif group == "expandable":  # plain padded batching with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+        scenario("throughput_plain_padded_expandable_segments", varied[:128], cutoff_len=2048,
+                 per_device_train_batch_size=8, packing=False, group_by_length=False, num_train_epochs=1)
     else:
         scenario("throughput_defaults", varied, cutoff_len=2048, per_device_train_batch_size=8, num_train_epochs=1)
         for batch, length in ((1, 512), (8, 512), (1, 2048), (2, 2048), (4, 2048), (8, 2048), (1, 4096), (4, 4096)):
@@ -237,14 +257,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--model-dir", default="/tmp/tunedeck-llama8b-random")
-    parser.add_argument("--group", choices=("plain", "defaults"), help="(internal) run one group in this process")
+    parser.add_argument("--group", choices=GROUPS, help="(internal) run one group in this process")
+    parser.add_argument("--groups", default="plain,defaults",
+                        help="groups to run: plain, defaults (the figures), validate, lora16, expandable (held-out "
+                             "checks of the calibrated memory plan)")
+    parser.add_argument("--name", default="gpu_llama8b", help="base name of the result files")
+    parser.add_argument("--skip-build", action="store_true", help="the model directory already exists")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument("--dry-run", action="store_true", help="CPU smoke test of the script on the demo model")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model_dir = Path(args.model_dir)
-    jsonl = out / "gpu_llama8b.jsonl"
+    jsonl = out / f"{args.name}.jsonl"
     only = {s for s in args.only.split(",") if s} or None
     if args.dry_run:
         from trainer.demo import ensure_demo_model
@@ -258,14 +283,18 @@ def main() -> int:
     import torch
 
     started = time.time()
-    subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+    if not args.skip_build:
+        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
                     f"from benchmarks.gpu_llama8b import build_model; from pathlib import Path; "
-                    f"build_model(Path({str(model_dir)!r}))"], check=True)
-    for group in ("plain", "defaults"):
+                        f"build_model(Path({str(model_dir)!r}))"], check=True)
+    for group in [g for g in args.groups.split(",") if g]:
         cmd = [sys.executable, __file__, "--group", group, "--out", str(out), "--model-dir", str(model_dir)]
         if args.only:
             cmd += ["--only", args.only]
-        code = subprocess.run(cmd).returncode
+        env = dict(os.environ)
+        if group == "expandable":  # must be set before CUDA starts: a process of its own
+            env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
+        code = subprocess.run(cmd, env=env).returncode
         if code:
             print(f"group {group} exited {code}", file=sys.stderr)
     records = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
@@ -274,23 +303,22 @@ def main() -> int:
     plain, defaults = by_name.get("throughput_plain_padded"), by_name.get("throughput_defaults")
     if plain and defaults and plain["tokens_per_s"] and defaults["tokens_per_s"]:
         summary["defaults_vs_plain_tokens_per_s"] = round(defaults["tokens_per_s"] / plain["tokens_per_s"], 3)
-    errors = [abs(r["estimate_error"]) for r in records if r["scenario"].startswith("memory") and r["status"] == "ok"
-              and r["estimate_error"] is not None]
+    errors = [abs(r["estimate_error"]) for r in records if r["status"] == "ok" and r["estimate_error"] is not None]
     if errors:
         summary["memory_plan_max_abs_error"] = round(max(errors), 4)
     import transformers, peft, trl, bitsandbytes  # noqa: E401 - versions for the record
 
     result = {
-        "benchmark": "gpu_llama8b", "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "benchmark": args.name, "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "machine": f"{torch.cuda.get_device_name(0)}, {platform.machine()}, torch {torch.__version__}, "
                    f"transformers {transformers.__version__}, peft {peft.__version__}, trl {trl.__version__}, "
                    f"bitsandbytes {bitsandbytes.__version__}",
-        "command": "python benchmarks/gpu_llama8b.py --out $OUT",
+        "command": "python benchmarks/gpu_llama8b.py " + " ".join(sys.argv[1:]),
         "model": f"{MODEL_NAME} shape, random bf16 weights, QLoRA NF4 + double quant, LoRA r 16 all-linear",
         "total_wall_s": round(time.time() - started, 1),
         "summary": summary, "records": records,
     }
-    (out / "gpu_llama8b.json").write_text(json.dumps(result, indent=1))
+    (out / f"{args.name}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(summary))
     return 0
 

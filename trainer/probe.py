@@ -4,7 +4,8 @@
 worst case (rows of exactly cutoff_len tokens, every token carrying loss) through the same model
 loading and SFTTrainer construction as `train`, in a fresh subprocess (so an out-of-memory error kills
 only that try and every try starts from an empty card). A candidate fits when it finishes and
-torch.cuda.max_memory_reserved() stays under 90% of the card. Candidates are searched by doubling and
+torch.cuda.max_memory_reserved() plus what lives outside torch's pool (the CUDA context) stays under
+90% of the card. Candidates are searched by doubling and
 then bisection (memory.largest_fitting), starting at the memory plan's estimate, and the result keeps
 the effective batch by adjusting gradient accumulation.
 """
@@ -150,6 +151,8 @@ def _try_in_subprocess(cfg: TrainConfig, batch: int, max_share: float) -> ProbeT
             return ProbeTry(batch, False, seconds=seconds, error=f"exit {proc.returncode}: {' | '.join(tail)}")
         data = json.loads(result_path.read_text())
     peak, total = data.get("peak_reserved_bytes"), data.get("total_bytes")
+    if peak:
+        peak += data.get("outside_torch_bytes") or 0
     share = peak / total if peak and total else None
     fits = bool(data.get("finished")) and share is not None and share <= max_share
     error = data.get("error") or (None if fits else f"above {max_share:.0%} of the card")
@@ -199,6 +202,9 @@ def _child(config_path: str, batch: int, result_path: str) -> int:
         out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
     out["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
     out["peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
+    # What the card holds beyond torch's pool (CUDA context, library workspaces) counts against it too.
+    free, _ = torch.cuda.mem_get_info()
+    out["outside_torch_bytes"] = max(0, total - free - torch.cuda.memory_reserved())
     Path(result_path).write_text(json.dumps(out))
     return 0 if out["finished"] else 1
 

@@ -1,4 +1,5 @@
-"""Generate data/demo.jsonl: the shipped demo instruction dataset (alpaca format).
+"""Generate the shipped demo datasets: data/demo.jsonl (alpaca format, single turn) and
+data/demo_chat.jsonl (OpenAI messages format, multi-turn, some with a system prompt).
 
 Deterministic (fixed seed, no network): running it twice gives the same bytes. The rows are small
 templated tasks whose answers follow from the prompt by a fixed rule (reverse a word list, count
@@ -7,8 +8,11 @@ trained for a minute on a CPU visibly learns the patterns and its loss falls. Le
 10 to about 200 tokens so that the token-length statistics, padding waste and packing have something
 to show.
 
-    python data/make_demo.py            # rewrites data/demo.jsonl
-    python data/make_demo.py --check    # exit 1 if data/demo.jsonl is not what this script makes
+The chat set asks the same tasks over several turns, so the Data tab can show that every assistant
+turn of a conversation carries loss.
+
+    python data/make_demo.py            # rewrites data/demo.jsonl and data/demo_chat.jsonl
+    python data/make_demo.py --check    # exit 1 if a shipped file is not what this script makes
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ import sys
 from pathlib import Path
 
 OUTPUT = Path(__file__).resolve().parent / "demo.jsonl"
+CHAT_OUTPUT = Path(__file__).resolve().parent / "demo_chat.jsonl"
 SEED = 1234
+CHAT_SEED = 4321
 ROWS_PER_TASK = 60
+CHAT_ROWS = 120
+CHAT_SYSTEM = "You are a careful assistant. Answer briefly."
 
 WORDS = [
     "apple", "pear", "plum", "fig", "grape", "lemon", "melon", "cherry", "peach", "mango",
@@ -104,28 +112,48 @@ def make_rows(seed: int = SEED, rows_per_task: int = ROWS_PER_TASK) -> list[dict
     return rows
 
 
+def make_chat_rows(seed: int = CHAT_SEED, count: int = CHAT_ROWS) -> list[dict]:
+    """Conversations of one to three exchanges drawn from the same tasks; a third with a system prompt."""
+    rng = random.Random(seed)
+    rows: list[dict] = []
+    seen: set[str] = set()
+    while len(rows) < count:
+        messages = [{"role": "system", "content": CHAT_SYSTEM}] if rng.random() < 1 / 3 else []
+        for _ in range(rng.randint(1, 3)):
+            task = rng.choice(TASKS)(rng)
+            prompt = task["instruction"] + (f"\n\n{task['input']}" if task["input"] else "")
+            messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": task["output"]}]
+        key = json.dumps(messages)
+        if key not in seen:  # a repeated conversation would be reported as a duplicate
+            seen.add(key)
+            rows.append({"messages": messages})
+    return rows
+
+
 def render(rows: list[dict]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="verify the shipped file instead of writing it")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--check", action="store_true", help="verify the shipped files instead of writing them")
     args = parser.parse_args(argv)
-    text = render(make_rows())
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
-        if current != text:
-            print(f"{args.output} is out of date: run python data/make_demo.py", file=sys.stderr)
-            return 1
-        print(f"{args.output} is up to date")
-        return 0
-    tmp = args.output.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(args.output)
-    print(f"wrote {len(text.splitlines())} rows to {args.output}")
-    return 0
+    stale = 0
+    for path, rows in ((OUTPUT, make_rows()), (CHAT_OUTPUT, make_chat_rows())):
+        text = render(rows)
+        if args.check:
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+            if current != text:
+                print(f"{path} is out of date: run python data/make_demo.py", file=sys.stderr)
+                stale += 1
+            else:
+                print(f"{path} is up to date")
+            continue
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        print(f"wrote {len(rows)} rows to {path}")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -752,3 +752,19 @@ def test_real_world_template_shapes(chat_tokenizer):
     # Each answer and its end-of-turn marker (the reasoning of the last one kept, as the template keeps it).
     assert _loss_text(tok, row) == "4<|im_end|><think>ok</think>\n6<|im_end|>"
     assert _runs(row["completion_mask"]) == 2
+
+
+def test_shipped_multi_turn_demo_trains_every_answer():
+    from trainer.data import shipped_datasets
+
+    assert [name for name, _ in shipped_datasets()] == ["demo", "demo-chat"]
+    data = load_examples(TrainConfig(dataset="demo-chat"))
+    assert data.format == "messages" and len(data.train) == 120 and data.issues == []
+    turns = [sum(m["role"] == "assistant" for m in ex["messages"]) for ex in data.train]
+    assert set(turns) == {1, 2, 3} and any(ex["messages"][0]["role"] == "system" for ex in data.train)
+    tok = _build_tokenizer()
+    config = TrainConfig(template="plain", cutoff_len=1024)
+    for example, row in zip(data.train[:20], tokenize_examples(data.train[:20], tok, config)):
+        answers = [m["content"] for m in example["messages"] if m["role"] == "assistant"]
+        assert _runs(row["completion_mask"]) == len(answers)
+        assert _loss_text(tok, row) == "".join(f" {a}</s>" for a in answers)

@@ -32,7 +32,16 @@ from .templates import (AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES, Segment, chat_
                         unknown_template_message)
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
-SHIPPED_DATASETS: dict[str, Path] = {"demo": DATA_DIR / "demo.jsonl"}
+SHIPPED_DATASETS: dict[str, Path] = {"demo": DATA_DIR / "demo.jsonl", "demo-chat": DATA_DIR / "demo_chat.jsonl"}
+SHIPPED_DESCRIPTIONS = {
+    "demo": "360 single-turn instructions (alpaca): reverse, count, uppercase, add, capitals, numbered lists",
+    "demo-chat": "120 multi-turn conversations (messages) on the same tasks, a third with a system prompt",
+}
+
+
+def shipped_datasets() -> list[tuple[str, str]]:
+    """(name, description) of the datasets that ship with tunedeck, for pickers and docs."""
+    return [(name, SHIPPED_DESCRIPTIONS[name]) for name in SHIPPED_DATASETS]
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "text")
 MAX_LISTED_PROBLEMS = 10

@@ -328,7 +328,7 @@ SERVER_SCRIPT = textwrap.dedent("""
     ids = [jm.submit(TrainConfig.from_dict(c)) for c in configs]
     deadline = time.time() + 240
     while time.time() < deadline:
-        if all(any(e.get("type") == "log" for e in read_events(jm.run_dir(i))) for i in ids):
+        if all(any(e.get("type") == "checkpoint" for e in read_events(jm.run_dir(i))) for i in ids):
             print(json.dumps(ids), flush=True)
             break
         time.sleep(0.2)
@@ -348,13 +348,16 @@ def test_restart_reconciles_killed_run_and_reattaches_live_one(tmp_path):
     survivor, victim = json.loads(server.stdout)
 
     with sqlite3.connect(root / DB_FILE) as conn:
-        victim_pid = conn.execute("SELECT pid FROM runs WHERE id = ?", (victim,)).fetchone()[0]
-    os.killpg(victim_pid, signal.SIGKILL)  # while no server is watching
+        pids = dict(conn.execute("SELECT id, pid FROM runs").fetchall())
+    # Frozen for a moment, so it is surely still training when the new server looks (however slow the CPU).
+    os.killpg(pids[survivor], signal.SIGSTOP)
+    os.killpg(pids[victim], signal.SIGKILL)  # while no server is watching
 
     jm = JobManager(root, poll_interval_s=0.2)
     try:
         reattached = jm.get(survivor)
-        assert reattached.status == "running"  # alive: reattached, not touched
+        assert reattached.status == "running" and reattached.pid == pids[survivor]  # alive: reattached
+        os.killpg(pids[survivor], signal.SIGCONT)
         lost = wait_for(status_is(jm, victim, "interrupted", "failed"), "the dead run to be reconciled",
                         manager=jm)
         assert lost.status == "interrupted"

@@ -111,3 +111,32 @@ def test_grouped_is_never_worse_than_plain(micro):
     stats = length_stats(lengths, TrainConfig(per_device_train_batch_size=micro, cutoff_len=512))
     assert stats["padding_efficiency_grouped"] >= stats["padding_efficiency_plain"]
     assert 0 < stats["padding_efficiency_plain"] < 1
+
+
+def _best_fit_reference(lengths, capacity):
+    """The plain quadratic best-fit decreasing: every bin scanned for every row."""
+    bins, space = [], []
+    for n in sorted((min(n, capacity) for n in lengths if n > 0), reverse=True):
+        best = -1
+        for i, free in enumerate(space):
+            if n <= free and (best < 0 or free < space[best]):
+                best = i
+        if best < 0:
+            bins.append([n])
+            space.append(capacity - n)
+        else:
+            bins[best].append(n)
+            space[best] -= n
+    return bins
+
+
+def test_fast_best_fit_packs_exactly_like_the_quadratic_one():
+    import random
+
+    from trainer.plan import pack_best_fit_decreasing
+
+    rng = random.Random(0)
+    for case in range(40):
+        capacity = rng.choice([64, 100, 256, 1000])
+        lengths = [rng.randint(0, capacity + 50) for _ in range(rng.randint(0, 300))]
+        assert pack_best_fit_decreasing(lengths, capacity) == _best_fit_reference(lengths, capacity), case

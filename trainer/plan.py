@@ -7,6 +7,7 @@ The same numbers go to `python -m trainer check`, the page's run plan panel and 
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from dataclasses import asdict, dataclass, field
@@ -77,20 +78,22 @@ def padding_efficiency(lengths: Sequence[int], micro_batch: int, strategy: str =
 
 
 def pack_best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
-    """Bins of row lengths (each clipped to capacity), filled best-fit decreasing."""
+    """Bins of row lengths (each clipped to capacity), filled best-fit decreasing.
+
+    Best fit = the bin with the least free space that still holds the row (the oldest bin on a tie),
+    found by bisection in the bins ordered by free space: O(n log n), so 100k rows pack in a second.
+    """
     bins: list[list[int]] = []
-    space: list[int] = []
+    by_space: list[tuple[int, int]] = []  # (free space, bin index), sorted
     for n in sorted((min(n, capacity) for n in lengths if n > 0), reverse=True):
-        best = -1
-        for i, free in enumerate(space):
-            if n <= free and (best < 0 or free < space[best]):
-                best = i
-        if best < 0:
+        k = bisect.bisect_left(by_space, (n, -1))
+        if k == len(by_space):
             bins.append([n])
-            space.append(capacity - n)
+            bisect.insort(by_space, (capacity - n, len(bins) - 1))
         else:
+            free, best = by_space.pop(k)
             bins[best].append(n)
-            space[best] -= n
+            bisect.insort(by_space, (free - n, best))
     return bins
 
 

@@ -620,6 +620,10 @@ def test_new_user_edge_cases(tmp_path):
     lines = tmp_path / "lines.json"
     lines.write_bytes(b"\xef\xbb\xbf" + b'{"text": "a"}\r\n{"text": "b"}\r\n')
     assert load_examples(cfg(lines)).train == [{"text": "a"}, {"text": "b"}]
+    # A JSON array saved as .jsonl is read as the array it is (rows numbered as array rows).
+    array = tmp_path / "array.jsonl"
+    array.write_text(json.dumps([{"text": "a"}, {"text": ""}], indent=2), encoding="utf-8")
+    assert refused(cfg(array)).splitlines()[1] == "  row 2: field 'text' is empty"
     # A spreadsheet's semicolon-separated CSV; numbers in a JSON answer are text.
     semi = tmp_path / "semi.csv"
     semi.write_text("instruction;output\nWhat is 2 plus 2?;4\n", encoding="utf-8")

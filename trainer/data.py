@@ -211,6 +211,11 @@ def _read_file(path: Path) -> tuple[list[_Record], list[RowIssue]]:
             except json.JSONDecodeError:
                 return _read_json_lines(text)  # one object per line in a .json file
             return _records_from_document(document, path), []
+    if suffix == ".jsonl" and text.lstrip().startswith("["):
+        try:  # a JSON array saved as .jsonl: read it as what it is
+            return _records_from_document(json.loads(text), path), []
+        except json.JSONDecodeError:
+            pass
     if suffix in (".jsonl", ".json"):
         return _read_json_lines(text)
     raise DataError(f"{path}: unsupported file type '{path.suffix}': use .jsonl, .json, .csv or .parquet",

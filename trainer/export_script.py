@@ -190,22 +190,7 @@ def render_jinja(messages, tokenizer):
             break
         spans.append((len(start), len(end)))
     if spans is None:
-        spans, cursor = [], 0
-        eos = tokenizer.eos_token or ""
-        for m in messages:
-            if m["role"] != "assistant":
-                continue
-            start = full.find(m["content"], cursor)
-            if start < 0:
-                raise SystemExit("the tokenizer's chat template drops an assistant answer; set TEMPLATE")
-            end = start + len(m["content"])
-            tail = full[end:].lstrip(" ")
-            for marker in (eos, "<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
-                if marker and tail.startswith(marker):
-                    end = full.index(marker, end) + len(marker)
-                    break
-            spans.append((start, end))
-            cursor = end
+        spans = _find_answers(full, messages, tokenizer.eos_token or "")
     segments, cursor = [], 0
     for start, end in spans:
         if start > cursor:
@@ -414,6 +399,13 @@ def _template_source(name: str) -> str:
     return "\n".join(parts)
 
 
+def _answer_finder_source() -> str:
+    """tunedeck's own fallback that locates answers by their text (trainer/data.py), copied in."""
+    from . import data
+
+    return f"END_OF_TURN_MARKERS = {data.END_OF_TURN_MARKERS!r}\n\n\n" + inspect.getsource(data._find_answers)
+
+
 def _resolve_paths(cfg: TrainConfig, base_dir: Union[str, Path, None]) -> tuple[str, str]:
     from .data import DataError, resolve_source
     from .demo import resolve_model_path
@@ -458,6 +450,9 @@ def export_script(cfg: TrainConfig, base_dir: Union[str, Path, None] = None, *, 
         "",
         "# The named chat template used when TEMPLATE is not auto, or the tokenizer has no chat template.",
         _template_source(template),
+        "",
+        "# Locates each answer by its text when the chat template rewrites earlier turns.",
+        _answer_finder_source(),
         _SCRIPT_BODY,
     ]
     return "\n".join(lines)

@@ -114,13 +114,20 @@ class AbortSignal:
         self._requested = threading.Event()
         self.reason = ""
         self._interrupts = 0
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
         """Handle SIGTERM/SIGINT (main thread only): the run stops at the next step instead of dying."""
         if threading.current_thread() is not threading.main_thread():
             return
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def uninstall(self) -> None:
+        """Give the signals back to whoever had them (a test runner, an embedding program)."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous.clear()
 
     def _on_signal(self, signum, frame) -> None:
         if signum == signal.SIGINT:
@@ -146,8 +153,8 @@ class AbortSignal:
 class FaultInjector:
     """`TUNEDECK_FAULT=oom@N` / `nan@N`: the real forward pass fails at optimizer step N (1-based).
 
-    oom raises torch.OutOfMemoryError from inside the first decoder layer; nan turns the logits into NaN
-    from step N on, so the loss and the gradients really are NaN.
+    oom raises torch.OutOfMemoryError from inside the first decoder layer; nan turns the final hidden
+    states into NaN from step N on, so the logits, the loss and the gradients really are NaN.
     """
 
     def __init__(self, spec: str | None):
@@ -168,12 +175,16 @@ class FaultInjector:
         if not self.kind:
             return
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        decoder = getattr(base, "model", None)
+        layers = getattr(decoder, "layers", None)
         if self.kind == "oom":
-            layers = base.model.layers if hasattr(base, "model") and hasattr(base.model, "layers") else None
-            target = layers[0] if layers is not None else base
-            target.register_forward_pre_hook(self._oom_hook)
+            (layers[0] if layers is not None else base).register_forward_pre_hook(self._oom_hook)
         else:
-            base.get_output_embeddings().register_forward_hook(self._nan_hook)
+            # The final norm's output feeds the LM head (TRL may compute the loss from lm_head's weight
+            # without calling it), so NaN hidden states make NaN logits, loss and gradients on every path.
+            norm = getattr(decoder, "norm", None)
+            target = norm if norm is not None else (layers[-1] if layers is not None else base)
+            target.register_forward_hook(self._nan_hook)
 
     def _active(self, module) -> bool:
         return module.training and self.current_step >= self.step
@@ -187,9 +198,11 @@ class FaultInjector:
                 f"at step {self.current_step})")
 
     def _nan_hook(self, module, args, output):
-        if self._active(module):
-            return output * float("nan")
-        return output
+        if not self._active(module):
+            return output
+        if isinstance(output, tuple):
+            return (output[0] * float("nan"),) + tuple(output[1:])
+        return output * float("nan")
 
 
 # --- the callback -----------------------------------------------------------------------------------

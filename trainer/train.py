@@ -106,6 +106,7 @@ def run_training(cfg: TrainConfig, run_dir: str | Path) -> int:
 
     abort = AbortSignal(run_dir)
     abort.install()
+    tensorboard_env = os.environ.get("TENSORBOARD_LOGGING_DIR")
     try:
         return _train(run, abort)
     except KeyboardInterrupt:
@@ -126,6 +127,14 @@ def run_training(cfg: TrainConfig, run_dir: str | Path) -> int:
         run.writer.emit("status", status=FAILED, kind=kind, reason=reason, advice=advice,
                         log_tail=run.log_tail(exc), **run.progress())
         return EXIT_INVALID if kind in ("config", "data", "not_found") else EXIT_FAILED
+    finally:
+        abort.uninstall()
+        if run.callback is not None:
+            run.callback.stop()
+        if tensorboard_env is None:
+            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
+        else:
+            os.environ["TENSORBOARD_LOGGING_DIR"] = tensorboard_env
 
 
 def _say(text: str) -> None:

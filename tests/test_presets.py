@@ -144,6 +144,10 @@ def test_a_broken_user_file_is_listed_with_its_error(tmp_path):
     folder = tmp_path / "presets"
     folder.mkdir()
     (folder / "broken.yaml").write_text("learning_rate: [1,\n")
+    (folder / "demo.yaml").write_text("learning_rate: 0.5\n")  # copied in by hand over a built-in's name
+    shadowed = [p for p in list_presets(tmp_path) if p.name == "demo" and not p.builtin][0]
+    assert "built-in" in shadowed.error
+    assert load_named_preset("demo", runs_root=tmp_path).config.learning_rate != 0.5
     broken = [p for p in list_presets(tmp_path) if p.name == "broken"][0]
     assert broken.error and "line" in broken.error and not broken.builtin
     with pytest.raises(ConfigError, match="line 2"):
@@ -184,6 +188,9 @@ def test_unknown_keys_are_named_and_loaded_only_when_allowed(tmp_path):
     with pytest.raises(UnknownKeysError):
         load_preset("old", runs_root=tmp_path)
     assert load_preset("old", allow_unknown=True, runs_root=tmp_path).config.lora_rank == 8
+    # Names other tools use point at ours.
+    with pytest.raises(UnknownKeysError, match="max_seq_length: did you mean 'cutoff_len'"):
+        preset_from_bytes(b"max_seq_length: 512\n")
     # A LLaMA-Factory file uploaded as a preset gets pointed at the importer.
     with pytest.raises(UnknownKeysError, match="LLaMA-Factory"):
         preset_from_bytes(b"model_name_or_path: x\nstage: sft\ndo_train: true\noutput_dir: saves/x\n")

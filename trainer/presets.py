@@ -223,7 +223,24 @@ def _split_meta(data: Any, source: str | None) -> tuple[dict[str, Any], dict[str
     return dict(meta), fields
 
 
+# Names other tools (TRL, PEFT, Axolotl, Unsloth notebooks) give to a field of ours: hints, never applied.
+_OTHER_TOOLS_NAMES = {
+    "max_seq_length": "cutoff_len", "max_length": "cutoff_len", "sequence_len": "cutoff_len",
+    "lora_r": "lora_rank", "r": "lora_rank", "target_modules": "lora_target", "lora_target_modules": "lora_target",
+    "load_in_4bit": "quantization_bit", "load_in_8bit": "quantization_bit", "bnb_4bit_quant_type": "quantization_type",
+    "bnb_4bit_use_double_quant": "double_quantization", "model_name": "model_name_or_path",
+    "base_model": "model_name_or_path", "model": "model_name_or_path", "num_epochs": "num_train_epochs",
+    "epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size",
+    "micro_batch_size": "per_device_train_batch_size", "lr": "learning_rate",
+    "gradient_accumulation": "gradient_accumulation_steps", "use_gradient_checkpointing": "gradient_checkpointing",
+    "dataset_name": "dataset", "dataset_path": "dataset", "data_path": "dataset", "bias": "lora_bias",
+    "flash_attention": "attn_implementation", "sample_packing": "packing", "val_set_size": "val_size",
+}
+
+
 def _closest(key: str) -> str:
+    if key in _OTHER_TOOLS_NAMES:
+        return f"did you mean '{_OTHER_TOOLS_NAMES[key]}'? (what other tools call '{key}')"
     close = difflib.get_close_matches(key, list(TrainConfig.model_fields), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else "no similar field in this version"
 
@@ -323,7 +340,14 @@ def list_presets(runs_root: Union[str, Path, None] = None) -> list[PresetInfo]:
     out = [_info(p, True) for p in builtins]
     folder = user_dir(runs_root)
     if folder.is_dir():
-        out += [_info(p, False) for p in sorted(folder.glob("*.yaml"), key=lambda p: p.stem.casefold())]
+        reserved = {p.stem.casefold() for p in builtins}
+        for path in sorted(folder.glob("*.yaml"), key=lambda p: p.stem.casefold()):
+            if path.stem.casefold() in reserved:  # copied in by hand: the built-in of that name wins
+                out.append(PresetInfo(path.stem, path.stem, "", False, path, {},
+                                      error=f"{path}: has the name of a built-in preset, which is loaded instead; "
+                                            "rename the file to use it"))
+            else:
+                out.append(_info(path, False))
     return out
 
 

@@ -209,6 +209,33 @@ def test_registry_file_problems_are_explained_or_upgraded(tmp_path):
         jm.close()
 
 
+def test_a_lost_registry_is_rebuilt_from_the_run_directories(tmp_path):
+    from trainer.events import append_event
+
+    root = tmp_path / "runs"
+    jm = JobManager(root, autostart=False)
+    aborted = jm.abort(jm.submit(small_config(), owner="alice", name="kept name")).id
+    queued = jm.submit(small_config(max_steps=3), owner="bob")
+    was_running = jm.submit(small_config())
+    # A trainer that announced itself, with a pid that is alive but is not that trainer (pid reuse).
+    append_event(jm.run_dir(was_running), "status", status="running", pid=os.getpid())
+    jm.close()
+    for leftover in root.glob(DB_FILE + "*"):
+        leftover.unlink()
+
+    rebuilt = JobManager(root, autostart=False)
+    try:
+        rows = {r.id: r for r in rebuilt.list_runs()}
+        assert set(rows) == {aborted, queued, was_running}
+        assert (rows[aborted].status, rows[aborted].owner, rows[aborted].name) == ("aborted", "alice", "kept name")
+        assert (rows[queued].status, rows[queued].owner, rows[queued].model) == ("queued", "bob", "demo")
+        assert rows[was_running].status == "interrupted"
+        assert read_events(rebuilt.run_dir(was_running))[-1]["status"] == "interrupted"
+        assert rows[aborted].created_at <= rows[queued].created_at <= rows[was_running].created_at
+    finally:
+        rebuilt.close()
+
+
 def test_failures_are_recorded_with_reason_and_kind(tmp_path):
     jm = JobManager(tmp_path / "runs", max_concurrent=2, poll_interval_s=0.2, autostart=False)
     try:

@@ -221,6 +221,16 @@ def _is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0:1] == ["Z"]
 
 
+def _offset_of_last_start(run_dir: Path) -> int:
+    """Byte offset of the line where the trainer's newest attempt announced itself (status running)."""
+    try:
+        data = (run_dir / EVENTS_FILE).read_bytes()
+    except OSError:
+        return 0
+    at = data.rfind(b'"status":"running"')
+    return 0 if at < 0 else data.rfind(b"\n", 0, at) + 1
+
+
 def _signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -316,6 +326,7 @@ class JobManager:
         self._thread: threading.Thread | None = None
         self._init_db()
         self._remove_leftovers()
+        self._adopt_run_dirs()
         with self._lock:  # reconcile: rows marked running whose process is gone -> interrupted; live ones reattach
             self._check_running()
         if autostart:
@@ -360,6 +371,48 @@ class JobManager:
         except sqlite3.DatabaseError as exc:
             raise JobError(f"{self.db_path} is not a usable run registry ({exc}); move it away and a fresh one is "
                            "created (the run directories next to it are kept)") from None
+
+    def _adopt_run_dirs(self) -> None:
+        """Give a row to every run directory that has none (runs.db was lost or replaced): the directory is
+        the truth. Status from its last status event; a run whose trainer is still alive is reattached,
+        one that was running and is gone becomes interrupted."""
+        with self._db() as conn:
+            known = {row[0] for row in conn.execute("SELECT id FROM runs")}
+        for entry in sorted(self.runs_root.iterdir()):
+            if not _RUN_ID.match(entry.name) or entry.name in known or not (entry / CONFIG_FILE).is_file():
+                continue
+            try:
+                cfg = TrainConfig.from_yaml(entry / CONFIG_FILE)
+            except ConfigError:
+                cfg = None
+            events = EventReader.for_run(entry).read_new()
+            statuses = [e for e in events if e.get("type") == "status"]
+            first = statuses[0] if statuses else {}
+            last = statuses[-1] if statuses else {}
+            status, pid, reason = last.get("status", QUEUED), last.get("pid"), last.get("reason")
+            if status == RUNNING and not _pid_is_trainer_of(pid if isinstance(pid, int) else None, entry):
+                status, reason = INTERRUPTED, "the trainer is gone (found after the run registry was rebuilt)"
+                append_event(entry, "status", status=status, reason=reason)
+            if status not in STATUSES:
+                status = INTERRUPTED
+            tracker = _LossTracker(entry)
+            tracker.update()
+            created = number(events[0].get("t")) if events else None
+            with self._db(write=True) as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO runs (id, name, owner, status, created_at, started_at, finished_at, pid, "
+                    "model, dataset, method, best_loss, last_loss, step, total_steps, reason, failure_kind, attempt, "
+                    "events_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (entry.name, str(first.get("name") or (cfg.display_name if cfg else entry.name)),
+                     str(first.get("owner") or "local"), status, created or entry.stat().st_mtime,
+                     created if status != QUEUED else None,
+                     number(last.get("t")) if status in FINAL_STATUSES else None,
+                     pid if status == RUNNING else None,
+                     cfg.model_name_or_path if cfg else None, cfg.dataset if cfg else None,
+                     cfg.method_label if cfg else None, tracker.best_loss, tracker.last_loss, tracker.step,
+                     tracker.total_steps, reason, last.get("kind") if status == FAILED else None,
+                     sum(1 for e in statuses if e.get("status") == RUNNING),
+                     _offset_of_last_start(entry) if status == RUNNING else 0))
 
     def _remove_leftovers(self) -> None:
         """Staging / deleting directories a crashed server left behind (an hour old: no one is using them)."""
@@ -456,7 +509,8 @@ class JobManager:
             raise JobError("could not allocate a unique run id; try again")
         try:
             cfg.save(staging / CONFIG_FILE)
-            append_event(staging, "status", status=QUEUED, reason=None)
+            # Owner and name ride in the first event too: a lost runs.db can be rebuilt from the directories.
+            append_event(staging, "status", status=QUEUED, reason=None, owner=owner, name=name)
             os.rename(staging, final)  # the run directory appears whole, or not at all
             with self._db(write=True) as conn:
                 conn.execute(
@@ -596,11 +650,20 @@ class JobManager:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            if not self.db_path.exists():  # the runs root was removed (a test's tmp dir): nothing left to run
-                print(f"tunedeck jobs: {self.db_path} is gone; the scheduler stops", file=sys.stderr)
+            if not self.runs_root.is_dir():  # the runs root was removed (a test's tmp dir): nothing to run
+                print(f"tunedeck jobs: {self.runs_root} is gone; the scheduler stops", file=sys.stderr)
                 return
             try:
                 self.refresh()
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    print(f"tunedeck jobs: refresh failed: {exc!r}", file=sys.stderr)
+                else:  # runs.db was removed under us: a fresh one, rebuilt from the run directories
+                    try:
+                        self._init_db()
+                        self._adopt_run_dirs()
+                    except Exception as again:
+                        print(f"tunedeck jobs: could not rebuild {self.db_path}: {again!r}", file=sys.stderr)
             except Exception as exc:  # keep scheduling: one bad row must not stop every run
                 print(f"tunedeck jobs: refresh failed: {exc!r}", file=sys.stderr)
             self._wake_event.wait(self.poll_interval_s)

@@ -370,7 +370,7 @@ class JobManager:
                 conn.close()
         except sqlite3.DatabaseError as exc:
             raise JobError(f"{self.db_path} is not a usable run registry ({exc}); move it away and a fresh one is "
-                           "created (the run directories next to it are kept)") from None
+                           "rebuilt from the run directories next to it") from None
 
     def _adopt_run_dirs(self) -> None:
         """Give a row to every run directory that has none (runs.db was lost or replaced): the directory is

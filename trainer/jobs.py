@@ -10,7 +10,18 @@ trainer vanished without one, the manager decides (aborted / interrupted / faile
 Several managers (two server processes) may share one runs.db: rows are changed in short
 transactions, queued runs are claimed with ``UPDATE ... WHERE status='queued'`` under an immediate
 (write-locked) transaction, and a running row is checked against its process, by pid and command
-line, so a reused pid is never taken for the trainer.
+line, so a reused pid is never taken for the trainer. A lost runs.db is rebuilt from the directories.
+
+Public API (errors: ConfigError for a bad config, PermissionError for another owner's run,
+JobError with a message for a request the run's state refuses, UnknownRunError for an unknown id)::
+
+    jm = JobManager(runs_root=None, max_concurrent=None, python=sys.executable, abort_grace_s=30.0,
+                    poll_interval_s=1.0, autostart=True)
+    run_id = jm.submit(cfg, owner="local", name=None)    # -> "20261123-053012-a1b2c3", queued
+    jm.list_runs(status=None, owner=None) -> list[RunInfo]  # newest first
+    jm.get(run_id) -> RunInfo;  jm.run_dir(run_id) -> Path;  jm.read_config(run_id) -> TrainConfig
+    jm.abort(run_id, owner=None) -> RunInfo;  jm.resume(run_id, owner=None) -> RunInfo
+    jm.delete(run_id, owner=None);  jm.refresh();  jm.close()
 
 This module never imports torch: the dashboard process stays light.
 """

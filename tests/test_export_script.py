@@ -28,7 +28,7 @@ def _module(path: Path, name: str):
 
 
 def test_exported_demo_script_trains_to_completion_without_tunedeck(tmp_path):
-    cfg = load_preset("demo").config
+    cfg = load_preset("demo").config.replace(resume_from_checkpoint="last")
     script = write_script(cfg, tmp_path / "train_plain.py")
     tree = ast.parse(script.read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
@@ -50,6 +50,14 @@ def test_exported_demo_script_trains_to_completion_without_tunedeck(tmp_path):
     assert state["global_step"] == 3
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
     assert len(losses) == 3 and all(loss == loss and loss > 0 for loss in losses)
+    # resume_from_checkpoint: last continues from the newest checkpoint, as tunedeck's runs do.
+    proc = subprocess.run([sys.executable, str(script), "--output-dir", str(tmp_path / "out"), "--max-steps", "4"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    state = json.loads((tmp_path / "out" / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4]
+    trained_now = (proc.stdout + proc.stderr).count("'loss':")  # one log line per step trained in this process
+    assert trained_now == 1, proc.stdout[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -377,7 +377,12 @@ def main():
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if CONFIG["eval_strategy"] != "no" else None,
         callbacks=callbacks)
-    trainer.train()
+    resume = CONFIG["resume_from_checkpoint"]
+    if resume and resume.strip().lower() in ("last", "latest", "true"):  # the newest checkpoint here, if any
+        done = sorted((output_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"),
+                      key=lambda p: int(p.parent.name.split("-")[-1]))
+        resume = str(done[-1].parent) if done else None
+    trainer.train(resume_from_checkpoint=resume or None)
     trainer.save_model(str(output_dir / "adapter"))
     tokenizer.save_pretrained(str(output_dir / "adapter"))
     print(f"saved to {output_dir / 'adapter'}", flush=True)

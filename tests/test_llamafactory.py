@@ -354,3 +354,21 @@ def test_convert_command_both_ways_and_its_exit_codes(lf_dir, tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
     assert not (tmp_path / "out.yaml").exists()
+
+
+@pytest.mark.parametrize("text", [
+    "model_name_or_path: m\ndataset: 5\n",
+    "model_name_or_path: m\ndataset: x\nquantization_bit: four\nlora_rank: abc\n",
+    "model_name_or_path: m\ndataset: x\nlora_target: 5\nfinetuning_type: 7\nflash_attn: [1]\n",
+    "model_name_or_path: m\ndataset: x\nlearning_rate: abc\ncutoff_len: -5\nbf16: true\nfp16: true\n",
+    "model_name_or_path: m\ndataset: x\nval_size: 0.1\neval_strategy: epoch\nload_best_model_at_end: true\n",
+    "model_name_or_path: [1]\ndataset: x\n",
+    "model_name_or_path: m\ndataset: x\n1: 2\nnull: 3\ndataset_dir: 5\n",
+])
+def test_odd_values_give_a_config_or_a_clear_error(text):
+    try:
+        result = import_llamafactory_text(text, "odd.yaml")
+    except ConfigError as exc:
+        assert str(exc).startswith("odd.yaml: ")
+    else:
+        assert isinstance(result.config, TrainConfig) and result.unmapped

@@ -57,6 +57,7 @@ LLAMAFACTORY_DEFAULTS: dict[str, Any] = {
     "optim": "adamw_torch",
     "seed": 42,
     "lora_rank": 8,
+    "lora_alpha": 16,  # LLaMA-Factory: 2 x lora_rank
     "lora_dropout": 0.0,
     "lora_target": LORA_TARGET_ALL,
     "use_rslora": False,
@@ -221,7 +222,17 @@ def import_llamafactory_text(text: str, source: str | None = None,
 def import_llamafactory_dict(data: dict[str, Any], source: str | None = None,
                              base_dir: Union[str, Path, None] = None) -> ImportResult:
     """A parsed LLaMA-Factory training config -> ImportResult. Raises ConfigError only when the file
-    cannot mean an SFT run at all (another stage, no model)."""
+    cannot mean an SFT run at all (another stage, no model, no dataset, values even LLaMA-Factory refuses)."""
+    try:
+        return _import(data, source, base_dir)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a value of a type nobody writes
+        raise ConfigError([("", f"cannot read this LLaMA-Factory config: a value has an unexpected type ({exc})")],
+                          source) from None
+
+
+def _import(data: dict[str, Any], source: str | None, base_dir: Union[str, Path, None]) -> ImportResult:
     data = {str(k): v for k, v in data.items()}
     unmapped: dict[str, str] = {}
     notes: list[str] = []
@@ -267,10 +278,15 @@ def import_llamafactory_dict(data: dict[str, Any], source: str | None = None,
     if "lora_target" in data:
         consumed.add("lora_target")
         target = data["lora_target"]
-        names = [n.strip() for n in target.split(",")] if isinstance(target, str) else list(target or [])
-        out["lora_target"] = LORA_TARGET_ALL if names in (["all"], []) else names
+        if isinstance(target, (str, list)) or target is None:
+            names = [n.strip() for n in target.split(",")] if isinstance(target, str) else list(target or [])
+            out["lora_target"] = LORA_TARGET_ALL if names in (["all"], []) else names
+        else:
+            unmapped["lora_target"] = f"{target!r} is not a list of layer names: all linear layers used"
     if "lora_alpha" not in data or data.get("lora_alpha") is None:  # LLaMA-Factory: alpha = 2 × rank
-        out["lora_alpha"] = 2 * int(out.get("lora_rank") or LLAMAFACTORY_DEFAULTS["lora_rank"])
+        rank = out.get("lora_rank")
+        if isinstance(rank, int) and not isinstance(rank, bool) and rank > 0:
+            out["lora_alpha"] = 2 * rank
 
     template = take("template")
     if template:
@@ -279,7 +295,7 @@ def import_llamafactory_dict(data: dict[str, Any], source: str | None = None,
     bits = take("quantization_bit")
     qmethod = take("quantization_method")
     if bits is not None:
-        if int(bits) in (4, 8) and (qmethod is None or str(qmethod).lower() in _BNB_METHODS):
+        if str(bits) in ("4", "8") and (qmethod is None or str(qmethod).lower() in _BNB_METHODS):
             out["quantization_bit"] = int(bits)
         else:
             unmapped["quantization_bit"] = f"{bits}-bit quantization with {qmethod or 'bitsandbytes'} is not " \
@@ -424,8 +440,12 @@ def _import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[st
     if not names_value:
         raise ConfigError([("dataset", "missing: name the dataset (an entry of dataset_dir/dataset_info.json)")],
                           source)
-    names = [n.strip() for n in names_value.split(",")] if isinstance(names_value, str) else \
-        [str(n).strip() for n in names_value]
+    if isinstance(names_value, str):
+        names = [n.strip() for n in names_value.split(",")]
+    elif isinstance(names_value, list):
+        names = [str(n).strip() for n in names_value]
+    else:
+        raise ConfigError([("dataset", f"expected dataset names separated by commas, got {names_value!r}")], source)
     names = [n for n in names if n]
     if len(names) > 1:
         unmapped["dataset"] = f"tunedeck trains on one dataset: imported '{names[0]}', left out " \

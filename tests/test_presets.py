@@ -205,6 +205,9 @@ def test_unknown_keys_are_named_and_loaded_only_when_allowed(tmp_path):
     (b"just text\n", "not a mapping"),
     (b"learning_rate: -1\n", "learning_rate"),
     (b"preset: 3\nlearning_rate: 0.1\n", "preset"),
+    (b"a: &x [1, 2]\nb: [*x, *x]\n", "aliases"),
+    (b"a: " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+    (b"# " + b"x" * 1_000_001, "too large"),
 ])
 def test_broken_uploads_get_a_clear_message(data, expected):
     with pytest.raises(ConfigError) as err:

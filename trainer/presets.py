@@ -288,7 +288,10 @@ def _reject_aliases(text: str, source: str | None) -> None:
 
 def preset_from_text(text: str, source: str | None = None, *, allow_unknown: bool = False) -> LoadedPreset:
     _reject_aliases(text, source)
-    data = parse_yaml(text, source)
+    try:
+        data = parse_yaml(text, source)
+    except RecursionError:
+        raise ConfigError([("", "nested too deeply to be a preset")], source) from None
     if data == {} and not text.strip():
         raise ConfigError([("", "the file is empty: not a preset")], source)
     return preset_from_data(data, source, allow_unknown=allow_unknown)

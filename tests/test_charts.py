@@ -94,6 +94,16 @@ def test_series_and_figures_from_events():
     p = progress(series, now=1005.0)
     assert p.step == 5 and p.total == 10 and p.elapsed_s == pytest.approx(5.0)
     assert p.remaining_s == pytest.approx(4.0 / 4 * 5)  # 4 steps took 4 s since the first log; 5 to go
+    series.extend([{"t": 2000.0, "type": "status", "status": "aborted"}])
+    p = progress(series, now=2100.0)
+    assert p.elapsed_s == pytest.approx(1000.0) and p.remaining_s == 0.0  # a final run's clock stopped
+    series.extend([{"t": 2200.0, "type": "status", "status": "queued"}])  # resumed: waiting again
+    assert progress(series, now=2300.0).elapsed_s is None
+    series.extend([{"t": 2400.0, "type": "status", "status": "running"},
+                   {"t": 2410.0, "type": "log", "step": 6, "loss": 0.5},
+                   {"t": 2420.0, "type": "log", "step": 8, "loss": 0.4}])
+    p = progress(series, now=2420.0)
+    assert p.elapsed_s == pytest.approx(20.0) and p.remaining_s == pytest.approx(10.0)  # new attempt's pace
 
 
 def test_gpu_memory_figure_shows_allocated_reserved_peak_and_card():

@@ -362,7 +362,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                 data_tab.render()
 
             # ---------------- presets ----------------
-            with gr.Tab(i18n("tab_presets"), id="presets", elem_id="tab-presets"):
+            with gr.Tab(i18n("tab_presets"), id="presets", elem_id="tab-presets") as presets_tab_item:
                 presets_tab = _PresetsTab(ctx, i18n)
                 presets_tab.render()
 
@@ -467,20 +467,20 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
             from trainer import presets as presets_mod
             try:
                 cfg = values_to_config(values_of(raw))
-                saved = presets_mod.save_user_preset(name, cfg, runs_root=ctx.runs_root)
-            except FileExistsError as exc:
-                gr.Warning(_short(_error_text(exc)))
-                return [gr.skip(), gr.skip()]
+                # Saving under an existing name of yours updates it: the name was typed on purpose.
+                saved = presets_mod.save_user_preset(name, cfg, runs_root=ctx.runs_root, overwrite=True)
             except (ConfigError, OSError) as exc:
                 gr.Warning(_short(_error_text(exc)))
-                return [gr.skip(), gr.skip()]
+                return [gr.skip(), gr.skip(), gr.skip()]
             msg = f"Saved preset '{saved.name}'."
             if saved.stripped:
                 msg += " Secrets removed: " + ", ".join(saved.stripped)
             gr.Info(msg)
-            return [gr.update(choices=_preset_choices(ctx.runs_root), value=saved.name), f"Preset: **{saved.name}**"]
+            choices = _preset_choices(ctx.runs_root)
+            return [gr.update(choices=choices, value=saved.name), f"Preset: **{saved.name}**",
+                    gr.update(choices=choices)]
 
-        save_preset_btn.click(save_preset, [save_name, *ordered], [preset_select, preset_note])
+        save_preset_btn.click(save_preset, [save_name, *ordered], [preset_select, preset_note, presets_tab.select])
 
         # ---------------- start / abort / resume ----------------
         def start(request: gr.Request, hw_key: str, shown: dict, *raw: Any) -> list[Any]:
@@ -633,7 +633,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
         data_tab.wire(components, ordered, all_controls, refresh_plan_chain=(refresh_plan, plan_inputs, plan_outputs))
         presets_tab.wire(components, ordered, all_controls, preset_select, preset_load_outputs, method,
                          refresh_plan_chain=(refresh_plan, plan_inputs, plan_outputs), demo=demo,
-                         load_preset=load_preset, plan_hw=plan_hw, tabs=tabs)
+                         load_preset=load_preset, plan_hw=plan_hw, tabs=tabs, tab_item=presets_tab_item)
     demo.tunedeck_css = CSS  # type: ignore[attr-defined]
     return demo
 

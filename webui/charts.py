@@ -401,6 +401,8 @@ class Progress:
 def progress(series: RunSeries, now: float | None = None) -> Progress:
     """Step/total, elapsed and remaining time (remaining from the pace of the current attempt)."""
     step, total = series.last_step, series.total_steps
+    if series.state == "queued":  # waiting (again, after a resume): no clock runs yet
+        return Progress(step, total, None, None)
     start = series.running_since if series.running_since is not None else series.first_t
     final = series.state in ("finished", "aborted", "failed", "interrupted")
     end = series.last_t if final or now is None else now

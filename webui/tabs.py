@@ -140,14 +140,18 @@ class _PresetsTab:
     def wire(self, components: dict[str, Any], ordered: list[Any], all_controls: list[Control],
              train_preset_select: Any, preset_load_outputs: list[Any], method: Any,
              refresh_plan_chain: tuple, *, demo: Any, load_preset: Callable[..., list[Any]], plan_hw: Any,
-             tabs: Any) -> None:
+             tabs: Any, tab_item: Any) -> None:
         ctx = self.ctx
         refresh_plan, plan_inputs, plan_outputs = refresh_plan_chain
         from .app import _method_of, _preset_choices, _preset_note, _preset_reference
 
-        def choices_update(value: Any = None) -> list[Any]:
+        keep = object()
+
+        def choices_update(value: Any = keep) -> list[Any]:
+            """New choices for both preset dropdowns; the presets tab's value only when given."""
             choices = _preset_choices(ctx.runs_root)
-            return [gr.update(choices=choices, value=value), gr.update(choices=choices)]
+            mine = gr.update(choices=choices) if value is keep else gr.update(choices=choices, value=value)
+            return [mine, gr.update(choices=choices)]
 
         def details(name: str | None) -> str:
             if not name:
@@ -168,7 +172,7 @@ class _PresetsTab:
         def refresh_choices() -> list[Any]:
             return choices_update()
 
-        gr.on([train_preset_select.focus, demo.load], refresh_choices, None, [self.select, train_preset_select],
+        gr.on([train_preset_select.focus, demo.load, tab_item.select], refresh_choices, None, [self.select, train_preset_select],
               show_progress="hidden")
 
         def load_into_form(name: str | None, hw_key: str) -> list[Any]:

@@ -18,6 +18,10 @@ SPIKE_MIN_HISTORY = 10
 PLATEAU_MIN_POINTS = 40
 PLATEAU_MIN_RELATIVE_DROP = 0.01  # the last quarter must be at least 1% below the quarter before
 GRAD_BLOWUP_FACTOR = 10.0
+GRAD_WINDOW = 100  # steps of history a gradient norm is judged against
+# Spikes and blow-ups are looked for in the most recent steps only, so a check costs the same at step
+# 1,000,000 as at step 2,000 (the page re-runs the checks whenever new events arrive).
+SCAN_LAST = 2000
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,8 @@ def nan_loss(steps: Sequence[int], loss: Sequence[float]) -> Alert | None:
 
 def loss_spikes(steps: Sequence[int], loss: Sequence[float]) -> Alert | None:
     """A step whose loss jumps far above its recent past (robust: median and median absolute deviation)."""
-    finite = [(s, v) for s, v in zip(steps, loss) if math.isfinite(v)]
+    finite = [(s, v) for s, v in zip(steps[-(SCAN_LAST + SPIKE_WINDOW):], loss[-(SCAN_LAST + SPIKE_WINDOW):])
+              if math.isfinite(v)]
     spikes: list[tuple[int, float, float]] = []
     for i in range(SPIKE_MIN_HISTORY, len(finite)):
         window = [v for _, v in finite[max(0, i - SPIKE_WINDOW):i]]
@@ -61,7 +66,8 @@ def loss_spikes(steps: Sequence[int], loss: Sequence[float]) -> Alert | None:
 
 
 def grad_norm_blowup(grad_norm: Sequence[tuple[int, float]], max_grad_norm: float | None = None) -> Alert | None:
-    """Gradient norm far above its typical value (or not finite)."""
+    """Gradient norm far above its typical value over the previous GRAD_WINDOW steps (or not finite)."""
+    grad_norm = grad_norm[-(SCAN_LAST + GRAD_WINDOW):]
     bad = [s for s, v in grad_norm if not math.isfinite(v)]
     if bad:
         return Alert("grad_norm_blowup", "error",
@@ -71,7 +77,7 @@ def grad_norm_blowup(grad_norm: Sequence[tuple[int, float]], max_grad_norm: floa
         return None
     values = [v for _, v in grad_norm]
     for i in range(SPIKE_MIN_HISTORY, len(values)):
-        typical = statistics.median(values[:i])
+        typical = statistics.median(values[max(0, i - GRAD_WINDOW):i])
         if typical > 0 and values[i] > GRAD_BLOWUP_FACTOR * typical:
             step = grad_norm[i][0]
             clip = (f" Clipping at {max_grad_norm:g} limits the step size, but the spike says the loss surface "

@@ -96,3 +96,17 @@ def test_plan_panel_words_and_config_diff():
     diff = config_diff_markdown([("a", cfg), ("b", cfg.replace(learning_rate=1e-4)), ("c", None)])
     assert "`learning_rate`" in diff and "0.0002" in diff and "0.0001" in diff and "`max_steps`" not in diff
     assert "two or more" in config_diff_markdown([("a", cfg)])
+
+
+def test_logins_come_from_the_environment_only(monkeypatch):
+    import app
+
+    monkeypatch.delenv(app.AUTH_ENV, raising=False)
+    assert app.auth_from_env() is None
+    monkeypatch.setenv(app.AUTH_ENV, "alice:pw1, bob:p:w2")
+    assert app.auth_from_env() == [("alice", "pw1"), ("bob", "p:w2")]
+    monkeypatch.setenv(app.AUTH_ENV, "alice")
+    with pytest.raises(ValueError, match="user:password"):
+        app.auth_from_env()
+    args = app.parse_args(["--port", "7999", "--runs-dir", "/tmp/x", "--share"])
+    assert (args.port, args.runs_dir, args.share, args.host) == (7999, "/tmp/x", True, "127.0.0.1")

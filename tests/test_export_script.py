@@ -75,7 +75,8 @@ def _tunedeck_rows(cfg: TrainConfig, tokenizer):
     return loaded, tokenize_examples(loaded.train, tokenizer, cfg), tokenize_examples(loaded.eval, tokenizer, cfg)
 
 
-@pytest.mark.parametrize("case", ["demo", "named-template-sharegpt", "text-prompt-loss", "rewriting-template"])
+@pytest.mark.parametrize("case", ["demo", "named-template-sharegpt", "text-prompt-loss", "rewriting-template",
+                                  "csv-semicolons", "wrapped-json"])
 def test_script_data_pipeline_matches_tunedeck(case, tmp_path, demo_tokenizer):
     cfg = load_preset("demo").config
     tokenizer = demo_tokenizer
@@ -94,6 +95,15 @@ def test_script_data_pipeline_matches_tunedeck(case, tmp_path, demo_tokenizer):
              "system": "You repeat."}) + "\n" for i in range(40)))
         cfg = cfg.replace(dataset=str(data), template="llama3", column_mapping={"dialog": "conversations"},
                           cutoff_len=200, val_size=5)
+    elif case == "csv-semicolons":  # a spreadsheet's export
+        data = tmp_path / "sheet.csv"
+        data.write_text("question;answer;system\n" + "".join(f"What is {i}*2?;{2 * i};Be exact.\n" for i in range(20)))
+        cfg = cfg.replace(dataset=str(data), column_mapping={"question": "instruction", "answer": "output"},
+                          template="alpaca", val_size=3)
+    elif case == "wrapped-json":
+        data = tmp_path / "wrapped.json"
+        data.write_text(json.dumps({"data": [{"prompt": f"Name {i}", "completion": f"Item {i}"} for i in range(20)]}))
+        cfg = cfg.replace(dataset=str(data), template="chatml", val_size=0, eval_strategy="no")
     elif case == "text-prompt-loss":
         data = tmp_path / "text.json"
         data.write_text(json.dumps([{"text": f"Document {i}: " + "words " * (i % 9)} for i in range(30)]))

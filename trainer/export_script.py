@@ -56,8 +56,8 @@ from trl import SFTConfig, SFTTrainer
 _SCRIPT_BODY = r'''
 # --- data: read, normalise to {"messages": [...]} or {"text": ...}, split --------------------------
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "model": "assistant", "system": "system"}
+ROW_LIST_COLUMNS = __ROW_LIST_COLUMNS__
+SHAREGPT_ROLES = __SHAREGPT_ROLES__
 
 
 def read_rows(source, subset, split):
@@ -66,20 +66,27 @@ def read_rows(source, subset, split):
         from datasets import load_dataset
 
         return [dict(r) for r in load_dataset(source, subset, split=split)]
-    text = path.read_text(encoding="utf-8-sig") if path.suffix.lower() != ".parquet" else ""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        return Dataset.from_parquet(str(path)).to_list()
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    text = path.read_text(encoding="utf-8-sig")
     if suffix == ".csv":
-        return list(csv.DictReader(io.StringIO(text)))
-    if suffix == ".json" and text.lstrip().startswith(("[", "{")):
+        header = text.split("\n", 1)[0]
+        delimiter = max((",", ";", "\t"), key=header.count) if header else ","  # spreadsheets use ; or tabs
+        return [{k: v for k, v in r.items() if k is not None}
+                for r in csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)]
+    if text.lstrip().startswith(("[", "{")):
         try:
             doc = json.loads(text)
-            if isinstance(doc, dict):  # {"data": [...]} or a single split
-                doc = next((v for v in doc.values() if isinstance(v, list)), [doc])
-            return doc
         except json.JSONDecodeError:
-            pass  # JSON lines in a .json file
+            doc = None  # one JSON object per line
+        if isinstance(doc, dict):  # {"data": [...]} wraps the rows; {"messages": [...]} is one row
+            key, value = next(iter(doc.items()), (None, None))
+            doc = value if len(doc) == 1 and isinstance(value, list) and key not in ROW_LIST_COLUMNS else [doc]
+        if isinstance(doc, list):
+            return doc
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -432,6 +439,7 @@ def export_script(cfg: TrainConfig, base_dir: Union[str, Path, None] = None, *, 
                   filename: str = "train_plain.py") -> str:
     """The plain script's text for ``cfg``. ``demo`` model and dataset names become local paths; a
     relative dataset path is resolved against ``base_dir`` (default: the current directory)."""
+    from . import data
     from .templates import AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES
 
     model, dataset = _resolve_paths(cfg, base_dir)
@@ -458,7 +466,8 @@ def export_script(cfg: TrainConfig, base_dir: Union[str, Path, None] = None, *, 
         "",
         "# Locates each answer by its text when the chat template rewrites earlier turns.",
         _answer_finder_source(),
-        _SCRIPT_BODY,
+        _SCRIPT_BODY.replace("__ROW_LIST_COLUMNS__", repr(tuple(sorted(data._ROW_LIST_COLUMNS))))
+        .replace("__SHAREGPT_ROLES__", repr(data.SHAREGPT_ROLES)),
     ]
     return "\n".join(lines)
 

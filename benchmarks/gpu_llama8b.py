@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 H100_BF16_PEAK_FLOPS = 989e12
-GROUPS = ("plain", "defaults", "validate", "lora16", "expandable")
+GROUPS = ("plain", "defaults", "validate", "lora16", "full", "expandable")
 MODEL_NAME = "meta-llama/Llama-3.1-8B"
 
 
@@ -53,8 +53,8 @@ def make_rows(lengths: list[int], vocab_low: int = 10, vocab_high: int = 1000, s
 
 # --- building the model --------------------------------------------------------------------------
 
-def build_model(model_dir: Path) -> None:
-    """Random-weight Llama-3.1-8B in bf16, saved with a local tokenizer (the demo's) — no download."""
+def build_model(model_dir: Path, name: str = MODEL_NAME) -> None:
+    """A random-weight model of a catalog shape in bf16, saved with a local tokenizer (the demo's): no download."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -63,13 +63,14 @@ def build_model(model_dir: Path) -> None:
 
     if (model_dir / "config.json").is_file() and any(model_dir.glob("*.safetensors")):
         return
-    shape = model_shape(MODEL_NAME)
+    shape = model_shape(name)
     tokenizer = AutoTokenizer.from_pretrained(str(ensure_demo_model()))
     config = LlamaConfig(
         vocab_size=shape.vocab_size, hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
         num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_attention_heads,
         num_key_value_heads=shape.num_key_value_heads, max_position_embeddings=131072, rope_theta=500000.0,
-        rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+        rms_norm_eps=1e-5, tie_word_embeddings=shape.tie_word_embeddings, head_dim=shape.resolved_head_dim,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     t0 = time.time()
@@ -98,10 +99,14 @@ def run_group(group: str, model_dir: Path, out_jsonl: Path, only: set[str] | Non
     hw = detect()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     shape = model_shape(str(model_dir))
-    liger = group == "defaults"
+    liger = group in ("defaults", "validate", "lora16", "full")
     cuda = torch.cuda.is_available()
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    base = dict(model_name_or_path=str(model_dir), quantization_bit=None if dry_run else 4, lora_rank=16, lora_alpha=32,
+    if group == "full":  # full fine-tuning needs a smaller model: Llama-3.2-1B's shape
+        model_dir = Path(str(model_dir) + "-1b")
+        shape = model_shape(str(model_dir))
+    base = dict(model_name_or_path=str(model_dir), quantization_bit=None if dry_run or group in ("lora16", "full")
+                else 4, finetuning_type="full" if group == "full" else "lora", lora_rank=16, lora_alpha=32,
                 gradient_accumulation_steps=1, save_strategy="no", logging_steps=1, learning_rate=1e-4,
                 warmup_ratio=0.0, lr_scheduler_type="constant", use_liger_kernel=None if liger else False)
 
@@ -120,7 +125,7 @@ def run_group(group: str, model_dir: Path, out_jsonl: Path, only: set[str] | Non
             t0 = time.time()
             model = load_model(cfg, precision=plan.precision, device=hw.device,
                                attn_implementation=plan.attn_implementation, source=str(model_dir))
-            model_holder["model"] = apply_lora(model, cfg)
+            model_holder["model"] = apply_lora(model, cfg) if cfg.finetuning_type == "lora" else model
             model_holder["load_s"] = round(time.time() - t0, 1)
         return model_holder["model"]
 
@@ -240,6 +245,11 @@ def run_group(group: str, model_dir: Path, out_jsonl: Path, only: set[str] | Non
         for batch in (4, 8):
             scenario(f"validate_lora16_b{batch}_l2048", make([2048] * (3 * batch)), cutoff_len=2048,
                      per_device_train_batch_size=batch, packing=False, group_by_length=False, max_steps=3)
+    elif group == "full":  # full fine-tuning, bf16 weights, gradients and AdamW state
+        for batch, length, optim in ((4, 2048, "adamw_torch"), (8, 1024, "adamw_torch"), (8, 2048, "adamw_8bit")):
+            scenario(f"validate_full_1b_b{batch}_l{length}_{optim}", make([length] * (3 * batch)), cutoff_len=length,
+                     per_device_train_batch_size=batch, packing=False, group_by_length=False, max_steps=3,
+                     optim=optim, learning_rate=1e-5)
     elif group == "expandable":  # plain padded batching with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
         scenario("throughput_plain_padded_expandable_segments", varied[:128], cutoff_len=2048,
                  per_device_train_batch_size=8, packing=False, group_by_length=False, num_train_epochs=1)
@@ -287,8 +297,13 @@ def main() -> int:
         subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
                     f"from benchmarks.gpu_llama8b import build_model; from pathlib import Path; "
                         f"build_model(Path({str(model_dir)!r}))"], check=True)
+    if "full" in args.groups.split(","):
+        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+                        f"from benchmarks.gpu_llama8b import build_model; from pathlib import Path; "
+                        f"build_model(Path({str(model_dir) + '-1b'!r}), 'meta-llama/Llama-3.2-1B')"], check=True)
     for group in [g for g in args.groups.split(",") if g]:
-        cmd = [sys.executable, __file__, "--group", group, "--out", str(out), "--model-dir", str(model_dir)]
+        cmd = [sys.executable, __file__, "--group", group, "--out", str(out), "--model-dir", str(model_dir),
+               "--name", args.name]
         if args.only:
             cmd += ["--only", args.only]
         env = dict(os.environ)

@@ -37,6 +37,7 @@ METHODS = {  # top-bar method -> (finetuning_type, quantization_bit as the contr
     "QLoRA (8-bit)": ("lora", "8"),
     "Full": ("full", "empty"),
 }
+QUANT_LABELS = {"empty": "none (16-bit)", "4": "4-bit (QLoRA)", "8": "8-bit"}
 UPLOADS_SUBDIR = "uploads"
 MAX_UPLOAD_BYTES = 2 * 1024**3
 LOG_TAIL_LINES = 30
@@ -256,7 +257,8 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                                  elem_id="method-input", scale=1)
             quant = by_name["quantization_bit"]
             components["quantization_bit"] = gr.Dropdown(
-                choices=list(quant.choices), value=initial_values["quantization_bit"], label=i18n("quantization"),
+                choices=[(QUANT_LABELS.get(c, f"{c}-bit"), c) for c in quant.choices],
+                value=initial_values["quantization_bit"], label=i18n("quantization"),
                 elem_id="field-quantization_bit", scale=1)
             components["template"] = gr.Dropdown(
                 choices=_template_choices(), value=initial_values["template"], allow_custom_value=True,
@@ -367,6 +369,9 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                 presets_tab.render()
 
         ordered = [components[c.name] for c in all_controls]
+        # What each control shows under its label when it has no error (the top bar's are short).
+        plain_info: dict[str, Any] = {c.name: c.info for c in all_controls}
+        plain_info.update(model_name_or_path=i18n("model_info"), quantization_bit=None, template=None)
         shown_errors = gr.State({})  # field -> message currently shown at the field (display only)
         preset_ref = gr.State(_preset_reference(initial_cfg))
         drawn = gr.State({})  # what the monitor last drew (display only, to skip redrawing)
@@ -385,7 +390,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                 elif now:
                     out.append(gr.update(info=f"⚠ {now}", elem_classes=["td-field-error"]))
                 else:
-                    out.append(gr.update(info=c.info, elem_classes=[]))
+                    out.append(gr.update(info=plain_info[c.name], elem_classes=[]))
             return out
 
         def refresh_plan(hw_key: str, ref: dict, shown: dict, *raw: Any) -> list[Any]:

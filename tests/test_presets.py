@@ -79,6 +79,20 @@ def test_check_subprocess_on_a_builtin_preset():
     assert "Traceback" not in proc.stderr
 
 
+def test_tight_memory_variants_need_less_memory_for_the_same_batch():
+    from trainer.plan import resolve_plan
+
+    card = Hardware(device="cuda", gpu_total_gb=24, bf16_supported=True)
+    plans = {name: resolve_plan(load_preset(name).config, hw=card, gpu_memory_gb=24)
+             for name in ("qwen2.5-0.5b-full-sft-24gb", "qwen2.5-0.5b-full-sft-24gb-tight-6x4",
+                          "qwen2.5-0.5b-full-sft-24gb-tight-4x6")}
+    base = plans.pop("qwen2.5-0.5b-full-sft-24gb")
+    assert base.memory_estimate_gb < 24 and base.to_dict()["memory_verdict"] == "fits"
+    for name, plan in plans.items():
+        assert plan.effective_batch_size == base.effective_batch_size == 24, name
+        assert plan.memory_estimate_gb < base.memory_estimate_gb, name
+
+
 def test_auto_micro_batch_comes_from_the_memory_planner():
     meta, cfg, _ = load_preset("llama3.1-8b-qlora-80gb")
     on_80 = presets.resolve_auto_micro_batch(meta, cfg)  # the preset's gpu_gb

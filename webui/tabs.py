@@ -64,7 +64,9 @@ class _DataTab:
                 return [f"⚠ Fix the form first: {html.escape(_short(str(exc)))}", gr.skip(), ""]
             return self._preview(cfg, int(page or 1))
 
-        self.preview_btn.click(preview, [self.page, *ordered], [self.summary, self.histogram, self.rows])
+        # The preview tokenizes the rows: their lengths then feed the run plan (padding waste, packing).
+        self.preview_btn.click(preview, [self.page, *ordered], [self.summary, self.histogram, self.rows]).then(
+            refresh_plan, plan_inputs, plan_outputs, show_progress="hidden")
 
         def uploaded(path: str | None) -> list[Any]:
             if not path:

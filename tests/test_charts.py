@@ -136,3 +136,33 @@ def test_event_cache_reads_only_new_events(tmp_path):
         fh.write('ss": 0.0}\n')
     cached = cache.poll(tmp_path)
     assert cached.series.steps == [1, 2] and cached.series.loss == [1.0, 0.0] and cached.version == 2
+
+
+def test_monitor_redraws_only_what_changed(tmp_path):
+    """The page's timer tick on a real registry and run directory: new events redraw, no news skips."""
+    import gradio as gr
+
+    from trainer.config import TrainConfig
+    from trainer.jobs import JobManager
+    from webui.app import Context, _monitor_tick
+
+    jobs = JobManager(tmp_path, autostart=False)  # no scheduler: the run stays queued, we write its events
+    try:
+        run_id = jobs.submit(TrainConfig(), owner="local")
+        ctx = Context(runs_root=tmp_path, jobs=jobs)
+        writer = EventWriter(jobs.run_dir(run_id))
+        writer.emit("log", step=1, loss=2.0, learning_rate=1e-4, grad_norm=1.0)
+        out = _monitor_tick(ctx, run_id, 0.6, False, {}, None)
+        status, progress_html, notes, loss, memory, lr, throughput, alerts, log, abort, resume, select, last = out
+        assert "queued" in status and list(loss.data[0].y) == [2.0] and "no alerts" in alerts
+        assert abort["interactive"] is True and resume["interactive"] is False  # a queued run can be aborted
+        again = _monitor_tick(ctx, run_id, 0.6, False, last, None)
+        skipped = [i for i, value in enumerate(again[:-1]) if value == gr.skip()]
+        assert set(skipped) >= {0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}  # nothing new: no chart is redrawn
+        resmoothed = _monitor_tick(ctx, run_id, 0.9, False, again[-1], None)
+        assert resmoothed[3] != gr.skip() and resmoothed[4] == gr.skip()  # only the loss chart follows the slider
+        writer.emit("log", step=2, loss=float("nan"))
+        fresh = _monitor_tick(ctx, run_id, 0.9, False, resmoothed[-1], None)
+        assert fresh[3] != gr.skip() and "NaN" in fresh[7]
+    finally:
+        jobs.close()

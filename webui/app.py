@@ -11,6 +11,7 @@ import html
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -544,7 +545,13 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                            alerts_box, log_box, abort_btn, resume_btn, run_select, drawn]
 
         def monitor(run_id: str | None, smooth: float, log: bool, last: dict, request: gr.Request) -> list[Any]:
-            return _monitor_tick(ctx, run_id, smooth, log, last, _owner_filter(request))
+            try:
+                return _monitor_tick(ctx, run_id, smooth, log, last, _owner_filter(request))
+            except Exception as exc:  # noqa: BLE001 - a tick must never pop an error every 1.5 s; log it once
+                key = repr(exc)
+                if (last or {}).get("error") != key:
+                    print(f"tunedeck monitor: {exc!r}", file=sys.stderr)
+                return [gr.skip()] * (len(monitor_outputs) - 1) + [{**(last or {}), "error": key}]
 
         timer.tick(monitor, [run_select, smoothing, log_scale, drawn], monitor_outputs, show_progress="hidden",
                    queue=False)
@@ -852,6 +859,13 @@ def _safe_upload_name(name: str) -> str:
     return stem[:100]
 
 
+def _same_file_content(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    import filecmp
+    return filecmp.cmp(a, b, shallow=False)
+
+
 def save_upload(runs_root: Path, temp_path: str) -> Path:
     """Copy an uploaded file into ``<runs root>/uploads/`` (the temp copy Gradio made may vanish)."""
     src = Path(temp_path)
@@ -859,7 +873,15 @@ def save_upload(runs_root: Path, temp_path: str) -> Path:
         raise ValueError(f"{src.name} is larger than {MAX_UPLOAD_BYTES // 1024**3} GB")
     dest_dir = runs_root / UPLOADS_SUBDIR
     dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / _safe_upload_name(src.name)
+    name = _safe_upload_name(src.name)
+    dest = dest_dir / name
+    # A different file under a name already used gets a new name: a queued run may still need the old one.
+    counter = 2
+    while dest.exists() and not _same_file_content(dest, src):
+        dest = dest_dir / f"{Path(name).stem}-{counter}{Path(name).suffix}"
+        counter += 1
+    if dest.exists():
+        return dest
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     shutil.copyfile(src, tmp)
     tmp.replace(dest)

@@ -179,7 +179,9 @@ def run_group(group: str, model_dir: Path, out_jsonl: Path, only: set[str] | Non
             (t_a, n_a), (t_b, n_b) = marks[0], marks[-1]
             tokens_per_s = (n_b - n_a) / (t_b - t_a)
         record = {
-            "group": group, "scenario": name, "status": status, "error": error,
+            "group": group, "scenario": name, "status": status, "error": error, "model": shape.name,
+            "finetuning_type": cfg.finetuning_type, "quantization_bit": cfg.quantization_bit, "optim": cfg.optim,
+            "lora_rank": cfg.lora_rank,
             "micro_batch": cfg.per_device_train_batch_size, "cutoff_len": cfg.cutoff_len, "rows": len(rows),
             "mean_row_tokens": round(sum(lengths) / len(lengths), 1),
             "packing": plan.packing, "group_by_length": plan.group_by_length, "use_liger_kernel": plan.use_liger_kernel,

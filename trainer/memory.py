@@ -326,6 +326,14 @@ def estimate_memory(shape: ModelShape, settings: MemorySettings) -> MemoryEstima
     acts = activation_bytes(shape, settings)
     breakdown["activations"] = acts["saved"] + acts["recompute"]
     breakdown["logits_and_loss"] = logits_bytes(shape, settings)
+    # torch's foreach AdamW builds full-size temporaries during the step, after the activations are freed:
+    # the peak is the larger of the backward pass and the step (matters for full fine-tuning only).
+    if settings.optim == "adamw_torch":
+        param_bytes = (4 if settings.precision in ("fp32", "fp16") else 2) if settings.finetuning_type == "full" else 4
+        step_temporaries = trainable * param_bytes
+        if step_temporaries > breakdown["activations"] + breakdown["logits_and_loss"]:
+            breakdown["optimizer_step_temporaries"] = float(
+                step_temporaries - breakdown["activations"] - breakdown["logits_and_loss"])
     # torch reserves more than it hands out: block rounding and fragmentation grow with the live tensors;
     # after a quantised load the reserve never drops below the holes the 16-bit copies left behind.
     allocated = sum(v for k, v in breakdown.items() if k != "cuda_context")
@@ -334,7 +342,8 @@ def estimate_memory(shape: ModelShape, settings: MemorySettings) -> MemoryEstima
     if settings.quantization_bit and settings.finetuning_type == "lora":
         floor = QUANTIZED_LOAD_FLOOR * breakdown["base_weights"] + (allocated - breakdown["base_weights"]
                                                                     - breakdown["activations"]
-                                                                    - breakdown["logits_and_loss"])
+                                                                    - breakdown["logits_and_loss"]
+                                                                    - breakdown.get("optimizer_step_temporaries", 0))
         reserved = max(reserved, floor)
     breakdown["allocator_overhead"] = reserved - allocated
     return MemoryEstimate(breakdown=breakdown, trainable_parameters=trainable, total_parameters=total_params,

@@ -293,7 +293,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                                         with gr.Row():
                                             for c in advanced:
                                                 components[c.name] = _render_control(c, initial_values[c.name], i18n)
-                    with gr.Column(scale=2):
+                    with gr.Column(scale=2, elem_id="td-plan-column"):
                         errors_box = gr.Markdown("", elem_id="td-errors", visible=False)
                         with gr.Row(equal_height=True):
                             preview_btn = gr.Button(i18n("preview"), elem_id="preview-btn")

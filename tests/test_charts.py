@@ -166,3 +166,16 @@ def test_monitor_redraws_only_what_changed(tmp_path):
         assert fresh[3] != gr.skip() and "NaN" in fresh[7]
     finally:
         jobs.close()
+
+
+def test_run_notes_say_where_a_finished_run_went_and_why_a_failed_one_stopped():
+    from webui.views import run_summary_markdown
+
+    done = RunSeries()
+    done.extend([{"t": 1, "type": "status", "status": "finished", "adapter": "/runs/r1/adapter", "best_eval_loss": 1.234567}])
+    assert "/runs/r1/adapter" in run_summary_markdown(None, done) and "1.235" in run_summary_markdown(None, done)
+    failed = RunSeries()
+    failed.extend([{"t": 1, "type": "status", "status": "failed", "reason": "CUDA out of memory at step 3",
+                    "advice": ["lower per_device_train_batch_size", "turn on gradient_checkpointing"]}])
+    text = run_summary_markdown(None, failed)
+    assert "out of memory at step 3" in text and "- lower per_device_train_batch_size" in text

@@ -182,6 +182,16 @@ def run_summary_markdown(info: Any, series: RunSeries) -> str:
     """Reason and advice of a failed run, and the trainer's messages."""
     parts = []
     status = series.status or {}
+    if status.get("status") == "finished":
+        bits = []
+        if status.get("adapter"):
+            bits.append(f"saved to `{html.escape(str(status['adapter']))}`")
+        best = status.get("best_eval_loss")
+        if isinstance(best, (int, float)):
+            bits.append(f"best eval loss {best:.4g}")
+        if status.get("best_checkpoint"):
+            bits.append(f"best checkpoint `{html.escape(Path(str(status['best_checkpoint'])).name)}`")
+        parts.append("**Finished**" + (": " + ", ".join(bits) if bits else "."))
     if status.get("status") in ("failed", "interrupted", "aborted") and status.get("reason"):
         parts.append(f"**{status['status'].capitalize()}:** {html.escape(str(status['reason']))}")
     advice = status.get("advice") or []

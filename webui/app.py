@@ -404,8 +404,10 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
             hw = hardware_for(hw_key, ctx.hardware)
             facts = ctx.datasets.facts(cfg)
             try:
+                # The preset's effective batch on this hardware: its micro-batch × accumulation × these devices.
+                reference = ref.get("effective_batch")
                 plan = resolve_plan(cfg, facts.num_train, hw=hw, token_lengths=facts.token_lengths,
-                                    reference_effective_batch=ref.get("effective_batch"),
+                                    reference_effective_batch=reference * max(1, hw.num_devices) if reference else None,
                                     reference_learning_rate=ref.get("learning_rate"))
                 text = views.plan_markdown(plan, num_samples=facts.num_train, dataset_note=facts.note,
                                            hardware_label=_hw_label(hw))

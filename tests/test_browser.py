@@ -138,7 +138,7 @@ def test_start_watch_reload_restart_abort(tmp_path):
             # Pick the demo preset explicitly (the page also opens on it), then make the run long enough
             # to be watched, reloaded and aborted on a slow shared CPU.
             page.locator("#preset-select input").click()
-            page.get_by_role("option", name=re.compile("Demo")).click()
+            page.get_by_role("option", name=re.compile(r"^Demo")).first.click()
             page.locator("#load-preset-btn").click()
             _wait(lambda: page.locator("#field-model_name_or_path input, #model-input input").first.input_value()
                   == "demo", 30, "the demo preset's model in the form")

@@ -138,6 +138,8 @@ class _PresetsTab:
             self.import_lf = gr.File(label=self.i18n("import_lf"), file_types=[".yaml", ".yml"],
                                      elem_id="presets-import-lf", height=120)
         self.messages = gr.Markdown("", elem_id="presets-messages")
+        self.upload_anyway_btn = gr.Button("Load the rest, ignoring the unknown keys", visible=False, variant="stop",
+                                           elem_id="presets-upload-anyway-btn")
 
     def wire(self, components: dict[str, Any], ordered: list[Any], all_controls: list[Control],
              train_preset_select: Any, preset_load_outputs: list[Any], method: Any,
@@ -258,17 +260,22 @@ class _PresetsTab:
             return [values[c.name] for c in all_controls] + [_method_of(values), _preset_reference(cfg), note,
                                                             gr.update(visible=False), note]
 
-        def uploaded_preset(path: str | None) -> list[Any]:
+        def uploaded_preset(path: str | None, allow_unknown: bool = False) -> list[Any]:
+            """Load an uploaded preset into the form. Unknown keys are named first and ignored only on request."""
             if not path:
-                return [gr.skip()] * (n_controls + 5)
+                return [gr.skip()] * (n_controls + 6)
             from trainer import presets as presets_mod
             try:
                 data = Path(path).read_bytes()
-                meta, cfg, ignored = presets_mod.preset_from_bytes(data, Path(path).name, allow_unknown=True)
+                meta, cfg, ignored = presets_mod.preset_from_bytes(data, Path(path).name, allow_unknown=allow_unknown)
+            except presets_mod.UnknownKeysError as exc:
+                msg = "⚠ " + "<br>".join(html.escape(line) for line in str(exc).splitlines())
+                return [gr.skip()] * (n_controls + 4) + [msg, gr.update(visible=True)]
             except (ConfigError, OSError) as exc:
                 msg = f"⚠ {html.escape(_short(str(exc), 1200))}"
-                return [gr.skip()] * (n_controls + 4) + [msg]
-            return apply(cfg, meta, ignored, "Loaded from the uploaded file (save it to keep it). ")
+                return [gr.skip()] * (n_controls + 4) + [msg, gr.update(visible=False)]
+            return apply(cfg, meta, ignored, "Loaded from the uploaded file (save it to keep it). ") + [
+                gr.update(visible=False)]
 
         def imported_lf(path: str | None) -> list[Any]:
             if not path:
@@ -288,7 +295,10 @@ class _PresetsTab:
             return out
 
         load_outputs = [*preset_load_outputs, self.messages]
-        self.upload.upload(uploaded_preset, [self.upload], load_outputs).then(
+        upload_outputs = [*load_outputs, self.upload_anyway_btn]
+        self.upload.upload(uploaded_preset, [self.upload], upload_outputs).then(
+            refresh_plan, plan_inputs, plan_outputs, show_progress="hidden")
+        self.upload_anyway_btn.click(lambda path: uploaded_preset(path, True), [self.upload], upload_outputs).then(
             refresh_plan, plan_inputs, plan_outputs, show_progress="hidden")
         self.import_lf.upload(imported_lf, [self.import_lf], load_outputs).then(
             refresh_plan, plan_inputs, plan_outputs, show_progress="hidden")

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         demo.queue(default_concurrency_limit=8).launch(
             server_name=args.host, server_port=args.port, share=args.share, auth=auth, i18n=i18n_for_launch(),
-            css=CSS, show_error=False, footer_links=["settings"], allowed_paths=[os.path.abspath(args.runs_dir)])
+            css=CSS, show_error=False, footer_links=["settings"], max_file_size="2gb")
     except OSError as exc:  # the port is taken, the host is not an address of this machine, ...
         print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -220,7 +221,10 @@ class _PresetsTab:
             except ConfigError as exc:
                 gr.Warning(_short(str(exc)))
                 return gr.skip()
-            return str(info.path)
+            # A copy in a temp folder: the page serves no file from the runs root itself.
+            out = Path(tempfile.mkdtemp(prefix="tunedeck-preset-")) / info.path.name
+            shutil.copyfile(info.path, out)
+            return str(out)
 
         self.download_btn.click(download, [self.select], [self.download_file])
 

@@ -143,10 +143,11 @@ def test_start_watch_reload_restart_abort(tmp_path):
             _wait(lambda: page.locator("#field-model_name_or_path input, #model-input input").first.input_value()
                   == "demo", 30, "the demo preset's model in the form")
             _wait(lambda: "Effective batch" in page.locator("#run-plan").inner_text(), 60, "the run plan")
+            # 200 epochs: thousands of steps, so even a fast machine is still training when the test aborts.
             epochs = page.locator("#field-num_train_epochs input")
-            epochs.fill("40")
+            epochs.fill("200")
             epochs.press("Tab")
-            _wait(lambda: re.search(r"Epochs \(effective\)\s+40\b", page.locator("#run-plan").inner_text()), 60,
+            _wait(lambda: re.search(r"Epochs \(effective\)\s+200\b", page.locator("#run-plan").inner_text()), 60,
                   "the plan to follow the form")
 
             page.locator("#start-btn").click()

@@ -26,7 +26,7 @@ from typing import Iterator
 
 DEMO_NAME = "demo"
 # Bump when the architecture, the tokenizer recipe or the template below changes: the cache rebuilds.
-BUILDER_VERSION = 4
+BUILDER_VERSION = 5
 
 VOCAB_SIZE = 1024
 HIDDEN_SIZE = 128
@@ -193,6 +193,18 @@ def _pretrain(model, tokenizer, texts: list[str]) -> None:
     if not blocks:
         return
     data = torch.tensor(blocks)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: extra threads only wait for each other (see trainer.train._cpu_threads)
+    try:
+        _pretrain_loop(model, data)
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+
+
+def _pretrain_loop(model, data) -> None:
+    import torch
+
     optimizer = torch.optim.AdamW(model.parameters(), lr=PRETRAIN_LR, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / 20) * max(0.1, 1 - step / PRETRAIN_STEPS))
@@ -205,7 +217,6 @@ def _pretrain(model, tokenizer, texts: list[str]) -> None:
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-    model.eval()
 
 
 def _build(out_dir: Path, texts: list[str]) -> None:

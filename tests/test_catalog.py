@@ -109,3 +109,34 @@ def test_demo_model_shape_without_building_it():
     shape = model_shape("demo")
     assert shape is not None and shape.source == "demo"
     assert shape.num_layers >= 1 and shape.vocab_size >= 100 and not shape.gated
+
+
+@pytest.mark.parametrize("config", [
+    {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 0, "vocab_size": 10},
+    {"model_type": "llama", "num_hidden_layers": "two", "hidden_size": 64, "num_attention_heads": 4, "vocab_size": 10},
+    {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": [64], "num_attention_heads": 4, "vocab_size": 10},
+    {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "vocab_size": 10,
+     "num_key_value_heads": -1},
+    ["not", "a", "mapping"],
+])
+def test_nonsense_config_json_is_unknown_not_a_crash(tmp_path, config):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert model_shape(str(tmp_path)) is None
+
+
+def test_odd_names_are_unknown_not_a_crash(tmp_path):
+    for name in ("a\x00b", "x" * 5000, "/", "   ", str(tmp_path)):  # an empty local directory too
+        assert model_shape(name) is None
+
+
+def test_a_hub_model_in_the_local_hub_cache_is_read_offline(tmp_path, monkeypatch):
+    snapshot = tmp_path / "models--someone--tiny-llama" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps(
+        {"model_type": "llama", "num_hidden_layers": 3, "hidden_size": 32, "num_attention_heads": 2, "vocab_size": 50}))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    shape = model_shape("someone/tiny-llama")
+    assert shape is not None and shape.source == "hub cache" and shape.num_layers == 3
+    assert model_shape("someone/other-model") is None
+    # a catalog model keeps its catalog entry (licence gate included)
+    assert model_shape("meta-llama/Llama-3.1-8B").gated

@@ -206,3 +206,16 @@ def test_estimate_stays_within_10_percent_of_the_h100_measurements(repo_root):
         assert estimate == pytest.approx(record["peak_reserved_gib"], rel=0.10), record["scenario"]
         checked += 1
     assert checked >= 25
+
+
+def test_plan_ignores_a_nonsensical_gpu_size():
+    cfg = TrainConfig(model_name_or_path="Qwen/Qwen2.5-0.5B")
+    for size in (0, -24, float("nan")):
+        plan = resolve_plan(cfg, 100, gpu_memory_gb=size)
+        assert "memory_verdict_by_gpu" in plan.extra
+
+
+def test_lora_target_matching_nothing_is_noted():
+    est = estimate_memory(LLAMA_8B, MemorySettings(lora_target=["c_attn"]))
+    assert est.trainable_parameters == 0
+    assert any("matches no linear layer" in note for note in est.notes)

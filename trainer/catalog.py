@@ -227,6 +227,10 @@ def shape_from_config(config: dict[str, Any], name: str = "", source: str = "con
                               ("num_attention_heads", heads), ("vocab_size", vocab)) if v is None]
     if missing:
         raise ValueError(f"config.json has no {', '.join(missing)}: not a decoder-only language model config")
+    for key, value in (("num_hidden_layers", layers), ("hidden_size", hidden), ("num_attention_heads", heads),
+                       ("vocab_size", vocab)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"config.json: {key} must be a positive whole number, got {value!r}")
     intermediate = _first(config, "intermediate_size", "ffn_hidden_size", "n_inner", "ffn_dim")
     if isinstance(config.get("moe_intermediate_size"), int) and _first(config, "num_local_experts", "num_experts"):
         intermediate = config["moe_intermediate_size"]
@@ -239,6 +243,8 @@ def shape_from_config(config: dict[str, Any], name: str = "", source: str = "con
     if tied is None:
         tied = model_type in _TIED_BY_DEFAULT
     experts = int(_first(config, "num_local_experts", "num_experts") or 1)
+    if not kv_heads or int(kv_heads) <= 0 or intermediate <= 0 or experts <= 0:
+        raise ValueError("config.json: key/value heads, intermediate size and experts must be positive")
     return ModelShape(
         name=name or str(config.get("_name_or_path") or model_type),
         model_type=model_type,
@@ -272,6 +278,29 @@ def read_config_json(path: str | Path) -> Optional[dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+def _hub_cache_config(repo_id: str) -> Optional[dict[str, Any]]:
+    """config.json of a Hub model from the local Hugging Face cache (newest snapshot), without network."""
+    import os
+
+    parts = repo_id.strip().strip("/").split("/")
+    if len(parts) != 2 or not all(parts):
+        return None
+    roots = [os.environ.get("HF_HUB_CACHE"), os.environ.get("HUGGINGFACE_HUB_CACHE"),
+             os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None,
+             os.path.join(os.path.expanduser("~"), ".cache", "huggingface", "hub")]
+    for root in filter(None, roots):
+        snapshots = Path(root) / f"models--{parts[0]}--{parts[1]}" / "snapshots"
+        try:
+            candidates = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError:
+            continue
+        for candidate in candidates:
+            config = read_config_json(candidate)
+            if config is not None:
+                return config
+    return None
+
+
 def _demo_shape() -> Optional[ModelShape]:
     """The shipped demo model's shape: its built config.json, else trainer.demo's constants (no build)."""
     try:
@@ -297,21 +326,34 @@ def _demo_shape() -> Optional[ModelShape]:
 
 
 def model_shape(name_or_path: str) -> Optional[ModelShape]:
-    """The shape of `demo`, a local model directory, or a catalog model; None when unknown."""
-    if not name_or_path or not str(name_or_path).strip():
+    """The shape of `demo`, a local model directory, a catalog model or a Hub model in the local Hub
+    cache; None when unknown (never raises for a bad name)."""
+    if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip():
         return None
     name = str(name_or_path).strip()
     if name == "demo":
         return _demo_shape()
-    config = read_config_json(name)
-    if config is not None:
-        try:
-            local = shape_from_config(config, name, "config.json")
-        except ValueError:
+    try:
+        config = read_config_json(name)
+        is_local = config is not None or Path(name).expanduser().exists()
+    except (OSError, ValueError):  # a name no file system accepts (a NUL byte, too long)
+        return None
+    source = "config.json"
+    if config is None:
+        known = catalog_shape(name)
+        if known is not None or is_local:
+            return known
+        # A Hub model downloaded before: its config.json is in the local Hub cache, readable offline.
+        config = _hub_cache_config(name)
+        source = "hub cache"
+        if config is None:
             return None
-        known = catalog_shape(str(config.get("_name_or_path") or ""))
-        return replace(local, gated=known.gated, license=known.license) if known else local
-    return catalog_shape(name)
+    try:
+        local = shape_from_config(config, name, source)
+    except (ValueError, TypeError):
+        return None
+    known = catalog_shape(str(config.get("_name_or_path") or "")) or catalog_shape(name)
+    return replace(local, gated=known.gated, license=known.license) if known else local
 
 
 # --- GPUs ----------------------------------------------------------------------------------------

@@ -441,6 +441,8 @@ def memory_plan_for_config(cfg: Any, *, precision: str, attn_implementation: str
     """
     from .catalog import GPU_CHOICES, model_shape
 
+    if gpu_memory_gb is not None and not (isinstance(gpu_memory_gb, (int, float)) and gpu_memory_gb > 0):
+        gpu_memory_gb = None  # an unknown or nonsensical card size: judge against the list instead
     shape = model_shape(cfg.model_name_or_path)
     if shape is None:
         return None, {"memory_verdict": "unknown"}, [

@@ -66,6 +66,15 @@ def _hub_tokenizer_cached(repo_id: str) -> bool:
         return False
 
 
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _hardware(gpu_gb: Optional[float]):
     from .plan import Hardware
 
@@ -160,6 +169,9 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
         stats = length_stats(full, cfg, hw)
 
     plan = resolve_plan(cfg, num_rows, hw=hw, token_lengths=lengths, gpu_memory_gb=gpu_gb)
+    if plan.attn_implementation == "flash_attention_2" and not _importable("flash_attn"):
+        warnings.append("attn_implementation is flash_attention_2 but the flash_attn package is not installed "
+                        "here: training will stop at once. Use auto (it picks FlashAttention only where it works).")
     report = plan.to_dict()
     report["warnings"] = warnings + list(plan.warnings)
     report.update(valid=True, unknown=sorted(set(unknown)), dataset=dataset_info, model=model_info,

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import LORA_TARGET_ALL, TrainConfig
+from .config import LORA_TARGET_ALL, ConfigError, TrainConfig
 from .demo import DEMO_NAME, resolve_model_path
 
 # bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional kernel package is missing;
@@ -188,8 +188,8 @@ def apply_lora(model, cfg: TrainConfig):
         if "Target modules" in str(exc) or "not found in the base model" in str(exc):
             names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                             if type(m).__name__ in ("Linear", "Linear4bit", "Linear8bitLt")})
-            raise ValueError(f"lora_target {cfg.lora_target}: no such layers in this model. Its linear layers "
-                             f"are: {', '.join(names)} (or use all-linear).") from exc
+            raise ConfigError([("lora_target", f"no layer of this model is named {', '.join(cfg.lora_target)}. Its "
+                                               f"linear layers are: {', '.join(names)} (or use all-linear).")]) from exc
         raise
 
 

@@ -439,6 +439,7 @@ def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
         from .data import DataError
     except ImportError:  # the data module failing to import is itself reported below
         DataError = ()  # type: ignore[assignment]
+    lowered = text.lower()
     if isinstance(exc, ConfigError):
         return f"Invalid config: {text}", ["Fix the field named above (python -m trainer check CONFIG.yaml)."]
     if _is_template_error(exc):
@@ -449,6 +450,15 @@ def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
         return f"Dataset problem: {text}", ["Fix the row named above, or turn on skip_invalid_rows to skip bad rows."]
     if isinstance(exc, FileNotFoundError):
         return f"Not found: {text}", ["Check the paths in the config (dataset, model_name_or_path)."]
+    if isinstance(exc, ImportError):
+        advice = ["Install the missing package in the environment tunedeck runs in (see the message), or turn "
+                  "off the setting that needs it."]
+        if "flash" in lowered:
+            advice.insert(0, "Set attn_implementation to auto: it uses FlashAttention only where it is installed.")
+        if "bitsandbytes" in lowered:
+            advice.insert(0, "quantization_bit and the 8-bit optimizers need bitsandbytes: pip install bitsandbytes, "
+                             "or leave quantization_bit empty and use optim adamw_torch.")
+        return f"A package is missing: {first_line[:400]}", advice
     advice = ["See the last lines of the log below."]
     if log_tail:
         last = " ".join(log_tail[-5:]).lower()

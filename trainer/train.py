@@ -184,6 +184,9 @@ def _train(run: _Run, abort) -> int:
         _say(line)
     for line in plan.warnings:
         _say(f"warning: {line}")
+    if cfg.offload_activations and hw.device != "cuda":
+        writer.emit("message", level="info", text="offload_activations is ignored on a CPU: the activations are "
+                    "in RAM already.")
     if cfg.resume_from_checkpoint and resume_from is None:
         writer.emit("message", level="info", text="resume_from_checkpoint is 'last' but this run has no "
                     "checkpoint yet: training starts from the beginning.")
@@ -292,7 +295,8 @@ def sft_config_kwargs(cfg: TrainConfig, run_dir: Path, plan, hw) -> dict[str, An
         fp16=plan.precision == "fp16",
         activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        activation_offloading=cfg.offload_activations,
+        # On a CPU the activations are in RAM already (and TRL's offloading needs an accelerator).
+        activation_offloading=cfg.offload_activations and hw.device == "cuda",
         use_liger_kernel=plan.use_liger_kernel,
         use_cpu=hw.device != "cuda",
         dataloader_pin_memory=hw.device == "cuda",

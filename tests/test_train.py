@@ -278,3 +278,17 @@ def test_classify_failure_reasons_without_training():
     assert failure_kind(TemplateError("x")) == "template"
     reason, advice = classify_failure(RuntimeError("something odd"), cfg, ["line 1", "line 2"])
     assert reason == "RuntimeError: something odd" and advice
+
+
+def test_early_stopping_ends_the_run_when_eval_loss_stops_improving(tmp_path):
+    # A threshold no eval can beat: the first eval sets the best, the next one without improvement stops.
+    cfg = tiny(max_steps=30, eval_steps=1, save_steps=1, early_stopping_patience=1, early_stopping_threshold=100.0,
+               load_best_model_at_end=True, save_total_limit=2)
+    code = run_training(cfg, tmp_path / "early")
+    events = read_events(tmp_path / "early")
+    status = final_status(events)
+    assert code == 0 and status["status"] == FINISHED
+    assert status["step"] == 2 and len(of_type(events, "eval")) == 2
+    # load_best_model_at_end kept the checkpoint with the lowest eval loss (saved at every eval).
+    assert Path(status["best_checkpoint"]).name in ("checkpoint-1", "checkpoint-2")
+    assert (tmp_path / "early" / "adapter" / "adapter_config.json").is_file()

@@ -267,7 +267,7 @@ class TelemetryCallback(TrainerCallback):
         self.step = state.global_step
         if self.abort.requested and self.aborted_at_step is None:
             self.aborted_at_step = state.global_step
-            control.should_save = args.save_strategy != "no"
+            control.should_save = True  # even with save_strategy "no": an aborted run must be resumable
             control.should_training_stop = True
         return control
 

@@ -202,7 +202,8 @@ def format_report(report: dict[str, Any], cfg) -> str:
     else:
         lines.append(f"  dataset  {dataset['name']} (not readable now)")
     hw = report["hardware"]
-    lines.append(f"  hardware {hw['gpu_name'] or 'CPU'}" + (f" × {hw['num_devices']}" if hw["num_devices"] > 1 else ""))
+    lines.append(f"  hardware {hw['gpu_name'] or 'CPU (no GPU found; --gpu-gb N judges the memory against a GPU of N GB)'}"
+                 + (f" × {hw['num_devices']}" if hw["num_devices"] > 1 else ""))
     lines.append("")
     lines.append("Plan")
     for line in report.get("summary", []):

@@ -145,7 +145,7 @@ def test_qlora_4bit_trains_and_its_adapter_loads(tmp_path):
     events = read_events(run_dir)
     assert code == 0, final_status(events)
     values = losses(events)
-    assert len(values) == 5 and values[-1] < values[0] - 0.3, values
+    assert len(values) == 5 and sum(values[-2:]) / 2 < sum(values[:2]) / 2 - 0.3, values
     assert any("qlora-4bit" in str(e) for e in of_type(events, "plan")) or \
         TrainConfig.from_yaml(run_dir / "config.yaml").quantization_bit == 4
     base = AutoModelForCausalLM.from_pretrained(

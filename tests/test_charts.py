@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from webui.charts import (RunSeries, compare_loss_figure, downsample, downsample_indices, ema, loss_figure,
+from webui.charts import (Decimator, RunSeries, compare_loss_figure, downsample, downsample_indices, ema, loss_figure,
                           memory_figure, progress, throughput_figure, lr_gradnorm_figure)
 from webui.state import EventCache
 from trainer.events import EventWriter
@@ -57,6 +57,39 @@ def test_downsample_keeps_extremes_and_is_bounded():
     assert 31_337 in idx and 77_777 in idx
     xs, ys = downsample(list(range(len(values))), values, 500)
     assert max(ys) == 50.0 and min(ys) == -50.0 and len(xs) == len(ys) <= 500
+
+
+def test_incremental_decimator_keeps_extremes_and_is_bounded_at_every_length():
+    rng = random.Random(2)
+    decimator = Decimator(max_points=300)
+    values = []
+    for i in range(50_000):
+        value = rng.gauss(0, 1) + (40.0 if i == 12_345 else 0.0) - (40.0 if i == 33_333 else 0.0)
+        values.append(value)
+        decimator.append(i, value)
+        if i in (0, 1, 299, 300, 7_777, 49_999):
+            xs, ys = decimator.points()
+            assert len(xs) <= 300 and xs == sorted(xs) and xs[0] == 0 and xs[-1] == i
+            assert max(ys) == max(values) and min(ys) == min(values)
+    xs, ys = decimator.points()
+    assert 12_345 in xs and 33_333 in xs and all(values[x] == y for x, y in zip(xs, ys))
+
+
+def test_cached_smoothing_equals_the_reference_ema_as_the_run_grows():
+    rng = random.Random(3)
+    series = RunSeries()
+    losses = [2.0 + rng.random() for _ in range(500)]
+    losses[100] = math.nan
+    losses[200] = 0.0
+    for start in range(0, 500, 97):  # arrives in chunks, like the page's polls
+        series.extend({"t": float(i), "type": "log", "step": i + 1, "loss": losses[i] if math.isfinite(losses[i])
+                       else "nan"} for i in range(start, min(500, start + 97)))
+        for weight in (0.0, 0.6, 0.95):
+            cached = series.smoothed(weight).values
+            reference = ema(series.loss, weight)
+            assert len(cached) == len(reference)
+            assert all((a is None and b is None) or a == pytest.approx(b) for a, b in zip(cached, reference))
+    assert series.best_loss == 0.0 and series.nonfinite_loss_steps == [101]
 
 
 def test_downsample_short_series_is_untouched():

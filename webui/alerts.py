@@ -33,12 +33,16 @@ class Alert:
 
 def nan_loss(steps: Sequence[int], loss: Sequence[float]) -> Alert | None:
     bad = [s for s, v in zip(steps, loss) if not math.isfinite(v)]
+    kinds = {"NaN" if math.isnan(v) else "infinite" for v in loss if not math.isfinite(v)}
+    return _nan_alert(bad, kinds)
+
+
+def _nan_alert(bad: Sequence[int], kinds: set[str]) -> Alert | None:
     if not bad:
         return None
-    kinds = sorted({"NaN" if math.isnan(v) else "infinite" for v in loss if not math.isfinite(v)})
     where = f"step {bad[0]}" + (f" and {len(bad) - 1} later step(s)" if len(bad) > 1 else "")
     return Alert("nan_loss", "error",
-                 f"The loss is {' / '.join(kinds)} at {where}: training has diverged. Lower the learning "
+                 f"The loss is {' / '.join(sorted(kinds))} at {where}: training has diverged. Lower the learning "
                  "rate, keep gradient clipping on (max_grad_norm 1.0), and prefer bf16 over fp16 (fp16 overflows).")
 
 
@@ -89,17 +93,27 @@ def grad_norm_blowup(grad_norm: Sequence[tuple[int, float]], max_grad_norm: floa
 
 
 def plateau(steps: Sequence[int], loss: Sequence[float]) -> Alert | None:
-    """The smoothed loss of the last quarter of the run is no lower than the quarter before."""
-    finite = [(s, v) for s, v in zip(steps, loss) if math.isfinite(v)]
-    if len(finite) < PLATEAU_MIN_POINTS:
+    """The mean loss of the last quarter of the run is no lower than that of the quarter before."""
+    finite_steps, prefix = [], [0.0]
+    for step, value in zip(steps, loss):
+        if math.isfinite(value):
+            finite_steps.append(step)
+            prefix.append(prefix[-1] + value)
+    return _plateau_alert(finite_steps, prefix)
+
+
+def _plateau_alert(finite_steps: Sequence[int], prefix: Sequence[float]) -> Alert | None:
+    """plateau() on running sums of the finite losses: O(1) however long the run."""
+    n = len(finite_steps)
+    if n < PLATEAU_MIN_POINTS:
         return None
-    quarter = len(finite) // 4
-    recent = statistics.fmean(v for _, v in finite[-quarter:])
-    before = statistics.fmean(v for _, v in finite[-2 * quarter:-quarter])
+    quarter = n // 4
+    recent = (prefix[n] - prefix[n - quarter]) / quarter
+    before = (prefix[n - quarter] - prefix[n - 2 * quarter]) / quarter
     scale = max(abs(before), 1e-8)
     if (before - recent) / scale >= PLATEAU_MIN_RELATIVE_DROP:
         return None
-    first_step = finite[-2 * quarter][0]
+    first_step = finite_steps[n - 2 * quarter]
     return Alert("plateau", "info",
                  f"The loss has stopped falling: the last {2 * quarter} logged steps (since step {first_step}) "
                  f"average {recent:.4g} against {before:.4g} before. More steps may buy little; if it is still "
@@ -107,7 +121,7 @@ def plateau(steps: Sequence[int], loss: Sequence[float]) -> Alert | None:
 
 
 def overfitting(steps: Sequence[int], loss: Sequence[float], eval_steps: Sequence[int],
-                eval_loss: Sequence[float]) -> Alert | None:
+                eval_loss: Sequence[float], smoothed_loss: Sequence[float | None] | None = None) -> Alert | None:
     """Eval loss rising for two evaluations in a row while the train loss keeps falling."""
     evals = [(s, v) for s, v in zip(eval_steps, eval_loss) if math.isfinite(v)]
     if len(evals) < 3:
@@ -116,12 +130,14 @@ def overfitting(steps: Sequence[int], loss: Sequence[float], eval_steps: Sequenc
     best_step, best = min(evals, key=lambda e: e[1])
     if not (v2 > v1 > v0 and v2 > best * 1.01):
         return None
-    smoothed = ema(loss, 0.6)
-    train_at = {s: v for s, v in zip(steps, smoothed) if v is not None}
+    smoothed = ema(loss, 0.6) if smoothed_loss is None else smoothed_loss
 
     def train_near(step: int) -> float | None:
-        earlier = [s for s in train_at if s <= step]
-        return train_at[max(earlier)] if earlier else None
+        """The smoothed train loss at the last logged step at or before `step` (searching from the end)."""
+        for i in range(len(steps) - 1, -1, -1):
+            if steps[i] <= step and smoothed[i] is not None:
+                return smoothed[i]
+        return None
 
     train_then, train_now = train_near(best_step), train_near(s2)
     if train_then is None or train_now is None or not train_now < train_then:
@@ -134,12 +150,16 @@ def overfitting(steps: Sequence[int], loss: Sequence[float], eval_steps: Sequenc
 
 def health_alerts(series: RunSeries, max_grad_norm: float | None = None) -> list[Alert]:
     """Every alert that fires on a run's series, the most serious first."""
+    # The series keeps running sums and a cached smoothing, and the scans look at a bounded recent window,
+    # so this costs the same at step 100,000 as at step 1,000.
+    recent = SCAN_LAST + SPIKE_WINDOW
     found = [
-        nan_loss(series.steps, series.loss),
-        grad_norm_blowup(series.grad_norm, max_grad_norm),
-        loss_spikes(series.steps, series.loss),
-        overfitting(series.steps, series.loss, series.eval_steps, series.eval_loss),
-        plateau(series.steps, series.loss),
+        _nan_alert(series.nonfinite_loss_steps, series.nonfinite_kinds),
+        grad_norm_blowup(series.grad_norm[-(SCAN_LAST + GRAD_WINDOW):], max_grad_norm),
+        loss_spikes(series.steps[-recent:], series.loss[-recent:]),
+        overfitting(series.steps, series.loss, series.eval_steps, series.eval_loss,
+                    series.smoothed(0.6).values) if len(series.eval_loss) >= 3 else None,
+        _plateau_alert(series.finite_loss_steps, series.finite_loss_prefix),
     ]
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted((a for a in found if a is not None), key=lambda a: order[a.level])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import plotly.graph_objects as go
 
@@ -87,6 +87,85 @@ def downsample(xs: Sequence[Any], ys: Sequence[float], max_points: int = DEFAULT
     return [xs[i] for i in idx], [ys[i] for i in idx]
 
 
+class Decimator:
+    """Append-only min/max downsampling: the same promise as `downsample_indices` (first, last, every
+    extreme kept, at most max_points points) at O(1) amortised cost per appended point.
+
+    Points fall into buckets of `width` consecutive points, each keeping its lowest and highest point;
+    when there are too many buckets, neighbours merge pairwise and the width doubles. A tick of the
+    page then costs the same at step 100,000 as at step 1,000.
+    """
+
+    def __init__(self, max_points: int = DEFAULT_MAX_POINTS):
+        self.max_buckets = max(2, (max(int(max_points), 4) - 2) // 2)
+        self.width = 1
+        self.count = 0
+        # each bucket: [points in it, (index, x, y) lowest, (index, x, y) highest]
+        self.buckets: list[list[Any]] = []
+        self.first: tuple[int, Any, float] | None = None
+        self.last: tuple[int, Any, float] | None = None
+
+    def append(self, x: Any, y: float) -> None:
+        point = (self.count, x, y)
+        self.count += 1
+        if self.first is None:
+            self.first = point
+        self.last = point
+        if self.buckets and self.buckets[-1][0] < self.width:
+            bucket = self.buckets[-1]
+            bucket[0] += 1
+            if y < bucket[1][2]:
+                bucket[1] = point
+            if y > bucket[2][2]:
+                bucket[2] = point
+        else:
+            self.buckets.append([1, point, point])
+            if len(self.buckets) > self.max_buckets:
+                self._merge()
+
+    def _merge(self) -> None:
+        merged = []
+        for i in range(0, len(self.buckets), 2):
+            pair = self.buckets[i:i + 2]
+            lo = min((b[1] for b in pair), key=lambda p: p[2])
+            hi = max((b[2] for b in pair), key=lambda p: p[2])
+            merged.append([sum(b[0] for b in pair), lo, hi])
+        self.buckets = merged
+        self.width *= 2
+
+    def points(self) -> tuple[list[Any], list[float]]:
+        kept = {p[0]: p for b in self.buckets for p in (b[1], b[2])}
+        for p in (self.first, self.last):
+            if p is not None:
+                kept[p[0]] = p
+        ordered = [kept[i] for i in sorted(kept)]
+        return [p[1] for p in ordered], [p[2] for p in ordered]
+
+
+@dataclass
+class _SmoothedLoss:
+    """The EMA of one smoothing weight, extended as the loss grows (same numbers as `ema`)."""
+
+    weight: float
+    values: list[float | None] = field(default_factory=list)
+    decimator: Decimator = field(default_factory=Decimator)
+    accumulated: float = 0.0
+    count: int = 0
+
+    def extend(self, steps: Sequence[int], loss: Sequence[float]) -> None:
+        w = self.weight
+        for i in range(len(self.values), len(loss)):
+            value = loss[i]
+            if not math.isfinite(value):
+                self.values.append(None)
+                continue
+            self.count += 1
+            self.accumulated = self.accumulated * w + (1.0 - w) * value
+            smoothed = self.accumulated / (1.0 - w ** self.count) if w > 0 else value
+            self.values.append(smoothed)
+            self.decimator.append(steps[i], smoothed)
+
+
 # --- the series of one run, fed incrementally ------------------------------------------------------
 
 @dataclass
@@ -121,6 +200,14 @@ class RunSeries:
     first_log_step: int | None = None
     last_step: int = 0
     events_seen: int = 0
+    # Incremental views for the charts and alerts, so a tick's cost does not grow with the history.
+    nonfinite_loss_steps: list[int] = field(default_factory=list)
+    nonfinite_kinds: set[str] = field(default_factory=set)
+    finite_loss_steps: list[int] = field(default_factory=list)
+    finite_loss_prefix: list[float] = field(default_factory=lambda: [0.0])  # running sums of the finite losses
+    lowest_loss: float | None = None
+    _decimators: dict[str, Decimator] = field(default_factory=dict, repr=False)
+    _smoothed: dict[float, _SmoothedLoss] = field(default_factory=dict, repr=False)
 
     def extend(self, events: Iterable[dict[str, Any]]) -> int:
         """Add new events; returns how many were added."""
@@ -176,12 +263,22 @@ class RunSeries:
             self.steps.append(step)
             self.loss.append(loss)
             self.epochs.append(number(event.get("epoch")))
+            if math.isfinite(loss):
+                self.finite_loss_steps.append(step)
+                self.finite_loss_prefix.append(self.finite_loss_prefix[-1] + loss)
+                self.lowest_loss = loss if self.lowest_loss is None else min(self.lowest_loss, loss)
+                self._decimate("loss", step, loss)
+            else:
+                self.nonfinite_loss_steps.append(step)
+                self.nonfinite_kinds.add("NaN" if math.isnan(loss) else "infinite")
         for key, target in (("learning_rate", self.learning_rate), ("grad_norm", self.grad_norm),
                             ("tokens_per_second", self.tokens_per_second),
                             ("samples_per_second", self.samples_per_second)):
             value = number(event.get(key))
             if value is not None:
                 target.append((step, value))
+                if math.isfinite(value):
+                    self._decimate(key, step, value)
         memory = event.get("memory")
         if isinstance(memory, dict):
             self._add_memory(number(event.get("t")), memory)
@@ -191,14 +288,38 @@ class RunSeries:
                   if _finite(v)}
         if not values or not _finite(t) or self.first_t is None:
             return
-        self.memory.append(MemoryPoint(round(t - self.first_t, 3), str(data.get("device") or "cpu"),  # type: ignore[operator]
-                                       values))  # type: ignore[arg-type]
+        point = MemoryPoint(round(t - self.first_t, 3), str(data.get("device") or "cpu"), values)  # type: ignore[operator,arg-type]
+        self.memory.append(point)
+        group = "cuda" if point.device.startswith("cuda") else "cpu"
+        for key, value in values.items():
+            self._decimate(f"memory:{group}:{key}", point.elapsed_s, value)
+
+    def _decimate(self, key: str, x: Any, y: float) -> None:
+        decimator = self._decimators.get(key)
+        if decimator is None:
+            decimator = self._decimators[key] = Decimator()
+        decimator.append(x, y)
+
+    def decimated(self, key: str) -> tuple[list[Any], list[float]]:
+        """A trace's points, downsampled incrementally (keys: loss, learning_rate, grad_norm, ...)."""
+        decimator = self._decimators.get(key)
+        return decimator.points() if decimator else ([], [])
+
+    def smoothed(self, weight: float) -> _SmoothedLoss:
+        """The causal EMA of the loss at this weight, cached and extended with new points only."""
+        weight = min(max(float(weight), 0.0), MAX_SMOOTHING)
+        cached = self._smoothed.get(weight)
+        if cached is None:
+            if len(self._smoothed) >= 4:  # a slider being dragged: keep only a few recent weights
+                self._smoothed.pop(next(iter(self._smoothed)))
+            cached = self._smoothed[weight] = _SmoothedLoss(weight)
+        cached.extend(self.steps, self.loss)
+        return cached
 
     # --- derived numbers for the page ---------------------------------------------------------
     @property
     def best_loss(self) -> float | None:
-        finite = [v for v in self.loss if math.isfinite(v)]
-        return min(finite) if finite else None
+        return self.lowest_loss
 
     @property
     def total_steps(self) -> int | None:
@@ -233,28 +354,48 @@ def _empty(fig: go.Figure, text: str) -> go.Figure:
     return fig
 
 
+def _points(series: RunSeries, key: str, pairs: Callable[[], list[tuple[Any, float]]],
+            max_points: int | None) -> tuple[list[Any], list[float]]:
+    """A trace's points: the series' incremental downsampling by default; a full pass for another max_points."""
+    if max_points is None:
+        return series.decimated(key)
+    full = pairs()
+    return downsample([x for x, _ in full], [y for _, y in full], max_points)
+
+
+def _positive(xs: list[Any], ys: list[float]) -> tuple[list[Any], list[float]]:
+    kept = [(x, y) for x, y in zip(xs, ys) if y > 0]
+    return [x for x, _ in kept], [y for _, y in kept]
+
+
 def loss_figure(series: RunSeries, smoothing: float = 0.6, log_scale: bool = False,
-                max_points: int = DEFAULT_MAX_POINTS, title: str = "Loss") -> go.Figure:
+                max_points: int | None = None, title: str = "Loss") -> go.Figure:
     """Raw loss faint, smoothed loss bold, eval loss as points, non-finite losses marked."""
     fig = _layout(go.Figure(), title, x_title="step", y_title="loss" + (" (log scale)" if log_scale else ""))
-    finite = [(s, v) for s, v in zip(series.steps, series.loss) if math.isfinite(v) and (v > 0 or not log_scale)]
-    if not finite and not series.eval_loss:
+    raw_x, raw_y = _points(series, "loss", lambda: [(s, v) for s, v in zip(series.steps, series.loss)
+                                                    if math.isfinite(v)], max_points)
+    if log_scale:
+        raw_x, raw_y = _positive(raw_x, raw_y)
+    if not raw_x and not series.eval_loss:
         return _empty(fig, "waiting for the first logged step…")
-    smoothed = ema(series.loss, smoothing)
-    if finite:
-        xs, ys = downsample([s for s, _ in finite], [v for _, v in finite], max_points)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="loss (raw)",
+    if raw_x:
+        fig.add_trace(go.Scatter(x=raw_x, y=raw_y, mode="lines", name="loss (raw)",
                                  line={"color": PALETTE[0], "width": 1}, opacity=0.3))
-        pairs = [(s, v) for s, v in zip(series.steps, smoothed)
-                 if v is not None and (v > 0 or not log_scale)]
-        if pairs:
+        smoothed = series.smoothed(smoothing)
+        if max_points is None:
+            xs, ys = smoothed.decimator.points()
+        else:
+            pairs = [(s, v) for s, v in zip(series.steps, smoothed.values) if v is not None]
             xs, ys = downsample([s for s, _ in pairs], [v for _, v in pairs], max_points)
+        if log_scale:
+            xs, ys = _positive(xs, ys)
+        if xs:
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"loss (smoothed {smoothing:g})",
                                      line={"color": PALETTE[0], "width": 2.5}))
-    bad = [s for s, v in zip(series.steps, series.loss) if not math.isfinite(v)]
+    bad = series.nonfinite_loss_steps
     if bad:
-        anchor = max((v for _, v in finite), default=1.0)
-        fig.add_trace(go.Scatter(x=bad, y=[anchor] * len(bad), mode="markers", name="NaN / inf loss",
+        anchor = max(raw_y, default=1.0)
+        fig.add_trace(go.Scatter(x=list(bad), y=[anchor] * len(bad), mode="markers", name="NaN / inf loss",
                                  marker={"symbol": "x", "size": 10, "color": PALETTE[1]}))
     evals = [(s, v) for s, v in zip(series.eval_steps, series.eval_loss)
              if math.isfinite(v) and (v > 0 or not log_scale)]
@@ -278,24 +419,22 @@ MEMORY_LABELS = {
 }
 
 
-def memory_figure(series: RunSeries, max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
+def memory_figure(series: RunSeries, max_points: int | None = None) -> go.Figure:
     """GPU allocated/reserved/peak and device used vs total; on a CPU the process's RAM, labelled so."""
     points = series.memory
-    on_gpu = any(p.device.startswith("cuda") for p in points)
+    on_gpu = any(key.startswith("memory:cuda:") for key in series._decimators)
     title = "GPU memory" if on_gpu else ("CPU: process memory (RSS)" if points else "Memory")
     fig = _layout(go.Figure(), title, x_title="elapsed (s)", y_title="GB")
     if not points:
         return _empty(fig, "waiting for the first memory reading…")
-    if on_gpu:
-        points = [p for p in points if p.device.startswith("cuda")]
-        keys = ("allocated_gb", "reserved_gb", "peak_gb", "device_used_gb", "device_total_gb")
-    else:
-        keys = ("rss_gb",)
+    group = "cuda" if on_gpu else "cpu"
+    keys = ("allocated_gb", "reserved_gb", "peak_gb", "device_used_gb", "device_total_gb") if on_gpu else ("rss_gb",)
     for i, key in enumerate(keys):
-        pairs = [(p.elapsed_s, p.values[key]) for p in points if key in p.values]
-        if not pairs:
+        xs, ys = _points(series, f"memory:{group}:{key}",
+                         lambda: [(p.elapsed_s, p.values[key]) for p in points  # noqa: B023 - used at once
+                                  if key in p.values and p.device.startswith(group)], max_points)
+        if not xs:
             continue
-        xs, ys = downsample([x for x, _ in pairs], [y for _, y in pairs], max_points)
         total = key.endswith("total_gb")
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=MEMORY_LABELS[key],
                                  line={"color": "#111827" if total else PALETTE[(i + 2) % len(PALETTE)],
@@ -309,16 +448,19 @@ def memory_figure(series: RunSeries, max_points: int = DEFAULT_MAX_POINTS) -> go
     return fig
 
 
-def lr_gradnorm_figure(series: RunSeries, max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
+def _finite_pairs(pairs: list[tuple[int, float]]) -> Callable[[], list[tuple[int, float]]]:
+    return lambda: [(s, v) for s, v in pairs if math.isfinite(v)]
+
+
+def lr_gradnorm_figure(series: RunSeries, max_points: int | None = None) -> go.Figure:
     fig = _layout(go.Figure(), "Learning rate and gradient norm", x_title="step", y_title="learning rate")
     if not series.learning_rate and not series.grad_norm:
         return _empty(fig, "waiting for the first logged step…")
-    if series.learning_rate:
-        xs, ys = downsample([s for s, _ in series.learning_rate], [v for _, v in series.learning_rate], max_points)
+    xs, ys = _points(series, "learning_rate", _finite_pairs(series.learning_rate), max_points)
+    if xs:
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="learning rate", line={"color": PALETTE[4]}))
-    finite = [(s, v) for s, v in series.grad_norm if math.isfinite(v)]
-    if finite:
-        xs, ys = downsample([s for s, _ in finite], [v for _, v in finite], max_points)
+    xs, ys = _points(series, "grad_norm", _finite_pairs(series.grad_norm), max_points)
+    if xs:
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="gradient norm", yaxis="y2",
                                  line={"color": PALETTE[5]}))
         fig.update_layout(yaxis2={"title": "gradient norm", "overlaying": "y", "side": "right",
@@ -328,17 +470,15 @@ def lr_gradnorm_figure(series: RunSeries, max_points: int = DEFAULT_MAX_POINTS) 
     return fig
 
 
-def throughput_figure(series: RunSeries, max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
+def throughput_figure(series: RunSeries, max_points: int | None = None) -> go.Figure:
     fig = _layout(go.Figure(), "Throughput", x_title="step", y_title="tokens / s")
     if not series.tokens_per_second and not series.samples_per_second:
         return _empty(fig, "waiting for the first logged step…")
-    tokens = [(s, v) for s, v in series.tokens_per_second if math.isfinite(v)]
-    if tokens:
-        xs, ys = downsample([s for s, _ in tokens], [v for _, v in tokens], max_points)
+    xs, ys = _points(series, "tokens_per_second", _finite_pairs(series.tokens_per_second), max_points)
+    if xs:
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="tokens / s", line={"color": PALETTE[2]}))
-    samples = [(s, v) for s, v in series.samples_per_second if math.isfinite(v)]
-    if samples:
-        xs, ys = downsample([s for s, _ in samples], [v for _, v in samples], max_points)
+    xs, ys = _points(series, "samples_per_second", _finite_pairs(series.samples_per_second), max_points)
+    if xs:
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="samples / s", yaxis="y2",
                                  line={"color": PALETTE[3]}))
         fig.update_layout(yaxis2={"title": "samples / s", "overlaying": "y", "side": "right",
@@ -348,17 +488,22 @@ def throughput_figure(series: RunSeries, max_points: int = DEFAULT_MAX_POINTS) -
 
 
 def compare_loss_figure(runs: Sequence[tuple[str, RunSeries]], smoothing: float = 0.6, log_scale: bool = False,
-                        max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
-    """Smoothed loss of several runs overlaid (eval loss as dotted points in the same colour)."""
+                        max_points: int | None = None) -> go.Figure:
+    """Smoothed loss of several runs overlaid (eval loss as diamonds in the same colour)."""
     fig = _layout(go.Figure(), "Smoothed loss, compared", x_title="step", y_title="loss", height=380)
     if not runs:
         return _empty(fig, "select two or more runs to compare")
     for i, (name, series) in enumerate(runs):
         colour = PALETTE[i % len(PALETTE)]
-        pairs = [(s, v) for s, v in zip(series.steps, ema(series.loss, smoothing))
-                 if v is not None and (v > 0 or not log_scale)]
-        if pairs:
+        smoothed = series.smoothed(smoothing)
+        if max_points is None:
+            xs, ys = smoothed.decimator.points()
+        else:
+            pairs = [(s, v) for s, v in zip(series.steps, smoothed.values) if v is not None]
             xs, ys = downsample([s for s, _ in pairs], [v for _, v in pairs], max_points)
+        if log_scale:
+            xs, ys = _positive(xs, ys)
+        if xs:
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line={"color": colour, "width": 2}))
         evals = [(s, v) for s, v in zip(series.eval_steps, series.eval_loss) if math.isfinite(v)]
         if evals:

@@ -629,6 +629,9 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
         compare_btn.click(compare, [runs_picked, smoothing, log_scale], [compare_plot, compare_diff])
 
         def delete(picked: list[str], text: str, statuses: list[str], request: gr.Request) -> list[Any]:
+            if not picked:
+                gr.Warning("Select the runs to delete in the table first.")
+                return [gr.skip(), gr.skip(), gr.skip()]
             for run_id in list(picked or []):
                 try:
                     info = ctx.jobs.get(run_id)

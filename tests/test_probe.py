@@ -64,3 +64,21 @@ def test_full_length_rows_are_the_worst_case():
     assert len(rows) == 3
     assert all(len(r["input_ids"]) == 64 and sum(r["completion_mask"]) == 64 for r in rows)
     assert all(3 <= t < 100 for r in rows for t in r["input_ids"])
+
+
+@pytest.mark.slow
+def test_one_probe_try_trains_full_length_rows_in_a_subprocess(repo_root, tmp_path):
+    """The child the probe spawns per candidate, run for real on the demo model (on a CPU it reports RAM)."""
+    import json
+
+    config = tmp_path / "config.yaml"
+    config.write_text("model_name_or_path: demo\ndataset: demo\ncutoff_len: 32\nper_device_train_batch_size: 8\n"
+                      "gradient_accumulation_steps: 4\neval_strategy: steps\nval_size: 0.1\n")
+    result = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, "-m", "trainer.probe", "--child", str(config), "3", str(result)],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    data = json.loads(result.read_text())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert data["finished"] is True and data["micro_batch"] == 3 and data["device"] == "cpu"
+    assert data["peak_reserved_bytes"] > 0 and data["total_bytes"] > data["peak_reserved_bytes"]

@@ -96,7 +96,7 @@ def run_probe(cfg: TrainConfig, *, max_share: float = FITS_BELOW, limit: Optiona
         raise ProbeNeedsGPU("the probe measures GPU memory and this machine has no CUDA GPU. "
                             "`python -m trainer check CONFIG --json` gives the memory plan's estimate instead.")
     effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-    limit = min(limit or effective, 4096)
+    limit = min(limit or effective, effective, 4096)  # a micro-batch above the effective batch changes it
     precision = resolve_precision(cfg, hw)
     liger = cfg.use_liger_kernel if cfg.use_liger_kernel is not None else hw.liger
     # Start where the memory plan expects the limit, so the search needs only a few tries.
@@ -178,8 +178,11 @@ def _child(config_path: str, batch: int, result_path: str) -> int:
         packing=False, group_by_length=False)  # rows are all cutoff_len long: nothing to pack or group
     out: dict[str, Any] = {"micro_batch": batch, "finished": False}
     hw = detect()
-    total = torch.cuda.get_device_properties(0).total_memory
+    cuda = torch.cuda.is_available()
+    # The parent refuses a CPU; run by hand there, the child measures RAM instead (the tests do that).
+    total = torch.cuda.get_device_properties(0).total_memory if cuda else _ram_bytes()
     out["total_bytes"] = total
+    out["device"] = "cuda" if cuda else "cpu"
     rows = _full_length_rows(cfg.cutoff_len, batch * PROBE_STEPS)
     try:
         source = model_source(cfg)
@@ -193,20 +196,35 @@ def _child(config_path: str, batch: int, result_path: str) -> int:
         with tempfile.TemporaryDirectory(prefix="tunedeck-probe-run-") as run_dir:
             os.environ.setdefault("TENSORBOARD_LOGGING_DIR", run_dir)
             trainer = _build_trainer(cfg, Path(run_dir), plan, hw, model, tokenizer, rows, [])
-            torch.cuda.reset_peak_memory_stats()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
             trainer.train()
         out["finished"] = True
     except torch.OutOfMemoryError as exc:
         out["error"] = "out of memory: " + str(exc).splitlines()[0][:200]
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
         out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-    out["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
-    out["peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
-    # What the card holds beyond torch's pool (CUDA context, library workspaces) counts against it too.
-    free, _ = torch.cuda.mem_get_info()
-    out["outside_torch_bytes"] = max(0, total - free - torch.cuda.memory_reserved())
+    if cuda:
+        out["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        out["peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
+        # What the card holds beyond torch's pool (CUDA context, library workspaces) counts against it too.
+        free, _ = torch.cuda.mem_get_info()
+        out["outside_torch_bytes"] = max(0, total - free - torch.cuda.memory_reserved())
+    else:
+        import resource
+
+        out["peak_reserved_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     Path(result_path).write_text(json.dumps(out))
     return 0 if out["finished"] else 1
+
+
+def _ram_bytes() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:  # noqa: BLE001
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _full_length_rows(length: int, count: int, vocab: int = 1000) -> list[dict]:

@@ -342,7 +342,7 @@ def sft_config(rt, output_dir, max_steps):
         bf16=rt["precision"] == "bf16", fp16=rt["precision"] == "fp16",
         activation_checkpointing=c["gradient_checkpointing"],
         activation_checkpointing_kwargs={"use_reentrant": False} if c["gradient_checkpointing"] else None,
-        activation_offloading=c["offload_activations"], use_liger_kernel=rt["liger"],
+        activation_offloading=c["offload_activations"] and rt["device"] == "cuda", use_liger_kernel=rt["liger"],
         use_cpu=rt["device"] != "cuda", dataloader_pin_memory=rt["device"] == "cuda",
         max_length=c["cutoff_len"], packing=rt["packing"], packing_strategy="bfd", completion_only_loss=True,
         train_sampling_strategy="group_by_length" if rt["group_by_length"] and not rt["packing"] else "random",

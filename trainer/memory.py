@@ -11,22 +11,25 @@ The model follows what tunedeck's trainer really does (trainer/model.py, TRL's S
 - LoRA adapters are fp32 (peft's default), their gradients fp32, the optimizer state per trainable
   parameter by optimizer. Full fine-tuning keeps weights, gradients and Adam state in the load dtype.
 - Activations: what autograd saves per token per layer, with gradient checkpointing the layer inputs
-  plus one layer recomputed; the LM head and loss (TRL computes log-probabilities in tiles, never
-  the full logits; a plain script's fp32 logits are counted when fused_lm_head is off); the CUDA context, which torch's own counters do not see.
-The activation coefficients were calibrated against an H100 (benchmarks/README.md says how).
+  plus one layer recomputed; the LM head and loss (TRL computes log-probabilities in tiles, never the
+  full logits; a plain script's fp32 logits are counted when fused_lm_head is off); foreach AdamW's
+  step temporaries; torch's allocator reserve; the CUDA context, which torch's own counters do not see.
+Two activation coefficients and the allocator factors were calibrated on an H100, and checked on
+held-out runs (benchmarks/README.md; tests/test_memory.py keeps every stored point within 10%).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence, Union
 
 from .catalog import ModelShape
 
 GB = 1024 ** 3
 CUDA_CONTEXT_BYTES = int(0.6 * GB)  # CUDA 13 context on an H100 (measured 0.60 GiB); torch does not count it
-# Calibrated on an H100 (benchmarks/results/gpu_llama8b.json, Llama-3.1-8B QLoRA, 10 points, least squares):
+# Calibrated on an H100 (benchmarks/results/gpu_llama8b.json, Llama-3.1-8B QLoRA, 9 fixed-shape points, least
+# squares):
 # autograd keeps less than the op-by-op count (some saved tensors are shared views), checkpoints a little more.
 LAYER_ACTIVATION_CALIBRATION = 0.725
 CHECKPOINT_CALIBRATION = 1.20
@@ -98,13 +101,7 @@ class MemorySettings:
         )
 
     def with_batch(self, micro_batch: int) -> "MemorySettings":
-        return _replace(self, micro_batch=micro_batch)
-
-
-def _replace(settings: MemorySettings, **changes: Any) -> MemorySettings:
-    from dataclasses import replace
-
-    return replace(settings, **changes)
+        return replace(self, micro_batch=micro_batch)
 
 
 # --- weights -------------------------------------------------------------------------------------

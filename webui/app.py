@@ -16,11 +16,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
-from trainer.config import GROUPS, ConfigError, TrainConfig
+from trainer.config import ConfigError, TrainConfig
 from trainer.events import tail_lines
 from trainer.plan import CPU, Hardware, resolve_plan
 

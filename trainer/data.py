@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from .config import TrainConfig
-from .plan import CPU, Hardware, pack_best_fit_decreasing, packing_factor, padding_efficiency, resolve_packing
+from .plan import (CPU, Hardware, length_group_rows, pack_best_fit_decreasing, packing_factor, padding_efficiency,
+                   resolve_packing)
 from .templates import (AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES, Segment, chat_template_jinja, render_named,
                         unknown_template_message)
 
@@ -1122,7 +1123,9 @@ def length_stats(lengths: Sequence[int], cfg: TrainConfig, hw: Optional[Hardware
     truncated = [v for v in values if v > cutoff]
     clipped_max = min(ordered[-1], cutoff)
     plain = padding_efficiency(values, micro, "plain", cutoff, cfg.seed)
-    grouped = padding_efficiency(values, micro, "group_by_length", cutoff, cfg.seed)
+    # transformers sorts mega-batches of min(50, rows // (4 × micro × accumulation)) batches (plan.length_group_rows)
+    grouped = padding_efficiency(values, micro, "group_by_length", cutoff, cfg.seed,
+                                 length_group_rows(len(values), micro * cfg.gradient_accumulation_steps))
     packed = padding_efficiency(values, micro, "packing", cutoff, cfg.seed)
     packs = pack_best_fit_decreasing(values, cutoff)
     stats: dict[str, Any] = {

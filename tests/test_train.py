@@ -292,3 +292,18 @@ def test_early_stopping_ends_the_run_when_eval_loss_stops_improving(tmp_path):
     # load_best_model_at_end kept the checkpoint with the lowest eval loss (saved at every eval).
     assert Path(status["best_checkpoint"]).name in ("checkpoint-1", "checkpoint-2")
     assert (tmp_path / "early" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_a_broken_chat_template_is_named_as_the_reason(tmp_path):
+    import shutil
+
+    from trainer.demo import ensure_demo_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(ensure_demo_model(), model_dir)
+    (model_dir / "chat_template.jinja").write_text("{% for message in messages %}{{ message['content'] }",
+                                                   encoding="utf-8")
+    code = run_training(tiny(model_name_or_path=str(model_dir)), tmp_path / "run")
+    status = final_status(read_events(tmp_path / "run"))
+    assert code == 2 and status["status"] == FAILED and status["kind"] == "template"
+    assert "chat template" in status["reason"] and any("template" in a for a in status["advice"])

@@ -1,7 +1,7 @@
 """What the training subprocess runs: config -> data -> plan -> model -> TRL SFTTrainer -> run directory.
 
-`run_training(cfg, run_dir) -> exit code` (0 finished, 3 aborted, 1 failed, 2 invalid config, dataset or
-model path). It writes the run directory of DESIGN.md and always ends with a `status` event when it can:
+`run_training(cfg, run_dir) -> exit code` (0 finished, 3 aborted, 1 failed, 2 invalid config, dataset,
+model path or chat template). It writes the run directory of DESIGN.md and always ends with a `status` event when it can:
 finished, aborted (stopped at a step boundary with a checkpoint), or failed with a reason, advice and
 the last lines of the log.
 """
@@ -127,7 +127,7 @@ def run_training(cfg: TrainConfig, run_dir: str | Path) -> int:
         sys.stderr.flush()
         run.writer.emit("status", status=FAILED, kind=kind, reason=reason, advice=advice,
                         log_tail=run.log_tail(exc), **run.progress())
-        return EXIT_INVALID if kind in ("config", "data", "not_found") else EXIT_FAILED
+        return EXIT_INVALID if kind in ("config", "data", "not_found", "template") else EXIT_FAILED
     finally:
         abort.uninstall()
         if run.torch_threads:

@@ -219,3 +219,13 @@ def test_lora_target_matching_nothing_is_noted():
     est = estimate_memory(LLAMA_8B, MemorySettings(lora_target=["c_attn"]))
     assert est.trainable_parameters == 0
     assert any("matches no linear layer" in note for note in est.notes)
+
+
+def test_length_group_rows_follows_transformers_mega_batches():
+    from trainer.plan import length_group_rows
+
+    # transformers: mega_batch_mult = min(rows // (4 * batch), 50) or 1; mega-batch = mult * batch
+    assert length_group_rows(324, 8) == 80
+    assert length_group_rows(10_000, 8) == 400
+    assert length_group_rows(4, 2) == 2
+    assert length_group_rows(1000, 32) == 7 * 32

@@ -167,7 +167,10 @@ def _train(run: _Run, abort) -> int:
     tokenizer = load_tokenizer(cfg, source)
     train_rows = tokenize_examples(loaded.train, tokenizer, cfg, loaded)
     eval_rows = tokenize_examples(loaded.eval, tokenizer, cfg, loaded) if loaded.eval else []
-    for text in list(getattr(train_rows, "warnings", [])) + list(getattr(eval_rows, "warnings", [])):
+    dataset_warnings = list(getattr(loaded, "warnings", []))
+    if len(dataset_warnings) > 5:  # one line each would bury the rest; the dataset tab lists them all
+        dataset_warnings = dataset_warnings[:5] + [f"... and {len(dataset_warnings) - 5} more dataset warnings"]
+    for text in dataset_warnings + list(getattr(train_rows, "warnings", [])) + list(getattr(eval_rows, "warnings", [])):
         _say(f"warning: {text}")
         writer.emit("message", level="warning", text=text)
     if loaded.skipped:

@@ -397,6 +397,21 @@ def largest_fitting(fits: Callable[[int], bool], *, start: int = 1, limit: int =
     return good
 
 
+def keep_effective_batch(effective: int, largest: int) -> tuple[int, int]:
+    """(micro-batch, accumulation) with micro ≤ largest and micro × accumulation == effective exactly.
+
+    The biggest divisor of the effective batch that fits; when only 1 divides it that way (a prime
+    effective batch), the largest micro-batch and the accumulation that comes closest from above.
+    """
+    if largest < 1:
+        return 0, 0
+    largest = min(largest, effective)
+    divisor = max(d for d in range(1, largest + 1) if effective % d == 0)
+    if divisor * 2 > largest or divisor == largest:
+        return divisor, effective // divisor
+    return largest, math.ceil(effective / largest)
+
+
 def largest_micro_batch(shape: ModelShape, settings: MemorySettings, gpu_bytes: float, *,
                         share: float = FITS_BELOW, limit: int = 1024) -> int:
     """The largest micro-batch whose estimate stays under `share` of the card (0: not even 1)."""
@@ -458,15 +473,20 @@ def memory_plan_for_config(cfg: Any, *, precision: str, attn_implementation: str
         effective = micro * accum
         if extra["memory_verdict"] != "fits":
             if best >= 1:
-                new_accum = max(1, math.ceil(effective / best))
-                advice = (f"use micro-batch {best} with gradient accumulation {new_accum} "
-                          f"(effective batch {best * new_accum}, was {effective})")
+                new_micro, new_accum = keep_effective_batch(effective, best)
+                kept = "the same effective batch" if new_micro * new_accum == effective else \
+                    f"effective batch {new_micro * new_accum}, was {effective}"
+                advice = f"use micro-batch {new_micro} with gradient accumulation {new_accum} ({kept})"
             else:
                 advice = "even micro-batch 1 does not fit: quantize the base (4-bit), turn on gradient " \
                          "checkpointing, shorten cutoff_len or pick a bigger GPU"
             warnings.append(f"Memory: about {est_gb:.1f} GB at micro-batch {micro} × {settings.seq_len} tokens on a "
                             f"{gpu_memory_gb:g} GB GPU: {extra['memory_verdict']}. {advice[0].upper()}{advice[1:]}.")
-        extra["suggested_gradient_accumulation"] = max(1, math.ceil(effective / best)) if best else None
+        if best:
+            extra["suggested_micro_batch"], extra["suggested_gradient_accumulation"] = \
+                keep_effective_batch(effective, best)
+        else:
+            extra["suggested_micro_batch"] = extra["suggested_gradient_accumulation"] = None
     else:
         extra["memory_verdict_by_gpu"] = {
             g.key: verdict(estimate_memory(shape, settings).total_bytes, g.total_bytes) for g in GPU_CHOICES}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .config import TrainConfig
-from .memory import FITS_BELOW, largest_fitting
+from .memory import FITS_BELOW, keep_effective_batch, largest_fitting  # noqa: F401 - re-exported
 
 PROBE_STEPS = 2
 CHILD_TIMEOUT_S = 900
@@ -59,21 +59,6 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def keep_effective_batch(effective: int, largest: int) -> tuple[int, int]:
-    """(micro-batch, accumulation) with micro ≤ largest and micro × accumulation == effective exactly.
-
-    The biggest divisor of the effective batch that fits; when only 1 divides it that way (a prime
-    effective batch), the largest micro-batch and the accumulation that comes closest from above.
-    """
-    if largest < 1:
-        return 0, 0
-    largest = min(largest, effective)
-    divisor = max(d for d in range(1, largest + 1) if effective % d == 0)
-    if divisor * 2 > largest or divisor == largest:
-        return divisor, effective // divisor
-    return largest, math.ceil(effective / largest)
 
 
 def search(fits: Callable[[int], bool], *, start: int, limit: int) -> int:

@@ -153,7 +153,7 @@ def test_plan_fills_the_memory_estimate_and_verdict_on_a_detected_gpu():
     assert 1 <= best < 64
     micro, accum = data["suggested_micro_batch"], data["suggested_gradient_accumulation"]
     assert micro <= best and micro * accum == 128  # 128 has divisors: the effective batch is kept exactly
-    assert any("will not fit" in w and f"use micro-batch {micro} with gradient accumulation {accum} (the same "
+    assert any("will not fit" in w and f"Use micro-batch {micro} with gradient accumulation {accum} (the same "
                "effective batch)" in w for w in plan.warnings)
     assert set(data["memory_breakdown_gb"]) >= {"base_weights", "activations", "logits_and_loss", "cuda_context"}
 

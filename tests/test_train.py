@@ -183,7 +183,7 @@ def test_abort_file_stops_at_the_next_step_with_a_checkpoint(tmp_path):
     assert not (run_dir / "adapter").exists()
 
 
-def test_sigterm_on_a_real_subprocess_ends_aborted_with_a_checkpoint(tmp_path):
+def test_abort_file_and_sigterm_on_a_real_subprocess_end_aborted_with_a_checkpoint(tmp_path):
     run_dir = tmp_path / "sigterm"
     config = tmp_path / "config.yaml"
     tiny(max_steps=400, eval_strategy="no", save_steps=1000, max_samples=None).save(config)
@@ -198,6 +198,8 @@ def test_sigterm_on_a_real_subprocess_ends_aborted_with_a_checkpoint(tmp_path):
                 break
             time.sleep(0.1)
         assert proc.poll() is None, (tmp_path / "stdout.log").read_text()[-3000:]
+        # The job manager's protocol: the ABORT file, then SIGTERM (without a handler SIGTERM would kill it: -15).
+        (run_dir / "ABORT").touch()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=120)
     finally:
@@ -207,7 +209,7 @@ def test_sigterm_on_a_real_subprocess_ends_aborted_with_a_checkpoint(tmp_path):
     events = read_events(run_dir)
     status = final_status(events)
     assert code == 3 and status["status"] == ABORTED, (tmp_path / "stdout.log").read_text()[-3000:]
-    assert "SIGTERM" in status["reason"]
+    assert "SIGTERM" in status["reason"] or "abort requested" in status["reason"]
     assert latest_checkpoint(run_dir) is not None
     assert latest_checkpoint(run_dir).name == f"checkpoint-{status['step']}"
 

@@ -21,6 +21,7 @@ from trainer.events import ABORTED, FAILED, FINISHED, number, read_events
 from trainer.train import latest_checkpoint, run_training
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # real training on the CPU (still runs in CI)
 
 TINY = dict(
     model_name_or_path="demo",

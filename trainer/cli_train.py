@@ -42,6 +42,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"invalid config: {exc}", file=sys.stderr)
         _record_invalid(run_dir, exc)
         return 2
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ".write-test").touch()
+        (run_dir / ".write-test").unlink()
+    except OSError as exc:
+        print(f"cannot write the run directory {run_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     from .train import run_training
 
     print(f"tunedeck: run directory {run_dir.resolve()}", flush=True)

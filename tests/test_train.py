@@ -310,3 +310,11 @@ def test_a_broken_chat_template_is_named_as_the_reason(tmp_path):
     status = final_status(read_events(tmp_path / "run"))
     assert code == 2 and status["status"] == FAILED and status["kind"] == "template"
     assert "chat template" in status["reason"] and any("template" in a for a in status["advice"])
+
+
+def test_oom_advice_keeps_the_effective_batch_exactly_for_odd_micro_batches():
+    from trainer.telemetry import oom_advice
+
+    first = oom_advice(tiny(per_device_train_batch_size=9, gradient_accumulation_steps=2))[0]
+    assert "per_device_train_batch_size 9 → 3" in first and "gradient_accumulation_steps 2 → 6" in first
+    assert "effective batch at 18" in first

@@ -348,12 +348,14 @@ def oom_advice(cfg: TrainConfig) -> list[str]:
     advice: list[str] = []
     micro, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
     if micro > 1:
-        new_micro = micro // 2
-        new_accum = math.ceil(accum * micro / new_micro)
+        # The largest divisor of the micro-batch up to half of it keeps the effective batch exactly.
+        new_micro = max(d for d in range(1, micro // 2 + 1) if micro % d == 0)
+        new_accum = accum * (micro // new_micro)
+        how = ("Halve the micro-batch and double the accumulation" if new_micro * 2 == micro
+               else "Lower the micro-batch and raise the accumulation by the same factor")
         advice.append(
-            f"Halve the micro-batch and double the accumulation: per_device_train_batch_size {micro} → {new_micro} "
-            f"and gradient_accumulation_steps {accum} → {new_accum}, keeping the effective batch at "
-            f"{new_micro * new_accum} per device (it was {micro * accum}).")
+            f"{how}: per_device_train_batch_size {micro} → {new_micro} and gradient_accumulation_steps {accum} → "
+            f"{new_accum}, keeping the effective batch at {new_micro * new_accum} per device.")
     if cfg.cutoff_len > 256:
         advice.append(f"Shorten the rows: cutoff_len {cfg.cutoff_len} → {cfg.cutoff_len // 2} "
                       "(activation memory grows with the row length).")

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from .config import ConfigError
+from .config import ConfigError, write_text_atomic
 
 EXIT_OK, EXIT_INVALID = 0, 2
 
@@ -33,16 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="where to write the result")
     parser.add_argument("--allow-unknown", action="store_true",
                         help="with --to: ignore keys of the tunedeck file this version does not know")
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _fail(message: str) -> int:
@@ -78,7 +67,7 @@ def _from_llamafactory(src: Path, dst: Path) -> int:
     header += [f"# not imported: {key}: {why}" for key, why in result.unmapped.items()]
     text = preset_to_yaml(result.config, title=f"Imported: {src.stem}", description=description,
                           meta={"imported_from": "llamafactory"})
-    _write(dst, "\n".join(header) + "\n" + text)
+    write_text_atomic(dst, "\n".join(header) + "\n" + text)
     for key, why in result.unmapped.items():
         print(f"not imported: {key}: {why}", file=sys.stderr)
     for note in result.notes:
@@ -104,8 +93,8 @@ def _to_llamafactory(src: Path, dst: Path, allow_unknown: bool) -> int:
     result = export_llamafactory(cfg, dataset_dir=dataset_dir)
     info_path = dataset_dir / "dataset_info.json"
     merged = merge_dataset_info(info_path, result.dataset_info)
-    _write(dst, result.yaml_text)
-    _write(info_path, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(dst, result.yaml_text)
+    write_text_atomic(info_path, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
     for key, why in result.unmapped.items():
         print(f"not exported: {key}: {why}", file=sys.stderr)
     for note in result.notes:

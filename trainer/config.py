@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -403,16 +404,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError([("", "file not found")], str(path)) from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError([("", f"not UTF-8 text (byte {exc.start})")], str(path)) from None
-        except OSError as exc:
-            raise ConfigError([("", f"cannot read: {exc.strerror}")], str(path)) from None
-        return cls.from_yaml_text(text, str(path))
+        return cls.from_yaml_text(read_text_file(path, "YAML file"), str(path))
 
     def to_dict(self, *, only_changed: bool = False) -> dict[str, Any]:
         data = self.model_dump(mode="json")
@@ -425,10 +417,7 @@ class TrainConfig(BaseModel):
         return yaml.safe_dump(self.to_dict(only_changed=only_changed), sort_keys=False, allow_unicode=True)
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_yaml(), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, self.to_yaml())
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A validated copy with some fields changed."""
@@ -500,6 +489,37 @@ def parse_yaml(text: str, source: str | None = None) -> Any:
     except yaml.YAMLError as exc:
         raise ConfigError([("", f"invalid YAML ({exc})")], source) from None
     return {} if data is None else data
+
+
+def read_text_file(path: str | Path, what: str = "text file") -> str:
+    """A UTF-8 text file's contents (a BOM is dropped), or a ConfigError naming the file and the problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([("", "file not found")], str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError([("", f"is a directory, not a {what}")], str(path)) from None
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read: {exc.strerror}")], str(path)) from None
+    if b"\x00" in raw:
+        raise ConfigError([("", f"a binary file, not a {what}")], str(path))
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([("", f"not UTF-8 text (byte {exc.start})")], str(path)) from None
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a file so that a reader sees the old or the new contents, never half of them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_config(source: Union[str, Path, dict[str, Any], TrainConfig]) -> TrainConfig:

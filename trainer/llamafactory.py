@@ -25,7 +25,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from .config import LORA_TARGET_ALL, ConfigError, TrainConfig, parse_yaml
+from .config import LORA_TARGET_ALL, ConfigError, TrainConfig, parse_yaml, read_text_file
 
 # LLaMA-Factory's defaults (its FinetuningArguments / DataArguments / ModelArguments and transformers'
 # TrainingArguments) for the TrainConfig fields, applied when an imported file leaves a key out.
@@ -195,18 +195,7 @@ def import_llamafactory_file(path: Union[str, Path], base_dir: Union[str, Path, 
     """Read a LLaMA-Factory training YAML. ``dataset_dir`` is resolved against ``base_dir`` (default: the
     YAML's folder, then the current directory)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError([("", "file not found")], str(path)) from None
-    except IsADirectoryError:
-        raise ConfigError([("", "is a directory, not a YAML file")], str(path)) from None
-    except OSError as exc:
-        raise ConfigError([("", f"cannot read: {exc.strerror}")], str(path)) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError([("", f"not UTF-8 text (byte {exc.start})")], str(path)) from None
+    text = read_text_file(path, "YAML file")
     return import_llamafactory_text(text, str(path), base_dir=base_dir if base_dir is not None else path.parent)
 
 

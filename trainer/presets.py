@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, Optional, Union
 
 import yaml
 
-from .config import PRESET_META_KEY, ConfigError, TrainConfig, _ALIAS_KEYS, parse_yaml
+from .config import PRESET_META_KEY, ConfigError, TrainConfig, _ALIAS_KEYS, parse_yaml, read_text_file, write_text_atomic
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "presets"
 USER_SUBDIR = "presets"
@@ -313,16 +313,7 @@ def preset_from_bytes(data: bytes, source: str = "uploaded file", *, allow_unkno
 
 
 def preset_from_file(path: Union[str, Path], *, allow_unknown: bool = False) -> LoadedPreset:
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError([("", "file not found")], str(path)) from None
-    except IsADirectoryError:
-        raise ConfigError([("", "is a directory, not a preset file")], str(path)) from None
-    except OSError as exc:
-        raise ConfigError([("", f"cannot read: {exc.strerror}")], str(path)) from None
-    return preset_from_bytes(raw, str(path), allow_unknown=allow_unknown)
+    return preset_from_text(read_text_file(path, "preset file"), str(path), allow_unknown=allow_unknown)
 
 
 def _info(path: Path, builtin: bool) -> PresetInfo:
@@ -433,16 +424,6 @@ def _render(cfg: Union[TrainConfig, dict[str, Any]], title: str | None, descript
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100), stripped
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_user_preset(name: str, cfg: Union[TrainConfig, dict[str, Any]],
                      runs_root: Union[str, Path, None] = None, title: str | None = None,
                      description: str | None = None, overwrite: bool = False,
@@ -460,7 +441,7 @@ def save_user_preset(name: str, cfg: Union[TrainConfig, dict[str, Any]],
     head.setdefault("title", name)
     head["saved_at"] = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     text, stripped = _render(cfg, title, description, head)
-    _write_atomic(path, text)
+    write_text_atomic(path, text)
     return SavedPreset(name, path, stripped)
 
 
@@ -493,7 +474,7 @@ def rename_user_preset(old: str, new: str, runs_root: Union[str, Path, None] = N
             and data[PRESET_META_KEY].get("title") == old:
         data[PRESET_META_KEY]["title"] = new
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
-    _write_atomic(new_path, text)
+    write_text_atomic(new_path, text)
     # On a case-insensitive file system "Mine" -> "mine" is one file: do not delete what was just written.
     if old_path.exists() and not old_path.samefile(new_path):
         old_path.unlink()

@@ -338,6 +338,10 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                 alerts_box = gr.Markdown("", elem_id="alerts")
                 log_box = gr.Textbox(label=i18n("log_tail"), lines=14, max_lines=14, interactive=False,
                                      elem_id="log-tail", autoscroll=True)
+                with gr.Accordion("config.yaml of this run", open=False, elem_id="run-config-accordion"):
+                    run_config = gr.Code(language="yaml", label="config.yaml", elem_id="run-config", lines=10)
+                    reuse_btn = gr.Button("Use this config in the form (to start a new run from it)",
+                                          elem_id="reuse-config-btn")
 
             # ---------------- runs ----------------
             with gr.Tab(i18n("tab_runs"), id="runs", elem_id="tab-runs") as runs_tab_item:
@@ -488,6 +492,26 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
             return [gr.update(choices=choices, value=saved.name), f"Preset: **{saved.name}**",
                     gr.update(choices=choices)]
 
+        def reuse_config(run_id: str | None) -> list[Any]:
+            """Load a run's config into the form, for a new run (a resume pointer is dropped)."""
+            if not run_id:
+                gr.Warning("Select a run first.")
+                return [gr.skip()] * (len(preset_load_outputs) + 1)
+            try:
+                cfg = TrainConfig.from_yaml(ctx.jobs.run_dir(run_id) / "config.yaml")
+                if cfg.resume_from_checkpoint:
+                    cfg = cfg.replace(resume_from_checkpoint=None)
+            except Exception as exc:  # noqa: BLE001 - ConfigError, unknown run: say it
+                gr.Warning(_short(_error_text(exc)))
+                return [gr.skip()] * (len(preset_load_outputs) + 1)
+            values = config_to_values(cfg)
+            note = f"Config of run **{html.escape(run_id)}** — change what you like and press Start for a new run."
+            return [values[c.name] for c in all_controls] + [
+                _method_of(values), _preset_reference(cfg), note, gr.update(visible=False), gr.Tabs(selected="train")]
+
+        reuse_btn.click(reuse_config, [run_select], [*preset_load_outputs, tabs]).then(
+            refresh_plan, plan_inputs, plan_outputs, show_progress="hidden")
+
         save_preset_btn.click(save_preset, [save_name, *ordered], [preset_select, preset_note, presets_tab.select])
 
         # ---------------- start / abort / resume ----------------
@@ -544,7 +568,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
 
         # ---------------- monitor ----------------
         monitor_outputs = [status_html, progress_box, run_notes, loss_plot, memory_plot, lr_plot, throughput_plot,
-                           alerts_box, log_box, abort_btn, resume_btn, run_select, drawn]
+                           alerts_box, log_box, abort_btn, resume_btn, run_select, run_config, drawn]
 
         def monitor(run_id: str | None, smooth: float, log: bool, last: dict, request: gr.Request) -> list[Any]:
             try:
@@ -673,19 +697,19 @@ def _monitor_tick(ctx: Context, run_id: str | None, smooth: float, log: bool, la
         select_update = gr.update(choices=[(views.run_choice_label(i), i.id) for i in infos])
     if not run_id:
         if last.get("run") is None and select_update is skip:
-            return [skip] * 12 + [last]
+            return [skip] * 13 + [last]
         last["run"] = None
         empty = charts.RunSeries()
         return [views.status_badge(None, "no run selected: press Start, or pick one"), "", "",
                 charts.loss_figure(empty), charts.memory_figure(empty), charts.lr_gradnorm_figure(empty),
                 charts.throughput_figure(empty), "", "", gr.update(interactive=False), gr.update(interactive=False),
-                select_update, last]
+                select_update, "", last]
     info = next((i for i in infos if i.id == run_id), None)
     if info is None:
         try:
             info = ctx.jobs.get(run_id)
         except Exception as exc:  # noqa: BLE001
-            return [views.status_badge("unknown", _short(_error_text(exc))), *([skip] * 11), last]
+            return [views.status_badge("unknown", _short(_error_text(exc))), *([skip] * 12), last]
     cached = ctx.cache.poll(info.run_dir)
     series = cached.series
     data_key = (run_id, cached.version)
@@ -730,8 +754,17 @@ def _monitor_tick(ctx: Context, run_id: str | None, smooth: float, log: bool, la
     else:
         out += [skip, skip]
     out.append(select_update)
+    # The run's own config.yaml (resume rewrites it, so it follows the status too).
+    config_key = (run_id, status)
+    if config_key != last.get("config"):
+        try:
+            out.append((info.run_dir / "config.yaml").read_text(encoding="utf-8"))
+        except OSError:
+            out.append("")
+    else:
+        out.append(skip)
     last.update(run=run_id, data=data_key, loss=loss_key, status=status_key, progress=progress_key,
-                notes=notes_key, log=log_key, buttons=buttons_key)
+                notes=notes_key, log=log_key, buttons=buttons_key, config=config_key)
     out.append(last)
     return out
 

@@ -11,101 +11,21 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from browser_util import CHROMIUM, CHROMIUM_MISSING, ROOT, Server, free_port, launch_chromium
+from browser_util import plot_points as _plot_points
+from browser_util import trace_names as _trace_names
+from browser_util import wait_for as _wait
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh does it as root)",
-                allow_module_level=True)
+    pytest.skip(CHROMIUM_MISSING, allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`python app.py` as a real subprocess; stopping it leaves the trainers it started running."""
-
-    def __init__(self, runs_dir: Path, port: int, log: Path):
-        self.runs_dir, self.port, self.log_path = runs_dir, port, log
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def start(self, timeout: float = 90) -> None:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(self.port), "--runs-dir",
-                                      str(self.runs_dir)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"app.py exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError(f"app.py did not listen on port {self.port} within {timeout}s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-
-def _plot_points(page, elem_id: str, trace: int = 0) -> int:
-    """How many points the plotly chart inside #elem_id holds in a trace (0 while it has none)."""
-    return page.evaluate(
-        """([id, trace]) => {
-            const el = document.querySelector(`#${id} .js-plotly-plot`);
-            if (!el || !el.data || el.data.length <= trace) return 0;
-            const t = el.data[trace];
-            return (t.y || t.x || []).length;
-        }""", [elem_id, trace])
-
-
-def _trace_names(page, elem_id: str) -> list[str]:
-    return page.evaluate(
-        """(id) => { const el = document.querySelector(`#${id} .js-plotly-plot`);
-                     return el && el.data ? el.data.map((t) => t.name || '') : []; }""", elem_id)
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.time() + timeout
-    value = None
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value {value!r})")
 
 
 def _open_monitor(page) -> None:
@@ -124,12 +44,11 @@ def _selected_run(page) -> str:
 
 def test_start_watch_reload_restart_abort(tmp_path):
     runs_dir = tmp_path / "runs"
-    server = Server(runs_dir, _free_port(), tmp_path / "app.log")
+    server = Server(runs_dir, free_port(), tmp_path / "app.log")
     server.start()
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
             page.goto(server.url)

@@ -449,7 +449,17 @@ def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
                 ["Set `template` to a named template (chatml, llama3, alpaca, ...) or fix the tokenizer's "
                  "chat_template; `auto` uses the tokenizer's own template or a plain fallback."])
     if DataError and isinstance(exc, DataError):
-        return f"Dataset problem: {text}", ["Fix the row named above, or turn on skip_invalid_rows to skip bad rows."]
+        if "no usable rows" in text:
+            advice = ["Fix the rows named above: no row is usable, so skipping bad rows cannot help (check "
+                      "dataset_format and column_mapping if every row misses the same field)."]
+        elif getattr(exc, "issues", None):
+            advice = ["Fix the rows named above, or turn on skip_invalid_rows to train without them (they are "
+                      "counted and reported)."]
+        else:
+            advice = ["Check the dataset setting: a shipped name (demo), a local JSON/JSONL/CSV/Parquet file that "
+                      "exists, or a Hub dataset id (needs the network); `python -m trainer check CONFIG.yaml` "
+                      "tests it without training."]
+        return f"Dataset problem: {text}", advice
     if isinstance(exc, FileNotFoundError):
         return f"Not found: {text}", ["Check the paths in the config (dataset, model_name_or_path)."]
     if isinstance(exc, ImportError):

@@ -68,12 +68,17 @@ def _from_llamafactory(src: Path, dst: Path) -> int:
     text = preset_to_yaml(result.config, title=f"Imported: {src.stem}", description=description,
                           meta={"imported_from": "llamafactory"})
     write_text_atomic(dst, "\n".join(header) + "\n" + text)
-    for key, why in result.unmapped.items():
-        print(f"not imported: {key}: {why}", file=sys.stderr)
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+    _report("not imported", result.unmapped, result.notes)
     print(f"wrote {dst} ({len(result.unmapped)} key{'s' if len(result.unmapped) != 1 else ''} not imported)")
     return EXIT_OK
+
+
+def _report(what: str, unmapped: dict[str, str], notes: list[str]) -> None:
+    """Every key a conversion left behind, with why, and its notes: on stderr, so OUT stays clean."""
+    for key, why in unmapped.items():
+        print(f"{what}: {key}: {why}", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _load_config(src: Path, allow_unknown: bool):
@@ -95,10 +100,7 @@ def _to_llamafactory(src: Path, dst: Path, allow_unknown: bool) -> int:
     merged = merge_dataset_info(info_path, result.dataset_info)
     write_text_atomic(dst, result.yaml_text)
     write_text_atomic(info_path, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
-    for key, why in result.unmapped.items():
-        print(f"not exported: {key}: {why}", file=sys.stderr)
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+    _report("not exported", result.unmapped, result.notes)
     print(f"wrote {dst} and the dataset entry '{result.dataset_name}' in {info_path}")
     return EXIT_OK
 

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -543,25 +543,22 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
         start_btn.click(start, [plan_hw, shown_errors, *ordered],
                         [run_select, tabs, errors_box, shown_errors, *ordered])
 
-        def abort(run_id: str | None, request: gr.Request) -> None:
-            if not run_id:
-                gr.Warning("Select a run first.")
-                return
-            try:
-                ctx.jobs.abort(run_id, owner=_owner_filter(request))
-                gr.Info(f"Abort requested for {run_id}: it stops at the next step and saves a checkpoint.")
-            except Exception as exc:  # noqa: BLE001
-                gr.Warning(_short(_error_text(exc)))
+        def run_action(action: Callable[..., Any], done: str) -> Callable[[str | None, gr.Request], None]:
+            """A Monitor button acting on the selected run; `done` may name it with {run_id}."""
+            def handler(run_id: str | None, request: gr.Request) -> None:
+                if not run_id:
+                    gr.Warning("Select a run first.")
+                    return
+                try:
+                    action(run_id, owner=_owner_filter(request))
+                    gr.Info(done.format(run_id=run_id))
+                except Exception as exc:  # noqa: BLE001
+                    gr.Warning(_short(_error_text(exc)))
+            return handler
 
-        def resume(run_id: str | None, request: gr.Request) -> None:
-            if not run_id:
-                gr.Warning("Select a run first.")
-                return
-            try:
-                ctx.jobs.resume(run_id, owner=_owner_filter(request))
-                gr.Info(f"Run {run_id} queued again: it resumes from its newest checkpoint.")
-            except Exception as exc:  # noqa: BLE001
-                gr.Warning(_short(_error_text(exc)))
+        abort = run_action(ctx.jobs.abort, "Abort requested for {run_id}: it stops at the next step and saves a "
+                                           "checkpoint.")
+        resume = run_action(ctx.jobs.resume, "Run {run_id} queued again: it resumes from its newest checkpoint.")
 
         abort_btn.click(abort, [run_select], None)
         resume_btn.click(resume, [run_select], None)

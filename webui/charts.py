@@ -452,37 +452,33 @@ def _finite_pairs(pairs: list[tuple[int, float]]) -> Callable[[], list[tuple[int
     return lambda: [(s, v) for s, v in pairs if math.isfinite(v)]
 
 
-def lr_gradnorm_figure(series: RunSeries, max_points: int | None = None) -> go.Figure:
-    fig = _layout(go.Figure(), "Learning rate and gradient norm", x_title="step", y_title="learning rate")
-    if not series.learning_rate and not series.grad_norm:
+def _twin_axis_figure(series: RunSeries, title: str, left: tuple[str, str, str], right: tuple[str, str, str],
+                      max_points: int | None) -> go.Figure:
+    """Two series of a run on one step axis: ``left`` and ``right`` are (RunSeries attribute, name, colour)."""
+    fig = _layout(go.Figure(), title, x_title="step", y_title=left[1])
+    if not getattr(series, left[0]) and not getattr(series, right[0]):
         return _empty(fig, "waiting for the first logged step…")
-    xs, ys = _points(series, "learning_rate", _finite_pairs(series.learning_rate), max_points)
-    if xs:
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="learning rate", line={"color": PALETTE[4]}))
-    xs, ys = _points(series, "grad_norm", _finite_pairs(series.grad_norm), max_points)
-    if xs:
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="gradient norm", yaxis="y2",
-                                 line={"color": PALETTE[5]}))
-        fig.update_layout(yaxis2={"title": "gradient norm", "overlaying": "y", "side": "right",
-                                  "showgrid": False, "rangemode": "tozero"})
-        fig.update_layout(margin={"r": 55})
+    for (key, name, color), axis in ((left, "y"), (right, "y2")):
+        xs, ys = _points(series, key, _finite_pairs(getattr(series, key)), max_points)
+        if not xs:
+            continue
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, yaxis=axis, line={"color": color}))
+        if axis == "y2":
+            fig.update_layout(yaxis2={"title": name, "overlaying": "y", "side": "right", "showgrid": False,
+                                      "rangemode": "tozero"}, margin={"r": 55})
+    return fig
+
+
+def lr_gradnorm_figure(series: RunSeries, max_points: int | None = None) -> go.Figure:
+    fig = _twin_axis_figure(series, "Learning rate and gradient norm", ("learning_rate", "learning rate", PALETTE[4]),
+                            ("grad_norm", "gradient norm", PALETTE[5]), max_points)
     fig.update_yaxes(exponentformat="e", selector={"anchor": "x"})
     return fig
 
 
 def throughput_figure(series: RunSeries, max_points: int | None = None) -> go.Figure:
-    fig = _layout(go.Figure(), "Throughput", x_title="step", y_title="tokens / s")
-    if not series.tokens_per_second and not series.samples_per_second:
-        return _empty(fig, "waiting for the first logged step…")
-    xs, ys = _points(series, "tokens_per_second", _finite_pairs(series.tokens_per_second), max_points)
-    if xs:
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="tokens / s", line={"color": PALETTE[2]}))
-    xs, ys = _points(series, "samples_per_second", _finite_pairs(series.samples_per_second), max_points)
-    if xs:
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="samples / s", yaxis="y2",
-                                 line={"color": PALETTE[3]}))
-        fig.update_layout(yaxis2={"title": "samples / s", "overlaying": "y", "side": "right",
-                                  "showgrid": False, "rangemode": "tozero"}, margin={"r": 55})
+    fig = _twin_axis_figure(series, "Throughput", ("tokens_per_second", "tokens / s", PALETTE[2]),
+                            ("samples_per_second", "samples / s", PALETTE[3]), max_points)
     fig.update_yaxes(rangemode="tozero")
     return fig
 

@@ -25,6 +25,16 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+def open_dashboard(playwright, url: str):
+    """(browser, page): Chromium on the dashboard at `url`, once its Start button is there."""
+    browser = launch_chromium(playwright)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.wait_for_selector("#start-btn")
+    return browser, page
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

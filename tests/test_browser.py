@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from browser_util import CHROMIUM, CHROMIUM_MISSING, ROOT, Server, free_port, launch_chromium
+from browser_util import CHROMIUM, CHROMIUM_MISSING, ROOT, Server, free_port, open_dashboard
 from browser_util import plot_points as _plot_points
 from browser_util import trace_names as _trace_names
 from browser_util import wait_for as _wait
@@ -48,11 +48,7 @@ def test_start_watch_reload_restart_abort(tmp_path):
     server.start()
     try:
         with sync_api.sync_playwright() as p:
-            browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.goto(server.url)
-            page.wait_for_selector("#start-btn")
+            browser, page = open_dashboard(p, server.url)
 
             # Pick the demo preset explicitly (the page also opens on it), then make the run long enough
             # to be watched, reloaded and aborted on a slow shared CPU.

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from browser_util import CHROMIUM, CHROMIUM_MISSING, Server, free_port, launch_chromium, wait_for
+from browser_util import CHROMIUM, CHROMIUM_MISSING, Server, free_port, open_dashboard, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -93,11 +93,7 @@ def test_data_preview_upload_and_presets(tmp_path):
     server.start()
     try:
         with sync_api.sync_playwright() as p:
-            browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.goto(server.url)
-            page.wait_for_selector("#start-btn")
+            browser, page = open_dashboard(p, server.url)
 
             # 1. The demo dataset (the page opens on the demo preset): masks and the histogram.
             page.get_by_role("tab", name="Data").click()

@@ -31,8 +31,8 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from trainer.config import TrainConfig
-    from trainer.data import length_stats, load_examples, tokenize_examples
-    from trainer.demo import ensure_demo_model
+    from trainer.datasets.data import length_stats, load_examples, tokenize_examples
+    from trainer.engine.demo import ensure_demo_model
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
     demo = [json.loads(line) for line in (ROOT / "data" / "demo.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -58,8 +58,8 @@ def build_model(model_dir: Path, name: str = MODEL_NAME) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from trainer.catalog import model_shape
-    from trainer.demo import ensure_demo_model
+    from trainer.plan.catalog import model_shape
+    from trainer.engine.demo import ensure_demo_model
 
     if (model_dir / "config.json").is_file() and any(model_dir.glob("*.safetensors")):
         return
@@ -88,13 +88,13 @@ def run_group(group: str, model_dir: Path, out_jsonl: Path, only: set[str] | Non
     import torch
     from transformers import AutoTokenizer, TrainerCallback
 
-    from trainer import memory as mem
-    from trainer.catalog import model_shape
+    from trainer.plan import memory as mem
+    from trainer.plan.catalog import model_shape
     from trainer.config import TrainConfig
-    from trainer.hardware import detect
-    from trainer.model import apply_lora, load_model
-    from trainer.plan import resolve_plan
-    from trainer.train import _build_trainer
+    from trainer.plan.hardware import detect
+    from trainer.engine.model import apply_lora, load_model
+    from trainer.plan.resolve import resolve_plan
+    from trainer.engine.train import _build_trainer
 
     hw = detect()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -284,7 +284,7 @@ def main() -> int:
     jsonl = out / f"{args.name}.jsonl"
     only = {s for s in args.only.split(",") if s} or None
     if args.dry_run:
-        from trainer.demo import ensure_demo_model
+        from trainer.engine.demo import ensure_demo_model
 
         run_group("plain", ensure_demo_model(), jsonl, only, dry_run=True)
         return 0

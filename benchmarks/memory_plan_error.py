@@ -31,8 +31,8 @@ def records() -> list[dict]:
 
 
 def main() -> int:
-    from trainer.catalog import model_shape
-    from trainer.memory import GB, MemorySettings, estimate_memory
+    from trainer.plan.catalog import model_shape
+    from trainer.plan.memory import GB, MemorySettings, estimate_memory
 
     rows = []
     for r in records():

@@ -51,8 +51,8 @@ def varied_rows(n: int, low: int, high: int, vocab: int, seed: int = 0) -> list[
 
 def measure(cfg, rows, model, tokenizer) -> dict:
     """Count real and processed tokens over one epoch of the trainer's own training dataloader."""
-    from trainer.plan import CPU, resolve_plan
-    from trainer.train import _build_trainer
+    from trainer.plan.resolve import CPU, resolve_plan
+    from trainer.engine.train import _build_trainer
 
     plan = resolve_plan(cfg, len(rows), hw=CPU, token_lengths=[len(r["input_ids"]) for r in rows])
     with tempfile.TemporaryDirectory() as run_dir:
@@ -93,8 +93,8 @@ def main() -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trainer.config import TrainConfig
-    from trainer.data import load_examples, tokenize_examples
-    from trainer.demo import ensure_demo_model
+    from trainer.datasets.data import load_examples, tokenize_examples
+    from trainer.engine.demo import ensure_demo_model
 
     started = time.time()
     model_dir = ensure_demo_model()

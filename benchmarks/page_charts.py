@@ -54,7 +54,7 @@ def draw(series) -> tuple[int, dict[str, float]]:
 
 
 def write_run(run_dir: Path, steps: int) -> None:
-    from trainer.events import EventWriter
+    from trainer.run.events import EventWriter
 
     writer = EventWriter(run_dir)
     writer.emit("status", status="running")
@@ -73,7 +73,7 @@ def main() -> int:
 
     import plotly
 
-    from trainer.events import EventWriter
+    from trainer.run.events import EventWriter
     from webui.app import TIMER_SECONDS
     from webui.state import EventCache
 

@@ -43,8 +43,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from trainer.config import TrainConfig
-    from trainer.demo import ensure_demo_model
-    from trainer.export_script import write_script
+    from trainer.engine.demo import ensure_demo_model
+    from trainer.interop.export_script import write_script
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     env.setdefault("TUNEDECK_CACHE", str(ROOT / ".cache" / "tunedeck"))

@@ -117,7 +117,7 @@ def test_start_watch_reload_restart_abort(tmp_path):
 def _kill_leftover_trainers(runs_dir: Path) -> None:
     """A failed test must not leave a trainer running: stop any process group that trains in runs_dir."""
     try:
-        from trainer.jobs import JobManager
+        from trainer.jobs.manager import JobManager
         with JobManager(runs_dir, autostart=False) as jobs:
             for info in jobs.list_runs(status="running"):
                 if info.pid:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trainer.catalog import GPU_CHOICES, catalog_shape, gpu_choice, list_models, model_shape, shape_from_config
+from trainer.plan.catalog import GPU_CHOICES, catalog_shape, gpu_choice, list_models, model_shape, shape_from_config
 
 # Parameter counts stated by the model cards / safetensors metadata (rounded as published).
 PUBLISHED_BILLIONS = {

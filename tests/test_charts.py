@@ -10,7 +10,7 @@ import pytest
 from webui.charts import (Decimator, RunSeries, compare_loss_figure, downsample, downsample_indices, ema, loss_figure,
                           memory_figure, progress, throughput_figure, lr_gradnorm_figure)
 from webui.state import EventCache
-from trainer.events import EventWriter
+from trainer.run.events import EventWriter
 
 
 def test_ema_matches_hand_computed_bias_corrected_series():
@@ -176,7 +176,7 @@ def test_monitor_redraws_only_what_changed(tmp_path):
     import gradio as gr
 
     from trainer.config import TrainConfig
-    from trainer.jobs import JobManager
+    from trainer.jobs.manager import JobManager
     from webui.app import Context, _monitor_tick
 
     jobs = JobManager(tmp_path, autostart=False)  # no scheduler: the run stays queued, we write its events

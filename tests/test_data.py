@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from trainer.config import ConfigError, TrainConfig
-from trainer.data import (
+from trainer.datasets.data import (
     DataError,
     load_examples,
     preview_rows,
@@ -110,7 +110,7 @@ def test_demo_dataset_is_generated_deterministically_and_loads_clean():
 
 
 def test_demo_dataset_fits_the_demo_preset_with_the_demo_tokenizer():
-    demo = pytest.importorskip("trainer.demo")
+    demo = pytest.importorskip("trainer.engine.demo")
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(demo.ensure_demo_model())
@@ -547,7 +547,7 @@ def test_preview_segments_show_exactly_what_trains(tokenizer, chat_tokenizer):
 # --- report and the Data tab's pure views --------------------------------------------------------
 
 def test_inspect_dataset_reports_without_raising(tmp_path, tokenizer):
-    from trainer.data import inspect_dataset
+    from trainer.datasets.data import inspect_dataset
 
     path = write_jsonl(tmp_path / "mixed.jsonl", [
         {"instruction": "Say hi", "output": "hi"}, {"instruction": "Say hi", "output": "hi"},
@@ -568,7 +568,7 @@ def test_inspect_dataset_reports_without_raising(tmp_path, tokenizer):
 
 
 def test_preview_html_and_histogram_figure(tokenizer):
-    from trainer.data import length_stats
+    from trainer.datasets.data import length_stats
     from webui.data_view import histogram_figure, preview_html
 
     example = {"messages": [{"role": "user", "content": "<b>bold</b>?"}, {"role": "assistant", "content": "a & b"}]}
@@ -591,7 +591,7 @@ def test_preview_html_and_histogram_figure(tokenizer):
 
 
 def test_dataset_view_for_the_demo_and_for_a_broken_upload(tmp_path):
-    pytest.importorskip("trainer.demo")
+    pytest.importorskip("trainer.engine.demo")
     from webui.data_view import dataset_view
 
     config = TrainConfig.from_yaml(ROOT / "presets" / "demo.yaml")
@@ -642,7 +642,7 @@ def test_new_user_edge_cases(tmp_path):
 
 def test_real_training_skips_bad_rows_only_when_allowed(tmp_path):
     """A few bad rows: the run is refused (exit 2) with skip off, trains with the count in its events with skip on."""
-    train = pytest.importorskip("trainer.train")
+    train = pytest.importorskip("trainer.engine.train")
     rows = [{"instruction": f"What is {i} plus 1?", "output": f"{i} plus 1 is {i + 1}."} for i in range(24)]
     rows.insert(5, {"instruction": "What is 1 plus 1?"})
     rows.insert(17, '{"instruction": "broken"')
@@ -669,7 +669,7 @@ def test_real_training_skips_bad_rows_only_when_allowed(tmp_path):
 
 
 def test_template_to_save_with_the_trained_model(tokenizer, chat_tokenizer):
-    from trainer.data import chat_template_for_saving
+    from trainer.datasets.data import chat_template_for_saving
 
     assert chat_template_for_saving(chat_tokenizer, TrainConfig()) is None
     assert chat_template_for_saving(tokenizer, TrainConfig()) == chat_template_jinja("plain")
@@ -677,7 +677,7 @@ def test_template_to_save_with_the_trained_model(tokenizer, chat_tokenizer):
 
 
 def test_report_says_truncation_once_with_rows_and_cure(tokenizer):
-    from trainer.data import inspect_dataset
+    from trainer.datasets.data import inspect_dataset
 
     config = TrainConfig(dataset="demo", cutoff_len=40, template="plain", per_device_train_batch_size=1)
     report = inspect_dataset(config, tokenizer)
@@ -712,7 +712,7 @@ def test_long_text_rows_are_split_not_cut(tmp_path, tokenizer):
 
 
 def test_dataset_view_reuses_its_report_until_the_file_changes(tmp_path):
-    pytest.importorskip("trainer.demo")
+    pytest.importorskip("trainer.engine.demo")
     import os
 
     from webui.data_view import dataset_view
@@ -759,7 +759,7 @@ def test_real_world_template_shapes(chat_tokenizer):
 
 
 def test_shipped_multi_turn_demo_trains_every_answer():
-    from trainer.data import shipped_datasets
+    from trainer.datasets.data import shipped_datasets
 
     assert [name for name, _ in shipped_datasets()] == ["demo", "demo-chat"]
     data = load_examples(TrainConfig(dataset="demo-chat"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from trainer.config import TrainConfig
-from trainer.data import length_histogram, length_stats, percentile, suggested_cutoff_len
-from trainer.plan import resolve_plan
+from trainer.datasets.data import length_histogram, length_stats, percentile, suggested_cutoff_len
+from trainer.plan.resolve import resolve_plan
 
 
 def test_percentiles_mean_and_suggested_cutoff():
@@ -80,7 +80,7 @@ def test_advice_when_lengths_vary():
     stats = length_stats(lengths, config.replace(packing=True))
     assert (stats["batching"], stats["padding_efficiency"], stats["advice"]) == ("packing", 1.0, [])
     # Where auto packs (FlashAttention on a GPU) there is nothing to advise.
-    from trainer.plan import Hardware
+    from trainer.plan.resolve import Hardware
 
     gpu = Hardware(device="cuda", flash_attention=True)
     assert length_stats(lengths, config.replace(packing=None, group_by_length=None), gpu)["advice"] == []
@@ -133,7 +133,7 @@ def _best_fit_reference(lengths, capacity):
 def test_fast_best_fit_packs_exactly_like_the_quadratic_one():
     import random
 
-    from trainer.plan import pack_best_fit_decreasing
+    from trainer.plan.resolve import pack_best_fit_decreasing
 
     rng = random.Random(0)
     for case in range(40):

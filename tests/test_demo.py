@@ -6,7 +6,7 @@ import json
 import threading
 from pathlib import Path
 
-from trainer import demo
+from trainer.engine import demo
 
 
 def test_demo_model_is_a_tiny_llama_with_a_chat_ready_tokenizer():

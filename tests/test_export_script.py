@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from trainer.config import TrainConfig
-from trainer.export_script import export_script, write_script
-from trainer.presets import load_preset
+from trainer.interop.export_script import export_script, write_script
+from trainer.interop.presets import load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,14 +62,14 @@ def test_exported_demo_script_trains_to_completion_without_tunedeck(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_tokenizer():
-    from trainer.demo import ensure_demo_model
+    from trainer.engine.demo import ensure_demo_model
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(ensure_demo_model()))
 
 
 def _tunedeck_rows(cfg: TrainConfig, tokenizer):
-    from trainer.data import load_examples, tokenize_examples
+    from trainer.datasets.data import load_examples, tokenize_examples
 
     loaded = load_examples(cfg)
     return loaded, tokenize_examples(loaded.train, tokenizer, cfg), tokenize_examples(loaded.eval, tokenizer, cfg)
@@ -119,9 +119,9 @@ def test_script_data_pipeline_matches_tunedeck(case, tmp_path, demo_tokenizer):
 
 def test_script_sft_config_matches_the_trainer(tmp_path):
     """The script's SFTConfig is tunedeck's (trainer/train.py: sft_config_kwargs), value for value."""
-    from trainer.hardware import detect
-    from trainer.plan import resolve_plan
-    from trainer.train import sft_config_kwargs
+    from trainer.plan.hardware import detect
+    from trainer.plan.resolve import resolve_plan
+    from trainer.engine.train import sft_config_kwargs
 
     for name in ("demo", "open-llama-7b-v2-qlora", "unsloth-style-qlora"):
         cfg = load_preset(name).config.replace(precision="auto", attn_implementation="auto")

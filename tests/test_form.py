@@ -83,7 +83,7 @@ def test_the_page_builds_without_importing_torch(tmp_path):
 
 
 def test_plan_panel_words_and_config_diff():
-    from trainer.plan import Hardware, resolve_plan
+    from trainer.plan.resolve import Hardware, resolve_plan
     from webui.views import config_diff_markdown, plan_markdown
 
     cfg = TrainConfig(per_device_train_batch_size=4, gradient_accumulation_steps=8, max_steps=50,

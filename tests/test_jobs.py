@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from trainer.config import ConfigError, TrainConfig
-from trainer.events import read_events
-from trainer.jobs import (
+from trainer.run.events import read_events
+from trainer.jobs.manager import (
     DB_FILE, JobError, JobManager, UnknownRunError, latest_checkpoint, new_run_id, pick_gpu, visible_gpus,
 )
 
@@ -97,7 +97,7 @@ def test_run_ids_are_unique_and_sort_by_time(tmp_path, monkeypatch):
     assert new_run_id(1795400000.0).startswith("20261123-")
     assert new_run_id(1795400000.0) < new_run_id(1795400001.0)
     # Two submits that draw the same id in the same second still get two runs: the directory is the lock.
-    import trainer.jobs as jobs
+    import trainer.jobs.manager as jobs
     drawn = iter(["20261123-000000-aaaaaa", "20261123-000000-aaaaaa", "20261123-000000-bbbbbb"])
     monkeypatch.setattr(jobs, "new_run_id", lambda: next(drawn))
     jm = JobManager(tmp_path / "runs", autostart=False)
@@ -210,7 +210,7 @@ def test_registry_file_problems_are_explained_or_upgraded(tmp_path):
 
 
 def test_a_lost_registry_is_rebuilt_from_the_run_directories(tmp_path):
-    from trainer.events import append_event
+    from trainer.run.events import append_event
 
     root = tmp_path / "runs"
     jm = JobManager(root, autostart=False)
@@ -348,8 +348,8 @@ def test_abort_kills_a_trainer_that_does_not_stop_within_the_grace(tmp_path):
 SERVER_SCRIPT = textwrap.dedent("""
     import json, sys, time
     from trainer.config import TrainConfig
-    from trainer.events import read_events
-    from trainer.jobs import JobManager
+    from trainer.run.events import read_events
+    from trainer.jobs.manager import JobManager
     root, configs = sys.argv[1], json.loads(sys.argv[2])
     jm = JobManager(root, max_concurrent=len(configs), poll_interval_s=0.2)
     ids = [jm.submit(TrainConfig.from_dict(c)) for c in configs]

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from trainer.config import ConfigError, TrainConfig
-from trainer.data import load_examples
-from trainer.llamafactory import (export_llamafactory, import_file, import_llamafactory_file,
+from trainer.datasets.data import load_examples
+from trainer.interop.llamafactory import (export_llamafactory, import_file, import_llamafactory_file,
                                   import_llamafactory_text, merge_dataset_info, to_llamafactory_yaml)
-from trainer.presets import load_preset
+from trainer.interop.presets import load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTINS = sorted(p.stem for p in (ROOT / "presets").glob("*.yaml"))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.catalog import GPU_CHOICES, model_shape, shape_from_config
+from trainer.plan.catalog import GPU_CHOICES, model_shape, shape_from_config
 from trainer.config import TrainConfig
-from trainer.memory import (
+from trainer.plan.memory import (
     GB, MemorySettings, base_weight_bytes, estimate_memory, largest_fitting, largest_micro_batch,
     logits_bytes, lora_parameter_count, optimizer_state_bytes, quantized_bytes, verdict,
 )
-from trainer.plan import Hardware, resolve_plan
+from trainer.plan.resolve import Hardware, resolve_plan
 
 LLAMA_8B = model_shape("meta-llama/Llama-3.1-8B")
 # 2 layers, hidden 64, MLP 128, 4 heads of 16, 2 kv heads, vocab 1000, untied: small enough to count by hand.
@@ -224,7 +224,7 @@ def test_lora_target_matching_nothing_is_noted():
 
 
 def test_length_group_rows_follows_transformers_mega_batches():
-    from trainer.plan import length_group_rows
+    from trainer.plan.resolve import length_group_rows
 
     # transformers: mega_batch_mult = min(rows // (4 * batch), 50) or 1; mega-batch = mult * batch
     assert length_group_rows(324, 8) == 80

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trainer.config import TrainConfig
-from trainer.plan import (Hardware, pack_best_fit_decreasing, packing_factor, padding_efficiency,
+from trainer.plan.resolve import (Hardware, pack_best_fit_decreasing, packing_factor, padding_efficiency,
                           resolve_plan)
 
 

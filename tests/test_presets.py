@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainer import presets
+from trainer.interop import presets
 from trainer.config import ConfigError, TrainConfig
-from trainer.plan import Hardware
-from trainer.presets import (PresetError, UnknownKeysError, delete_user_preset, list_presets, load_named_preset,
+from trainer.plan.resolve import Hardware
+from trainer.interop.presets import (PresetError, UnknownKeysError, delete_user_preset, list_presets, load_named_preset,
                              load_preset, preset_from_bytes, preset_to_yaml, rename_user_preset, save_user_preset,
                              validate_name)
 
@@ -80,7 +80,7 @@ def test_check_subprocess_on_a_builtin_preset():
 
 
 def test_tight_memory_variants_need_less_memory_for_the_same_batch():
-    from trainer.plan import resolve_plan
+    from trainer.plan.resolve import resolve_plan
 
     card = Hardware(device="cuda", gpu_total_gb=24, bf16_supported=True)
     plans = {name: resolve_plan(load_preset(name).config, hw=card, gpu_memory_gb=24)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from trainer.probe import _full_length_rows, keep_effective_batch, search
+from trainer.engine.probe import _full_length_rows, keep_effective_batch, search
 
 
 def test_probe_on_a_cpu_says_it_needs_a_gpu_and_exits_2(repo_root):
@@ -75,7 +75,7 @@ def test_one_probe_try_trains_full_length_rows_in_a_subprocess(repo_root, tmp_pa
     config.write_text("model_name_or_path: demo\ndataset: demo\ncutoff_len: 32\nper_device_train_batch_size: 8\n"
                       "gradient_accumulation_steps: 4\neval_strategy: steps\nval_size: 0.1\n")
     result = tmp_path / "result.json"
-    proc = subprocess.run([sys.executable, "-m", "trainer.probe", "--child", str(config), "3", str(result)],
+    proc = subprocess.run([sys.executable, "-m", "trainer.engine.probe", "--child", str(config), "3", str(result)],
                           cwd=repo_root, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     data = json.loads(result.read_text())

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from trainer.config import TrainConfig
-from trainer.events import ABORTED, FAILED, FINISHED, number, read_events
-from trainer.train import latest_checkpoint, run_training
+from trainer.run.events import ABORTED, FAILED, FINISHED, number, read_events
+from trainer.engine.train import latest_checkpoint, run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # real training on the CPU (still runs in CI)
@@ -107,7 +107,7 @@ def test_the_adapter_loads_with_peft_and_changes_the_output(lora_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainer.demo import ensure_demo_model
+    from trainer.engine.demo import ensure_demo_model
 
     _, run_dir, _ = lora_run
     adapter = run_dir / "adapter"
@@ -139,7 +139,7 @@ def test_qlora_4bit_trains_and_its_adapter_loads(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from trainer.demo import ensure_demo_model
+    from trainer.engine.demo import ensure_demo_model
 
     run_dir = tmp_path / "qlora"
     code = run_training(tiny(quantization_bit=4, eval_strategy="no", save_strategy="no", max_steps=5), run_dir)
@@ -260,7 +260,7 @@ def test_missing_model_and_dataset_fail_with_a_clear_reason(tmp_path):
 def test_classify_failure_reasons_without_training():
     import torch
 
-    from trainer.telemetry import NaNLossError, classify_failure, failure_kind, oom_advice
+    from trainer.engine.telemetry import NaNLossError, classify_failure, failure_kind, oom_advice
 
     cfg = tiny(per_device_train_batch_size=8, gradient_accumulation_steps=4, cutoff_len=2048,
                gradient_checkpointing=False)
@@ -300,7 +300,7 @@ def test_early_stopping_ends_the_run_when_eval_loss_stops_improving(tmp_path):
 def test_a_broken_chat_template_is_named_as_the_reason(tmp_path):
     import shutil
 
-    from trainer.demo import ensure_demo_model
+    from trainer.engine.demo import ensure_demo_model
 
     model_dir = tmp_path / "model"
     shutil.copytree(ensure_demo_model(), model_dir)
@@ -313,7 +313,7 @@ def test_a_broken_chat_template_is_named_as_the_reason(tmp_path):
 
 
 def test_oom_advice_keeps_the_effective_batch_exactly_for_odd_micro_batches():
-    from trainer.telemetry import oom_advice
+    from trainer.engine.telemetry import oom_advice
 
     first = oom_advice(tiny(per_device_train_batch_size=9, gradient_accumulation_steps=2))[0]
     assert "per_device_train_batch_size 9 → 3" in first and "gradient_accumulation_steps 2 → 6" in first

@@ -13,11 +13,11 @@ import sys
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("trainer.cli_train", "run one training in the foreground: CONFIG.yaml --run-dir DIR"),
-    "check": ("trainer.cli_check", "validate a config and its dataset; print the resolved plan"),
-    "convert": ("trainer.cli_convert", "LLaMA-Factory YAML <-> tunedeck preset: --from/--to llamafactory IN OUT"),
-    "export-script": ("trainer.cli_export", "write the plain transformers+peft+trl script of a config: CONFIG OUT.py"),
-    "probe": ("trainer.cli_probe", "measure the largest micro-batch that fits the GPU (a few real steps each)"),
+    "train": ("trainer.cli.train", "run one training in the foreground: CONFIG.yaml --run-dir DIR"),
+    "check": ("trainer.cli.check", "validate a config and its dataset; print the resolved plan"),
+    "convert": ("trainer.cli.convert", "LLaMA-Factory YAML <-> tunedeck preset: --from/--to llamafactory IN OUT"),
+    "export-script": ("trainer.cli.export", "write the plain transformers+peft+trl script of a config: CONFIG OUT.py"),
+    "probe": ("trainer.cli.probe", "measure the largest micro-batch that fits the GPU (a few real steps each)"),
 }
 
 

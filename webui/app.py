@@ -21,8 +21,8 @@ from typing import Any, Callable
 import gradio as gr
 
 from trainer.config import ConfigError, TrainConfig
-from trainer.events import tail_lines
-from trainer.plan import CPU, Hardware, resolve_plan
+from trainer.run.events import tail_lines
+from trainer.plan.resolve import CPU, Hardware, resolve_plan
 
 from . import alerts as alerts_mod
 from . import charts, views
@@ -83,7 +83,7 @@ def i18n_for_launch() -> gr.I18n:
 def detect_hardware_light() -> Hardware:
     """This machine's GPUs via NVML (no torch import in the page's process); the CPU when there is none."""
     try:
-        from trainer.jobs import gpu_count
+        from trainer.jobs.manager import gpu_count
         if gpu_count() == 0:
             return CPU
         import pynvml  # nvidia-ml-py
@@ -109,7 +109,7 @@ def hardware_choices(local: Hardware) -> list[tuple[str, str]]:
             else "this machine: CPU")
     out = [(here, "local")]
     try:
-        from trainer.catalog import GPU_CHOICES
+        from trainer.plan.catalog import GPU_CHOICES
         out += [(c.label, c.key) for c in GPU_CHOICES]
     except ImportError:
         pass
@@ -120,7 +120,7 @@ def hardware_for(key: str, local: Hardware) -> Hardware:
     if not key or key == "local":
         return local
     try:
-        from trainer.catalog import gpu_choice
+        from trainer.plan.catalog import gpu_choice
         choice = gpu_choice(key)
     except ImportError:
         choice = None
@@ -151,7 +151,7 @@ class DatasetFactsCache:
     def _source_stamp(dataset: str) -> Any:
         """("file", path, mtime, size) for a local file, ("hub", id) for a Hub id, ("error", message)."""
         try:
-            from trainer.data import resolve_source
+            from trainer.datasets.data import resolve_source
             kind, where = resolve_source(dataset)
         except ImportError:
             return ("error", "the data module is not installed")
@@ -181,7 +181,7 @@ class DatasetFactsCache:
             cached = self._facts.get(key)
         if cached is None:
             try:
-                from trainer.data import load_examples
+                from trainer.datasets.data import load_examples
                 loaded = load_examples(cfg)
                 note = f"{loaded.format} format" + (f", {loaded.skipped} invalid rows skipped" if loaded.skipped else "")
                 cached = DatasetFacts(len(loaded.train), note)
@@ -233,7 +233,7 @@ def _error_text(exc: BaseException) -> str:
 
 def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks:
     """The whole page, bound to one runs root (its runs.db, run directories and user presets)."""
-    from trainer.jobs import JobManager, default_runs_root
+    from trainer.jobs.manager import JobManager, default_runs_root
 
     root = Path(runs_root if runs_root is not None else default_runs_root()).expanduser().resolve()
     ctx = Context(runs_root=root, jobs=jobs or JobManager(root))
@@ -451,7 +451,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
 
         # ---------------- presets ----------------
         def load_preset(name: str, allow_unknown: bool, hw_key: str) -> list[Any]:
-            from trainer import presets as presets_mod
+            from trainer.interop import presets as presets_mod
             try:
                 meta, cfg, ignored = presets_mod.load_named_preset(name or "demo", allow_unknown=allow_unknown,
                                                                    runs_root=ctx.runs_root)
@@ -476,7 +476,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
                               ).then(refresh_plan, plan_inputs, plan_outputs, show_progress="hidden")
 
         def save_preset(name: str, *raw: Any) -> list[Any]:
-            from trainer import presets as presets_mod
+            from trainer.interop import presets as presets_mod
             try:
                 cfg = values_to_config(values_of(raw))
                 # Saving under an existing name of yours updates it: the name was typed on purpose.
@@ -803,7 +803,7 @@ def _method_of(values: dict[str, Any]) -> str:
 def _model_choices() -> list[str]:
     names = ["demo"]
     try:
-        from trainer.catalog import list_models
+        from trainer.plan.catalog import list_models
         names += [m.name for m in list_models()]
     except ImportError:
         pass
@@ -820,7 +820,7 @@ def _template_choices() -> list[str]:
 
 def _preset_choices(runs_root: Path) -> list[tuple[str, str]]:
     try:
-        from trainer.presets import list_presets
+        from trainer.interop.presets import list_presets
         presets = list_presets(runs_root)
     except Exception:  # noqa: BLE001
         return [("demo", "demo")]
@@ -835,7 +835,7 @@ def _preset_choices(runs_root: Path) -> list[tuple[str, str]]:
 def _initial_preset(runs_root: Path) -> tuple[dict[str, Any], TrainConfig]:
     """The page opens on the demo preset, so Start works offline on a CPU."""
     try:
-        from trainer.presets import load_named_preset
+        from trainer.interop.presets import load_named_preset
         meta, cfg, _ = load_named_preset("demo", runs_root=runs_root)
         return {**meta, "name": "demo"}, cfg
     except Exception:  # noqa: BLE001 - fall back to the file itself

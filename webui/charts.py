@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import plotly.graph_objects as go
 
-from trainer.events import number
+from trainer.run.events import number
 
 MAX_SMOOTHING = 0.999
 DEFAULT_MAX_POINTS = 1500  # points drawn per trace; long histories are downsampled to this

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import plotly.graph_objects as go
 
 from trainer.config import TrainConfig
-from trainer.data import DataError, DatasetReport, inspect_dataset, preview_rows, resolve_source
+from trainer.datasets.data import DataError, DatasetReport, inspect_dataset, preview_rows, resolve_source
 
 PAGE_SIZE = 5
 MAX_LISTED_ISSUES = 20
@@ -165,7 +165,7 @@ def load_tokenizer_cached(cfg: TrainConfig) -> Any:
     with _tokenizers_lock:
         if key in _tokenizers:
             return _tokenizers[key]
-    from trainer.model import load_tokenizer
+    from trainer.engine.model import load_tokenizer
 
     tokenizer = load_tokenizer(cfg)
     with _tokenizers_lock:

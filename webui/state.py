@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.events import EventReader
+from trainer.run.events import EventReader
 
 from .charts import RunSeries
 

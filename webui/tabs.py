@@ -101,7 +101,7 @@ class _DataTab:
             return [getattr(view, "summary_markdown", ""), getattr(view, "histogram", None),
                     getattr(view, "rows_html", "")]
         try:
-            from trainer.data import load_examples
+            from trainer.datasets.data import load_examples
             loaded = load_examples(cfg)
         except Exception as exc:  # noqa: BLE001
             return [f"⚠ {html.escape(_short(str(exc), 1200))}", gr.skip(), ""]
@@ -161,7 +161,7 @@ class _PresetsTab:
         def details(name: str | None) -> str:
             if not name:
                 return ""
-            from trainer import presets as presets_mod
+            from trainer.interop import presets as presets_mod
             try:
                 info = presets_mod.find_preset(name, ctx.runs_root)
             except ConfigError as exc:
@@ -191,7 +191,7 @@ class _PresetsTab:
             [train_preset_select, tabs]).then(refresh_plan, plan_inputs, plan_outputs, show_progress="hidden")
 
         def rename(old: str, new: str) -> list[Any]:
-            from trainer import presets as presets_mod
+            from trainer.interop import presets as presets_mod
             try:
                 presets_mod.rename_user_preset(old, new, ctx.runs_root)
             except (ConfigError, OSError) as exc:
@@ -203,7 +203,7 @@ class _PresetsTab:
         self.rename_btn.click(rename, [self.select, self.new_name], [self.select, train_preset_select])
 
         def delete(name: str) -> list[Any]:
-            from trainer import presets as presets_mod
+            from trainer.interop import presets as presets_mod
             try:
                 presets_mod.delete_user_preset(name, ctx.runs_root)
             except (ConfigError, OSError) as exc:
@@ -215,7 +215,7 @@ class _PresetsTab:
         self.delete_btn.click(delete, [self.select], [self.select, train_preset_select])
 
         def download(name: str) -> Any:
-            from trainer import presets as presets_mod
+            from trainer.interop import presets as presets_mod
             try:
                 info = presets_mod.find_preset(name, ctx.runs_root)
             except ConfigError as exc:
@@ -268,7 +268,7 @@ class _PresetsTab:
             """Load an uploaded preset into the form. Unknown keys are named first and ignored only on request."""
             if not path:
                 return [gr.skip()] * (n_controls + 6)
-            from trainer import presets as presets_mod
+            from trainer.interop import presets as presets_mod
             try:
                 data = Path(path).read_bytes()
                 meta, cfg, ignored = presets_mod.preset_from_bytes(data, Path(path).name, allow_unknown=allow_unknown)
@@ -312,9 +312,9 @@ def _exporter(kind: str) -> Callable[[TrainConfig], str] | None:
     """The presets engineer's exports: LLaMA-Factory YAML, or the plain transformers + peft + trl script."""
     try:
         if kind == "llamafactory":
-            from trainer.llamafactory import to_llamafactory_yaml
+            from trainer.interop.llamafactory import to_llamafactory_yaml
             return to_llamafactory_yaml
-        from trainer.export_script import export_script
+        from trainer.interop.export_script import export_script
         return export_script
     except ImportError:
         return None
@@ -322,7 +322,7 @@ def _exporter(kind: str) -> Callable[[TrainConfig], str] | None:
 
 def _importer() -> Callable[[str], Any] | None:
     try:
-        from trainer.llamafactory import import_llamafactory_file
+        from trainer.interop.llamafactory import import_llamafactory_file
         return import_llamafactory_file
     except ImportError:
         return None

@@ -13,7 +13,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence
 
-from .config import TrainConfig
+from trainer.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,7 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     liger = cfg.use_liger_kernel if cfg.use_liger_kernel is not None else (hw.device == "cuda" and hw.liger)
 
     # Peak GPU memory from the model's shape (catalog or local config.json): trainer/memory.py.
-    from .memory import memory_plan_for_config
+    from trainer.plan.memory import memory_plan_for_config
 
     card_gb = gpu_memory_gb or (hw.gpu_total_gb if hw.device == "cuda" else None)
     # Planned from a CPU box, `auto` means what it will mean on the GPU: 16-bit.

@@ -304,7 +304,7 @@ def _hub_cache_config(repo_id: str) -> Optional[dict[str, Any]]:
 def _demo_shape() -> Optional[ModelShape]:
     """The shipped demo model's shape: its built config.json, else trainer.demo's constants (no build)."""
     try:
-        from . import demo  # the training engineer's module; no torch at import time
+        from trainer.engine import demo  # the training engineer's module; no torch at import time
     except Exception:  # noqa: BLE001 - a broken or missing demo module must not break the plan
         return None
     try:

@@ -29,9 +29,9 @@ from typing import Any, NamedTuple, Optional, Union
 
 import yaml
 
-from .config import PRESET_META_KEY, ConfigError, TrainConfig, _ALIAS_KEYS, parse_yaml, read_text_file, write_text_atomic
+from trainer.config import PRESET_META_KEY, ConfigError, TrainConfig, _ALIAS_KEYS, parse_yaml, read_text_file, write_text_atomic
 
-BUILTIN_DIR = Path(__file__).resolve().parents[1] / "presets"
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "presets"
 USER_SUBDIR = "presets"
 MAX_PRESET_BYTES = 1_000_000  # an upload larger than this is not a preset
 MAX_NAME_LENGTH = 80
@@ -512,7 +512,7 @@ def auto_micro_batch(meta: dict[str, Any], cfg: TrainConfig, hw: Any = None,
     """
     if not wants_auto_micro_batch(meta):
         return cfg, None
-    from .plan import CPU, resolve_plan
+    from trainer.plan.resolve import CPU, resolve_plan
 
     hw = hw or CPU
     card = gpu_memory_gb or (hw.gpu_total_gb if getattr(hw, "device", "cpu") == "cuda" else None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .plan import Hardware
+from trainer.plan.resolve import Hardware
 
 
 def _importable(module: str) -> bool:

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence, Union
 
-from .catalog import ModelShape
+from trainer.plan.catalog import ModelShape
 
 GB = 1024 ** 3
 CUDA_CONTEXT_BYTES = int(0.6 * GB)  # CUDA 13 context on an H100 (measured 0.60 GiB); torch does not count it
@@ -451,7 +451,7 @@ def memory_plan_for_config(cfg: Any, *, precision: str, attn_implementation: str
     gpu_memory_gb: the card to judge against (detected, or picked from catalog.GPU_CHOICES), in GiB.
     Without one, the verdict is given for every size in GPU_CHOICES.
     """
-    from .catalog import GPU_CHOICES, model_shape
+    from trainer.plan.catalog import GPU_CHOICES, model_shape
 
     if gpu_memory_gb is not None and not (isinstance(gpu_memory_gb, (int, float)) and gpu_memory_gb > 0):
         gpu_memory_gb = None  # an unknown or nonsensical card size: judge against the list instead

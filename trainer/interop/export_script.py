@@ -19,7 +19,7 @@ import pprint
 from pathlib import Path
 from typing import Any, Union
 
-from .config import ConfigError, TrainConfig
+from trainer.config import ConfigError, TrainConfig
 
 _SCRIPT_HEAD = '''#!/usr/bin/env python
 """{title}
@@ -402,7 +402,7 @@ if __name__ == "__main__":
 
 def _template_source(name: str) -> str:
     """The source of the named template renderer the script needs (tunedeck's own, copied in)."""
-    from . import templates
+    from trainer import templates
 
     renderer = templates.NAMED_TEMPLATES[name].render
     parts = [f"ALPACA_SYSTEM = {templates.ALPACA_SYSTEM!r}", f"VICUNA_SYSTEM = {templates.VICUNA_SYSTEM!r}", "",
@@ -413,14 +413,14 @@ def _template_source(name: str) -> str:
 
 def _answer_finder_source() -> str:
     """tunedeck's own fallback that locates answers by their text (trainer/data.py), copied in."""
-    from . import data
+    from trainer.datasets import data
 
     return f"END_OF_TURN_MARKERS = {data.END_OF_TURN_MARKERS!r}\n\n\n" + inspect.getsource(data._find_answers)
 
 
 def _resolve_paths(cfg: TrainConfig, base_dir: Union[str, Path, None]) -> tuple[str, str]:
-    from .data import DataError, resolve_source
-    from .demo import resolve_model_path
+    from trainer.datasets.data import DataError, resolve_source
+    from trainer.engine.demo import resolve_model_path
 
     model = cfg.model_name_or_path
     if model.strip().lower() == "demo":
@@ -439,8 +439,8 @@ def export_script(cfg: TrainConfig, base_dir: Union[str, Path, None] = None, *, 
                   filename: str = "train_plain.py") -> str:
     """The plain script's text for ``cfg``. ``demo`` model and dataset names become local paths; a
     relative dataset path is resolved against ``base_dir`` (default: the current directory)."""
-    from . import data
-    from .templates import AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES
+    from trainer.datasets import data
+    from trainer.templates import AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES
 
     model, dataset = _resolve_paths(cfg, base_dir)
     values: dict[str, Any] = cfg.to_dict()

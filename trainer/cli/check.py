@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import ConfigError, TrainConfig
+    from trainer.config import ConfigError, TrainConfig
 
     try:
         cfg = TrainConfig.from_yaml(args.config)
@@ -75,7 +75,7 @@ def _importable(module: str) -> bool:
 
 
 def _hardware(gpu_gb: Optional[float]):
-    from .plan import Hardware
+    from trainer.plan.resolve import Hardware
 
     if gpu_gb:
         return Hardware(device="cuda", num_devices=1, gpu_name=f"a {gpu_gb:g} GB GPU", gpu_total_gb=gpu_gb,
@@ -83,7 +83,7 @@ def _hardware(gpu_gb: Optional[float]):
     has_gpu = "torch" in sys.modules or os.path.isdir("/proc/driver/nvidia/gpus")
     if not has_gpu:
         return Hardware()  # no NVIDIA driver: no need to import torch to know there is no GPU
-    from .hardware import detect
+    from trainer.plan.hardware import detect
 
     return detect()
 
@@ -93,9 +93,9 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
 
     Raises _Invalid for a dataset or model path that cannot be used.
     """
-    from .data import DataError, length_stats, load_examples, resolve_source
-    from .model import DEMO_NAME, ModelNotFoundError, hub_offline, looks_like_local_path
-    from .plan import resolve_plan
+    from trainer.datasets.data import DataError, length_stats, load_examples, resolve_source
+    from trainer.engine.model import DEMO_NAME, ModelNotFoundError, hub_offline, looks_like_local_path
+    from trainer.plan.resolve import resolve_plan
 
     warnings: list[str] = []
     unknown: list[str] = []
@@ -128,7 +128,7 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     model_info: dict[str, Any] = {"name": name, "method": cfg.method_label}
     is_local = name.lower() == DEMO_NAME or looks_like_local_path(name)
     if is_local or not hub_offline() or _hub_tokenizer_cached(name):
-        from .model import load_tokenizer, model_source
+        from trainer.engine.model import load_tokenizer, model_source
 
         try:
             source = model_source(cfg)
@@ -150,14 +150,14 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     stats = None
     hw = _hardware(gpu_gb)
     if tokenizer is not None and loaded is not None:
-        from .data import tokenize_examples
+        from trainer.datasets.data import tokenize_examples
 
         try:
             rows = tokenize_examples(loaded.train, tokenizer, cfg, loaded)
         except DataError as exc:
             raise _Invalid("dataset", str(exc)) from None
         except Exception as exc:  # a broken chat template surfaces here
-            from .telemetry import classify_failure
+            from trainer.engine.telemetry import classify_failure
 
             reason, _ = classify_failure(exc, cfg)
             raise _Invalid("template" if "template" in reason.lower() else "dataset", reason) from None

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from .config import TrainConfig
-from .plan import (CPU, Hardware, length_group_rows, pack_best_fit_decreasing, packing_factor, padding_efficiency,
+from trainer.config import TrainConfig
+from trainer.plan.resolve import (CPU, Hardware, length_group_rows, pack_best_fit_decreasing, packing_factor, padding_efficiency,
                    resolve_packing)
-from .templates import (AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES, Segment, chat_template_jinja, render_named,
+from trainer.templates import (AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES, Segment, chat_template_jinja, render_named,
                         unknown_template_message)
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 SHIPPED_DATASETS: dict[str, Path] = {"demo": DATA_DIR / "demo.jsonl", "demo-chat": DATA_DIR / "demo_chat.jsonl"}
 SHIPPED_DESCRIPTIONS = {
     "demo": "360 single-turn instructions (alpaca): reverse, count, uppercase, add, capitals, numbered lists",

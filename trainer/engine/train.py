@@ -17,8 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import ConfigError, TrainConfig
-from .events import ABORTED, FAILED, FINISHED, RUNNING, EventWriter, tail_lines
+from trainer.config import ConfigError, TrainConfig
+from trainer.run.events import ABORTED, FAILED, FINISHED, RUNNING, EventWriter, tail_lines
 
 EXIT_FINISHED, EXIT_FAILED, EXIT_INVALID, EXIT_ABORTED = 0, 1, 2, 3
 CHECKPOINTS_DIR = "checkpoints"
@@ -103,7 +103,7 @@ def run_training(cfg: TrainConfig, run_dir: str | Path) -> int:
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(cfg, run_dir)
-    from .telemetry import AbortSignal, classify_failure, failure_kind
+    from trainer.engine.telemetry import AbortSignal, classify_failure, failure_kind
 
     abort = AbortSignal(run_dir)
     abort.install()
@@ -152,11 +152,11 @@ def _train(run: _Run, abort) -> int:
     writer.emit("status", status=RUNNING, pid=os.getpid())
     resume_from = resolve_resume(cfg, run_dir)
 
-    from .data import load_examples, tokenize_examples
-    from .hardware import detect
-    from .model import apply_lora, load_model, load_tokenizer, model_source, trainable_parameters
-    from .plan import resolve_plan
-    from .telemetry import FaultInjector, TelemetryCallback
+    from trainer.datasets.data import load_examples, tokenize_examples
+    from trainer.plan.hardware import detect
+    from trainer.engine.model import apply_lora, load_model, load_tokenizer, model_source, trainable_parameters
+    from trainer.plan.resolve import resolve_plan
+    from trainer.engine.telemetry import FaultInjector, TelemetryCallback
 
     fault = FaultInjector.from_env()
     hw = detect()

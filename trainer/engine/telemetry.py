@@ -30,8 +30,8 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 from transformers import TrainerCallback  # noqa: E402
 
-from .config import TrainConfig
-from .events import EventWriter
+from trainer.config import TrainConfig
+from trainer.run.events import EventWriter
 
 ABORT_FILE = "ABORT"
 GB = 1024**3
@@ -379,8 +379,8 @@ def oom_advice(cfg: TrainConfig) -> list[str]:
 
 def failure_kind(exc: BaseException) -> str:
     """One of trainer.jobs.FAILURE_KINDS: oom, not_found, template, nan, config, data, other."""
-    from .config import ConfigError
-    from .model import ModelNotFoundError
+    from trainer.config import ConfigError
+    from trainer.engine.model import ModelNotFoundError
 
     if _is_oom(exc):
         return "oom"
@@ -393,7 +393,7 @@ def failure_kind(exc: BaseException) -> str:
     if _is_template_error(exc):
         return "template"
     try:
-        from .data import DataError
+        from trainer.datasets.data import DataError
 
         if isinstance(exc, DataError):
             return "data"
@@ -413,8 +413,8 @@ def _is_template_error(exc: BaseException) -> bool:
 def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
                      log_tail: Optional[list[str]] = None) -> tuple[str, list[str]]:
     """(reason, advice) for a failed run, in words a user can act on."""
-    from .config import ConfigError
-    from .model import ModelNotFoundError
+    from trainer.config import ConfigError
+    from trainer.engine.model import ModelNotFoundError
 
     text = f"{exc}"
     first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
@@ -438,7 +438,7 @@ def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
         return text, ["Check model_name_or_path: `demo`, a local directory with config.json, or a Hub id "
                       "(the Hub needs network access, and HF_TOKEN for gated models)."]
     try:
-        from .data import DataError
+        from trainer.datasets.data import DataError
     except ImportError:  # the data module failing to import is itself reported below
         DataError = ()  # type: ignore[assignment]
     lowered = text.lower()

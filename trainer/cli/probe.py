@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from .config import ConfigError, TrainConfig
+from trainer.config import ConfigError, TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .probe import ProbeNeedsGPU, run_probe
+    from trainer.engine.probe import ProbeNeedsGPU, run_probe
 
     try:
         cfg = TrainConfig.from_yaml(args.config)

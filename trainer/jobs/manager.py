@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from trainer.config import ConfigError, TrainConfig, load_config
-from trainer.events import (
+from trainer.run.events import (
     ABORTED, EVENTS_FILE, FAILED, FINAL_STATUSES, FINISHED, INTERRUPTED, QUEUED, RUNNING, STATUSES,
     EventReader, append_event, number, tail_lines,
 )
@@ -62,7 +62,7 @@ DEFAULT_RUNS_DIR = "runs"
 FAILURE_KINDS = ("oom", "not_found", "template", "nan", "config", "data", "other")
 
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
-_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _LOG_TAIL_LINES = 40
 _EXIT_GRACE_S = 60.0  # how long a trainer may linger after writing its final status event
 

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, early_abort)
 
-    from .config import ConfigError, TrainConfig
+    from trainer.config import ConfigError, TrainConfig
 
     try:
         cfg = TrainConfig.from_yaml(args.config)
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot write the run directory {run_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    from .train import run_training
+    from trainer.engine.train import run_training
 
     print(f"tunedeck: run directory {run_dir.resolve()}", flush=True)
     return run_training(cfg, run_dir)
@@ -59,7 +59,7 @@ def _record_invalid(run_dir: Path, exc: Exception) -> None:
     """A run directory that exists gets the reason in its events, so the dashboard can show it."""
     if not run_dir.is_dir():
         return
-    from .events import FAILED, append_event
+    from trainer.run.events import FAILED, append_event
 
     append_event(run_dir, "status", status=FAILED, kind="config", reason=f"Invalid config: {exc}",
                  advice=["Fix the field named above (python -m trainer check CONFIG.yaml)."])

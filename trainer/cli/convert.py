@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, write_text_atomic
+from trainer.config import ConfigError, write_text_atomic
 
 EXIT_OK, EXIT_INVALID = 0, 2
 
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _from_llamafactory(src: Path, dst: Path) -> int:
-    from .llamafactory import import_llamafactory_file
-    from .presets import preset_to_yaml
+    from trainer.interop.llamafactory import import_llamafactory_file
+    from trainer.interop.presets import preset_to_yaml
 
     result = import_llamafactory_file(src)
     description = f"Imported from the LLaMA-Factory training config {src.name}."
@@ -82,7 +82,7 @@ def _report(what: str, unmapped: dict[str, str], notes: list[str]) -> None:
 
 
 def _load_config(src: Path, allow_unknown: bool):
-    from .presets import preset_from_file
+    from trainer.interop.presets import preset_from_file
 
     loaded = preset_from_file(src, allow_unknown=allow_unknown)
     for key, why in loaded.ignored.items():
@@ -91,7 +91,7 @@ def _load_config(src: Path, allow_unknown: bool):
 
 
 def _to_llamafactory(src: Path, dst: Path, allow_unknown: bool) -> int:
-    from .llamafactory import export_llamafactory, merge_dataset_info
+    from trainer.interop.llamafactory import export_llamafactory, merge_dataset_info
 
     cfg = _load_config(src, allow_unknown)
     dataset_dir = dst.resolve().parent
@@ -106,7 +106,7 @@ def _to_llamafactory(src: Path, dst: Path, allow_unknown: bool) -> int:
 
 
 def _to_script(src: Path, dst: Path, allow_unknown: bool) -> int:
-    from .export_script import write_script
+    from trainer.interop.export_script import write_script
 
     cfg = _load_config(src, allow_unknown)
     write_script(cfg, dst)

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .config import TrainConfig
-from .memory import FITS_BELOW, keep_effective_batch, largest_fitting  # noqa: F401 - re-exported
+from trainer.config import TrainConfig
+from trainer.plan.memory import FITS_BELOW, keep_effective_batch, largest_fitting  # noqa: F401 - re-exported
 
 PROBE_STEPS = 2
 CHILD_TIMEOUT_S = 900
@@ -71,10 +71,10 @@ def search(fits: Callable[[int], bool], *, start: int, limit: int) -> int:
 def run_probe(cfg: TrainConfig, *, max_share: float = FITS_BELOW, limit: Optional[int] = None,
               say: Callable[[str], None] = lambda s: None) -> ProbeResult:
     """Search the micro-batch on the GPU. Raises ProbeNeedsGPU on a machine without CUDA."""
-    from .catalog import model_shape
-    from .hardware import detect
-    from .memory import GB, MemorySettings, largest_micro_batch
-    from .plan import resolve_attention, resolve_precision
+    from trainer.plan.catalog import model_shape
+    from trainer.plan.hardware import detect
+    from trainer.plan.memory import GB, MemorySettings, largest_micro_batch
+    from trainer.plan.resolve import resolve_attention, resolve_precision
 
     hw = detect()
     if hw.device != "cuda" or not hw.gpu_total_gb:
@@ -126,7 +126,7 @@ def _try_in_subprocess(cfg: TrainConfig, batch: int, max_share: float) -> ProbeT
         started = time.time()
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "trainer.probe", "--child", str(config_path), str(batch), str(result_path)],
+                [sys.executable, "-m", "trainer.engine.probe", "--child", str(config_path), str(batch), str(result_path)],
                 capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         except subprocess.TimeoutExpired:
             return ProbeTry(batch, False, error=f"no result in {CHILD_TIMEOUT_S} s")
@@ -151,10 +151,10 @@ def _child(config_path: str, batch: int, result_path: str) -> int:
     """Train PROBE_STEPS steps at micro-batch `batch` on full-length rows; write the peak memory."""
     import torch
 
-    from .hardware import detect
-    from .model import apply_lora, load_model, load_tokenizer, model_source
-    from .plan import resolve_plan
-    from .train import _build_trainer
+    from trainer.plan.hardware import detect
+    from trainer.engine.model import apply_lora, load_model, load_tokenizer, model_source
+    from trainer.plan.resolve import resolve_plan
+    from trainer.engine.train import _build_trainer
 
     cfg = TrainConfig.from_yaml(config_path).replace(
         per_device_train_batch_size=batch, gradient_accumulation_steps=1, max_steps=PROBE_STEPS,
@@ -222,6 +222,6 @@ def _full_length_rows(length: int, count: int, vocab: int = 1000) -> list[dict]:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         sys.exit(_child(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
-    print("internal: python -m trainer.probe --child CONFIG BATCH RESULT (use `python -m trainer probe`)",
+    print("internal: python -m trainer.engine.probe --child CONFIG BATCH RESULT (use `python -m trainer probe`)",
           file=sys.stderr)
     sys.exit(2)

@@ -59,7 +59,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_DATASET = ROOT / "data" / "demo.jsonl"
 
 # Used only when the shipped dataset is missing (a broken checkout): the model still builds.

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import LORA_TARGET_ALL, ConfigError, TrainConfig
-from .demo import DEMO_NAME, resolve_model_path
+from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig
+from trainer.engine.demo import DEMO_NAME, resolve_model_path
 
 # bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional kernel package is missing;
 # the fallback it uses works, so the warning would only alarm the reader of stdout.log.

@@ -25,7 +25,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from .config import LORA_TARGET_ALL, ConfigError, TrainConfig, parse_yaml, read_text_file
+from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig, parse_yaml, read_text_file
 
 # LLaMA-Factory's defaults (its FinetuningArguments / DataArguments / ModelArguments and transformers'
 # TrainingArguments) for the TrainConfig fields, applied when an imported file leaves a key out.
@@ -375,8 +375,8 @@ def _import(data: dict[str, Any], source: str | None, base_dir: Union[str, Path,
 def _shipped_names(out: dict[str, Any]) -> None:
     """The demo model's cache directory and the shipped datasets' files go back to their names (`demo`),
     so an exported demo config imports as the demo again on any machine."""
-    from .data import SHIPPED_DATASETS
-    from .demo import DEMO_NAME, demo_model_dir
+    from trainer.datasets.data import SHIPPED_DATASETS
+    from trainer.engine.demo import DEMO_NAME, demo_model_dir
 
     model = out.get("model_name_or_path")
     if isinstance(model, str) and Path(model).expanduser().resolve() == demo_model_dir().resolve():
@@ -388,7 +388,7 @@ def _shipped_names(out: dict[str, Any]) -> None:
 
 
 def _import_template(name: str, unmapped: dict[str, str]) -> str:
-    from .templates import NAMED_TEMPLATES
+    from trainer.templates import NAMED_TEMPLATES
 
     # LLaMA-Factory template names whose text is the same as one of tunedeck's named templates.
     aliases = {"qwen": "chatml", "qwen3": "chatml", "yi": "chatml", "chatml": "chatml", "llama3": "llama3",
@@ -531,7 +531,7 @@ def _import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[st
         for role, column in columns.items():
             if role not in ("messages", "system") and column:
                 unmapped[f"dataset_info.columns.{role}"] = f"column '{column}' ({role}) is not used by tunedeck's SFT"
-        from .data import SHAREGPT_ROLES
+        from trainer.datasets.data import SHAREGPT_ROLES
 
         if tags.get("role_tag") not in ("from", "role") or tags.get("content_tag") not in ("value", "content"):
             unmapped["dataset_info.tags"] = f"role_tag '{tags.get('role_tag')}' / content_tag " \
@@ -563,7 +563,7 @@ def _resolve_dir(value: str, base_dir: Union[str, Path, None]) -> Optional[Path]
 def _dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped: dict[str, str],
                    notes: list[str]) -> tuple[str, dict[str, Any], str]:
     """(dataset name, dataset_info.json entry, LLaMA-Factory stage) for cfg's dataset."""
-    from .data import DataError, resolve_source
+    from trainer.datasets.data import DataError, resolve_source
 
     try:
         kind, where = resolve_source(cfg.dataset, base_dir)
@@ -623,7 +623,7 @@ def _dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped:
 def _sniff_format(path: Path, column_mapping: dict[str, str]) -> tuple[Optional[str], set[str]]:
     """(format, columns) of a local JSON/JSONL/CSV file from its first rows, as tunedeck's auto detection
     sees them: the format after column_mapping, the columns before it."""
-    from .data import detect_format
+    from trainer.datasets.data import detect_format
 
     rows: list[dict] = []
     try:
@@ -663,7 +663,7 @@ def export_llamafactory(cfg: TrainConfig, base_dir: Union[str, Path, None] = Non
     notes: list[str] = []
     model = cfg.model_name_or_path
     if model.strip().lower() == "demo":
-        from .demo import ensure_demo_model
+        from trainer.engine.demo import ensure_demo_model
 
         model = str(ensure_demo_model())
         notes.append(f"model demo written as its local directory {model}")

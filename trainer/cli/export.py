@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError
+from trainer.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli_convert import EXIT_INVALID, _load_config
-    from .export_script import write_script
+    from trainer.cli.convert import EXIT_INVALID, _load_config
+    from trainer.interop.export_script import write_script
 
     try:
         cfg = _load_config(Path(args.config), args.allow_unknown)

@@ -31,7 +31,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from trainer.config import TrainConfig
-    from trainer.datasets.data import length_stats, load_examples, tokenize_examples
+    from trainer.datasets import length_stats, load_examples, tokenize_examples
     from trainer.engine.demo import ensure_demo_model
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())

@@ -93,7 +93,7 @@ def main() -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trainer.config import TrainConfig
-    from trainer.datasets.data import load_examples, tokenize_examples
+    from trainer.datasets import load_examples, tokenize_examples
     from trainer.engine.demo import ensure_demo_model
 
     started = time.time()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from trainer.config import ConfigError, TrainConfig
-from trainer.datasets.data import (
+from trainer.datasets import (
     DataError,
     load_examples,
     preview_rows,
@@ -547,7 +547,7 @@ def test_preview_segments_show_exactly_what_trains(tokenizer, chat_tokenizer):
 # --- report and the Data tab's pure views --------------------------------------------------------
 
 def test_inspect_dataset_reports_without_raising(tmp_path, tokenizer):
-    from trainer.datasets.data import inspect_dataset
+    from trainer.datasets import inspect_dataset
 
     path = write_jsonl(tmp_path / "mixed.jsonl", [
         {"instruction": "Say hi", "output": "hi"}, {"instruction": "Say hi", "output": "hi"},
@@ -568,7 +568,7 @@ def test_inspect_dataset_reports_without_raising(tmp_path, tokenizer):
 
 
 def test_preview_html_and_histogram_figure(tokenizer):
-    from trainer.datasets.data import length_stats
+    from trainer.datasets import length_stats
     from webui.data_view import histogram_figure, preview_html
 
     example = {"messages": [{"role": "user", "content": "<b>bold</b>?"}, {"role": "assistant", "content": "a & b"}]}
@@ -669,7 +669,7 @@ def test_real_training_skips_bad_rows_only_when_allowed(tmp_path):
 
 
 def test_template_to_save_with_the_trained_model(tokenizer, chat_tokenizer):
-    from trainer.datasets.data import chat_template_for_saving
+    from trainer.datasets import chat_template_for_saving
 
     assert chat_template_for_saving(chat_tokenizer, TrainConfig()) is None
     assert chat_template_for_saving(tokenizer, TrainConfig()) == chat_template_jinja("plain")
@@ -677,7 +677,7 @@ def test_template_to_save_with_the_trained_model(tokenizer, chat_tokenizer):
 
 
 def test_report_says_truncation_once_with_rows_and_cure(tokenizer):
-    from trainer.datasets.data import inspect_dataset
+    from trainer.datasets import inspect_dataset
 
     config = TrainConfig(dataset="demo", cutoff_len=40, template="plain", per_device_train_batch_size=1)
     report = inspect_dataset(config, tokenizer)
@@ -759,7 +759,7 @@ def test_real_world_template_shapes(chat_tokenizer):
 
 
 def test_shipped_multi_turn_demo_trains_every_answer():
-    from trainer.datasets.data import shipped_datasets
+    from trainer.datasets import shipped_datasets
 
     assert [name for name, _ in shipped_datasets()] == ["demo", "demo-chat"]
     data = load_examples(TrainConfig(dataset="demo-chat"))
@@ -772,3 +772,39 @@ def test_shipped_multi_turn_demo_trains_every_answer():
         answers = [m["content"] for m in example["messages"] if m["role"] == "assistant"]
         assert _runs(row["completion_mask"]) == len(answers)
         assert _loss_text(tok, row) == "".join(f" {a}</s>" for a in answers)
+
+
+def test_datasets_package_imports_without_torch_and_its_modules_form_no_cycle():
+    """The web server imports trainer.datasets, so it must not pull in torch; inside the package the
+    modules import each other in one direction and never through the package's own __init__."""
+    import ast
+
+    probe = ("import sys, trainer.datasets as d; missing = [n for n in d.__all__ if not hasattr(d, n)]; "
+             "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'trl', 'gradio') if m in sys.modules); "
+             "print(missing, heavy)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] []"
+
+    package = ROOT / "trainer" / "datasets"
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        text = path.read_text()
+        assert len(text.splitlines()) <= 500, f"{path.name} is over 500 lines"
+        imports = {node.module for node in ast.walk(ast.parse(text)) if isinstance(node, ast.ImportFrom)}
+        assert "trainer.datasets" not in imports, f"{path.name} imports the package's __init__"
+        graph[path.stem] = {m.rsplit(".", 1)[1] for m in imports if m and m.startswith("trainer.datasets.")}
+    assert set(graph) >= {"issues", "sources", "rows", "load", "render", "tokenize", "stats", "report"}
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"import cycle: {' -> '.join(path + (name,))}"
+        if name not in done:
+            for dependency in graph[name]:
+                visit(dependency, path + (name,))
+            done.add(name)
+
+    for name in graph:
+        visit(name, ())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trainer.config import TrainConfig
-from trainer.datasets.data import length_histogram, length_stats, percentile, suggested_cutoff_len
+from trainer.datasets import length_histogram, length_stats, percentile, suggested_cutoff_len
 from trainer.plan.resolve import resolve_plan
 
 

@@ -69,7 +69,7 @@ def demo_tokenizer():
 
 
 def _tunedeck_rows(cfg: TrainConfig, tokenizer):
-    from trainer.datasets.data import load_examples, tokenize_examples
+    from trainer.datasets import load_examples, tokenize_examples
 
     loaded = load_examples(cfg)
     return loaded, tokenize_examples(loaded.train, tokenizer, cfg), tokenize_examples(loaded.eval, tokenizer, cfg)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from trainer.config import ConfigError, TrainConfig
-from trainer.datasets.data import load_examples
+from trainer.datasets import load_examples
 from trainer.interop.llamafactory import (export_llamafactory, import_file, import_llamafactory_file,
                                   import_llamafactory_text, merge_dataset_info, to_llamafactory_yaml)
 from trainer.interop.presets import load_preset

@@ -317,7 +317,7 @@ class TrainConfig(BaseModel):
     @field_validator("template")
     @classmethod
     def _template(cls, value: str) -> str:
-        from trainer.templates import template_names, unknown_template_message  # owned by the data module
+        from trainer.templates import template_names, unknown_template_message
 
         value = value.strip()
         if value not in template_names():

@@ -151,7 +151,7 @@ class DatasetFactsCache:
     def _source_stamp(dataset: str) -> Any:
         """("file", path, mtime, size) for a local file, ("hub", id) for a Hub id, ("error", message)."""
         try:
-            from trainer.datasets.data import resolve_source
+            from trainer.datasets import resolve_source
             kind, where = resolve_source(dataset)
         except ImportError:
             return ("error", "the data module is not installed")
@@ -181,7 +181,7 @@ class DatasetFactsCache:
             cached = self._facts.get(key)
         if cached is None:
             try:
-                from trainer.datasets.data import load_examples
+                from trainer.datasets import load_examples
                 loaded = load_examples(cfg)
                 note = f"{loaded.format} format" + (f", {loaded.skipped} invalid rows skipped" if loaded.skipped else "")
                 cached = DatasetFacts(len(loaded.train), note)

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import plotly.graph_objects as go
 
 from trainer.config import TrainConfig
-from trainer.datasets.data import DataError, DatasetReport, inspect_dataset, preview_rows, resolve_source
+from trainer.datasets import DataError, DatasetReport, inspect_dataset, preview_rows, resolve_source
 
 PAGE_SIZE = 5
 MAX_LISTED_ISSUES = 20

@@ -101,7 +101,7 @@ class _DataTab:
             return [getattr(view, "summary_markdown", ""), getattr(view, "histogram", None),
                     getattr(view, "rows_html", "")]
         try:
-            from trainer.datasets.data import load_examples
+            from trainer.datasets import load_examples
             loaded = load_examples(cfg)
         except Exception as exc:  # noqa: BLE001
             return [f"⚠ {html.escape(_short(str(exc), 1200))}", gr.skip(), ""]

@@ -93,7 +93,7 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
 
     Raises _Invalid for a dataset or model path that cannot be used.
     """
-    from trainer.datasets.data import DataError, length_stats, load_examples, resolve_source
+    from trainer.datasets import DataError, length_stats, load_examples, resolve_source
     from trainer.engine.model import DEMO_NAME, ModelNotFoundError, hub_offline, looks_like_local_path
     from trainer.plan.resolve import resolve_plan
 
@@ -150,7 +150,7 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     stats = None
     hw = _hardware(gpu_gb)
     if tokenizer is not None and loaded is not None:
-        from trainer.datasets.data import tokenize_examples
+        from trainer.datasets import tokenize_examples
 
         try:
             rows = tokenize_examples(loaded.train, tokenizer, cfg, loaded)

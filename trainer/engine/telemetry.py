@@ -393,7 +393,7 @@ def failure_kind(exc: BaseException) -> str:
     if _is_template_error(exc):
         return "template"
     try:
-        from trainer.datasets.data import DataError
+        from trainer.datasets import DataError
 
         if isinstance(exc, DataError):
             return "data"
@@ -438,7 +438,7 @@ def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
         return text, ["Check model_name_or_path: `demo`, a local directory with config.json, or a Hub id "
                       "(the Hub needs network access, and HF_TOKEN for gated models)."]
     try:
-        from trainer.datasets.data import DataError
+        from trainer.datasets import DataError
     except ImportError:  # the data module failing to import is itself reported below
         DataError = ()  # type: ignore[assignment]
     lowered = text.lower()

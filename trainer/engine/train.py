@@ -152,7 +152,7 @@ def _train(run: _Run, abort) -> int:
     writer.emit("status", status=RUNNING, pid=os.getpid())
     resume_from = resolve_resume(cfg, run_dir)
 
-    from trainer.datasets.data import load_examples, tokenize_examples
+    from trainer.datasets import load_examples, tokenize_examples
     from trainer.plan.hardware import detect
     from trainer.engine.model import apply_lora, load_model, load_tokenizer, model_source, trainable_parameters
     from trainer.plan.resolve import resolve_plan

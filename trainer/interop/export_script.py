@@ -412,14 +412,14 @@ def _template_source(name: str) -> str:
 
 
 def _answer_finder_source() -> str:
-    """tunedeck's own fallback that locates answers by their text (trainer/data.py), copied in."""
-    from trainer.datasets import data
+    """tunedeck's own fallback that locates answers by their text (trainer/datasets/render.py), copied in."""
+    from trainer.datasets import END_OF_TURN_MARKERS, render
 
-    return f"END_OF_TURN_MARKERS = {data.END_OF_TURN_MARKERS!r}\n\n\n" + inspect.getsource(data._find_answers)
+    return f"END_OF_TURN_MARKERS = {END_OF_TURN_MARKERS!r}\n\n\n" + inspect.getsource(render._find_answers)
 
 
 def _resolve_paths(cfg: TrainConfig, base_dir: Union[str, Path, None]) -> tuple[str, str]:
-    from trainer.datasets.data import DataError, resolve_source
+    from trainer.datasets import DataError, resolve_source
     from trainer.engine.demo import resolve_model_path
 
     model = cfg.model_name_or_path
@@ -439,7 +439,7 @@ def export_script(cfg: TrainConfig, base_dir: Union[str, Path, None] = None, *, 
                   filename: str = "train_plain.py") -> str:
     """The plain script's text for ``cfg``. ``demo`` model and dataset names become local paths; a
     relative dataset path is resolved against ``base_dir`` (default: the current directory)."""
-    from trainer.datasets import data
+    from trainer.datasets import ROW_LIST_COLUMNS, SHAREGPT_ROLES
     from trainer.templates import AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES
 
     model, dataset = _resolve_paths(cfg, base_dir)
@@ -466,8 +466,8 @@ def export_script(cfg: TrainConfig, base_dir: Union[str, Path, None] = None, *, 
         "",
         "# Locates each answer by its text when the chat template rewrites earlier turns.",
         _answer_finder_source(),
-        _SCRIPT_BODY.replace("__ROW_LIST_COLUMNS__", repr(tuple(sorted(data._ROW_LIST_COLUMNS))))
-        .replace("__SHAREGPT_ROLES__", repr(data.SHAREGPT_ROLES)),
+        _SCRIPT_BODY.replace("__ROW_LIST_COLUMNS__", repr(tuple(sorted(ROW_LIST_COLUMNS))))
+        .replace("__SHAREGPT_ROLES__", repr(SHAREGPT_ROLES)),
     ]
     return "\n".join(lines)
 

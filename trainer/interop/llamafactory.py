@@ -375,7 +375,7 @@ def _import(data: dict[str, Any], source: str | None, base_dir: Union[str, Path,
 def _shipped_names(out: dict[str, Any]) -> None:
     """The demo model's cache directory and the shipped datasets' files go back to their names (`demo`),
     so an exported demo config imports as the demo again on any machine."""
-    from trainer.datasets.data import SHIPPED_DATASETS
+    from trainer.datasets import SHIPPED_DATASETS
     from trainer.engine.demo import DEMO_NAME, demo_model_dir
 
     model = out.get("model_name_or_path")
@@ -531,7 +531,7 @@ def _import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[st
         for role, column in columns.items():
             if role not in ("messages", "system") and column:
                 unmapped[f"dataset_info.columns.{role}"] = f"column '{column}' ({role}) is not used by tunedeck's SFT"
-        from trainer.datasets.data import SHAREGPT_ROLES
+        from trainer.datasets import SHAREGPT_ROLES
 
         if tags.get("role_tag") not in ("from", "role") or tags.get("content_tag") not in ("value", "content"):
             unmapped["dataset_info.tags"] = f"role_tag '{tags.get('role_tag')}' / content_tag " \
@@ -563,7 +563,7 @@ def _resolve_dir(value: str, base_dir: Union[str, Path, None]) -> Optional[Path]
 def _dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped: dict[str, str],
                    notes: list[str]) -> tuple[str, dict[str, Any], str]:
     """(dataset name, dataset_info.json entry, LLaMA-Factory stage) for cfg's dataset."""
-    from trainer.datasets.data import DataError, resolve_source
+    from trainer.datasets import DataError, resolve_source
 
     try:
         kind, where = resolve_source(cfg.dataset, base_dir)
@@ -623,7 +623,7 @@ def _dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped:
 def _sniff_format(path: Path, column_mapping: dict[str, str]) -> tuple[Optional[str], set[str]]:
     """(format, columns) of a local JSON/JSONL/CSV file from its first rows, as tunedeck's auto detection
     sees them: the format after column_mapping, the columns before it."""
-    from trainer.datasets.data import detect_format
+    from trainer.datasets import detect_format
 
     rows: list[dict] = []
     try:

@@ -1,0 +1,243 @@
+"""Where a dataset's rows come from: a shipped name, a local file (JSON lines, JSON, CSV, Parquet, or a
+directory holding one), or a Hugging Face Hub id; and reading them as raw records.
+
+``resolve_source`` says where a dataset name points; ``read_records`` reads the rows as they are in the
+file (1-based line numbers for JSON lines, row numbers otherwise). A line that is not JSON is returned
+as a RowIssue beside a record without a value, so the rows around it still load; a file that cannot
+be read at all is a DataError.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from trainer.config import TrainConfig
+from trainer.datasets.issues import DataError, RowIssue, type_name
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+SHIPPED_DATASETS: dict[str, Path] = {"demo": DATA_DIR / "demo.jsonl", "demo-chat": DATA_DIR / "demo_chat.jsonl"}
+SHIPPED_DESCRIPTIONS = {
+    "demo": "360 single-turn instructions (alpaca): reverse, count, uppercase, add, capitals, numbered lists",
+    "demo-chat": "120 multi-turn conversations (messages) on the same tasks, a third with a system prompt",
+}
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+# Columns whose value is a list inside one row: {"messages": [...]} is a row, {"data": [...]} wraps rows.
+ROW_LIST_COLUMNS = {"messages", "conversations", "prompt", "completion", "history"}
+
+
+def shipped_datasets() -> list[tuple[str, str]]:
+    """(name, description) of the datasets that ship with tunedeck, for pickers and docs."""
+    return [(name, SHIPPED_DESCRIPTIONS[name]) for name in SHIPPED_DATASETS]
+
+
+@dataclass
+class Record:
+    """One row as read from the source, before any validation."""
+
+    row: int
+    kind: str  # what `row` counts: a file "line" or a "row" index
+    value: Any  # the parsed row (a dict when it is usable)
+
+
+def read_records(kind: str, where: str, cfg: TrainConfig) -> tuple[list[Record], list[RowIssue]]:
+    """The rows of a resolved source (see resolve_source) and the lines that could not be parsed."""
+    if kind == "hub":
+        return _read_hub(where, cfg), []
+    return _read_file(Path(where))
+
+
+def resolve_source(dataset: str, base_dir: Optional[str | Path] = None, split: str = "train") -> tuple[str, str]:
+    """("file", path) for a shipped name or a local file, ("hub", id) for a Hub dataset id.
+
+    A name that looks like a path (a file suffix, a leading / . ~, a backslash) but does not exist is a
+    DataError naming the path; anything else that does not exist locally is taken as a Hub id. A
+    directory (a downloaded dataset repository) stands for its one data file, or the one whose name
+    holds the split (train.jsonl, data/train-00000.parquet).
+    """
+    name = dataset.strip()
+    if name in SHIPPED_DATASETS:
+        return "file", str(SHIPPED_DATASETS[name])
+    path = Path(name).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if path.exists():
+        if path.is_dir():
+            return "file", str(_data_file_in(path, split))
+        return "file", str(path)
+    looks_local = (name.lower().endswith(FILE_SUFFIXES) or name.startswith(("/", ".", "~")) or "\\" in name
+                   or name.count("/") > 1)
+    if looks_local:
+        raise DataError(f"dataset file not found: {path}")
+    return "hub", name
+
+
+def _data_file_in(directory: Path, split: str) -> Path:
+    files = sorted(p for p in directory.rglob("*")
+                   if p.suffix.lower() in FILE_SUFFIXES and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+    if len(files) == 1:
+        return files[0]
+    named = [p for p in files if split.lower() in p.name.lower()]
+    if len(named) == 1:
+        return named[0]
+    if not files:
+        raise DataError(f"{directory}: is a directory with no .jsonl, .json, .csv or .parquet file in it")
+    shown = ", ".join(str(p.relative_to(directory)) for p in (named or files)[:5])
+    more = ", ..." if len(named or files) > 5 else ""
+    raise DataError(f"{directory}: is a directory with several data files ({shown}{more}): name one of them")
+
+
+def _read_file(path: Path) -> tuple[list[Record], list[RowIssue]]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _read_parquet(path), []
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})", source=str(path)) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(f"{path}: not UTF-8 text (line {line}, column {column}: byte 0x{raw[exc.start]:02x}): "
+                        "save the file as UTF-8", source=str(path)) from None
+    if suffix == ".csv":
+        return _read_csv(text, path), []
+    if suffix == ".json":
+        stripped = text.lstrip()
+        if stripped.startswith("["):
+            return _read_json_document(text, path), []
+        if stripped.startswith("{"):
+            try:
+                document = json.loads(text)
+            except json.JSONDecodeError:
+                return _read_json_lines(text)  # one object per line in a .json file
+            return _records_from_document(document, path), []
+    if suffix == ".jsonl" and text.lstrip().startswith("["):
+        try:  # a JSON array saved as .jsonl: read it as what it is
+            return _records_from_document(json.loads(text), path), []
+        except json.JSONDecodeError:
+            pass
+    if suffix in (".jsonl", ".json"):
+        return _read_json_lines(text)
+    raise DataError(f"{path}: unsupported file type '{path.suffix}': use .jsonl, .json, .csv or .parquet",
+                    source=str(path))
+
+
+def _read_json_lines(text: str) -> tuple[list[Record], list[RowIssue]]:
+    records: list[Record] = []
+    issues: list[RowIssue] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            issues.append(RowIssue(number, "", f"invalid JSON: {exc.msg} (column {exc.colno})", "line"))
+            records.append(Record(number, "line", None))
+            continue
+        records.append(Record(number, "line", value))
+    return records, issues
+
+
+def _read_json_document(text: str, path: Path) -> list[Record]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                        source=str(path)) from None
+    return _records_from_document(document, path)
+
+
+def _records_from_document(document: Any, path: Path) -> list[Record]:
+    if isinstance(document, dict):
+        (key, value), = list(document.items())[:1] or [(None, None)]
+        # {"data": [...]} wraps the rows; {"messages": [...]} is itself one row.
+        if len(document) == 1 and isinstance(value, list) and key not in ROW_LIST_COLUMNS:
+            document = value
+        else:
+            document = [document]
+    if not isinstance(document, list):
+        raise DataError(f"{path}: expected a JSON array of objects, got {type_name(document)}", source=str(path))
+    return [Record(i, "row", value) for i, value in enumerate(document, 1)]
+
+
+def _read_csv(text: str, path: Path) -> list[Record]:
+    header = text.split("\n", 1)[0]
+    # A spreadsheet's "CSV" is often separated by semicolons or tabs: take the header's separator.
+    delimiter = max((",", ";", "\t"), key=header.count) if header else ","
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows = list(reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}: invalid CSV: {exc}", source=str(path)) from None
+    if reader.fieldnames is None:
+        return []
+    records = []
+    for i, row in enumerate(rows, 1):
+        extra = row.pop(None, None)  # cells beyond the header
+        if extra:
+            records.append(Record(i, "row", {"__csv_extra__": len(extra), **row}))
+        else:
+            records.append(Record(i, "row", {k: v for k, v in row.items() if k is not None}))
+    return records
+
+
+def _read_parquet(path: Path) -> list[Record]:
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(f"{path}: cannot read Parquet: {exc}", source=str(path)) from None
+    return [Record(i, "row", value) for i, value in enumerate(table.to_pylist(), 1)]
+
+
+def _read_hub(name: str, cfg: TrainConfig) -> list[Record]:
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
+    offline = _hub_offline()
+    try:
+        dataset = datasets.load_dataset(name, cfg.dataset_subset, split=cfg.dataset_split)
+    except DatasetNotFoundError as exc:
+        if offline or "offline" in str(exc).lower():
+            raise _hub_unreachable(name) from None
+        raise DataError(f"dataset '{name}' was not found on the Hugging Face Hub, nor as a local file "
+                        "(check the name; for a gated or private dataset set HF_TOKEN in the environment)",
+                        source=name) from None
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        if offline or _is_network_error(exc):
+            raise _hub_unreachable(name) from None
+        raise DataError(f"cannot load dataset '{name}' from the Hugging Face Hub: {exc}", source=name) from None
+    except ValueError as exc:  # unknown split or subset
+        raise DataError(f"cannot load dataset '{name}' (split '{cfg.dataset_split}', subset "
+                        f"'{cfg.dataset_subset}'): {exc}", source=name) from None
+    except Exception as exc:
+        if offline or _is_network_error(exc):
+            raise _hub_unreachable(name) from None
+        raise DataError(f"cannot load dataset '{name}' from the Hugging Face Hub: {exc}", source=name) from None
+    return [Record(i, "row", dict(value)) for i, value in enumerate(dataset, 1)]
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(w in text for w in ("connection", "offline", "timed out", "timeout", "resolve", "network",
+                                   "unreachable", "max retries"))
+
+
+def _hub_unreachable(name: str) -> DataError:
+    return DataError(f"cannot reach the Hugging Face Hub to load dataset '{name}' (offline or no network): "
+                     "connect to the internet, or download it and set dataset to the local file", source=name)

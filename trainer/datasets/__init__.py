@@ -20,8 +20,8 @@ object the caller passes.
 from trainer.datasets.issues import DataError, RowIssue
 from trainer.datasets.load import LoadedData, load_examples, split_examples
 from trainer.datasets.render import END_OF_TURN_MARKERS, chat_template_for_saving, render_segments
-from trainer.datasets.report import DatasetReport, inspect_dataset, preview_row, preview_rows
-from trainer.datasets.rows import MESSAGE_ROLES, SHAREGPT_ROLES, Example, detect_format, normalize_row
+from trainer.datasets.report import DatasetReport, inspect_dataset, preview_rows
+from trainer.datasets.rows import SHAREGPT_ROLES, detect_format
 from trainer.datasets.sources import ROW_LIST_COLUMNS, SHIPPED_DATASETS, resolve_source, shipped_datasets
 from trainer.datasets.stats import length_histogram, length_stats, percentile, suggested_cutoff_len
 from trainer.datasets.tokenize import TokenizedRows, tokenize_example, tokenize_examples
@@ -30,8 +30,8 @@ __all__ = [
     "DataError", "RowIssue",
     "LoadedData", "load_examples", "split_examples",
     "END_OF_TURN_MARKERS", "chat_template_for_saving", "render_segments",
-    "DatasetReport", "inspect_dataset", "preview_row", "preview_rows",
-    "MESSAGE_ROLES", "SHAREGPT_ROLES", "Example", "detect_format", "normalize_row",
+    "DatasetReport", "inspect_dataset", "preview_rows",
+    "SHAREGPT_ROLES", "detect_format",
     "ROW_LIST_COLUMNS", "SHIPPED_DATASETS", "resolve_source", "shipped_datasets",
     "length_histogram", "length_stats", "percentile", "suggested_cutoff_len",
     "TokenizedRows", "tokenize_example", "tokenize_examples",

@@ -93,6 +93,8 @@ def _render_jinja(messages: list[dict], tokenizer: Any, example: dict) -> list[S
 END_OF_TURN_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
 
 
+# The exported plain script copies this function's source (interop/export_script.py): it must use
+# nothing but its arguments, END_OF_TURN_MARKERS and built-ins.
 def _find_answers(full: str, messages: list[dict], eos: str) -> list[tuple[int, int]]:
     """Answer spans located by their text, turn by turn, for templates that rewrite earlier turns.
 

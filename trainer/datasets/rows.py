@@ -14,6 +14,7 @@ import math
 from typing import Any, Iterable, Optional
 
 from trainer.datasets.issues import type_name
+from trainer.datasets.sources import CSV_EXTRA_CELLS
 
 # Column names people use for what a format calls otherwise: suggested in a column_mapping hint.
 COLUMN_SYNONYMS = {
@@ -44,6 +45,7 @@ class Example(dict):
 
 
 def make_example(data: dict[str, Any], row: int, kind: str, source: str) -> Example:
+    """A normalized row as an Example from `source`, at its line or row number."""
     ex = Example(data)
     ex.row, ex.kind, ex.source = row, kind, source
     return ex
@@ -277,7 +279,7 @@ def normalize_row(row: Any, fmt: str) -> dict:
     """One raw row -> a normalized example; raises RowProblem."""
     if not isinstance(row, dict):
         raise RowProblem("", f"expected a JSON object, got {type_name(row)}")
-    extra = row.get("__csv_extra__")
+    extra = row.get(CSV_EXTRA_CELLS)
     if extra:
         raise RowProblem("", f"{extra} more cell{'s' if extra > 1 else ''} than the header has columns")
     return _NORMALIZERS[fmt](row)

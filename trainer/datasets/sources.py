@@ -29,6 +29,9 @@ SHIPPED_DESCRIPTIONS = {
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 # Columns whose value is a list inside one row: {"messages": [...]} is a row, {"data": [...]} wraps rows.
 ROW_LIST_COLUMNS = {"messages", "conversations", "prompt", "completion", "history"}
+# A CSV row with more cells than the header has columns keeps their count under this key, so that
+# validation reports it with the row's number (rows.normalize_row).
+CSV_EXTRA_CELLS = "__csv_extra__"
 
 
 def shipped_datasets() -> list[tuple[str, str]]:
@@ -184,7 +187,7 @@ def _read_csv(text: str, path: Path) -> list[Record]:
     for i, row in enumerate(rows, 1):
         extra = row.pop(None, None)  # cells beyond the header
         if extra:
-            records.append(Record(i, "row", {"__csv_extra__": len(extra), **row}))
+            records.append(Record(i, "row", {CSV_EXTRA_CELLS: len(extra), **row}))
         else:
             records.append(Record(i, "row", {k: v for k, v in row.items() if k is not None}))
     return records

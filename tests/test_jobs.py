@@ -19,9 +19,10 @@ import pytest
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.run.events import read_events
-from trainer.jobs.manager import (
-    DB_FILE, JobError, JobManager, UnknownRunError, latest_checkpoint, new_run_id, pick_gpu, visible_gpus,
-)
+from trainer.jobs.manager import JobError, JobManager, UnknownRunError
+from trainer.jobs.scheduler import pick_gpu
+from trainer.plan.hardware import visible_gpus
+from trainer.run.layout import DB_FILE, latest_checkpoint, new_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 240  # generous: two busy cores shared with other test processes

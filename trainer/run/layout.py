@@ -98,10 +98,11 @@ def clear_abort_request(run_dir: str | Path) -> None:
         pass
 
 
-def train_argv(run_dir: str | Path, python: str = sys.executable) -> list[str]:
-    """The command that trains a run: what the scheduler starts and what the page's Preview shows."""
+def train_argv(run_dir: str | Path, python: str | None = None) -> list[str]:
+    """The command that trains a run: what the scheduler starts and what the page's Preview shows.
+    `python`: the interpreter, this one (sys.executable at call time) by default."""
     run_dir = Path(run_dir)
-    return [python, "-m", "trainer", "train", str(config_path(run_dir)), "--run-dir", str(run_dir)]
+    return [python or sys.executable, "-m", "trainer", "train", str(config_path(run_dir)), "--run-dir", str(run_dir)]
 
 
 # --- checkpoints ----------------------------------------------------------------------------------

@@ -30,7 +30,9 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 from transformers import TrainerCallback  # noqa: E402
 
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
+from trainer.datasets.data import DataError
+from trainer.engine.model import ModelNotFoundError
 from trainer.plan.batching import smaller_micro_batch
 from trainer.plan.hardware import nvml_memory
 from trainer.run.events import EventWriter
@@ -355,10 +357,6 @@ def oom_advice(cfg: TrainConfig) -> list[str]:
 
 def failure_kind(exc: BaseException) -> str:
     """One of trainer.run.events.FAILURE_KINDS: oom, not_found, template, nan, config, data, other."""
-    from trainer.config import ConfigError
-    from trainer.datasets.data import DataError
-    from trainer.engine.model import ModelNotFoundError
-
     if _is_oom(exc):
         return "oom"
     if isinstance(exc, NaNLossError):
@@ -385,10 +383,6 @@ def _is_template_error(exc: BaseException) -> bool:
 def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
                      log_tail: Optional[list[str]] = None) -> tuple[str, list[str]]:
     """(reason, advice) for a failed run, in words a user can act on."""
-    from trainer.config import ConfigError
-    from trainer.datasets.data import DataError
-    from trainer.engine.model import ModelNotFoundError
-
     text = f"{exc}"
     first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     if _is_oom(exc):

@@ -167,8 +167,9 @@ class JobManager(Scheduler):
             info = self.registry.fetch(conn, run_id)
             self._check_owner(info, owner, "abort")
             if info.status == QUEUED:
-                self.registry.update(conn, run_id, "AND status = ?", (QUEUED,), status=ABORTED, finished_at=time.time(),
-                             reason="aborted before it started", abort_requested_at=time.time())
+                self.registry.update(conn, run_id, "AND status = ?", (QUEUED,), status=ABORTED,
+                                     finished_at=time.time(), reason="aborted before it started",
+                                     abort_requested_at=time.time())
                 append_event(info.run_dir, "status", status=ABORTED, reason="aborted before it started")
             elif info.status == RUNNING:
                 if info.abort_requested_at is None:

@@ -25,7 +25,7 @@ from trainer.jobs.processes import is_zombie, kill_group, pid_is_trainer_of, sig
 from trainer.jobs.registry import JobError, Registry, RunInfo, UnknownRunError, summary_columns
 from trainer.plan.batching import smaller_micro_batch
 from trainer.run.events import (
-    ABORTED, FAILED, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, EventReader, append_event, tail_lines,
+    ABORTED, FAILED, FAILURE_KINDS, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, EventReader, append_event, tail_lines,
 )
 from trainer.run.layout import (
     EVENTS_FILE, STDOUT_FILE, clear_abort_request, config_path, latest_checkpoint, read_run_config, train_argv,
@@ -245,6 +245,8 @@ class Scheduler:
             kind = final.get("kind")
             if status == FAILED and kind is None and "out of memory" in str(reason or "").lower():
                 kind = "oom"
+            elif kind is not None and kind not in FAILURE_KINDS:  # written by another tunedeck version
+                kind = "other"
         else:
             status, reason = self._classify_vanished(info, exit_code)
             event: dict[str, Any] = {"status": status, "reason": reason, "exit_code": exit_code}

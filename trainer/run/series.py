@@ -21,6 +21,10 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def _lowest(best: float | None, value: float) -> float:
+    return value if best is None else min(best, value)
+
+
 # --- smoothing ---------------------------------------------------------------------------------
 
 def ema(values: Sequence[float | None], weight: float) -> list[float | None]:
@@ -164,11 +168,11 @@ class RunSummary:
             loss = number(event.get("loss"))
             if _finite(loss):
                 self.last_loss = loss
-                self.best_loss = loss if self.best_loss is None else min(self.best_loss, loss)  # type: ignore[type-var]
+                self.best_loss = _lowest(self.best_loss, loss)
         elif kind == "eval":
             loss = number(event.get("eval_loss"))
             if _finite(loss):
-                self.best_eval_loss = loss if self.best_eval_loss is None else min(self.best_eval_loss, loss)  # type: ignore[type-var]
+                self.best_eval_loss = _lowest(self.best_eval_loss, loss)
         elif kind == "plan":
             plan = event.get("plan") if isinstance(event.get("plan"), dict) else event
             total = plan.get("total_steps")

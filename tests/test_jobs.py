@@ -177,6 +177,25 @@ def test_owner_check_queued_abort_resume_without_checkpoint_and_delete(tmp_path)
         jm.close()
 
 
+def test_a_trainer_started_by_hand_with_a_relative_run_dir_is_recognised(tmp_path):
+    from trainer.jobs.processes import pid_is_trainer_of
+
+    (tmp_path / "runs" / "r1").mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--run-dir", "runs/r1"],
+                            cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_is_trainer_of(proc.pid, tmp_path / "runs" / "r1"):
+            assert time.monotonic() < deadline, "the process was never recognised as the trainer of runs/r1"
+            time.sleep(0.05)
+        assert not pid_is_trainer_of(proc.pid, tmp_path / "runs" / "r2")
+        assert not pid_is_trainer_of(proc.pid, tmp_path)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not pid_is_trainer_of(proc.pid, tmp_path / "runs" / "r1")
+
+
 def test_one_run_per_gpu_is_the_least_busy_one(monkeypatch):
     assert pick_gpu([], ["0"]) is None  # a CPU machine: the trainer's environment is left alone
     assert pick_gpu(["0", "1"], []) == "0"

@@ -109,3 +109,16 @@ def test_the_preview_shows_exactly_the_command_the_scheduler_starts(tmp_path, mo
     preview = shlex.split(views.train_command(jm.runs_root, run_id))
     assert started == preview == train_argv(jm.run_dir(run_id), str(fake_python))
     assert Path(started[4]).is_file() and Path(started[4]).parent == jm.run_dir(run_id)
+
+
+def test_a_foreground_run_lives_apart_from_the_registry(tmp_path, monkeypatch):
+    monkeypatch.setenv(layout.RUNS_DIR_ENV, str(tmp_path))
+    run_dir = layout.foreground_run_dir()
+    assert run_dir.parent == tmp_path / layout.FOREGROUND_SUBDIR and is_run_id(run_dir.name)
+    run_dir.mkdir(parents=True)
+    write_run_config(TrainConfig.from_dict({"model_name_or_path": "demo", "dataset": "demo"}), run_dir)
+    beside = tmp_path / new_run_id()  # the same directory in the root itself is adopted
+    beside.mkdir()
+    write_run_config(TrainConfig.from_dict({"model_name_or_path": "demo", "dataset": "demo"}), beside)
+    with JobManager(tmp_path, autostart=False) as jm:
+        assert [r.id for r in jm.list_runs()] == [beside.name]

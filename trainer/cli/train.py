@@ -11,18 +11,19 @@ import signal
 import sys
 from pathlib import Path
 
-from trainer.run.layout import ABORT_FILE, default_runs_root, new_run_id
+from trainer.run.layout import ABORT_FILE, foreground_run_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="the run's config (YAML): a preset or a saved config.yaml")
     parser.add_argument("--run-dir", default=None,
                         help="where the run writes events, checkpoints and the adapter "
-                             "(default: <runs root>/<new run id>, the runs root being $TUNEDECK_RUNS_DIR or ./runs)")
+                             "(default: <runs root>/foreground/<new run id>, the runs root being $TUNEDECK_RUNS_DIR or "
+                             "./runs)")
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir) if args.run_dir else default_runs_root() / new_run_id()
+    run_dir = Path(args.run_dir) if args.run_dir else foreground_run_dir()
     # Until the trainer installs its own handler (after the heavy imports), a SIGTERM is turned into the
     # ABORT file, so an abort during start-up is still a clean stop rather than a vanished process.
     def early_abort(signum, frame):

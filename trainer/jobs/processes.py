@@ -40,7 +40,9 @@ def pid_is_trainer_of(pid: int | None, run_dir: Path) -> bool:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             return False  # gone, or a zombie already reaped
-        return str(run_dir).encode() in cmdline
+        if str(run_dir).encode() in cmdline:
+            return True
+        return _run_dir_argument(proc, cmdline) == Path(run_dir).resolve()
     try:  # no /proc (macOS): the best we can do is "some process has this pid"
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -48,6 +50,21 @@ def pid_is_trainer_of(pid: int | None, run_dir: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _run_dir_argument(proc: Path, cmdline: list[bytes]) -> Path | None:
+    """The --run-dir of a trainer started by hand (`python -m trainer train CONFIG --run-dir runs/x`),
+    resolved against that process's working directory."""
+    args = [arg.decode(errors="replace") for arg in cmdline]
+    for i, arg in enumerate(args):
+        value = args[i + 1] if arg == "--run-dir" and i + 1 < len(args) else (
+            arg.split("=", 1)[1] if arg.startswith("--run-dir=") else None)
+        if value:
+            try:
+                return (Path(os.readlink(proc / "cwd")) / value).resolve()
+            except OSError:
+                return None
+    return None
 
 
 def is_zombie(pid: int) -> bool:

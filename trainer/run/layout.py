@@ -41,6 +41,9 @@ CHECKPOINT_STATE_FILE = "trainer_state.json"  # written last by a save: its pres
 
 RUNS_DIR_ENV = "TUNEDECK_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
+# `python -m trainer train` without --run-dir writes here, apart from the registry's runs: the dashboard
+# adopts a run directory it finds in the root, and could not tell whether such a run's process is alive.
+FOREGROUND_SUBDIR = "foreground"
 RESUME_LATEST = ("last", "latest", "true")  # resume_from_checkpoint values meaning "this run's newest checkpoint"
 
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
@@ -58,6 +61,11 @@ def new_run_id(now: float | None = None) -> str:
     """``YYYYMMDD-HHMMSS-xxxxxx`` (UTC): sorts by creation second, random suffix for uniqueness."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
     return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def foreground_run_dir() -> Path:
+    """Where a training started by hand without --run-dir goes: <runs root>/foreground/<new run id>."""
+    return default_runs_root() / FOREGROUND_SUBDIR / new_run_id()
 
 
 def is_run_id(value: object) -> bool:

@@ -277,7 +277,7 @@ class RunSeries:
             plan = event.get("plan")
             self.plan = plan if isinstance(plan, dict) else {k: v for k, v in event.items() if k not in ("t", "type")}
         elif kind == "status":
-            if event.get("status") == "running" and _finite(t):
+            if event.get("status") == RUNNING and _finite(t):
                 self.running_since = t
                 self.first_log_t = self.first_log_step = None  # a resumed run sets a new pace
         elif kind == "checkpoint" and isinstance(step, (int, float)):

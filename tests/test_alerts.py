@@ -6,7 +6,7 @@ import math
 import random
 
 from webui.alerts import alerts_markdown, health_alerts
-from webui.charts import RunSeries
+from trainer.run.series import RunSeries
 
 
 def _series(loss, grad=None, evals=()):

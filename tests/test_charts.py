@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-from webui.charts import (Decimator, RunSeries, compare_loss_figure, downsample, downsample_indices, ema, loss_figure,
-                          memory_figure, progress, throughput_figure, lr_gradnorm_figure)
+from trainer.run.series import Decimator, RunSeries, ema
+from webui.charts import (compare_loss_figure, downsample, downsample_indices, loss_figure, memory_figure, progress,
+                          throughput_figure, lr_gradnorm_figure)
 from webui.state import EventCache
 from trainer.run.events import EventWriter
 

@@ -19,9 +19,10 @@ import pytest
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.run.events import read_events
-from trainer.jobs.manager import (
-    DB_FILE, JobError, JobManager, UnknownRunError, latest_checkpoint, new_run_id, pick_gpu, visible_gpus,
-)
+from trainer.jobs.manager import JobError, JobManager, UnknownRunError
+from trainer.jobs.scheduler import pick_gpu
+from trainer.plan.hardware import visible_gpus
+from trainer.run.layout import DB_FILE, latest_checkpoint, new_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 240  # generous: two busy cores shared with other test processes
@@ -174,6 +175,25 @@ def test_owner_check_queued_abort_resume_without_checkpoint_and_delete(tmp_path)
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         jm.close()
+
+
+def test_a_trainer_started_by_hand_with_a_relative_run_dir_is_recognised(tmp_path):
+    from trainer.jobs.processes import pid_is_trainer_of
+
+    (tmp_path / "runs" / "r1").mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--run-dir", "runs/r1"],
+                            cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_is_trainer_of(proc.pid, tmp_path / "runs" / "r1"):
+            assert time.monotonic() < deadline, "the process was never recognised as the trainer of runs/r1"
+            time.sleep(0.05)
+        assert not pid_is_trainer_of(proc.pid, tmp_path / "runs" / "r2")
+        assert not pid_is_trainer_of(proc.pid, tmp_path)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not pid_is_trainer_of(proc.pid, tmp_path / "runs" / "r1")
 
 
 def test_one_run_per_gpu_is_the_least_busy_one(monkeypatch):

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from trainer.engine.probe import _full_length_rows, keep_effective_batch, search
+from trainer.engine.probe import _full_length_rows, search
+from trainer.plan.batching import keep_effective_batch
 
 
 def test_probe_on_a_cpu_says_it_needs_a_gpu_and_exits_2(repo_root):

@@ -18,7 +18,8 @@ import pytest
 
 from trainer.config import TrainConfig
 from trainer.run.events import ABORTED, FAILED, FINISHED, number, read_events
-from trainer.engine.train import latest_checkpoint, run_training
+from trainer.engine.train import run_training
+from trainer.run.layout import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # real training on the CPU (still runs in CI)

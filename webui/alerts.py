@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
-from .charts import RunSeries, ema
+from trainer.run.series import RunSeries, ema
 
 SPIKE_WINDOW = 20  # steps of history a spike is judged against
 SPIKE_MIN_HISTORY = 10

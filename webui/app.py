@@ -83,7 +83,7 @@ def i18n_for_launch() -> gr.I18n:
 def detect_hardware_light() -> Hardware:
     """This machine's GPUs via NVML (no torch import in the page's process); the CPU when there is none."""
     try:
-        from trainer.jobs.manager import gpu_count
+        from trainer.plan.hardware import gpu_count
         if gpu_count() == 0:
             return CPU
         import pynvml  # nvidia-ml-py
@@ -233,7 +233,8 @@ def _error_text(exc: BaseException) -> str:
 
 def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks:
     """The whole page, bound to one runs root (its runs.db, run directories and user presets)."""
-    from trainer.jobs.manager import JobManager, default_runs_root
+    from trainer.jobs.manager import JobManager
+    from trainer.run.layout import default_runs_root
 
     root = Path(runs_root if runs_root is not None else default_runs_root()).expanduser().resolve()
     ctx = Context(runs_root=root, jobs=jobs or JobManager(root))

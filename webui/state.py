@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trainer.run.events import EventReader
 
-from .charts import RunSeries
+from trainer.run.series import RunSeries
 
 
 @dataclass

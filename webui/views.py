@@ -5,21 +5,22 @@ from __future__ import annotations
 import html
 import math
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from trainer.config import TrainConfig
+from trainer.run.layout import train_argv
+from trainer.run.series import RunSeries
 
-from .charts import Progress, RunSeries, format_duration
+from .charts import Progress, format_duration
 
 STATUS_COLOURS = {
     "queued": "#6b7280", "running": "#2563eb", "finished": "#16a34a", "aborted": "#d97706",
     "failed": "#dc2626", "interrupted": "#9333ea",
 }
 
-RUNS_TABLE_HEADERS = ["run id", "name", "status", "model", "dataset", "method", "best loss", "step",
+RUNS_TABLE_HEADERS = ["run id", "name", "status", "model", "dataset", "method", "best train loss", "step",
                       "duration", "owner", "created"]
 
 
@@ -121,9 +122,7 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
 
 
 def train_command(runs_root: str | Path, run_id: str = "<run_id>") -> str:
-    run_dir = Path(runs_root) / run_id
-    return shlex.join([sys.executable, "-m", "trainer", "train", str(run_dir / "config.yaml"), "--run-dir",
-                       str(run_dir)])
+    return shlex.join(train_argv(Path(runs_root) / run_id))
 
 
 def _when(ts: float | None) -> str:

@@ -11,13 +11,15 @@ import json
 import sys
 
 from trainer.config import ConfigError, TrainConfig
+from trainer.plan.memory import FITS_BELOW
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="the run's config (YAML)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--max-share", type=float, default=0.9,
-                        help="largest share of the GPU's memory a micro-batch may reserve (default 0.9)")
+    parser.add_argument("--max-share", type=float, default=FITS_BELOW,
+                        help=f"largest share of the GPU's memory a micro-batch may reserve (default {FITS_BELOW:g}, "
+                             "the memory plan's \"fits\")")
     parser.add_argument("--limit", type=int, default=None,
                         help="largest micro-batch to try (default: the effective batch)")
 

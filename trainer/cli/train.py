@@ -9,20 +9,21 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
 from pathlib import Path
 
-ABORT_FILE = "ABORT"  # the same name trainer.telemetry watches (importing it here would pull in torch)
+from trainer.run.layout import ABORT_FILE, foreground_run_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="the run's config (YAML): a preset or a saved config.yaml")
     parser.add_argument("--run-dir", default=None,
-                        help="where the run writes events, checkpoints and the adapter (default: runs/<timestamp>)")
+                        help="where the run writes events, checkpoints and the adapter "
+                             "(default: <runs root>/foreground/<new run id>, the runs root being $TUNEDECK_RUNS_DIR or "
+                             "./runs)")
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.run_dir) if args.run_dir else foreground_run_dir()
     # Until the trainer installs its own handler (after the heavy imports), a SIGTERM is turned into the
     # ABORT file, so an abort during start-up is still a clean stop rather than a vanished process.
     def early_abort(signum, frame):

@@ -7,13 +7,13 @@ only that try and every try starts from an empty card). A candidate fits when it
 torch.cuda.max_memory_reserved() plus what lives outside torch's pool (the CUDA context) stays under
 90% of the card. Candidates are searched by doubling and
 then bisection (memory.largest_fitting), starting at the memory plan's estimate, and the result keeps
-the effective batch by adjusting gradient accumulation.
+the effective batch by adjusting gradient accumulation (trainer.plan.batching, the rule the memory plan
+and the out-of-memory advice use too).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from trainer.config import TrainConfig
-from trainer.plan.memory import FITS_BELOW, keep_effective_batch, largest_fitting  # noqa: F401 - re-exported
+from trainer.plan.batching import keep_effective_batch
+from trainer.plan.memory import FITS_BELOW, largest_fitting
+from trainer.run.layout import write_run_config
 
 PROBE_STEPS = 2
 CHILD_TIMEOUT_S = 900
@@ -120,8 +122,7 @@ def run_probe(cfg: TrainConfig, *, max_share: float = FITS_BELOW, limit: Optiona
 
 def _try_in_subprocess(cfg: TrainConfig, batch: int, max_share: float) -> ProbeTry:
     with tempfile.TemporaryDirectory(prefix="tunedeck-probe-") as tmp:
-        config_path = Path(tmp) / "config.yaml"
-        config_path.write_text(cfg.to_yaml(), encoding="utf-8")
+        config_path = write_run_config(cfg, tmp)
         result_path = Path(tmp) / "result.json"
         started = time.time()
         try:

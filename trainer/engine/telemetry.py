@@ -30,10 +30,14 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 from transformers import TrainerCallback  # noqa: E402
 
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
+from trainer.datasets import DataError
+from trainer.engine.model import ModelNotFoundError
+from trainer.plan.batching import smaller_micro_batch
+from trainer.plan.hardware import nvml_memory
 from trainer.run.events import EventWriter
+from trainer.run.layout import ABORT_FILE
 
-ABORT_FILE = "ABORT"
 GB = 1024**3
 HEARTBEAT_SECONDS = float(os.environ.get("TUNEDECK_HEARTBEAT_S", "10"))
 
@@ -60,12 +64,12 @@ def memory_snapshot(device: Optional[str] = None) -> dict[str, Any]:
             "reserved_gb": _gb(torch.cuda.memory_reserved(index)),
             "peak_gb": _gb(torch.cuda.max_memory_allocated(index)),
         }
-        data.update(_nvml_reading(index))
+        data.update(nvml_memory(index))
         if torch.cuda.device_count() > 1:
             data["devices"] = [
                 {"device": f"cuda:{i}", "allocated_gb": _gb(torch.cuda.memory_allocated(i)),
                  "reserved_gb": _gb(torch.cuda.memory_reserved(i)), "peak_gb": _gb(torch.cuda.max_memory_allocated(i)),
-                 **_nvml_reading(i)}
+                 **nvml_memory(i)}
                 for i in range(torch.cuda.device_count())]
         return data
     data = {"device": "cpu"}
@@ -77,31 +81,6 @@ def memory_snapshot(device: Optional[str] = None) -> dict[str, Any]:
     except Exception:  # psutil missing or /proc unreadable: no reading rather than no run
         pass
     return data
-
-
-_nvml_state: dict[str, Any] = {"ready": None}
-
-
-def _nvml_reading(index: int) -> dict[str, float]:
-    """Device-wide used/total from NVML (every process on the card), or nothing when NVML is unavailable."""
-    try:
-        import pynvml
-
-        if _nvml_state["ready"] is None:
-            try:
-                pynvml.nvmlInit()
-                _nvml_state["ready"] = True
-            except Exception:
-                _nvml_state["ready"] = False
-        if not _nvml_state["ready"]:
-            return {}
-        # CUDA_VISIBLE_DEVICES renumbers devices; NVML does not: map torch's index to the physical one.
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
-        physical = int(visible[index]) if index < len(visible) and visible[index].strip().isdigit() else index
-        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(physical))
-        return {"device_used_gb": _gb(info.used), "device_total_gb": _gb(info.total)}
-    except Exception:
-        return {}
 
 
 # --- abort ----------------------------------------------------------------------------------------
@@ -347,10 +326,9 @@ def oom_advice(cfg: TrainConfig) -> list[str]:
     """What to change after an out-of-memory error, with the numbers worked out from the config."""
     advice: list[str] = []
     micro, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
-    if micro > 1:
-        # The largest divisor of the micro-batch up to half of it keeps the effective batch exactly.
-        new_micro = max(d for d in range(1, micro // 2 + 1) if micro % d == 0)
-        new_accum = accum * (micro // new_micro)
+    smaller = smaller_micro_batch(micro, accum)
+    if smaller is not None:
+        new_micro, new_accum = smaller
         how = ("Halve the micro-batch and double the accumulation" if new_micro * 2 == micro
                else "Lower the micro-batch and raise the accumulation by the same factor")
         advice.append(
@@ -378,10 +356,7 @@ def oom_advice(cfg: TrainConfig) -> list[str]:
 
 
 def failure_kind(exc: BaseException) -> str:
-    """One of trainer.jobs.FAILURE_KINDS: oom, not_found, template, nan, config, data, other."""
-    from trainer.config import ConfigError
-    from trainer.engine.model import ModelNotFoundError
-
+    """One of trainer.run.events.FAILURE_KINDS: oom, not_found, template, nan, config, data, other."""
     if _is_oom(exc):
         return "oom"
     if isinstance(exc, NaNLossError):
@@ -392,13 +367,8 @@ def failure_kind(exc: BaseException) -> str:
         return "not_found"
     if _is_template_error(exc):
         return "template"
-    try:
-        from trainer.datasets import DataError
-
-        if isinstance(exc, DataError):
-            return "data"
-    except ImportError:
-        pass
+    if isinstance(exc, DataError):
+        return "data"
     if isinstance(exc, FileNotFoundError):
         return "not_found"
     return "other"
@@ -413,9 +383,6 @@ def _is_template_error(exc: BaseException) -> bool:
 def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
                      log_tail: Optional[list[str]] = None) -> tuple[str, list[str]]:
     """(reason, advice) for a failed run, in words a user can act on."""
-    from trainer.config import ConfigError
-    from trainer.engine.model import ModelNotFoundError
-
     text = f"{exc}"
     first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     if _is_oom(exc):
@@ -437,10 +404,6 @@ def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
     if isinstance(exc, ModelNotFoundError):
         return text, ["Check model_name_or_path: `demo`, a local directory with config.json, or a Hub id "
                       "(the Hub needs network access, and HF_TOKEN for gated models)."]
-    try:
-        from trainer.datasets import DataError
-    except ImportError:  # the data module failing to import is itself reported below
-        DataError = ()  # type: ignore[assignment]
     lowered = text.lower()
     if isinstance(exc, ConfigError):
         return f"Invalid config: {text}", ["Fix the field named above (python -m trainer check CONFIG.yaml)."]
@@ -448,7 +411,7 @@ def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
         return (f"The chat template failed: {first_line[:400]}",
                 ["Set `template` to a named template (chatml, llama3, alpaca, ...) or fix the tokenizer's "
                  "chat_template; `auto` uses the tokenizer's own template or a plain fallback."])
-    if DataError and isinstance(exc, DataError):
+    if isinstance(exc, DataError):
         if "no usable rows" in text:
             advice = ["Fix the rows named above: no row is usable, so skipping bad rows cannot help (check "
                       "dataset_format and column_mapping if every row misses the same field)."]

@@ -1,7 +1,7 @@
 """What the training subprocess runs: config -> data -> plan -> model -> TRL SFTTrainer -> run directory.
 
 `run_training(cfg, run_dir) -> exit code` (0 finished, 3 aborted, 1 failed, 2 invalid config, dataset,
-model path or chat template). It writes the run directory of DESIGN.md and always ends with a `status` event when it can:
+model path or chat template). It writes the run directory (trainer.run.layout) and always ends with a `status` event when it can:
 finished, aborted (stopped at a step boundary with a checkpoint), or failed with a reason, advice and
 the last lines of the log.
 """
@@ -9,7 +9,6 @@ the last lines of the log.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 import traceback
@@ -19,49 +18,12 @@ from typing import Any, Optional
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.run.events import ABORTED, FAILED, FINISHED, RUNNING, EventWriter, tail_lines
+from trainer.run.layout import (
+    ADAPTER_DIR, CHECKPOINTS_DIR, STDOUT_FILE, TENSORBOARD_DIR, latest_checkpoint, resolve_resume, write_run_config,
+)
 
 EXIT_FINISHED, EXIT_FAILED, EXIT_INVALID, EXIT_ABORTED = 0, 1, 2, 3
-CHECKPOINTS_DIR = "checkpoints"
-ADAPTER_DIR = "adapter"
-TENSORBOARD_DIR = "tensorboard"
-CONFIG_FILE = "config.yaml"
-STDOUT_FILE = "stdout.log"
 LOG_TAIL_LINES = 40
-
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
-    """The newest complete checkpoint of a run (highest step with a trainer_state.json), or None."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    best: tuple[int, Optional[Path]] = (-1, None)
-    try:
-        entries = list(root.iterdir())
-    except OSError:
-        return None
-    for entry in entries:
-        match = _CHECKPOINT.match(entry.name)
-        if match and (entry / "trainer_state.json").is_file() and int(match.group(1)) > best[0]:
-            best = (int(match.group(1)), entry)
-    return best[1]
-
-
-def resolve_resume(cfg: TrainConfig, run_dir: Path) -> Optional[Path]:
-    """The checkpoint to resume from: `last` -> newest in this run (None when there is none yet), or a path."""
-    value = cfg.resume_from_checkpoint
-    if not value:
-        return None
-    if value.strip().lower() in ("last", "latest", "true"):
-        return latest_checkpoint(run_dir)
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise ConfigError([("resume_from_checkpoint", f"no checkpoint directory at {path}")])
-    if (path / "trainer_state.json").is_file():
-        return path
-    inner = latest_checkpoint(path.parent if path.name == CHECKPOINTS_DIR else path)
-    if inner is None:
-        raise ConfigError([("resume_from_checkpoint", f"{path} holds no checkpoint (no trainer_state.json)")])
-    return inner
 
 
 class _Run:
@@ -148,9 +110,9 @@ def _say(text: str) -> None:
 
 def _train(run: _Run, abort) -> int:
     cfg, run_dir, writer = run.cfg, run.run_dir, run.writer
-    cfg.save(run_dir / CONFIG_FILE)
+    write_run_config(cfg, run_dir)
     writer.emit("status", status=RUNNING, pid=os.getpid())
-    resume_from = resolve_resume(cfg, run_dir)
+    resume_from = resolve_resume(cfg.resume_from_checkpoint, run_dir)
 
     from trainer.datasets import load_examples, tokenize_examples
     from trainer.plan.hardware import detect

@@ -20,10 +20,10 @@ held-out runs (benchmarks/README.md; tests/test_memory.py keeps every stored poi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence, Union
 
+from trainer.plan.batching import keep_effective_batch
 from trainer.plan.catalog import ModelShape
 
 GB = 1024 ** 3
@@ -395,21 +395,6 @@ def largest_fitting(fits: Callable[[int], bool], *, start: int = 1, limit: int =
         else:
             bad = mid
     return good
-
-
-def keep_effective_batch(effective: int, largest: int) -> tuple[int, int]:
-    """(micro-batch, accumulation) with micro ≤ largest and micro × accumulation == effective exactly.
-
-    The biggest divisor of the effective batch that fits; when only 1 divides it that way (a prime
-    effective batch), the largest micro-batch and the accumulation that comes closest from above.
-    """
-    if largest < 1:
-        return 0, 0
-    largest = min(largest, effective)
-    divisor = max(d for d in range(1, largest + 1) if effective % d == 0)
-    if divisor * 2 > largest or divisor == largest:
-        return divisor, effective // divisor
-    return largest, math.ceil(effective / largest)
 
 
 def largest_micro_batch(shape: ModelShape, settings: MemorySettings, gpu_bytes: float, *,

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-EVENTS_FILE = "events.jsonl"
+from trainer.run.layout import EVENTS_FILE
+
 
 QUEUED, RUNNING, FINISHED, ABORTED, FAILED, INTERRUPTED = (
     "queued", "running", "finished", "aborted", "failed", "interrupted")
@@ -34,6 +35,9 @@ STATUSES = (QUEUED, RUNNING, FINISHED, ABORTED, FAILED, INTERRUPTED)
 FINAL_STATUSES = (FINISHED, ABORTED, FAILED, INTERRUPTED)
 
 EVENT_TYPES = ("plan", "log", "eval", "checkpoint", "memory", "heartbeat", "status", "message")
+
+# Failure kinds the trainer puts in a failed run's final status event (`kind`); the registry stores them.
+FAILURE_KINDS = ("oom", "not_found", "template", "nan", "config", "data", "other")
 
 
 def _clean(value: Any) -> Any:

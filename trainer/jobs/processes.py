@@ -1,0 +1,103 @@
+"""The trainer's processes: starting one in its own session, telling a live trainer from a reused pid or
+a zombie, and signals. Standard library only (the dashboard process stays light)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from trainer.run.layout import STDOUT_FILE
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn_trainer(argv: list[str], run_dir: Path, *, attempt: int, gpu: str | None) -> subprocess.Popen:
+    """Start `argv` (trainer.run.layout.train_argv) in its own session, so it outlives the server, with its
+    output appended to the run's stdout.log and only the GPU it was given visible."""
+    env = dict(os.environ)  # inherited as is: secrets stay in the environment, never in a file
+    env["PYTHONUNBUFFERED"] = "1"  # stdout.log is read live
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    with open(run_dir / STDOUT_FILE, "ab") as log:
+        on = f" on GPU {gpu}" if gpu is not None else ""
+        log.write(f"--- tunedeck: attempt {attempt} started {time.strftime('%Y-%m-%d %H:%M:%S')}{on} ---\n".encode())
+        log.flush()
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True, close_fds=True)
+
+
+def pid_is_trainer_of(pid: int | None, run_dir: Path) -> bool:
+    """Is `pid` alive and really the trainer of this run (not a reused pid, not an unreaped zombie)?"""
+    if not pid or pid <= 0:
+        return False
+    proc = Path("/proc") / str(pid)
+    if Path("/proc/self").exists():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False  # gone, or a zombie already reaped
+        if str(run_dir).encode() in cmdline:
+            return True
+        return _run_dir_argument(proc, cmdline) == Path(run_dir).resolve()
+    try:  # no /proc (macOS): the best we can do is "some process has this pid"
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_dir_argument(proc: Path, cmdline: list[bytes]) -> Path | None:
+    """The --run-dir of a trainer started by hand (`python -m trainer train CONFIG --run-dir runs/x`),
+    resolved against that process's working directory."""
+    args = [arg.decode(errors="replace") for arg in cmdline]
+    for i, arg in enumerate(args):
+        value = args[i + 1] if arg == "--run-dir" and i + 1 < len(args) else (
+            arg.split("=", 1)[1] if arg.startswith("--run-dir=") else None)
+        if value:
+            try:
+                return (Path(os.readlink(proc / "cwd")) / value).resolve()
+            except OSError:
+                return None
+    return None
+
+
+def is_zombie(pid: int) -> bool:
+    """A finished child its parent has not reaped yet: that parent (another manager) will record it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0:1] == ["Z"]
+
+
+def terminate(pid: int | None) -> None:
+    """SIGTERM to the trainer: it stops at the next step, after saving a checkpoint."""
+    if not pid:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def kill_group(pid: int | None) -> None:
+    """SIGKILL to the trainer's whole session (it is the group leader): it and anything it started."""
+    if not pid:
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

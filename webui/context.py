@@ -14,6 +14,7 @@ from typing import Any
 
 from trainer.config import TrainConfig
 from trainer.datasets.data import load_examples, resolve_source
+from trainer.jobs.manager import gpu_count
 from trainer.plan.catalog import GPU_CHOICES, gpu_choice
 from trainer.plan.resolve import CPU, Hardware
 
@@ -49,9 +50,11 @@ class Context:
 # --- hardware, without torch ---------------------------------------------------------------------
 
 def detect_hardware_light() -> Hardware:
-    """This machine's GPUs via NVML (no torch import in the page's process); the CPU when there is none."""
+    """This machine's GPUs via NVML (no torch import in the page's process); the CPU when there is none.
+
+    The page's only hardware probe; trainer/plan/hardware.py holds the torch-based one the trainer uses.
+    """
     try:
-        from trainer.jobs.manager import gpu_count
         if gpu_count() == 0:
             return CPU
         import pynvml  # nvidia-ml-py

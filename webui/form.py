@@ -1,4 +1,4 @@
-"""The train form, generated from the schema. Pure: no gradio here (webui/app.py renders it).
+"""The train form, generated from the schema. Pure: no gradio here (webui/tabs/train.py renders it).
 
 Every TrainConfig field gets one control described by a `Control`, built from `field_specs()`; nothing
 lists fields by hand. `config_to_values` and `values_to_config` convert between a TrainConfig and the

@@ -101,12 +101,11 @@ class UI:
 def to_outputs(reply: Reply | None, outputs: Sequence[str]) -> Any:
     """A reply as Gradio wants it: toasts shown, then one value per output (skip for those left out)."""
     reply = dict(reply or {})
-    if reply.get(INFO):
-        gr.Info(reply.pop(INFO))
-    if reply.get(WARNING):
-        gr.Warning(reply.pop(WARNING))
-    reply.pop(INFO, None)
-    reply.pop(WARNING, None)
+    info, warning = reply.pop(INFO, None), reply.pop(WARNING, None)
+    if info:
+        gr.Info(info)
+    if warning:
+        gr.Warning(warning)
     unknown = set(reply) - set(outputs)
     if unknown:
         raise ValueError(f"the handler replied to {sorted(unknown)}, which are not among its outputs")

@@ -71,7 +71,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
     ui = UI(ctx, gr.I18n(**translations()))
     ui.initial = InitialForm.demo(root)
     with gr.Blocks(title="tunedeck", analytics_enabled=False) as demo:
-        demo.tunedeck_context = ctx  # type: ignore[attr-defined]  # tests and app.py reach the job manager
+        demo.tunedeck_context = ctx  # type: ignore[attr-defined]  # for whoever built it: its job manager
         ui.demo = demo
         _render_top_bar(ui)
         with ui.add("page.tabs", gr.Tabs(elem_id="td-tabs")):
@@ -83,7 +83,6 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
         ui["top.language"].input(None, [ui["top.language"]], [ui["top.language"]], js=language_js())
         # The page opens in the browser's language (Gradio's i18n picks it); show that in the top bar too.
         demo.load(None, None, [ui["top.language"]], js=BROWSER_LANGUAGE_JS)
-    demo.tunedeck_css = css()  # type: ignore[attr-defined]
     return demo
 
 

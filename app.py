@@ -56,14 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from webui.app import CSS, build, i18n_for_launch
+    from webui.page import build, launch_options
 
     demo = build(args.runs_dir)
     print(f"tunedeck: runs in {os.path.abspath(args.runs_dir)}", flush=True)
     try:
         demo.queue(default_concurrency_limit=8).launch(
-            server_name=args.host, server_port=args.port, share=args.share, auth=auth, i18n=i18n_for_launch(),
-            css=CSS, show_error=False, footer_links=["settings"], max_file_size="2gb")
+            server_name=args.host, server_port=args.port, share=args.share, auth=auth, **launch_options())
     except OSError as exc:  # the port is taken, the host is not an address of this machine, ...
         print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ is what Gradio sends):
 
 1. latency of one new event: the server-side work from a `log` event appended to events.jsonl to the
    figures' JSON, on a run that already has 1,000 steps; plus the page timer's interval
-   (webui.app.TIMER_SECONDS): the event waits up to one interval for the next tick. The browser's own
+   (webui.tabs.monitor.TIMER_SECONDS): the event waits up to one interval for the next tick. The browser's own
    drawing of the received figure is not included.
 2. a 100,000-step run: the first load of all its events (a page opened on a long run), a redraw, the
    size of what is sent, and one tick with one new event at that history.
@@ -74,7 +74,7 @@ def main() -> int:
     import plotly
 
     from trainer.run.events import EventWriter
-    from webui.app import TIMER_SECONDS
+    from webui.tabs.monitor import TIMER_SECONDS
     from webui.state import EventCache
 
     result: dict = {"benchmark": "page_charts", "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),

@@ -178,7 +178,15 @@ def test_monitor_redraws_only_what_changed(tmp_path):
 
     from trainer.config import TrainConfig
     from trainer.jobs.manager import JobManager
-    from webui.app import Context, _monitor_tick
+    from webui.components import to_outputs
+    from webui.context import Context
+    from webui.tabs.monitor import TICK_OUTPUTS, tick
+
+    def _monitor_tick(ctx, run_id, smooth, log, last, owner):
+        """The Monitor's tick handler, its reply as the listener hands it to Gradio (in TICK_OUTPUTS order)."""
+        values = {"monitor.run_select": run_id, "monitor.smoothing": smooth, "monitor.log_scale": log,
+                  "monitor.drawn": last}
+        return to_outputs(tick(ctx, values, user=owner), TICK_OUTPUTS)
 
     jobs = JobManager(tmp_path, autostart=False)  # no scheduler: the run stays queued, we write its events
     try:

@@ -73,7 +73,7 @@ def test_the_page_builds_without_importing_torch(tmp_path):
     import sys
 
     code = ("import sys, webui; assert 'torch' not in sys.modules, 'import webui imported torch'\n"
-            "from webui.app import build\n"
+            "from webui.page import build\n"
             f"demo = build({str(tmp_path)!r})\n"
             "demo.tunedeck_context.jobs.close()\n"
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'bitsandbytes') if m in sys.modules]\n"
@@ -113,7 +113,7 @@ def test_logins_come_from_the_environment_only(monkeypatch):
 
 
 def test_uploads_are_kept_under_the_runs_root_without_clobbering(tmp_path):
-    from webui.app import save_upload
+    from webui.tabs.data import save_upload
 
     src_dir = tmp_path / "gradio-temp"
     src_dir.mkdir()

@@ -16,9 +16,8 @@ from trainer.jobs.manager import JobManager
 from trainer.run import layout
 from trainer.run.layout import (
     default_runs_root, is_run_id, latest_checkpoint, new_run_id, read_run_config, resolve_resume, train_argv,
-    write_run_config,
+    train_command, write_run_config,
 )
-from webui import views
 
 
 def _checkpoint(run_dir: Path, step: int, complete: bool = True) -> Path:
@@ -106,7 +105,7 @@ def test_the_preview_shows_exactly_the_command_the_scheduler_starts(tmp_path, mo
         started = recorded.read_text().splitlines()
     finally:
         jm.close()
-    preview = shlex.split(views.train_command(jm.runs_root, run_id))
+    preview = shlex.split(train_command(jm.runs_root / run_id))
     assert started == preview == train_argv(jm.run_dir(run_id), str(fake_python))
     assert Path(started[4]).is_file() and Path(started[4]).parent == jm.run_dir(run_id)
 

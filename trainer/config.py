@@ -58,12 +58,19 @@ PRESET_META_KEY = "preset"  # preset files carry their title and description und
 
 
 def _field(default: Any, group: str, help: str, *, label: str | None = None, advanced: bool = False,
-           **bounds: Any) -> Any:
-    """A schema field: the default, its group, a help text a newcomer understands, and bounds."""
+           visible_when: dict[str, Any] | None = None, **bounds: Any) -> Any:
+    """A schema field: the default, its group, a help text a newcomer understands, and bounds.
+
+    `visible_when` names the fields that decide whether this one matters, {field: value or tuple of
+    values}: the form shows the control only while every named field holds one of its values.
+    """
     assert group in GROUP_KEYS, group
-    extra = {"group": group, "advanced": advanced}
+    extra: dict[str, Any] = {"group": group, "advanced": advanced}
     if label:
         extra["label"] = label
+    if visible_when:
+        extra["visible_when"] = {key: list(value) if isinstance(value, tuple) else [value]
+                                 for key, value in visible_when.items()}
     return Field(default, description=help, json_schema_extra=extra, **bounds)
 
 
@@ -175,7 +182,7 @@ class TrainConfig(BaseModel):
         ge=1, le=65536)
     per_device_eval_batch_size: Optional[int] = _field(
         None, "batch", "Rows at once during evaluation (empty: same as the micro-batch).", ge=1, le=4096,
-        advanced=True)
+        advanced=True, visible_when={"eval_strategy": ("steps", "epoch")})
     num_train_epochs: float = _field(
         3.0, "batch", "How many passes over the dataset. Ignored when max_steps is set.", label="Epochs",
         gt=0, le=10000)
@@ -210,27 +217,31 @@ class TrainConfig(BaseModel):
 
     # --- LoRA ----------------------------------------------------------------------------------
     lora_rank: int = _field(16, "lora", "LoRA rank r: size of the adapter matrices. 16-32 is typical.",
-                            label="LoRA rank", ge=1, le=4096)
+                            label="LoRA rank", ge=1, le=4096, visible_when={"finetuning_type": "lora"})
     lora_alpha: int = _field(
         32, "lora", "LoRA scaling: updates are scaled by alpha / r (or alpha / sqrt(r) with rsLoRA).",
-        label="LoRA alpha", ge=1, le=16384)
-    lora_dropout: float = _field(0.05, "lora", "Dropout on the LoRA input, a mild regulariser.", ge=0, lt=1)
+        label="LoRA alpha", ge=1, le=16384, visible_when={"finetuning_type": "lora"})
+    lora_dropout: float = _field(0.05, "lora", "Dropout on the LoRA input, a mild regulariser.", ge=0, lt=1,
+                                 visible_when={"finetuning_type": "lora"})
     lora_target: Union[str, list[str]] = _field(
         LORA_TARGET_ALL, "lora",
         "Which layers get adapters: `all-linear` (attention and MLP projections), or names such as "
-        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj.")
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj.", visible_when={"finetuning_type": "lora"})
     lora_bias: Literal["none", "all", "lora_only"] = _field(
-        "none", "lora", "Train bias terms too. `none` is the usual choice.", advanced=True)
+        "none", "lora", "Train bias terms too. `none` is the usual choice.", advanced=True,
+        visible_when={"finetuning_type": "lora"})
     use_rslora: bool = _field(False, "lora", "Rank-stabilised LoRA: scale by alpha / sqrt(r); helps at high ranks.",
-                              advanced=True)
-    use_dora: bool = _field(False, "lora", "DoRA: weight-decomposed LoRA. Slightly better, slower.", advanced=True)
+                              advanced=True, visible_when={"finetuning_type": "lora"})
+    use_dora: bool = _field(False, "lora", "DoRA: weight-decomposed LoRA. Slightly better, slower.", advanced=True,
+                            visible_when={"finetuning_type": "lora"})
 
     # --- memory --------------------------------------------------------------------------------
     quantization_type: Literal["nf4", "fp4"] = _field(
-        "nf4", "memory", "4-bit data type. NF4 is the QLoRA paper's choice.", advanced=True)
+        "nf4", "memory", "4-bit data type. NF4 is the QLoRA paper's choice.", advanced=True,
+        visible_when={"quantization_bit": 4})
     double_quantization: bool = _field(
         True, "memory", "Quantize the 4-bit quantisation constants too (saves ~0.4 bit per weight).",
-        advanced=True)
+        advanced=True, visible_when={"quantization_bit": 4})
     gradient_checkpointing: bool = _field(
         True, "memory", "Recompute activations in the backward pass: much less memory, ~30% slower.")
     offload_activations: bool = _field(
@@ -250,19 +261,24 @@ class TrainConfig(BaseModel):
     # --- evaluation & checkpoints ---------------------------------------------------------------
     eval_strategy: Literal["no", "steps", "epoch"] = _field(
         "no", "eval", "When to compute the loss on the validation split. Needs val_size > 0.")
-    eval_steps: int = _field(50, "eval", "Evaluate every N steps (eval_strategy = steps).", ge=1)
+    eval_steps: int = _field(50, "eval", "Evaluate every N steps (eval_strategy = steps).", ge=1,
+                             visible_when={"eval_strategy": "steps"})
     save_strategy: Literal["no", "steps", "epoch"] = _field(
         "steps", "eval", "When to save a checkpoint you can resume from.")
-    save_steps: int = _field(100, "eval", "Save every N steps (save_strategy = steps).", ge=1)
+    save_steps: int = _field(100, "eval", "Save every N steps (save_strategy = steps).", ge=1,
+                             visible_when={"save_strategy": "steps"})
     save_total_limit: Optional[int] = _field(
-        3, "eval", "Keep only the newest N checkpoints (empty: keep all).", ge=1)
+        3, "eval", "Keep only the newest N checkpoints (empty: keep all).", ge=1,
+        visible_when={"save_strategy": ("steps", "epoch")})
     load_best_model_at_end: bool = _field(
-        False, "eval", "At the end, keep the checkpoint with the lowest eval loss rather than the last one.")
+        False, "eval", "At the end, keep the checkpoint with the lowest eval loss rather than the last one.",
+        visible_when={"eval_strategy": ("steps", "epoch")})
     early_stopping_patience: Optional[int] = _field(
         None, "eval", "Stop after this many evaluations without improvement of the eval loss (empty: never).",
-        ge=1)
+        ge=1, visible_when={"eval_strategy": ("steps", "epoch")})
     early_stopping_threshold: float = _field(
-        0.0, "eval", "How much the eval loss must improve to count as an improvement.", ge=0, advanced=True)
+        0.0, "eval", "How much the eval loss must improve to count as an improvement.", ge=0, advanced=True,
+        visible_when={"eval_strategy": ("steps", "epoch")})
     resume_from_checkpoint: Optional[str] = _field(
         None, "eval", "Continue from a checkpoint: `last` (the newest in this run's directory) or a path.",
         advanced=True)
@@ -548,6 +564,11 @@ class FieldSpec:
     maximum: float | None = None
     exclusive_minimum: bool = False
     exclusive_maximum: bool = False
+    visible_when: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # ((field, allowed values), ...), all must hold
+
+    def shown_with(self, values: dict[str, Any]) -> bool:
+        """Whether this field matters given the other fields' values (a field not given counts as holding)."""
+        return all(values[name] in allowed for name, allowed in self.visible_when if name in values)
 
 
 def field_specs() -> list[FieldSpec]:
@@ -604,5 +625,6 @@ def field_specs() -> list[FieldSpec]:
             maximum=maximum,
             exclusive_minimum=exclusive_min,
             exclusive_maximum=exclusive_max,
+            visible_when=tuple((key, tuple(allowed)) for key, allowed in (extra.get("visible_when") or {}).items()),
         ))
     return specs

@@ -6,10 +6,10 @@ from typing import Any
 
 
 def build(runs_root: Any = None, **kwargs: Any):
-    """The whole page (see webui/app.py); imported lazily so `import webui` stays cheap."""
-    from .app import build as _build
+    """The whole page (see webui/page.py); imported lazily so `import webui` stays cheap."""
+    from .page import build as build_page
 
-    return _build(runs_root, **kwargs)
+    return build_page(runs_root, **kwargs)
 
 
 __all__ = ["build"]

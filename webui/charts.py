@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import plotly.graph_objects as go
 
-from trainer.run.series import DEFAULT_MAX_POINTS, MAX_SMOOTHING, RunSeries  # noqa: F401 - MAX_SMOOTHING: the page's slider
+from trainer.run.series import DEFAULT_MAX_POINTS, RunSeries
 
 # One palette for every chart, so a run keeps its colour from chart to chart.
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")

@@ -1,4 +1,4 @@
-"""The train form, generated from the schema. Pure: no gradio here (webui/app.py renders it).
+"""The train form, generated from the schema. Pure: no gradio here (webui/tabs/train.py renders it).
 
 Every TrainConfig field gets one control described by a `Control`, built from `field_specs()`; nothing
 lists fields by hand. `config_to_values` and `values_to_config` convert between a TrainConfig and the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import yaml
 
@@ -19,6 +19,12 @@ from trainer.config import GROUPS, ConfigError, FieldSpec, TrainConfig, field_sp
 EMPTY = "empty"  # the choice that means None for an optional field
 AUTO = "auto"  # ... for an optional on/off field, where None means "decide for me"
 TRUE, FALSE = "on", "off"
+METHODS = {  # the top bar's method -> (finetuning_type, quantization_bit as the control holds it)
+    "LoRA": ("lora", EMPTY),
+    "QLoRA (4-bit)": ("lora", "4"),
+    "QLoRA (8-bit)": ("lora", "8"),
+    "Full": ("full", EMPTY),
+}
 
 
 @dataclass(frozen=True)
@@ -241,9 +247,52 @@ def values_to_config(values: dict[str, Any]) -> TrainConfig:
         raise
 
 
-def values_from_list(raw: Sequence[Any]) -> dict[str, Any]:
-    """The positional values of the controls (in `controls()` order) as a dict."""
-    return {c.name: v for c, v in zip(controls(), raw)}
+def method_of(values: dict[str, Any]) -> str:
+    """The top bar's method for the form's finetuning_type and quantization_bit."""
+    if values.get("finetuning_type") == "full":
+        return "Full"
+    return {"4": "QLoRA (4-bit)", "8": "QLoRA (8-bit)"}.get(str(values.get("quantization_bit") or EMPTY), "LoRA")
+
+
+# --- visibility declared in the schema (`visible_when`) ---------------------------------------------
+
+def governing_fields() -> list[str]:
+    """The fields that some other field's visibility depends on, in schema order."""
+    named = {name for spec in field_specs() for name, _ in spec.visible_when}
+    return [spec.name for spec in field_specs() if spec.name in named]
+
+
+def hidden_fields(values: dict[str, Any], errors: Collection[str] = ()) -> set[str]:
+    """Fields whose `visible_when` does not hold for the form's values.
+
+    A governing value that cannot be parsed hides nothing, and a field with an error stays shown: the
+    user must be able to see, and fix, what stops the run.
+    """
+    by_name = {c.name: c for c in controls()}
+    parsed: dict[str, Any] = {}
+    for name in governing_fields():
+        if name in values:
+            try:
+                parsed[name] = from_control_value(by_name[name], values[name])
+            except _FieldProblem:
+                continue
+    return {spec.name for spec in field_specs() if spec.name not in errors and not spec.shown_with(parsed)}
+
+
+def shown_groups(hidden: Collection[str], left_out: Collection[str] = ()) -> dict[tuple[str, bool], bool]:
+    """(group key, its Advanced part?) -> shown, for the groups that have controls besides `left_out`.
+
+    A group (or its Advanced part) is shown while any of its controls is.
+    """
+    out: dict[tuple[str, bool], bool] = {}
+    for key, _, _, common, advanced in grouped_controls():
+        common = [c.name for c in common if c.name not in left_out]
+        advanced = [c.name for c in advanced if c.name not in left_out]
+        if advanced:
+            out[(key, True)] = any(name not in hidden for name in advanced)
+        if common or advanced:
+            out[(key, False)] = any(name not in hidden for name in common + advanced)
+    return out
 
 
 def field_errors_text(errors: dict[str, str]) -> str:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import html
 import math
-import shlex
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from trainer.config import TrainConfig
-from trainer.run.layout import train_argv
 from trainer.run.series import RunSeries
 
 from .charts import Progress, format_duration
@@ -22,6 +20,37 @@ STATUS_COLOURS = {
 
 RUNS_TABLE_HEADERS = ["run id", "name", "status", "model", "dataset", "method", "best train loss", "step",
                       "duration", "owner", "created"]
+
+
+def short(text: str, limit: int = 300) -> str:
+    """One line of at most `limit` characters, for a toast or a note."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def error_text(exc: BaseException) -> str:
+    return str(exc) or exc.__class__.__name__
+
+
+def md_lines(text: str) -> str:
+    """Plain text as Markdown that keeps its line breaks and shows no markup of its own."""
+    return "<br>".join(html.escape(line) for line in str(text).splitlines())
+
+
+def hardware_label(hw: Any) -> str:
+    if hw.device != "cuda":
+        return "CPU"
+    return f"{hw.gpu_name or 'GPU'} ({hw.gpu_total_gb:g} GB)" if hw.gpu_total_gb else (hw.gpu_name or "GPU")
+
+
+def preset_note(meta: dict[str, Any], ignored: dict[str, str] | None = None) -> str:
+    """The preset's title and description, and the keys that were not loaded (with why)."""
+    title = meta.get("title") or meta.get("name") or ""
+    description = " ".join(str(meta.get("description") or "").split())
+    note = f"**{html.escape(str(title))}** — {html.escape(description)}" if title else ""
+    if ignored:
+        note += "\n\nNot loaded: " + ", ".join(f"`{html.escape(k)}` ({html.escape(v)})" for k, v in ignored.items())
+    return note
 
 
 def status_badge(status: str | None, detail: str = "") -> str:
@@ -119,10 +148,6 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
     if warnings:
         out += "\n\n**Warnings**\n\n" + "\n".join(f"- ⚠ {html.escape(w)}" for w in warnings)
     return out
-
-
-def train_command(runs_root: str | Path, run_id: str = "<run_id>") -> str:
-    return shlex.join(train_argv(Path(runs_root) / run_id))
 
 
 def _when(ts: float | None) -> str:

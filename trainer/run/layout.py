@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -79,6 +80,10 @@ def config_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / CONFIG_FILE
 
 
+def stdout_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / STDOUT_FILE
+
+
 def write_run_config(cfg: "TrainConfig", run_dir: str | Path) -> Path:
     """Write the run's config.yaml (atomically: a reader sees the old file or the new one, never half)."""
     path = config_path(run_dir)
@@ -111,6 +116,11 @@ def train_argv(run_dir: str | Path, python: str | None = None) -> list[str]:
     `python`: the interpreter, this one (sys.executable at call time) by default."""
     run_dir = Path(run_dir)
     return [python or sys.executable, "-m", "trainer", "train", str(config_path(run_dir)), "--run-dir", str(run_dir)]
+
+
+def train_command(run_dir: str | Path, python: str | None = None) -> str:
+    """`train_argv` as one shell line, for people to read and copy (the page's Preview)."""
+    return shlex.join(train_argv(run_dir, python))
 
 
 # --- checkpoints ----------------------------------------------------------------------------------

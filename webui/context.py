@@ -1,0 +1,133 @@
+"""What every session of the page shares: the runs root, the job manager, caches, this machine's hardware.
+
+No gradio here: the tabs' handlers take a `Context` and plain values, so tests build one on a temporary
+runs root and call them directly.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.config import TrainConfig
+from trainer.datasets import load_examples, resolve_source
+from trainer.plan.catalog import GPU_CHOICES, gpu_choice
+from trainer.plan.resolve import CPU, Hardware
+
+from .state import EventCache
+from .views import error_text, run_choice_label, short
+
+
+@dataclass
+class Context:
+    runs_root: Path
+    jobs: Any  # trainer.jobs.manager.JobManager
+    cache: EventCache = field(default_factory=EventCache)
+    datasets: "DatasetFactsCache" = field(default_factory=lambda: DatasetFactsCache())
+    hardware: Hardware = CPU
+
+    def run_choices(self) -> list[tuple[str, str]]:
+        """(label, run id) of every run, newest first, for a run selector."""
+        try:
+            return [(run_choice_label(i), i.id) for i in self.jobs.list_runs()]
+        except Exception:  # noqa: BLE001 - a locked or missing db must not break the page
+            return []
+
+    def default_run(self) -> str | None:
+        """On a fresh page: the newest live run, else the newest run."""
+        try:
+            infos = self.jobs.list_runs()
+        except Exception:  # noqa: BLE001
+            return None
+        live = [i for i in infos if i.status in ("running", "queued")]
+        return (live or infos)[0].id if (live or infos) else None
+
+
+# --- hardware choices for the plan ----------------------------------------------------------------
+
+def hardware_choices(local: Hardware) -> list[tuple[str, str]]:
+    """The plan's "Plan for" choices: this machine, then the catalog's GPU sizes."""
+    here = (f"this machine: {local.gpu_name} ({local.gpu_total_gb:g} GB)" if local.device == "cuda"
+            else "this machine: CPU")
+    return [(here, "local")] + [(c.label, c.key) for c in GPU_CHOICES]
+
+
+def hardware_for(key: str | None, local: Hardware) -> Hardware:
+    choice = gpu_choice(key) if key and key != "local" else None
+    if choice is None:
+        return local
+    return Hardware(device="cuda", num_devices=1, gpu_name=choice.label, gpu_total_gb=float(choice.memory_gib),
+                    bf16_supported=choice.bf16)
+
+
+# --- dataset facts for the plan, cached per dataset ----------------------------------------------
+
+@dataclass
+class DatasetFacts:
+    num_train: int | None
+    note: str
+    token_lengths: list[int] | None = None
+
+
+class DatasetFactsCache:
+    """Row counts of local datasets (cheap), token lengths once the Data tab has computed them."""
+
+    def __init__(self) -> None:
+        self._facts: dict[tuple, DatasetFacts] = {}
+        self._lengths: dict[tuple, list[int]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _source_stamp(dataset: str) -> Any:
+        """("file", path, mtime, size) for a local file, ("hub", id) for a Hub id, ("error", message)."""
+        try:
+            kind, where = resolve_source(dataset)
+        except Exception as exc:  # noqa: BLE001 - DataError: a path that does not exist, ...
+            return ("error", short(error_text(exc)))
+        if kind != "file":
+            return ("hub", where)
+        try:
+            stat = os.stat(where)
+            return ("file", where, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            return ("file", where, None, None)
+
+    @staticmethod
+    def key(cfg: TrainConfig, stamp: Any) -> tuple:
+        return (stamp, cfg.dataset_format, tuple(sorted(cfg.column_mapping.items())), cfg.max_samples,
+                cfg.val_size, cfg.seed, cfg.skip_invalid_rows)
+
+    @staticmethod
+    def _lengths_key(key: tuple, cfg: TrainConfig) -> tuple:
+        return (key, cfg.cutoff_len, cfg.template, cfg.model_name_or_path)
+
+    def facts(self, cfg: TrainConfig) -> DatasetFacts:
+        stamp = self._source_stamp(cfg.dataset)
+        if stamp[0] == "error":
+            return DatasetFacts(None, stamp[1])
+        if stamp[0] == "hub":
+            return DatasetFacts(None, "a Hub dataset: the row count is known once it is loaded")
+        key = self.key(cfg, stamp)
+        with self._lock:
+            cached = self._facts.get(key)
+        if cached is None:
+            try:
+                loaded = load_examples(cfg)
+                note = f"{loaded.format} format" + (f", {loaded.skipped} invalid rows skipped" if loaded.skipped else "")
+                cached = DatasetFacts(len(loaded.train), note)
+            except Exception as exc:  # noqa: BLE001 - shown in the plan, never a traceback
+                cached = DatasetFacts(None, short(str(exc)))
+            with self._lock:
+                self._facts[key] = cached
+        with self._lock:
+            lengths = self._lengths.get(self._lengths_key(key, cfg))
+        return DatasetFacts(cached.num_train, cached.note, lengths)
+
+    def set_lengths(self, cfg: TrainConfig, lengths: list[int]) -> None:
+        stamp = self._source_stamp(cfg.dataset)
+        if stamp[0] == "file":
+            with self._lock:
+                self._lengths[self._lengths_key(self.key(cfg, stamp), cfg)] = list(lengths)

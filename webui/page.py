@@ -1,0 +1,107 @@
+"""The page: `build(runs_root) -> gr.Blocks` (the context, the top bar, the tabs) and its launch options.
+
+The page keeps nothing that matters: the run registry (runs.db) and the run directories are the truth.
+Each tab (webui/tabs/) renders its components into the `UI` registry, then wires its handlers; tabs are
+all rendered before any is wired, so a handler may read or update another tab's components by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from trainer.config import TrainConfig
+from trainer.interop.presets import load_named_preset
+from trainer.jobs.manager import JobManager
+from trainer.plan.hardware import detect_light
+from trainer.run.layout import default_runs_root
+from trainer.plan.catalog import list_models
+from trainer.templates import template_names
+
+from .components import UI, initial_shown
+from .context import Context
+from .form import EMPTY, METHODS, config_to_values, controls, method_of
+from .i18n import LANGUAGES, translations
+from .tabs import TABS
+
+STATIC = Path(__file__).resolve().parent / "static"
+QUANT_LABELS = {EMPTY: "none (16-bit)", "4": "4-bit (QLoRA)", "8": "8-bit"}
+BROWSER_LANGUAGE_JS = "() => ((navigator.language || '').toLowerCase().startsWith('zh') ? '中文' : 'English')"
+
+
+@dataclass
+class InitialForm:
+    """What the form holds when the page opens: the demo preset, so Start works offline on a CPU."""
+
+    meta: dict[str, Any]
+    cfg: TrainConfig
+    values: dict[str, Any]
+    shown: dict[str, Any]
+
+    @classmethod
+    def demo(cls, runs_root: Path) -> "InitialForm":
+        meta, cfg, _ = load_named_preset("demo", runs_root=runs_root)
+        values = config_to_values(cfg)
+        return cls({**meta, "name": "demo"}, cfg, values, initial_shown(values))
+
+
+def css() -> str:
+    return (STATIC / "style.css").read_text(encoding="utf-8")
+
+
+def language_js() -> str:
+    return (STATIC / "language.js").read_text(encoding="utf-8").replace("LANGUAGE_CODES", json.dumps(LANGUAGES))
+
+
+def i18n_for_launch() -> gr.I18n:
+    return gr.I18n(**translations())
+
+
+def launch_options() -> dict[str, Any]:
+    """What `demo.launch(...)` needs besides the address: the page's words and its style."""
+    return dict(i18n=i18n_for_launch(), css=css(), show_error=False, footer_links=["settings"], max_file_size="2gb")
+
+
+def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks:
+    """The whole page, bound to one runs root (its runs.db, run directories and user presets)."""
+    root = Path(runs_root if runs_root is not None else default_runs_root()).expanduser().resolve()
+    ctx = Context(runs_root=root, jobs=jobs or JobManager(root), hardware=detect_light())
+    ui = UI(ctx, gr.I18n(**translations()))
+    ui.initial = InitialForm.demo(root)
+    with gr.Blocks(title="tunedeck", analytics_enabled=False) as demo:
+        demo.tunedeck_context = ctx  # type: ignore[attr-defined]  # for whoever built it: its job manager
+        ui.demo = demo
+        _render_top_bar(ui)
+        with ui.add("page.tabs", gr.Tabs(elem_id="td-tabs")):
+            for tab in TABS:
+                with ui.add(f"tab.{tab.ID}", gr.Tab(ui.i18n(tab.TITLE), id=tab.ID, elem_id=f"tab-{tab.ID}")):
+                    tab.render(ui)
+        for tab in TABS:
+            tab.wire(ui)
+        ui["top.language"].input(None, [ui["top.language"]], [ui["top.language"]], js=language_js())
+        # The page opens in the browser's language (Gradio's i18n picks it); show that in the top bar too.
+        demo.load(None, None, [ui["top.language"]], js=BROWSER_LANGUAGE_JS)
+    return demo
+
+
+def _render_top_bar(ui: UI) -> None:
+    i18n, values = ui.i18n, ui.initial.values
+    quant = next(c for c in controls() if c.name == "quantization_bit")
+    with gr.Row(equal_height=True, elem_id="td-topbar"):
+        gr.Markdown("# tunedeck", elem_id="td-header")
+        ui.add("model_name_or_path", gr.Dropdown(
+            choices=["demo"] + [m.name for m in list_models()], value=values["model_name_or_path"],
+            allow_custom_value=True, label=i18n("model"), info=i18n("model_info"), elem_id="model-input", scale=3))
+        ui.add("top.method", gr.Dropdown(choices=list(METHODS), value=method_of(values), label=i18n("method"),
+                                         elem_id="method-input", scale=1))
+        ui.add("quantization_bit", gr.Dropdown(
+            choices=[(QUANT_LABELS.get(c, f"{c}-bit"), c) for c in quant.choices], value=values["quantization_bit"],
+            label=i18n("quantization"), elem_id="field-quantization_bit", scale=1))
+        ui.add("template", gr.Dropdown(choices=template_names(), value=values["template"], allow_custom_value=True,
+                                       label=i18n("template"), elem_id="field-template", scale=1))
+        ui.add("top.language", gr.Dropdown(choices=list(LANGUAGES), value="English", label=i18n("language"),
+                                           elem_id="language", scale=1))

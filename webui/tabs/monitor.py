@@ -1,0 +1,225 @@
+"""The Monitor tab: one run's status, progress, charts, health alerts, log tail and config; Abort and Resume.
+
+The page keeps nothing that matters: each timer tick re-reads the registry row and only the new bytes of
+the selected run's events file, and redraws a chart only when its inputs changed.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import time
+from typing import Any, Callable
+
+import gradio as gr
+
+from trainer.run.events import tail_lines
+from trainer.run.layout import config_path, stdout_path
+from trainer.run.series import MAX_SMOOTHING, RunSeries
+
+from .. import alerts, charts, views
+from ..components import CONFIG_OUTPUTS, INFO, UI, WARNING, Reply, apply_config
+from ..context import Context
+from .train import then_refresh_plan
+
+ID = "monitor"
+TITLE = "tab_monitor"
+TIMER_SECONDS = 1.5
+LOG_TAIL_LINES = 30
+TICK_INPUTS = ["monitor.run_select", "monitor.smoothing", "monitor.log_scale", "monitor.drawn"]
+TICK_OUTPUTS = ["monitor.status", "monitor.progress", "monitor.notes", "monitor.loss_plot", "monitor.memory_plot",
+                "monitor.lr_plot", "monitor.throughput_plot", "monitor.alerts", "monitor.log", "monitor.abort_btn",
+                "monitor.resume_btn", "monitor.run_select", "monitor.config", "monitor.drawn"]
+
+
+# --- handlers -------------------------------------------------------------------------------------
+
+def tick(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+    """Redraw what changed since `monitor.drawn` (what this page last drew), and nothing else."""
+    last = dict(v.get("monitor.drawn") or {})
+    try:
+        return _tick(ctx, v.get("monitor.run_select"), float(v.get("monitor.smoothing") or 0),
+                     bool(v.get("monitor.log_scale")), last, user)
+    except Exception as exc:  # noqa: BLE001 - a tick must never pop an error every 1.5 s; log it once
+        key = repr(exc)
+        if last.get("error") != key:
+            print(f"tunedeck monitor: {exc!r}", file=sys.stderr)
+        return {"monitor.drawn": {**last, "error": key}}
+
+
+def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict, user: str | None) -> Reply:
+    reply: Reply = {}
+    # The run list changes when a run starts or ends anywhere: refresh the dropdown only then.
+    try:
+        infos = ctx.jobs.list_runs()
+    except Exception:  # noqa: BLE001 - a locked or missing db must not break the page
+        infos = []
+    list_key = [(i.id, i.status) for i in infos]
+    if list_key != last.get("runs"):
+        last["runs"] = list_key
+        reply["monitor.run_select"] = gr.update(choices=[(views.run_choice_label(i), i.id) for i in infos])
+    if not run_id:
+        if last.get("run") is None and not reply:
+            return {"monitor.drawn": last}
+        last["run"] = None
+        empty = RunSeries()
+        return {**reply, "monitor.status": views.status_badge(None, "no run selected: press Start, or pick one"),
+                "monitor.progress": "", "monitor.notes": "", "monitor.loss_plot": charts.loss_figure(empty),
+                "monitor.memory_plot": charts.memory_figure(empty), "monitor.lr_plot": charts.lr_gradnorm_figure(empty),
+                "monitor.throughput_plot": charts.throughput_figure(empty), "monitor.alerts": "", "monitor.log": "",
+                "monitor.abort_btn": gr.update(interactive=False), "monitor.resume_btn": gr.update(interactive=False),
+                "monitor.config": "", "monitor.drawn": last}
+    info = next((i for i in infos if i.id == run_id), None)
+    if info is None:
+        try:
+            info = ctx.jobs.get(run_id)
+        except Exception as exc:  # noqa: BLE001 - an unknown or deleted run
+            return {"monitor.status": views.status_badge("unknown", views.short(views.error_text(exc))),
+                    "monitor.drawn": last}
+    cached = ctx.cache.poll(info.run_dir)
+    series = cached.series
+    status = info.status
+    detail = info.reason or ""
+    if info.abort_requested and status == "running":
+        detail = "abort requested: stopping at the next step"
+    keys = {
+        "status": (run_id, status, detail),
+        "progress": (run_id, cached.version, status),
+        "notes": (run_id, cached.version, status),
+        "loss": (run_id, cached.version, round(smooth, 3), log),
+        "data": (run_id, cached.version),
+        "log": (run_id, _size(stdout_path(info.run_dir))),
+        "buttons": (run_id, status, user),
+        "config": (run_id, status),  # resume rewrites the run's config.yaml, so it follows the status
+    }
+    changed = {name for name, key in keys.items() if key != last.get(name)}
+    running = status in ("running", "queued")
+    if "status" in changed:
+        reply["monitor.status"] = views.status_badge(status, detail)
+    if running or "progress" in changed:
+        prog = charts.progress(series, now=time.time() if status == "running" else None)
+        if prog.total is None and info.total_steps:
+            prog.total = info.total_steps
+        reply["monitor.progress"] = views.progress_html(prog, status)
+    if "notes" in changed:
+        reply["monitor.notes"] = views.run_summary_markdown(info, series)
+    if "loss" in changed:
+        reply["monitor.loss_plot"] = charts.loss_figure(series, smooth, log)
+    if "data" in changed:
+        reply["monitor.memory_plot"] = charts.memory_figure(series)
+        reply["monitor.lr_plot"] = charts.lr_gradnorm_figure(series)
+        reply["monitor.throughput_plot"] = charts.throughput_figure(series)
+        max_grad = (series.plan or {}).get("max_grad_norm")
+        reply["monitor.alerts"] = alerts.alerts_markdown(alerts.health_alerts(series, max_grad))
+    if "log" in changed:
+        reply["monitor.log"] = views.log_tail_text(tail_lines(stdout_path(info.run_dir), LOG_TAIL_LINES))
+    if "buttons" in changed:
+        mine = user is None or user == info.owner
+        reply["monitor.abort_btn"] = gr.update(interactive=mine and running)
+        reply["monitor.resume_btn"] = gr.update(interactive=mine and status in ("aborted", "interrupted", "failed"))
+    if "config" in changed:
+        try:
+            reply["monitor.config"] = config_path(info.run_dir).read_text(encoding="utf-8")
+        except OSError:
+            reply["monitor.config"] = ""
+    last.update(run=run_id, **keys)
+    reply["monitor.drawn"] = last
+    return reply
+
+
+def _size(path: Any) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def run_action(action: Callable[[Context, str, str | None], Any], done: str) -> Callable[..., Reply]:
+    """A Monitor button acting on the selected run; `done` may name it with {run_id}."""
+    def handler(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+        run_id = v.get("monitor.run_select")
+        if not run_id:
+            return {WARNING: "Select a run first."}
+        try:
+            action(ctx, run_id, user)
+        except Exception as exc:  # noqa: BLE001 - not yours, not abortable, unknown: say it
+            return {WARNING: views.short(views.error_text(exc))}
+        return {INFO: done.format(run_id=run_id)}
+    return handler
+
+
+abort = run_action(lambda ctx, run_id, user: ctx.jobs.abort(run_id, owner=user),
+                   "Abort requested for {run_id}: it stops at the next step and saves a checkpoint.")
+resume = run_action(lambda ctx, run_id, user: ctx.jobs.resume(run_id, owner=user),
+                    "Run {run_id} queued again: it resumes from its newest checkpoint.")
+
+
+def reuse_config(ctx: Context, v: dict[str, Any]) -> Reply:
+    """The selected run's config into the form, for a new run (a resume pointer is dropped)."""
+    run_id = v.get("monitor.run_select")
+    if not run_id:
+        return {WARNING: "Select a run first."}
+    try:
+        cfg = ctx.jobs.read_config(run_id)
+    except Exception as exc:  # noqa: BLE001 - ConfigError, unknown run: say it
+        return {WARNING: views.short(views.error_text(exc))}
+    if cfg.resume_from_checkpoint:
+        cfg = cfg.replace(resume_from_checkpoint=None)
+    note = f"Config of run **{html.escape(run_id)}** — change what you like and press Start for a new run."
+    return {**apply_config(cfg, note), "page.tabs": gr.Tabs(selected="train")}
+
+
+def page_opened(ctx: Context, v: dict[str, Any], query: dict[str, str] | None = None) -> Reply:
+    """The run the page opens on: `/?run=<id>` when it exists, else the newest live run, else the newest."""
+    choices = ctx.run_choices()
+    wanted = (query or {}).get("run")
+    value = wanted if wanted in [value for _, value in choices] else ctx.default_run()
+    return {"monitor.run_select": gr.update(choices=choices, value=value)}
+
+
+# --- layout and wiring ----------------------------------------------------------------------------
+
+def render(ui: UI) -> None:
+    i18n = ui.i18n
+    empty = RunSeries()
+    with gr.Row(equal_height=True):
+        ui.add("monitor.run_select", gr.Dropdown(choices=[], value=None, label=i18n("run"), elem_id="run-select",
+                                                 scale=4))
+        ui.add("monitor.abort_btn", gr.Button(i18n("abort"), variant="stop", elem_id="abort-btn", scale=1,
+                                              interactive=False))
+        ui.add("monitor.resume_btn", gr.Button(i18n("resume"), elem_id="resume-btn", scale=1, interactive=False))
+    ui.add("monitor.status", gr.HTML(views.status_badge(None), elem_id="run-status"))
+    ui.add("monitor.progress", gr.HTML("", elem_id="run-progress"))
+    ui.add("monitor.notes", gr.Markdown("", elem_id="run-notes"))
+    with gr.Row():
+        ui.add("monitor.smoothing", gr.Slider(0, MAX_SMOOTHING, value=0.6, step=0.001, label=i18n("smoothing"),
+                                              elem_id="smoothing", scale=3))
+        ui.add("monitor.log_scale", gr.Checkbox(value=False, label=i18n("log_scale"), elem_id="log-scale", scale=1))
+    with gr.Row():
+        ui.add("monitor.loss_plot", gr.Plot(charts.loss_figure(empty), elem_id="loss-chart", show_label=False))
+        ui.add("monitor.memory_plot", gr.Plot(charts.memory_figure(empty), elem_id="memory-chart", show_label=False))
+    with gr.Row():
+        ui.add("monitor.lr_plot", gr.Plot(charts.lr_gradnorm_figure(empty), elem_id="lr-chart", show_label=False))
+        ui.add("monitor.throughput_plot", gr.Plot(charts.throughput_figure(empty), elem_id="throughput-chart",
+                                                  show_label=False))
+    ui.add("monitor.alerts", gr.Markdown("", elem_id="alerts"))
+    ui.add("monitor.log", gr.Textbox(label=i18n("log_tail"), lines=14, max_lines=14, interactive=False,
+                                     elem_id="log-tail", autoscroll=True))
+    with gr.Accordion("config.yaml of this run", open=False, elem_id="run-config-accordion"):
+        ui.add("monitor.config", gr.Code(language="yaml", label="config.yaml", elem_id="run-config", lines=10))
+        ui.add("monitor.reuse_btn", gr.Button("Use this config in the form (to start a new run from it)",
+                                              elem_id="reuse-config-btn"))
+    ui.add("monitor.drawn", gr.State({}))  # what this page last drew (display only, to skip redrawing)
+    ui.add("monitor.timer", gr.Timer(TIMER_SECONDS))
+
+
+def wire(ui: UI) -> None:
+    quiet = dict(show_progress="hidden")
+    ui.on(ui["monitor.timer"].tick, tick, TICK_INPUTS, TICK_OUTPUTS, queue=False, **quiet)
+    ui.on([ui["monitor.run_select"].change, ui["monitor.smoothing"].release, ui["monitor.log_scale"].change], tick,
+          TICK_INPUTS, TICK_OUTPUTS, **quiet)
+    ui.on(ui.demo.load, page_opened, [], ["monitor.run_select"])
+    ui.on(ui["monitor.abort_btn"].click, abort, ["monitor.run_select"])
+    ui.on(ui["monitor.resume_btn"].click, resume, ["monitor.run_select"])
+    then_refresh_plan(ui, ui.on(ui["monitor.reuse_btn"].click, reuse_config, ["monitor.run_select"],
+                                [*CONFIG_OUTPUTS, "page.tabs"]))

@@ -1,0 +1,204 @@
+"""The Presets tab: list, load, rename, delete, download and upload presets; LLaMA-Factory import and export,
+and the plain Python script export."""
+
+from __future__ import annotations
+
+import html
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from trainer.config import ConfigError, TrainConfig
+from trainer.interop import presets as presets_mod
+from trainer.interop.export_script import export_script
+from trainer.interop.llamafactory import import_llamafactory_file, to_llamafactory_yaml
+
+from .. import views
+from ..components import CONFIG_OUTPUTS, FIELDS, INFO, UI, WARNING, Reply, apply_config, form_values
+from ..context import Context
+from ..form import values_to_config
+from .train import load_preset, preset_choices, then_refresh_plan
+
+ID = "presets"
+TITLE = "tab_presets"
+CHOICES_OUTPUTS = ["presets.select", "train.preset_select"]
+UPLOAD_OUTPUTS = [*CONFIG_OUTPUTS, "presets.messages", "presets.upload_anyway_btn"]
+
+
+# --- handlers -------------------------------------------------------------------------------------
+
+def choices(ctx: Context, value: Any = None, *, set_value: bool = False) -> Reply:
+    """New choices for both preset dropdowns; this tab's value only when `set_value`."""
+    listed = preset_choices(ctx.runs_root)
+    mine = gr.update(choices=listed, value=value) if set_value else gr.update(choices=listed)
+    return {"presets.select": mine, "train.preset_select": gr.update(choices=listed)}
+
+
+def refresh_choices(ctx: Context, v: dict[str, Any]) -> Reply:
+    return choices(ctx)
+
+
+def details(ctx: Context, v: dict[str, Any]) -> Reply:
+    name = v.get("presets.select")
+    if not name:
+        return {"presets.details": ""}
+    try:
+        info = presets_mod.find_preset(name, ctx.runs_root)
+    except ConfigError as exc:
+        return {"presets.details": f"⚠ {html.escape(views.short(str(exc), 400))}"}
+    kind = "built-in (read-only)" if info.builtin else f"yours, in `{info.path}`"
+    text = f"**{html.escape(info.title)}** — {kind}\n\n{html.escape(' '.join(info.description.split()))}"
+    if info.error:
+        text += f"\n\n⚠ {html.escape(info.error)}"
+    return {"presets.details": text}
+
+
+def load_into_form(ctx: Context, v: dict[str, Any]) -> Reply:
+    """The chosen preset into the form, and the Train tab, where its note (or what stopped it) shows."""
+    name = v.get("presets.select")
+    if not name:
+        return {WARNING: "Choose a preset first."}
+    return {**load_preset(ctx, name, v.get("train.plan_hw")), "train.preset_select": gr.update(value=name),
+            "page.tabs": gr.Tabs(selected="train")}
+
+
+def rename(ctx: Context, v: dict[str, Any]) -> Reply:
+    old, new = v.get("presets.select"), v.get("presets.new_name") or ""
+    try:
+        presets_mod.rename_user_preset(old, new, ctx.runs_root)
+        new_name = presets_mod.validate_name(new)
+    except (ConfigError, OSError) as exc:
+        return {WARNING: views.short(views.error_text(exc), 400)}
+    return {**choices(ctx, new_name, set_value=True), INFO: f"Renamed '{old}' to '{new_name}'."}
+
+
+def delete(ctx: Context, v: dict[str, Any]) -> Reply:
+    name = v.get("presets.select")
+    try:
+        presets_mod.delete_user_preset(name, ctx.runs_root)
+    except (ConfigError, OSError) as exc:
+        return {WARNING: views.short(views.error_text(exc), 400)}
+    return {**choices(ctx, None, set_value=True), INFO: f"Deleted preset '{name}'."}
+
+
+def download(ctx: Context, v: dict[str, Any]) -> Reply:
+    try:
+        info = presets_mod.find_preset(v.get("presets.select") or "", ctx.runs_root)
+    except ConfigError as exc:
+        return {WARNING: views.short(str(exc), 400)}
+    # A copy in a temp folder: the page serves no file from the runs root itself.
+    out = Path(tempfile.mkdtemp(prefix="tunedeck-preset-")) / info.path.name
+    shutil.copyfile(info.path, out)
+    return {"presets.download_file": str(out)}
+
+
+def exporter(kind: str, render: Callable[[TrainConfig], str], suffix: str) -> Callable[..., Reply]:
+    """A handler writing the form's config as `kind` into a temp file offered for download."""
+    def handler(ctx: Context, v: dict[str, Any]) -> Reply:
+        try:
+            cfg = values_to_config(form_values(v))
+        except ConfigError as exc:
+            return {WARNING: "Fix the form first: " + views.short(str(exc), 200)}
+        try:
+            text = render(cfg)
+        except Exception as exc:  # noqa: BLE001 - a config the export cannot express: say which
+            return {WARNING: views.short(views.error_text(exc), 400)}
+        out = Path(tempfile.mkdtemp(prefix="tunedeck-export-")) / f"{cfg.display_name}-{kind}{suffix}"
+        out.write_text(text, encoding="utf-8")
+        return {"presets.download_file": str(out)}
+    return handler
+
+
+export_llamafactory = exporter("llamafactory", to_llamafactory_yaml, ".yaml")
+export_plain_script = exporter("script", export_script, ".py")
+
+
+def _loaded(cfg: TrainConfig, meta: dict[str, Any], ignored: dict[str, str], prefix: str) -> Reply:
+    note = prefix + views.preset_note(meta, ignored)
+    return {**apply_config(cfg, note), "presets.messages": note}
+
+
+def upload_preset(ctx: Context, v: dict[str, Any], allow_unknown: bool = False) -> Reply:
+    """An uploaded preset into the form. Unknown keys are named first and ignored only on request."""
+    path = v.get("presets.upload")
+    if not path:
+        return {}
+    try:
+        meta, cfg, ignored = presets_mod.preset_from_bytes(Path(path).read_bytes(), Path(path).name,
+                                                           allow_unknown=allow_unknown)
+    except presets_mod.UnknownKeysError as exc:
+        return {"presets.messages": "⚠ " + views.md_lines(str(exc)), "presets.upload_anyway_btn": gr.update(visible=True)}
+    except (ConfigError, OSError) as exc:
+        return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}",
+                "presets.upload_anyway_btn": gr.update(visible=False)}
+    return {**_loaded(cfg, meta, ignored, "Loaded from the uploaded file (save it to keep it). "),
+            "presets.upload_anyway_btn": gr.update(visible=False)}
+
+
+def upload_preset_anyway(ctx: Context, v: dict[str, Any]) -> Reply:
+    return upload_preset(ctx, v, allow_unknown=True)
+
+
+def import_llamafactory(ctx: Context, v: dict[str, Any]) -> Reply:
+    path = v.get("presets.import_lf")
+    if not path:
+        return {}
+    try:
+        result = import_llamafactory_file(path)
+    except Exception as exc:  # noqa: BLE001 - ConfigError, DataError, OSError: say it
+        return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}"}
+    reply = _loaded(result.config, {"title": f"Imported from {Path(path).name}"}, dict(result.unmapped),
+                    "Imported from a LLaMA-Factory YAML (save it as a preset to keep it). ")
+    if result.notes:
+        reply["presets.messages"] += "\n\n" + "\n".join(f"- {html.escape(n)}" for n in result.notes)
+    return reply
+
+
+# --- layout and wiring ----------------------------------------------------------------------------
+
+def render(ui: UI) -> None:
+    i18n = ui.i18n
+    with gr.Row(equal_height=True):
+        ui.add("presets.select", gr.Dropdown(choices=[], label=i18n("preset"), elem_id="presets-select", scale=3))
+        ui.add("presets.new_name", gr.Textbox(label=i18n("new_name"), scale=2, elem_id="presets-new-name"))
+        ui.add("presets.rename_btn", gr.Button(i18n("rename"), scale=1, elem_id="presets-rename-btn"))
+        ui.add("presets.delete_btn", gr.Button(i18n("delete"), variant="stop", scale=1, elem_id="presets-delete-btn"))
+        ui.add("presets.load_btn", gr.Button(i18n("load_preset"), variant="primary", scale=1,
+                                             elem_id="presets-load-btn"))
+    ui.add("presets.details", gr.Markdown("", elem_id="presets-details"))
+    with gr.Row(equal_height=True):
+        ui.add("presets.download_btn", gr.Button(i18n("download"), elem_id="presets-download-btn"))
+        ui.add("presets.export_lf_btn", gr.Button(i18n("export_lf"), elem_id="presets-export-lf-btn"))
+        ui.add("presets.export_script_btn", gr.Button(i18n("export_script"), elem_id="presets-export-script-btn"))
+    ui.add("presets.download_file", gr.File(label="File", interactive=False, elem_id="presets-download-file",
+                                            height=60))
+    with gr.Row():
+        ui.add("presets.upload", gr.File(label=i18n("upload_preset"), file_types=[".yaml", ".yml"],
+                                         elem_id="presets-upload", height=120))
+        ui.add("presets.import_lf", gr.File(label=i18n("import_lf"), file_types=[".yaml", ".yml"],
+                                            elem_id="presets-import-lf", height=120))
+    ui.add("presets.messages", gr.Markdown("", elem_id="presets-messages"))
+    ui.add("presets.upload_anyway_btn", gr.Button("Load the rest, ignoring the unknown keys", visible=False,
+                                                  variant="stop", elem_id="presets-upload-anyway-btn"))
+
+
+def wire(ui: UI) -> None:
+    quiet = dict(show_progress="hidden")
+    ui.on(ui["presets.select"].change, details, ["presets.select"], ["presets.details"], **quiet)
+    ui.on([ui["train.preset_select"].focus, ui.demo.load, ui["tab.presets"].select], refresh_choices, [],
+          CHOICES_OUTPUTS, **quiet)
+    then_refresh_plan(ui, ui.on(ui["presets.load_btn"].click, load_into_form, ["presets.select", "train.plan_hw"],
+                                [*CONFIG_OUTPUTS, "train.preset_select", "page.tabs"]))
+    ui.on(ui["presets.rename_btn"].click, rename, ["presets.select", "presets.new_name"], CHOICES_OUTPUTS)
+    ui.on(ui["presets.delete_btn"].click, delete, ["presets.select"], CHOICES_OUTPUTS)
+    ui.on(ui["presets.download_btn"].click, download, ["presets.select"], ["presets.download_file"])
+    ui.on(ui["presets.export_lf_btn"].click, export_llamafactory, FIELDS, ["presets.download_file"])
+    ui.on(ui["presets.export_script_btn"].click, export_plain_script, FIELDS, ["presets.download_file"])
+    then_refresh_plan(ui, ui.on(ui["presets.upload"].upload, upload_preset, ["presets.upload"], UPLOAD_OUTPUTS))
+    then_refresh_plan(ui, ui.on(ui["presets.upload_anyway_btn"].click, upload_preset_anyway, ["presets.upload"],
+                                UPLOAD_OUTPUTS))
+    then_refresh_plan(ui, ui.on(ui["presets.import_lf"].upload, import_llamafactory, ["presets.import_lf"],
+                                [*CONFIG_OUTPUTS, "presets.messages"]))

@@ -839,7 +839,7 @@ def _initial_preset(runs_root: Path) -> tuple[dict[str, Any], TrainConfig]:
         meta, cfg, _ = load_named_preset("demo", runs_root=runs_root)
         return {**meta, "name": "demo"}, cfg
     except Exception:  # noqa: BLE001 - fall back to the file itself
-        from trainer.config import parse_yaml
+        from trainer.textio import parse_yaml
         path = Path(__file__).resolve().parents[1] / "presets" / "demo.yaml"
         data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
         meta = data.get("preset") or {}

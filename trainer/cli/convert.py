@@ -17,7 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from trainer.config import ConfigError, write_text_atomic
+from trainer.errors import ConfigError
+from trainer.textio import write_text_atomic
 
 EXIT_OK, EXIT_INVALID = 0, 2
 

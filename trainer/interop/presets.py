@@ -29,7 +29,8 @@ from typing import Any, NamedTuple, Optional, Union
 
 import yaml
 
-from trainer.config import PRESET_META_KEY, ConfigError, TrainConfig, _ALIAS_KEYS, parse_yaml, read_text_file, write_text_atomic
+from trainer.config import PRESET_META_KEY, ConfigError, TrainConfig, _ALIAS_KEYS
+from trainer.textio import parse_yaml, read_text_file, write_text_atomic
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "presets"
 USER_SUBDIR = "presets"

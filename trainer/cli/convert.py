@@ -92,7 +92,8 @@ def _load_config(src: Path, allow_unknown: bool):
 
 
 def _to_llamafactory(src: Path, dst: Path, allow_unknown: bool) -> int:
-    from trainer.interop.llamafactory import export_llamafactory, merge_dataset_info
+    from trainer.interop.lf_datasets import merge_dataset_info
+    from trainer.interop.llamafactory import export_llamafactory
 
     cfg = _load_config(src, allow_unknown)
     dataset_dir = dst.resolve().parent

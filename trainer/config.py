@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from trainer.errors import CombinationError, ConfigError, pydantic_errors
 from trainer.textio import parse_yaml, read_text_file, write_text_atomic
@@ -59,6 +60,7 @@ DATASET_FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion"
 LORA_TARGET_ALL = "all-linear"
 PRESET_META_KEY = "preset"  # preset files carry their title and description under this key
 _SAME = object()  # lf_default not given: LLaMA-Factory's default is ours
+_NUMBER_TYPES = (int, float, Optional[int], Optional[float])
 
 
 def _field(default: Any, group: str, help: str, *, label: str | None = None, advanced: bool = False,
@@ -359,6 +361,14 @@ class TrainConfig(BaseModel):
         if data.get("max_steps") is None and "max_steps" in data:
             data["max_steps"] = -1
         return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_switches(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's true/false is not a number: `learning_rate: true` must not train at 1.0."""
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in _NUMBER_TYPES:
+            raise ValueError("expects a number, not true/false")
+        return value
 
     @field_validator("lora_target", mode="before")
     @classmethod

@@ -9,18 +9,16 @@ an existing YAML reads as-is.
 from __future__ import annotations
 
 import difflib
-import functools
-import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import ConfigDict, Field, ValidationError
 
-from trainer.errors import CombinationError, ConfigError, pydantic_errors
+from trainer.config_rules import ALIAS_KEYS, LORA_TARGET_ALL, ConfigRules
+from trainer.errors import ConfigError, pydantic_errors
 from trainer.textio import parse_yaml, read_text_file, write_text_atomic
 
 # Groups, in the order the form shows them. (key, title, open by default)
@@ -57,10 +55,8 @@ SCHEDULERS = (
     "cosine_with_min_lr",
 )
 DATASET_FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text")
-LORA_TARGET_ALL = "all-linear"
 PRESET_META_KEY = "preset"  # preset files carry their title and description under this key
 _SAME = object()  # lf_default not given: LLaMA-Factory's default is ours
-_NUMBER_TYPES = (int, float, Optional[int], Optional[float])
 
 
 def _field(default: Any, group: str, help: str, *, label: str | None = None, advanced: bool = False,
@@ -87,7 +83,7 @@ def _field(default: Any, group: str, help: str, *, label: str | None = None, adv
     return Field(default, description=help, json_schema_extra=extra, **bounds)
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(ConfigRules):
     """Every hyperparameter of a fine-tuning run."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=False, protected_namespaces=())
@@ -337,117 +333,6 @@ class TrainConfig(BaseModel):
     logging_steps: int = _field(1, "logging", "Log loss and learning rate every N steps.", ge=1,
         sft="logging_steps", lf="logging_steps", lf_default=500)
 
-    # ---------------------------------------------------------------------------------------------
-    @model_validator(mode="before")
-    @classmethod
-    def _aliases(cls, data: Any) -> Any:
-        """Accept the spellings of LLaMA-Factory and TrainingArguments that map onto one field here."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        bf16, fp16 = data.pop("bf16", None), data.pop("fp16", None)
-        if bf16 and fp16:
-            raise ValueError("bf16 and fp16 are both true: pick one precision")
-        if bf16 or fp16:
-            data.setdefault("precision", "bf16" if bf16 else "fp16")
-        if "evaluation_strategy" in data:  # the name before transformers 4.41
-            data.setdefault("eval_strategy", data.pop("evaluation_strategy"))
-        if data.get("finetuning_type") == "qlora":  # what people type for LoRA on a 4-bit base
-            data["finetuning_type"] = "lora"
-            data.setdefault("quantization_bit", 4)
-        for key in _optional_fields():
-            if data.get(key) in ("", "none", "None"):
-                data[key] = None
-        if data.get("max_steps") is None and "max_steps" in data:
-            data["max_steps"] = -1
-        return data
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_are_not_switches(cls, value: Any, info: ValidationInfo) -> Any:
-        """YAML's true/false is not a number: `learning_rate: true` must not train at 1.0."""
-        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in _NUMBER_TYPES:
-            raise ValueError("expects a number, not true/false")
-        return value
-
-    @field_validator("lora_target", mode="before")
-    @classmethod
-    def _lora_target(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            names = [n.strip() for n in value.split(",") if n.strip()]
-            if not names:
-                raise ValueError("name at least one layer, or use all-linear")
-            if len(names) == 1 and names[0] in ("all", "all-linear", "all_linear"):
-                return LORA_TARGET_ALL
-            return names
-        if isinstance(value, list):
-            names = [str(n).strip() for n in value if str(n).strip()]
-            if not names:
-                raise ValueError("name at least one layer, or use all-linear")
-            return LORA_TARGET_ALL if names in (["all"], ["all-linear"]) else names
-        return value
-
-    @field_validator("template")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        from trainer.templates import template_names, unknown_template_message  # owned by the data module
-
-        value = value.strip()
-        if value not in template_names():
-            raise ValueError(unknown_template_message(value))
-        return value
-
-    @field_validator("val_size")
-    @classmethod
-    def _val_size(cls, value: float) -> float:
-        if value >= 1 and not float(value).is_integer():
-            raise ValueError("a validation size of 1 or more is a row count and must be a whole number")
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-    @field_validator("max_steps")
-    @classmethod
-    def _max_steps(cls, value: int) -> int:
-        if value == 0:
-            raise ValueError("0 steps would train nothing: use -1 to train by epochs, or a positive number")
-        return value
-
-    @model_validator(mode="after")
-    def _combinations(self) -> "TrainConfig":
-        problems: list[tuple[str, str]] = []
-        if self.finetuning_type == "full" and self.quantization_bit is not None:
-            problems.append(("quantization_bit", "a quantized base cannot be fully fine-tuned: use "
-                             "finetuning_type lora (QLoRA) or leave quantization_bit empty"))
-        if self.finetuning_type == "full" and (self.use_dora or self.use_rslora):
-            problems.append(("use_dora" if self.use_dora else "use_rslora",
-                             "DoRA and rsLoRA are LoRA options; they do nothing with finetuning_type full"))
-        if self.use_dora and self.quantization_bit == 8:
-            problems.append(("use_dora", "DoRA is not supported on an 8-bit base; use 4-bit or 16-bit"))
-        if self.warmup_steps > 0 and self.warmup_ratio > 0:
-            problems.append(("warmup_steps", "set warmup_steps or warmup_ratio, not both (set the other to 0)"))
-        if self.eval_strategy != "no" and self.val_size == 0:
-            problems.append(("eval_strategy", f"eval_strategy is '{self.eval_strategy}' but val_size is 0: "
-                             "there is no validation split to evaluate on"))
-        if self.load_best_model_at_end:
-            if self.eval_strategy == "no":
-                problems.append(("load_best_model_at_end", "needs an evaluation: set eval_strategy and val_size"))
-            elif self.save_strategy != self.eval_strategy:
-                problems.append(("save_strategy", "load_best_model_at_end needs save_strategy equal to "
-                                 f"eval_strategy ('{self.eval_strategy}')"))
-            elif self.save_strategy == "steps" and self.save_steps % self.eval_steps:
-                problems.append(("save_steps", f"load_best_model_at_end needs save_steps ({self.save_steps}) "
-                                 f"to be a multiple of eval_steps ({self.eval_steps})"))
-        if self.early_stopping_patience is not None and self.eval_strategy == "no":
-            problems.append(("early_stopping_patience", "early stopping watches the eval loss: set "
-                             "eval_strategy and val_size"))
-        if self.packing and self.group_by_length:
-            problems.append(("group_by_length", "packed rows all have the same length: turn off packing or "
-                             "group_by_length"))
-        if problems:
-            raise CombinationError(problems)
-        return self
-
     # --- I/O ----------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> "TrainConfig":
@@ -460,7 +345,7 @@ class TrainConfig(BaseModel):
             raise ConfigError([(PRESET_META_KEY, "must be a mapping (title: ..., description: ...)")], source)
         data = {k: v for k, v in data.items() if k != PRESET_META_KEY}
         errors: list[tuple[str, str]] = []
-        known = set(cls.model_fields) | _ALIAS_KEYS
+        known = set(cls.model_fields) | ALIAS_KEYS
         for key in data:
             if not isinstance(key, str) or key not in known:
                 errors.append((str(key), _unknown_key_message(str(key))))
@@ -508,16 +393,6 @@ class TrainConfig(BaseModel):
     @property
     def display_name(self) -> str:
         return self.run_name or f"{Path(self.model_name_or_path).name}-{self.method_label}"
-
-
-_ALIAS_KEYS = {"bf16", "fp16", "evaluation_strategy"}
-
-
-@functools.cache
-def _optional_fields() -> tuple[str, ...]:
-    """Fields that take None (empty): there the texts "", "none" and "None" mean None too."""
-    return tuple(name for name, info in TrainConfig.model_fields.items()
-                 if type(None) in typing.get_args(info.annotation))
 
 
 def _unknown_key_message(key: str) -> str:

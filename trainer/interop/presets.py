@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, Optional, Union
 
 import yaml
 
-from trainer.config import PRESET_META_KEY, ConfigError, TrainConfig, _ALIAS_KEYS
+from trainer.config import ALIAS_KEYS, PRESET_META_KEY, ConfigError, TrainConfig
 from trainer.textio import parse_yaml, read_text_file, write_text_atomic
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "presets"
@@ -257,7 +257,7 @@ def preset_from_data(data: Any, source: str | None = None, *, allow_unknown: boo
     meta, stripped_meta = strip_secrets(meta, f"{PRESET_META_KEY}.")
     fields, stripped = strip_secrets(fields)
     stripped.update(stripped_meta)
-    known = set(TrainConfig.model_fields) | _ALIAS_KEYS
+    known = set(TrainConfig.model_fields) | ALIAS_KEYS
     unknown = {str(k): _closest(str(k)) for k in fields if not isinstance(k, str) or k not in known}
     if unknown and not allow_unknown:
         hint = ""

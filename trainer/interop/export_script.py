@@ -38,7 +38,7 @@ def _template_source(name: str) -> str:
 
 
 def _answer_finder_source() -> str:
-    """tunedeck's own fallback that locates answers by their text (trainer/data.py), copied in."""
+    """tunedeck's own fallback that locates answers by their text (trainer/datasets), copied in."""
     from trainer.datasets import data
 
     return f"END_OF_TURN_MARKERS = {data.END_OF_TURN_MARKERS!r}\n\n\n" + inspect.getsource(data._find_answers)

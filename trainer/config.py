@@ -140,10 +140,10 @@ class TrainConfig(ConfigRules):
         used_by=("trainer.datasets",))
     dataset_split: str = _field("train", "data", "Which split of a Hub dataset to train on.", advanced=True,
                                 min_length=1,
-        used_by=("trainer.datasets",))
+                                used_by=("trainer.datasets",))
     dataset_subset: Optional[str] = _field(None, "data", "Subset (configuration) of a Hub dataset, if it has several.",
                                            advanced=True,
-        used_by=("trainer.datasets",))
+                                           used_by=("trainer.datasets",))
     column_mapping: dict[str, str] = _field(
         {}, "data",
         "Rename columns to what the format expects, e.g. {question: instruction, answer: output}.",
@@ -169,7 +169,8 @@ class TrainConfig(ConfigRules):
         False, "data",
         "Train even when some rows are malformed, skipping them (they are counted and reported). "
         "Off: any bad row stops the run before it starts.", advanced=True,
-        used_by=("trainer.datasets",), lf_skip="LLaMA-Factory has no such switch (it skips unusable rows with a warning)")
+        used_by=("trainer.datasets",),
+        lf_skip="LLaMA-Factory has no such switch (it skips unusable rows with a warning)")
     packing: Optional[bool] = _field(
         None, "data",
         "Pack several short rows into one sequence so no compute is spent on padding. Empty = auto: "
@@ -226,7 +227,7 @@ class TrainConfig(ConfigRules):
         sft_via="warmup", lf="warmup_steps")
     weight_decay: float = _field(0.0, "optimizer", "L2-style decay of the trained weights.", ge=0, le=10,
                                  advanced=True,
-        sft="weight_decay", lf="weight_decay")
+                                 sft="weight_decay", lf="weight_decay")
     max_grad_norm: float = _field(
         1.0, "optimizer", "Clip the gradient norm to this value (0: no clipping). Tames loss spikes.", ge=0,
         sft="max_grad_norm", lf="max_grad_norm")
@@ -237,7 +238,7 @@ class TrainConfig(ConfigRules):
         sft_via="optim", lf="optim")
     seed: int = _field(42, "optimizer", "Random seed for initialisation, shuffling and the validation split.",
                        ge=0, advanced=True,
-        sft_via="seed", used_by=("trainer.datasets",), lf="seed")
+                       sft_via="seed", used_by=("trainer.datasets",), lf="seed")
     neftune_noise_alpha: Optional[float] = _field(
         None, "optimizer",
         "NEFTune: add random noise to the embeddings while training, scaled by alpha / sqrt(length × width); "
@@ -248,13 +249,13 @@ class TrainConfig(ConfigRules):
     # --- LoRA ----------------------------------------------------------------------------------
     lora_rank: int = _field(16, "lora", "LoRA rank r: size of the adapter matrices. 16-32 is typical.",
                             label="LoRA rank", ge=1, le=4096,
-        used_by=("trainer.engine.model",), lf="lora_rank", lf_default=8)
+                            used_by=("trainer.engine.model",), lf="lora_rank", lf_default=8)
     lora_alpha: int = _field(
         32, "lora", "LoRA scaling: updates are scaled by alpha / r (or alpha / sqrt(r) with rsLoRA).",
         label="LoRA alpha", ge=1, le=16384,
         used_by=("trainer.engine.model",), lf="lora_alpha", lf_default=16)
     lora_dropout: float = _field(0.05, "lora", "Dropout on the LoRA input, a mild regulariser.", ge=0, lt=1,
-        used_by=("trainer.engine.model",), lf="lora_dropout", lf_default=0.0)
+                                 used_by=("trainer.engine.model",), lf="lora_dropout", lf_default=0.0)
     lora_target: Union[str, list[str]] = _field(
         LORA_TARGET_ALL, "lora",
         "Which layers get adapters: `all-linear` (attention and MLP projections), or names such as "
@@ -265,9 +266,9 @@ class TrainConfig(ConfigRules):
         used_by=("trainer.engine.model",), lf_skip="LLaMA-Factory trains no LoRA bias")
     use_rslora: bool = _field(False, "lora", "Rank-stabilised LoRA: scale by alpha / sqrt(r); helps at high ranks.",
                               advanced=True,
-        used_by=("trainer.engine.model",), lf="use_rslora")
+                              used_by=("trainer.engine.model",), lf="use_rslora")
     use_dora: bool = _field(False, "lora", "DoRA: weight-decomposed LoRA. Slightly better, slower.", advanced=True,
-        used_by=("trainer.engine.model",), lf="use_dora")
+                            used_by=("trainer.engine.model",), lf="use_dora")
 
     # --- memory --------------------------------------------------------------------------------
     quantization_type: Literal["nf4", "fp4"] = _field(
@@ -296,19 +297,20 @@ class TrainConfig(ConfigRules):
         "If the run runs out of GPU memory, restart it automatically from its last checkpoint with half the "
         "micro-batch and twice the gradient accumulation, so the effective batch stays the same. Repeats "
         "until the micro-batch is 1.", label="Recover from out-of-memory",
-        not_for_trainer="the job scheduler reads it to restart a run that ran out of memory; the training process does not", lf_skip="LLaMA-Factory does not restart runs")
+        not_for_trainer="the job scheduler reads it to restart a run that ran out of memory; the training "
+                        "process does not", lf_skip="LLaMA-Factory does not restart runs")
 
     # --- evaluation & checkpoints ---------------------------------------------------------------
     eval_strategy: Literal["no", "steps", "epoch"] = _field(
         "no", "eval", "When to compute the loss on the validation split. Needs val_size > 0.",
         sft_via="evaluation", lf="eval_strategy")
     eval_steps: int = _field(50, "eval", "Evaluate every N steps (eval_strategy = steps).", ge=1,
-        sft_via="evaluation", lf="eval_steps")
+                             sft_via="evaluation", lf="eval_steps")
     save_strategy: Literal["no", "steps", "epoch"] = _field(
         "steps", "eval", "When to save a checkpoint you can resume from.",
         sft_via="saving", lf="save_strategy")
     save_steps: int = _field(100, "eval", "Save every N steps (save_strategy = steps).", ge=1,
-        sft_via="saving", lf="save_steps", lf_default=500)
+                             sft_via="saving", lf="save_steps", lf_default=500)
     save_total_limit: Optional[int] = _field(
         3, "eval", "Keep only the newest N checkpoints (empty: keep all).", ge=1,
         sft="save_total_limit", lf="save_total_limit", lf_default=None)
@@ -329,9 +331,9 @@ class TrainConfig(ConfigRules):
 
     # --- logging -------------------------------------------------------------------------------
     run_name: Optional[str] = _field(None, "logging", "A name for the run in the runs list.", max_length=200,
-        sft="run_name", lf="run_name")
+                                     sft="run_name", lf="run_name")
     logging_steps: int = _field(1, "logging", "Log loss and learning rate every N steps.", ge=1,
-        sft="logging_steps", lf="logging_steps", lf_default=500)
+                                sft="logging_steps", lf="logging_steps", lf_default=500)
 
     # --- I/O ----------------------------------------------------------------------------------
     @classmethod

@@ -329,7 +329,8 @@ def export_special(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report
     me["lora_target"] = "all" if cfg.lora_target == LORA_TARGET_ALL else ",".join(cfg.lora_target)
     me["disable_gradient_checkpointing"] = not cfg.gradient_checkpointing
     if cfg.offload_activations:
-        report.unmapped["offload_activations"] = "LLaMA-Factory has no activation offload (use_unsloth_gc needs Unsloth)"
+        report.unmapped["offload_activations"] = "LLaMA-Factory has no activation offload (use_unsloth_gc needs " \
+                                                 "Unsloth)"
     if cfg.template == "plain":
         d["template"] = "default"
         report.notes.append("template plain written as LLaMA-Factory's 'default' (Human:/Assistant: rather than "

@@ -118,10 +118,10 @@ def test_script_data_pipeline_matches_tunedeck(case, tmp_path, demo_tokenizer):
 
 
 def test_script_sft_config_matches_the_trainer(tmp_path):
-    """The script's SFTConfig is tunedeck's (trainer/train.py: sft_config_kwargs), value for value."""
+    """The script's SFTConfig is tunedeck's (trainer/engine/sft_args.py: sft_config_kwargs), value for value."""
     from trainer.plan.hardware import detect
     from trainer.plan.resolve import resolve_plan
-    from trainer.engine.train import sft_config_kwargs
+    from trainer.engine.sft_args import sft_config_kwargs
 
     for name in ("demo", "open-llama-7b-v2-qlora", "unsloth-style-qlora"):
         cfg = load_preset(name).config.replace(precision="auto", attn_implementation="auto")

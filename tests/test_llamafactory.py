@@ -15,8 +15,9 @@ import yaml
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.datasets import load_examples
-from trainer.interop.llamafactory import (export_llamafactory, import_file, import_llamafactory_file,
-                                  import_llamafactory_text, merge_dataset_info, to_llamafactory_yaml)
+from trainer.interop.lf_datasets import merge_dataset_info
+from trainer.interop.llamafactory import (export_llamafactory, import_llamafactory_file, import_llamafactory_text,
+                                          to_llamafactory_yaml)
 from trainer.interop.presets import load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -314,7 +315,7 @@ def test_hub_entries_odd_values_and_unsupported_stages(lf_dir):
 def test_broken_dataset_info_is_named(lf_dir):
     (lf_dir / "data" / "dataset_info.json").write_text('{"qa_alpaca": {"file_name": "qa.json",}\n')
     with pytest.raises(ConfigError, match=r"dataset_info.json: invalid JSON at line 1"):
-        import_file(lf_dir / "lora.yaml")
+        import_llamafactory_file(lf_dir / "lora.yaml")
     with pytest.raises(ConfigError, match="invalid JSON"):
         merge_dataset_info(lf_dir / "data" / "dataset_info.json", {})
 

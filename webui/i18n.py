@@ -83,7 +83,7 @@ FIELD_ZH = {
     "save_strategy": "保存策略", "save_steps": "保存间隔步数", "save_total_limit": "最多保留检查点数",
     "load_best_model_at_end": "结束时加载最佳模型", "early_stopping_patience": "早停耐心",
     "early_stopping_threshold": "早停阈值", "resume_from_checkpoint": "从检查点继续", "run_name": "运行名称",
-    "logging_steps": "日志间隔步数",
+    "logging_steps": "日志间隔步数", "neftune_noise_alpha": "NEFTune 噪声强度",
 }
 
 

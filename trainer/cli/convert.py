@@ -17,7 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from trainer.config import ConfigError, write_text_atomic
+from trainer.errors import ConfigError
+from trainer.textio import write_text_atomic
 
 EXIT_OK, EXIT_INVALID = 0, 2
 
@@ -91,7 +92,8 @@ def _load_config(src: Path, allow_unknown: bool):
 
 
 def _to_llamafactory(src: Path, dst: Path, allow_unknown: bool) -> int:
-    from trainer.interop.llamafactory import export_llamafactory, merge_dataset_info
+    from trainer.interop.lf_datasets import merge_dataset_info
+    from trainer.interop.llamafactory import export_llamafactory
 
     cfg = _load_config(src, allow_unknown)
     dataset_dir = dst.resolve().parent

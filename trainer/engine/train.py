@@ -227,80 +227,16 @@ def _cpu_threads(device: str, parameters: int) -> Optional[int]:
     return previous
 
 
-def sft_config_kwargs(cfg: TrainConfig, run_dir: Path, plan, hw) -> dict[str, Any]:
-    """SFTConfig keyword arguments mapped from a TrainConfig and its resolved plan."""
-    evaluating = cfg.eval_strategy != "no"
-    if cfg.warmup_steps > 0:
-        warmup: float = cfg.warmup_steps
-    elif cfg.warmup_ratio < 1:
-        warmup = cfg.warmup_ratio  # transformers reads a value below 1 as a fraction of the steps
-    else:
-        warmup = plan.warmup_steps or 0
-    optim = {"adamw_8bit": "adamw_bnb_8bit"}.get(cfg.optim, cfg.optim)
-    kwargs: dict[str, Any] = dict(
-        output_dir=str(run_dir / CHECKPOINTS_DIR),
-        run_name=cfg.display_name,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        # batch & steps
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size or cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        # optimizer & schedule
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=warmup,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        optim=optim,
-        # precision & memory
-        bf16=plan.precision == "bf16",
-        fp16=plan.precision == "fp16",
-        activation_checkpointing=cfg.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        # On a CPU the activations are in RAM already (and TRL's offloading needs an accelerator).
-        activation_offloading=cfg.offload_activations and hw.device == "cuda",
-        use_liger_kernel=plan.use_liger_kernel,
-        use_cpu=hw.device != "cuda",
-        dataloader_pin_memory=hw.device == "cuda",
-        # data
-        max_length=cfg.cutoff_len,
-        packing=plan.packing,
-        packing_strategy="bfd",
-        completion_only_loss=True,
-        train_sampling_strategy="group_by_length" if plan.group_by_length and not plan.packing else "random",
-        # evaluation & checkpoints
-        eval_strategy=cfg.eval_strategy,
-        save_strategy=cfg.save_strategy,
-        save_total_limit=cfg.save_total_limit,
-        load_best_model_at_end=cfg.load_best_model_at_end,
-        # logging
-        logging_steps=cfg.logging_steps,
-        logging_first_step=True,
-        logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
-        include_num_input_tokens_seen="non_padding",
-        report_to=["tensorboard"],
-        disable_tqdm=not sys.stdout.isatty(),
-    )
-    if cfg.eval_strategy == "steps":
-        kwargs["eval_steps"] = cfg.eval_steps
-    if cfg.save_strategy == "steps":
-        kwargs["save_steps"] = cfg.save_steps
-    if evaluating:
-        kwargs.update(metric_for_best_model="eval_loss", greater_is_better=False)
-    return kwargs
-
-
 def _build_trainer(cfg: TrainConfig, run_dir: Path, plan, hw, model, tokenizer, train_rows, eval_rows):
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
     from trl import SFTConfig, SFTTrainer
 
+    from trainer.engine.sft_args import sft_config_kwargs
+
     # transformers' TensorBoard callback takes its directory from the environment in v5.
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
-    args = SFTConfig(**sft_config_kwargs(cfg, run_dir, plan, hw))
+    args = SFTConfig(**sft_config_kwargs(cfg, run_dir / CHECKPOINTS_DIR, plan, hw))
     columns = ("input_ids", "completion_mask")
     train_dataset = Dataset.from_list([{k: r[k] for k in columns} for r in train_rows])
     eval_dataset = None

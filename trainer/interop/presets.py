@@ -7,13 +7,14 @@ A preset file is a TrainConfig YAML plus one ``preset:`` mapping of metadata. Me
 - ``micro_batch: auto``: the micro-batch is left to the memory planner. The config still carries a
   conservative explicit ``per_device_train_batch_size`` so ``check`` and ``train`` work as written;
   :func:`resolve_auto_micro_batch` replaces it by the planner's choice for a given GPU when the
-  planner (``trainer.memory``) can make one.
+  planner (``trainer.plan.memory``) can make one.
 - ``saved_at``: when a user preset was saved (UTC, ISO 8601).
 
 Every function here is pure apart from reading and writing preset files; nothing imports torch.
 Errors are :class:`trainer.config.ConfigError` (or a subclass) with a message a user can act on.
-Secrets are never written: :func:`strip_secrets` removes any key that names one (token, password,
-secret, API key, ...) and any value that looks like one (``hf_...``, ``sk-...``, ...), and says which.
+Secrets are never written: ``preset_secrets.strip_secrets`` removes any key that names one (token,
+password, secret, API key, ...) and any value that looks like one (``hf_...``, ``sk-...``, ...), and
+says which.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from typing import Any, NamedTuple, Optional, Union
 
 import yaml
 
-from trainer.config import PRESET_META_KEY, ConfigError, TrainConfig, _ALIAS_KEYS, parse_yaml, read_text_file, write_text_atomic
+from trainer.config import ALIAS_KEYS, PRESET_META_KEY, ConfigError, TrainConfig
+from trainer.interop.preset_secrets import strip_secrets
+from trainer.textio import parse_yaml, read_text_file, write_text_atomic
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "presets"
 USER_SUBDIR = "presets"
@@ -97,58 +100,6 @@ class SavedPreset:
     name: str
     path: Path
     stripped: dict[str, str]  # secret keys removed before writing, key -> why
-
-
-# --- secrets ---------------------------------------------------------------------------------------
-
-_SECRET_KEY_RE = re.compile(
-    r"(^|[_\-.])(hf_?token|token|access_?token|auth_?token|api_?token|password|passwd|pwd|secret|"
-    r"client_?secret|api_?key|apikey|access_?key|secret_?key|private_?key|credentials?|auth)($|[_\-.])",
-    re.IGNORECASE)
-_SECRET_VALUE_RE = re.compile(
-    r"(\bhf_[A-Za-z0-9]{20,}|\bsk-[A-Za-z0-9_\-]{16,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"
-    r"|\bAKIA[0-9A-Z]{16}\b|\bxox[baprs]-[A-Za-z0-9\-]{10,}|\bglpat-[A-Za-z0-9_\-]{20,}|\bBearer\s+[A-Za-z0-9._\-]{16,}"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----)")
-
-
-def looks_like_secret_key(key: str) -> bool:
-    """A key whose name says it holds a secret. Schema fields never do (none is a secret)."""
-    return key not in TrainConfig.model_fields and bool(_SECRET_KEY_RE.search(key))
-
-
-def looks_like_secret_value(value: Any) -> bool:
-    return isinstance(value, str) and bool(_SECRET_VALUE_RE.search(value))
-
-
-def strip_secrets(data: dict[str, Any], _prefix: str = "") -> tuple[dict[str, Any], dict[str, str]]:
-    """(a copy of data without secrets, {dotted key: why it was stripped}). Recurses into mappings and lists."""
-    clean: dict[str, Any] = {}
-    stripped: dict[str, str] = {}
-    for key, value in data.items():
-        name = f"{_prefix}{key}"
-        if isinstance(key, str) and looks_like_secret_key(key):
-            stripped[name] = "its name says it holds a secret (token, password, key): secrets come from the " \
-                             "environment only and are never stored in a preset"
-            continue
-        if looks_like_secret_value(value):
-            stripped[name] = "its value looks like a secret (an access token or key): removed, never stored in a preset"
-            continue
-        if isinstance(value, dict):
-            value, inner = strip_secrets(value, f"{name}.")
-            stripped.update(inner)
-        elif isinstance(value, list):
-            kept = []
-            for i, item in enumerate(value):
-                if looks_like_secret_value(item):
-                    stripped[f"{name}[{i}]"] = "its value looks like a secret: removed, never stored in a preset"
-                    continue
-                if isinstance(item, dict):
-                    item, inner = strip_secrets(item, f"{name}[{i}].")
-                    stripped.update(inner)
-                kept.append(item)
-            value = kept
-        clean[key] = value
-    return clean, stripped
 
 
 # --- names -----------------------------------------------------------------------------------------
@@ -256,7 +207,7 @@ def preset_from_data(data: Any, source: str | None = None, *, allow_unknown: boo
     meta, stripped_meta = strip_secrets(meta, f"{PRESET_META_KEY}.")
     fields, stripped = strip_secrets(fields)
     stripped.update(stripped_meta)
-    known = set(TrainConfig.model_fields) | _ALIAS_KEYS
+    known = set(TrainConfig.model_fields) | ALIAS_KEYS
     unknown = {str(k): _closest(str(k)) for k in fields if not isinstance(k, str) or k not in known}
     if unknown and not allow_unknown:
         hint = ""

@@ -1,0 +1,265 @@
+"""LLaMA-Factory datasets: a dataset_info.json entry read into tunedeck's dataset settings, and written
+from them (``file_name`` or ``hf_hub_url``, ``formatting`` alpaca/sharegpt, ``columns``, ``tags``,
+``subset``, ``split``). Pure apart from reading the files named; no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from trainer.config import ConfigError, TrainConfig
+
+# dataset_info.json columns (LLaMA-Factory role -> tunedeck's column name), per format.
+_ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
+                   "history": "history"}
+_DEFAULT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+                 "system_tag": "system", "observation_tag": "observation", "function_tag": "function_call"}
+_OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+                "system_tag": "system"}
+LLAMAFACTORY_DEFAULT_DATASET_DIR = "data"
+
+
+
+def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str, str], notes: list[str],
+                    consumed: set[str], source: str | None, base_dir: Union[str, Path, None]) -> None:
+    consumed.update({"dataset", "dataset_dir"})
+    names_value = data.get("dataset")
+    if not names_value:
+        raise ConfigError([("dataset", "missing: name the dataset (an entry of dataset_dir/dataset_info.json)")],
+                          source)
+    if isinstance(names_value, str):
+        names = [n.strip() for n in names_value.split(",")]
+    elif isinstance(names_value, list):
+        names = [str(n).strip() for n in names_value]
+    else:
+        raise ConfigError([("dataset", f"expected dataset names separated by commas, got {names_value!r}")], source)
+    names = [n for n in names if n]
+    if len(names) > 1:
+        unmapped["dataset"] = f"tunedeck trains on one dataset: imported '{names[0]}', left out " \
+                              f"{', '.join(names[1:])} (merge them into one file to train on all)"
+    name = names[0]
+    dataset_dir_value = str(data.get("dataset_dir") or LLAMAFACTORY_DEFAULT_DATASET_DIR)
+    if dataset_dir_value == "ONLINE":  # LLaMA-Factory: the names are Hub dataset ids
+        out["dataset"] = name
+        notes.append(f"dataset_dir ONLINE: '{name}' is a Hugging Face Hub dataset id")
+        return
+    dataset_dir = _resolve_dir(dataset_dir_value, base_dir)
+    info_path = dataset_dir / "dataset_info.json" if dataset_dir else None
+    info: dict[str, Any] = {}
+    if info_path is not None and info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError([("dataset_dir", f"{info_path}: invalid JSON at line {exc.lineno}, column "
+                                f"{exc.colno}: {exc.msg}")], source) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([("dataset_dir", f"{info_path}: cannot read: {exc}")], source) from None
+        if not isinstance(info, dict):
+            raise ConfigError([("dataset_dir", f"{info_path}: expected a JSON object of dataset entries")], source)
+    entry = info.get(name)
+    if entry is None:
+        # No description: LLaMA-Factory would fail; take the name as a file or Hub id where it is one.
+        direct = (dataset_dir / name) if dataset_dir else None
+        if direct is not None and direct.is_file():
+            out["dataset"] = str(direct)
+            notes.append(f"dataset '{name}' is not in dataset_info.json; used the file {direct}")
+        else:
+            out["dataset"] = name
+            where = str(info_path) if info_path is not None and info_path.is_file() else \
+                f"{dataset_dir_value}/dataset_info.json (not found)"
+            unmapped["dataset_dir"] = f"dataset '{name}' has no entry in {where}: kept the name as given; set " \
+                                      "dataset to a local file or a Hub id before training"
+        return
+    if not isinstance(entry, dict):
+        raise ConfigError([("dataset", f"{info_path}: the entry for '{name}' is not a JSON object")], source)
+    notes.append(f"dataset '{name}' resolved through {info_path}")
+    if entry.get("ranking"):
+        unmapped["dataset"] = f"'{name}' is a preference (ranking) dataset, for DPO/RM: tunedeck trains SFT only"
+    if entry.get("hf_hub_url"):
+        out["dataset"] = str(entry["hf_hub_url"])
+    elif entry.get("file_name"):
+        path = Path(str(entry["file_name"]))
+        path = path if path.is_absolute() else dataset_dir / path  # type: ignore[operator]
+        out["dataset"] = str(path)
+        if path.is_dir():
+            unmapped["dataset"] = f"{path} is a folder of files: tunedeck reads one file; name one of them"
+    elif entry.get("ms_hub_url") or entry.get("om_hub_url"):
+        out["dataset"] = str(entry.get("ms_hub_url") or entry.get("om_hub_url"))
+        unmapped["dataset"] = "ModelScope/Modelers hub datasets are not supported: kept the id; set a Hugging Face " \
+                              "Hub id or a local file"
+    elif entry.get("script_url"):
+        out["dataset"] = str(entry["script_url"])
+        unmapped["dataset"] = "dataset loading scripts are not supported: set a file or Hub id"
+    else:
+        raise ConfigError([("dataset", f"{info_path}: the entry for '{name}' has no file_name or hf_hub_url")],
+                          source)
+    if entry.get("subset"):
+        out["dataset_subset"] = str(entry["subset"])
+    if entry.get("split"):
+        out["dataset_split"] = str(entry["split"])
+    for key in ("folder", "num_samples", "cloud_file_name"):
+        if entry.get(key):
+            unmapped[f"dataset_info.{key}"] = f"{entry[key]!r}: not supported (dataset entry '{name}')"
+    formatting = str(entry.get("formatting") or "alpaca")
+    columns = entry.get("columns") or {}
+    tags = {**_DEFAULT_TAGS, **(entry.get("tags") or {})}
+    if out.get("dataset_format") == "text":  # stage pt: only the prompt column is text
+        prompt_col = columns.get("prompt", "text")
+        if prompt_col != "text":
+            out["column_mapping"] = {prompt_col: "text"}
+        return
+    mapping: dict[str, str] = {}
+    if formatting == "alpaca":
+        out["dataset_format"] = "alpaca"
+        for role, column in columns.items():
+            if role in _ALPACA_COLUMNS:
+                if column and column != _ALPACA_COLUMNS[role]:
+                    mapping[str(column)] = _ALPACA_COLUMNS[role]
+            elif column:
+                unmapped[f"dataset_info.columns.{role}"] = f"column '{column}' ({role}) is not used by tunedeck's SFT"
+    elif formatting == "sharegpt":
+        openai_style = tags.get("role_tag") == "role" and tags.get("content_tag") == "content"
+        out["dataset_format"] = "messages" if openai_style else "sharegpt"
+        expected = "messages" if openai_style else "conversations"
+        messages_col = columns.get("messages", "conversations")
+        if messages_col != expected:
+            mapping[str(messages_col)] = expected
+        if columns.get("system") and columns["system"] != "system":
+            mapping[str(columns["system"])] = "system"
+        for role, column in columns.items():
+            if role not in ("messages", "system") and column:
+                unmapped[f"dataset_info.columns.{role}"] = f"column '{column}' ({role}) is not used by tunedeck's SFT"
+        from trainer.datasets import SHAREGPT_ROLES
+
+        if tags.get("role_tag") not in ("from", "role") or tags.get("content_tag") not in ("value", "content"):
+            unmapped["dataset_info.tags"] = f"role_tag '{tags.get('role_tag')}' / content_tag " \
+                                            f"'{tags.get('content_tag')}': tunedeck reads turns as from/value or " \
+                                            "role/content; the rows will not load as they are"
+        for tag in ("user_tag", "assistant_tag", "system_tag"):
+            if str(tags.get(tag)).lower() not in SHAREGPT_ROLES:
+                unmapped[f"dataset_info.tags.{tag}"] = f"role '{tags.get(tag)}' is not one tunedeck knows " \
+                                                       f"({', '.join(SHAREGPT_ROLES)}); rename it in the data"
+    else:
+        unmapped["dataset_info.formatting"] = f"'{formatting}' is unknown: the format is detected from the columns"
+    if mapping:
+        out["column_mapping"] = mapping
+
+
+def _resolve_dir(value: str, base_dir: Union[str, Path, None]) -> Optional[Path]:
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    candidates = ([Path(base_dir) / path] if base_dir is not None else []) + [Path.cwd() / path]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    return candidates[0].resolve()
+
+
+def dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped: dict[str, str],
+                   notes: list[str]) -> tuple[str, dict[str, Any], str]:
+    """(dataset name, dataset_info.json entry, LLaMA-Factory stage) for cfg's dataset."""
+    from trainer.datasets import DataError, resolve_source
+
+    try:
+        kind, where = resolve_source(cfg.dataset, base_dir)
+    except DataError as exc:
+        raise ConfigError([("dataset", str(exc))]) from None
+    fmt = cfg.dataset_format
+    entry: dict[str, Any] = {}
+    file_columns: set[str] = set()
+    if kind == "file":
+        path = Path(where).resolve()
+        entry["file_name"] = str(path)
+        name = f"tunedeck_{path.stem}"
+        detected, file_columns = _sniff_format(path, cfg.column_mapping)
+        if fmt == "auto":
+            fmt = detected or "auto"
+            notes.append(f"dataset format detected from {path.name}: {fmt}")
+    else:
+        entry["hf_hub_url"] = where
+        name = "tunedeck_" + where.replace("/", "_").replace("-", "_")
+        if cfg.dataset_subset:
+            entry["subset"] = cfg.dataset_subset
+        if cfg.dataset_split != "train":
+            entry["split"] = cfg.dataset_split
+        if fmt == "auto":
+            unmapped["dataset_format"] = "auto (detected when training): LLaMA-Factory needs the format; written " \
+                                         "as alpaca — set formatting in dataset_info.json if it is another"
+            fmt = "alpaca"
+    # tunedeck's column_mapping renames {file column: expected name}; LLaMA-Factory maps {role: file column}.
+    renamed = {new: old for old, new in cfg.column_mapping.items()}
+    stage = "sft"
+    if fmt in ("alpaca", "auto"):
+        cols = {role: renamed.get(col, col) for role, col in _ALPACA_COLUMNS.items()}
+        entry["columns"] = {"prompt": cols["prompt"], "query": cols["query"], "response": cols["response"]}
+        # LLaMA-Factory reads the optional columns only when named, and fails when a named one is missing.
+        for role in ("system", "history"):
+            if cols[role] in file_columns:
+                entry["columns"][role] = cols[role]
+    elif fmt == "sharegpt":
+        entry["formatting"] = "sharegpt"
+        entry["columns"] = {"messages": renamed.get("conversations", "conversations"),
+                            "system": renamed.get("system", "system")}
+    elif fmt == "messages":
+        entry["formatting"] = "sharegpt"
+        entry["columns"] = {"messages": renamed.get("messages", "messages"), "system": renamed.get("system", "system")}
+        entry["tags"] = dict(_OPENAI_TAGS)
+    elif fmt == "prompt_completion":
+        entry["columns"] = {"prompt": renamed.get("prompt", "prompt"), "response": renamed.get("completion", "completion"),
+                            "system": renamed.get("system", "system")}
+        notes.append("prompt/completion rows written as alpaca columns prompt -> prompt, response -> completion")
+    elif fmt == "text":
+        stage = "pt"
+        entry["columns"] = {"prompt": renamed.get("text", "text")}
+        notes.append("plain-text rows (dataset_format text) are continued pre-training in LLaMA-Factory: stage pt")
+    return name, entry, stage
+
+
+def _sniff_format(path: Path, column_mapping: dict[str, str]) -> tuple[Optional[str], set[str]]:
+    """(format, columns) of a local JSON/JSONL/CSV file from its first rows, as tunedeck's auto detection
+    sees them: the format after column_mapping, the columns before it."""
+    from trainer.datasets import detect_format
+
+    rows: list[dict] = []
+    try:
+        if path.suffix.lower() == ".jsonl":
+            with path.open(encoding="utf-8-sig") as fh:
+                for line in fh:
+                    if line.strip():
+                        rows.append(json.loads(line))
+                    if len(rows) >= 50:
+                        break
+        elif path.suffix.lower() == ".json":
+            doc = json.loads(path.read_text(encoding="utf-8-sig"))
+            rows = doc[:50] if isinstance(doc, list) else []
+        elif path.suffix.lower() == ".csv":
+            import csv
+
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                header = next(csv.reader(fh), [])
+            rows = [{h: "x" for h in header}]
+    except (OSError, ValueError):
+        return None, set()
+    rows = [r for r in rows if isinstance(r, dict)]
+    mapped = [{column_mapping.get(k, k): v for k, v in r.items()} for r in rows]
+    return detect_format(mapped), {k for r in rows for k in r}
+
+
+def merge_dataset_info(path: Union[str, Path], entries: dict[str, Any]) -> dict[str, Any]:
+    """dataset_info.json at ``path`` with ``entries`` added (replacing same-named ones); ConfigError on a
+    broken existing file. Returns the merged mapping (the caller writes it)."""
+    path = Path(path)
+    existing: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError([("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; fix or "
+                                "remove it")], str(path)) from None
+        if not isinstance(existing, dict):
+            raise ConfigError([("", "expected a JSON object of dataset entries")], str(path))
+    existing.update(entries)
+    return existing

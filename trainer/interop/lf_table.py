@@ -1,0 +1,365 @@
+"""The LLaMA-Factory mapping, one table read in both directions.
+
+A field with the same meaning under a LLaMA-Factory key declares it in the schema (``lf="cutoff_len"``,
+and ``lf_default`` where LLaMA-Factory's default differs from ours): :func:`lf_keys` and
+:func:`lf_defaults` read those declarations, and import and export both walk them. What is not a rename
+is converted here, both ways, in :func:`import_special` / :func:`export_special` (fields listed in
+``SPECIAL``); the dataset and its dataset_info.json entry in lf_datasets.py. ``NOT_TAKEN`` lists the
+LLaMA-Factory keys tunedeck deliberately leaves out, with why.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig, field_specs
+
+# Fields converted by code rather than renamed: field -> the LLaMA-Factory keys that carry it.
+SPECIAL: dict[str, str] = {
+    "template": "template (LLaMA-Factory's names such as qwen mapped to tunedeck's; plain <-> default)",
+    "attn_implementation": "flash_attn (auto, disabled, sdpa, fa2)",
+    "stage": "stage (sft; pt is plain-text training, dataset_format text)",
+    "finetuning_type": "finetuning_type (freeze is imported as lora)",
+    "quantization_bit": "quantization_bit with quantization_method bitsandbytes",
+    "lora_target": "lora_target (all <-> all-linear, comma-separated names)",
+    "gradient_checkpointing": "disable_gradient_checkpointing (inverted)",
+    "offload_activations": "use_unsloth_gc on import; LLaMA-Factory has no activation offload without Unsloth",
+    "precision": "bf16, fp16, pure_bf16",
+    "packing": "packing and neat_packing",
+    "resume_from_checkpoint": "resume_from_checkpoint, or last as overwrite_output_dir: false",
+    "dataset": "dataset and dataset_dir with a dataset_info.json entry (lf_datasets.py)",
+    "dataset_format": "formatting, columns and tags of the dataset_info.json entry (lf_datasets.py)",
+    "dataset_split": "split of the dataset_info.json entry (lf_datasets.py)",
+    "dataset_subset": "subset of the dataset_info.json entry (lf_datasets.py)",
+    "column_mapping": "columns of the dataset_info.json entry (lf_datasets.py)",
+}
+
+# LLaMA-Factory keys tunedeck deliberately does not take, and why.
+NOT_TAKEN: dict[str, str] = {
+    "output_dir": "tunedeck chooses the run directory (runs/<run_id>/)",
+    "overwrite_output_dir": "every tunedeck run gets a fresh run directory",
+    "logging_dir": "tunedeck logs to runs/<run_id>/tensorboard/",
+    "plot_loss": "the dashboard always plots the loss",
+    "report_to": "tunedeck always writes TensorBoard logs and its own events.jsonl",
+    "preprocessing_num_workers": "tunedeck tokenizes in the training process",
+    "dataloader_num_workers": "tunedeck chooses the data loader workers",
+    "overwrite_cache": "tunedeck keeps no dataset cache to overwrite",
+    "ddp_timeout": "tunedeck trains on one node; no distributed timeout to set",
+    "deepspeed": "DeepSpeed configs are not supported; use QLoRA or gradient checkpointing to fit memory",
+    "fsdp": "FSDP is not supported",
+    "save_only_model": "tunedeck checkpoints keep the optimizer state so runs can resume",
+    "use_unsloth": "tunedeck does not use Unsloth; use_liger_kernel gives fused kernels",
+    "use_unsloth_gc": "tunedeck does not use Unsloth; offload_activations offloads checkpointed activations",
+    "eval_dataset": "tunedeck evaluates on a split of the training data (val_size)",
+    "tokenized_path": "tunedeck tokenizes every run from the dataset",
+    "streaming": "tunedeck loads the dataset into memory",
+    "buffer_size": "tunedeck loads the dataset into memory",
+    "mix_strategy": "tunedeck trains on one dataset",
+    "interleave_probs": "tunedeck trains on one dataset",
+    "do_eval": "tunedeck evaluates during training when eval_strategy and val_size are set",
+    "do_predict": "prediction is not part of a tunedeck training run",
+    "predict_with_generate": "prediction is not part of a tunedeck training run",
+    "cache_dir": "models are cached in the Hugging Face cache",
+    "hf_hub_token": "secrets are never stored in a config: set HF_TOKEN in the environment",
+    "ms_hub_token": "secrets are never stored in a config",
+    "om_hub_token": "secrets are never stored in a config",
+    "adapter_name_or_path": "tunedeck starts a new adapter (resume a run with resume_from_checkpoint)",
+    "additional_target": "tunedeck trains LoRA adapters only (no extra fully-trained modules)",
+    "loraplus_lr_ratio": "LoRA+ is not supported",
+    "pissa_init": "PiSSA initialisation is not supported",
+    "pure_bf16": "tunedeck trains with mixed precision (precision: bf16 keeps fp32 master weights)",
+    "use_reentrant_gc": "tunedeck always uses non-reentrant gradient checkpointing",
+    "rope_scaling": "RoPE scaling is not configurable in tunedeck",
+    "shift_attn": "shift short attention is not supported",
+    "use_llama_pro": "LLaMA Pro is not supported",
+    "freeze_trainable_layers": "freeze fine-tuning is not supported (imported as LoRA)",
+    "freeze_trainable_modules": "freeze fine-tuning is not supported (imported as LoRA)",
+    "freeze_extra_modules": "freeze fine-tuning is not supported (imported as LoRA)",
+    "lr_scheduler_kwargs": "scheduler arguments are not configurable in tunedeck",
+    "ddp_find_unused_parameters": "tunedeck trains on one node",
+    "bf16_full_eval": "evaluation runs in the training precision",
+    "include_num_input_tokens_seen": "tunedeck counts tokens itself",
+    "print_param_status": "tunedeck reports trainable parameters itself",
+    "export_dir": "export settings are not part of training",
+    "infer_backend": "inference settings are not part of training",
+    "compute_accuracy": "tunedeck reports loss only",
+    "disable_shuffling": "tunedeck always shuffles the training rows",
+    "upcast_layernorm": "not configurable in tunedeck",
+    "upcast_lmhead_output": "not configurable in tunedeck",
+    "quantization_device_map": "tunedeck places the model itself",
+    "low_cpu_mem_usage": "tunedeck loads models with low CPU memory use",
+    "model_revision": "model revisions are not configurable in tunedeck; name a local copy instead",
+    "split": "tunedeck reads the dataset split from dataset_info.json (dataset_split)",
+}
+
+# Sections of an exported YAML, as in LLaMA-Factory's examples; a field's group decides where it goes.
+SECTIONS = ("model", "method", "dataset", "output", "train", "eval")
+_GROUP_SECTION = {"model": "model", "method": "method", "data": "dataset", "batch": "train", "optimizer": "train",
+                  "lora": "method", "memory": "model", "eval": "eval", "logging": "output"}
+_KEY_SECTION = {"val_size": "eval", "per_device_eval_batch_size": "eval", "save_strategy": "output",
+                "save_steps": "output", "save_total_limit": "output"}
+
+_FLASH_ATTN = {"auto": "auto", "disabled": "eager", "sdpa": "sdpa", "fa2": "flash_attention_2",
+               "flash_attention_2": "flash_attention_2", "eager": "eager"}
+_FLASH_ATTN_BACK = {"auto": "auto", "eager": "disabled", "sdpa": "sdpa", "flash_attention_2": "fa2"}
+_BNB_METHODS = ("bnb", "bitsandbytes")
+# LLaMA-Factory template names whose text is the same as one of tunedeck's named templates.
+_TEMPLATE_ALIASES = {"qwen": "chatml", "qwen3": "chatml", "yi": "chatml", "chatml": "chatml", "llama3": "llama3",
+                     "mistral": "mistral", "llama2": "mistral", "gemma": "gemma", "gemma2": "gemma",
+                     "alpaca": "alpaca", "vicuna": "vicuna"}
+
+
+@dataclass
+class Report:
+    """What a conversion left behind (key -> why) and how it read what it did take."""
+
+    unmapped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@functools.cache
+def lf_keys() -> dict[str, str]:
+    """{field: LLaMA-Factory key} for every field the schema declares with the same meaning there."""
+    return {s.name: s.lf for s in field_specs() if s.lf}
+
+
+@functools.cache
+def lf_defaults() -> dict[str, Any]:
+    """LLaMA-Factory's defaults where they differ from tunedeck's: an imported file that leaves a key out
+    trains what ``llamafactory-cli train`` would have trained."""
+    return {s.name: s.lf_default for s in field_specs() if s.lf_default != s.default}
+
+
+def section_of(name: str) -> str:
+    """The exported YAML's section for a field (or a LLaMA-Factory key named after one)."""
+    if name in _KEY_SECTION:
+        return _KEY_SECTION[name]
+    group = TrainConfig.model_fields[name].json_schema_extra["group"]  # type: ignore[index]
+    return _GROUP_SECTION[group]
+
+
+# --- import ------------------------------------------------------------------------------------------
+
+def import_renamed(data: dict[str, Any], out: dict[str, Any], consumed: set[str]) -> None:
+    """Every field with a LLaMA-Factory key of the same meaning, from ``data`` into ``out``."""
+    optional = {s.name for s in field_specs() if s.optional}
+    for name, key in lf_keys().items():
+        if key in data:
+            consumed.add(key)
+            if data[key] is not None or name in optional:
+                out[name] = data[key]
+
+
+def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, consumed: set[str],
+                   source: str | None) -> None:
+    """The conversions that are not a rename, LLaMA-Factory -> tunedeck."""
+    unmapped, notes = report.unmapped, report.notes
+
+    def take(key: str) -> Any:
+        consumed.add(key)
+        return data.get(key)
+
+    stage = take("stage")
+    if stage is not None and str(stage) != "sft":
+        if str(stage) == "pt":
+            out["dataset_format"] = "text"
+            notes.append("stage pt (continued pre-training) imported as SFT on plain text (dataset_format text)")
+        else:
+            raise ConfigError([("stage", f"stage '{stage}' is not supported: tunedeck trains supervised "
+                                "fine-tuning (sft) only")], source)
+    if take("do_train") is False:
+        unmapped["do_train"] = "false means no training; tunedeck's run always trains"
+
+    method = take("finetuning_type")
+    if method is not None:
+        out["finetuning_type"] = method if method in ("lora", "full") else "lora"
+        if method == "freeze":
+            unmapped["finetuning_type"] = "freeze (training the last layers fully) is not supported: imported as lora"
+        elif method not in ("lora", "full"):
+            unmapped["finetuning_type"] = f"'{method}' is not supported: imported as lora"
+
+    if "lora_target" in data:
+        target = take("lora_target")
+        if isinstance(target, (str, list)) or target is None:
+            names = [n.strip() for n in target.split(",")] if isinstance(target, str) else list(target or [])
+            out["lora_target"] = LORA_TARGET_ALL if names in (["all"], []) else names
+        else:
+            unmapped["lora_target"] = f"{target!r} is not a list of layer names: all linear layers used"
+    if data.get("lora_alpha") is None:  # LLaMA-Factory: alpha = 2 × rank
+        rank = out.get("lora_rank")
+        if isinstance(rank, int) and not isinstance(rank, bool) and rank > 0:
+            out["lora_alpha"] = 2 * rank
+
+    template = take("template")
+    if template:
+        out["template"] = _import_template(str(template), unmapped)
+
+    bits, qmethod = take("quantization_bit"), take("quantization_method")
+    if bits is not None:
+        if str(bits) in ("4", "8") and (qmethod is None or str(qmethod).lower() in _BNB_METHODS):
+            out["quantization_bit"] = int(bits)
+        else:
+            unmapped["quantization_bit"] = f"{bits}-bit quantization with {qmethod or 'bitsandbytes'} is not " \
+                                           "supported (tunedeck quantizes with bitsandbytes, 4 or 8 bits): the " \
+                                           "base is loaded unquantized"
+    if qmethod is not None and str(qmethod).lower() not in _BNB_METHODS:
+        unmapped["quantization_method"] = f"'{qmethod}': tunedeck quantizes with bitsandbytes only"
+
+    bf16, fp16, pure = take("bf16"), take("fp16"), take("pure_bf16")
+    if pure:
+        out["precision"] = "bf16"
+    if bf16 and fp16:
+        unmapped["fp16"] = "bf16 and fp16 both set: kept bf16"
+        out["precision"] = "bf16"
+    elif bf16 or fp16:
+        out["precision"] = "bf16" if bf16 else "fp16"
+
+    flash = take("flash_attn")
+    if flash is not None:
+        if str(flash) in _FLASH_ATTN:
+            out["attn_implementation"] = _FLASH_ATTN[str(flash)]
+        else:
+            unmapped["flash_attn"] = f"unknown value '{flash}'"
+    disable_gc = take("disable_gradient_checkpointing")
+    if disable_gc is not None:
+        out["gradient_checkpointing"] = not bool(disable_gc)
+    if "gradient_checkpointing" in data:
+        out["gradient_checkpointing"] = bool(take("gradient_checkpointing"))
+    packing, neat = take("packing"), take("neat_packing")
+    if packing is not None:
+        out["packing"] = bool(packing)
+    if neat:
+        # Neat packing keeps packed rows from attending to each other; tunedeck's packing is padding-free
+        # with per-row position ids, which does the same where the attention kernel supports it.
+        out["packing"] = True
+        notes.append("neat_packing imported as packing: tunedeck keeps packed rows apart (per-row position ids)")
+    if "use_unsloth_gc" in data and data.get("use_unsloth_gc"):
+        out["offload_activations"] = bool(take("use_unsloth_gc"))
+        notes.append("use_unsloth_gc (offloaded gradient checkpointing) imported as offload_activations")
+
+    if "evaluation_strategy" in data:  # the name before transformers 4.41
+        out.setdefault("eval_strategy", take("evaluation_strategy"))
+    if out.get("eval_strategy") == "steps" and "eval_steps" not in out:
+        # transformers: eval_steps defaults to logging_steps
+        out["eval_steps"] = out.get("logging_steps", lf_defaults().get("logging_steps"))
+    metric = take("metric_for_best_model")
+    take("greater_is_better")
+    if metric not in (None, "eval_loss", "loss"):
+        unmapped["metric_for_best_model"] = f"'{metric}': tunedeck keeps the checkpoint with the lowest eval loss"
+    if out.get("resume_from_checkpoint") in (False, "false", "False"):
+        out["resume_from_checkpoint"] = None
+
+
+def finish_import(out: dict[str, Any], report: Report) -> dict[str, Any]:
+    """LLaMA-Factory's defaults under what the file set, and the rules that follow from both."""
+    merged = {**lf_defaults(), **out}
+    if merged.get("warmup_steps") and "warmup_ratio" not in out:
+        merged["warmup_ratio"] = 0.0
+    if merged.get("eval_strategy", "no") != "no" and merged.get("val_size", 0) == 0:
+        report.unmapped["eval_strategy"] = f"'{merged['eval_strategy']}' but no val_size: tunedeck evaluates on a " \
+                                           "held-out split only, so evaluation is off"
+        merged["eval_strategy"] = "no"
+        merged["load_best_model_at_end"] = False
+    return merged
+
+
+def _import_template(name: str, unmapped: dict[str, str]) -> str:
+    from trainer.templates import NAMED_TEMPLATES
+
+    mapped = _TEMPLATE_ALIASES.get(name, name)
+    if mapped in NAMED_TEMPLATES:
+        return mapped
+    unmapped["template"] = f"LLaMA-Factory's '{name}' template has no tunedeck equivalent: using the tokenizer's " \
+                           "own chat template (template: auto)"
+    return "auto"
+
+
+def shipped_names(out: dict[str, Any]) -> None:
+    """The demo model's cache directory and the shipped datasets' files go back to their names (`demo`),
+    so an exported demo config imports as the demo again on any machine."""
+    from trainer.datasets import SHIPPED_DATASETS
+    from trainer.engine.demo import DEMO_NAME, demo_model_dir
+
+    model = out.get("model_name_or_path")
+    if isinstance(model, str) and Path(model).expanduser().resolve() == demo_model_dir().resolve():
+        out["model_name_or_path"] = DEMO_NAME
+    dataset = out.get("dataset")
+    for name, path in SHIPPED_DATASETS.items():
+        if isinstance(dataset, str) and Path(dataset).expanduser().resolve() == path.resolve():
+            out["dataset"] = name
+
+
+# --- export ------------------------------------------------------------------------------------------
+
+def export_renamed(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report: Report) -> None:
+    """Every field with a LLaMA-Factory key of the same meaning that export_special has not written; an
+    empty (auto) one is left to LLaMA-Factory's default."""
+    defaults = lf_defaults()
+    written = {key for values in sections.values() for key in values}
+    for name, key in lf_keys().items():
+        value = getattr(cfg, name)
+        if key in written:  # export_special chose the value
+            continue
+        if value is None:
+            if defaults.get(name) is not None:
+                report.notes.append(f"{name} empty (auto): left to LLaMA-Factory's default ({key}: {defaults[name]})")
+            continue
+        sections[section_of(name)][key] = value
+
+
+def export_special(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report: Report) -> None:
+    """The conversions that are not a rename, tunedeck -> LLaMA-Factory (the dataset: lf_datasets.py).
+    Runs before export_renamed, which leaves the keys written here alone."""
+    m, me, d, t = sections["model"], sections["method"], sections["dataset"], sections["train"]
+    if cfg.model_name_or_path.strip().lower() == "demo":
+        from trainer.engine.demo import ensure_demo_model
+
+        m["model_name_or_path"] = str(ensure_demo_model())
+        report.notes.append(f"model demo written as its local directory {m['model_name_or_path']}")
+    if cfg.quantization_bit:
+        m["quantization_bit"] = cfg.quantization_bit
+        m["quantization_method"] = "bitsandbytes"
+    m["flash_attn"] = _FLASH_ATTN_BACK[cfg.attn_implementation]
+    if cfg.per_device_eval_batch_size is None:  # ours: the micro-batch; LLaMA-Factory's default would be 8
+        sections["eval"]["per_device_eval_batch_size"] = cfg.per_device_train_batch_size
+    me["finetuning_type"] = cfg.finetuning_type
+    me["lora_target"] = "all" if cfg.lora_target == LORA_TARGET_ALL else ",".join(cfg.lora_target)
+    me["disable_gradient_checkpointing"] = not cfg.gradient_checkpointing
+    if cfg.offload_activations:
+        report.unmapped["offload_activations"] = "LLaMA-Factory has no activation offload (use_unsloth_gc needs " \
+                                                 "Unsloth)"
+    if cfg.template == "plain":
+        d["template"] = "default"
+        report.notes.append("template plain written as LLaMA-Factory's 'default' (Human:/Assistant: rather than "
+                            "User:/Assistant:)")
+    elif cfg.template != "auto":
+        d["template"] = cfg.template
+    else:
+        report.notes.append("template auto: no template key, so LLaMA-Factory uses the tokenizer's chat template")
+    if cfg.packing is None:
+        report.notes.append("packing auto: written as packing: false (LLaMA-Factory's SFT default)")
+    d["packing"] = bool(cfg.packing)
+    if cfg.packing:
+        d["neat_packing"] = True  # packed rows do not attend to each other, as in tunedeck
+    if cfg.precision in ("bf16", "fp16"):
+        t[cfg.precision] = True
+    elif cfg.precision == "auto":
+        t["bf16"] = True
+        report.notes.append("precision auto: written as bf16: true (change to fp16 on GPUs without bf16, e.g. T4, "
+                            "V100)")
+    sections["output"]["overwrite_output_dir"] = cfg.resume_from_checkpoint is None
+    if cfg.resume_from_checkpoint == "last":
+        report.notes.append("resume_from_checkpoint last: LLaMA-Factory resumes from output_dir's newest "
+                            "checkpoint when overwrite_output_dir is false")
+    elif cfg.resume_from_checkpoint:
+        t["resume_from_checkpoint"] = cfg.resume_from_checkpoint
+
+
+def export_skipped(cfg: TrainConfig, report: Report) -> None:
+    """Fields LLaMA-Factory has no word for, reported when they differ from the default."""
+    for spec in field_specs():
+        if spec.lf_skip and getattr(cfg, spec.name) != spec.default:
+            report.unmapped.setdefault(spec.name, f"{getattr(cfg, spec.name)!r}: {spec.lf_skip}")

@@ -1,0 +1,59 @@
+"""Secrets never reach a preset: keys whose name says they hold one (token, password, secret, API key,
+...) and values that look like one (``hf_...``, ``sk-...``, ``ghp_...``, a private key, ...) are
+stripped, and each is reported with why."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from trainer.config import TrainConfig
+
+_SECRET_KEY_RE = re.compile(
+    r"(^|[_\-.])(hf_?token|token|access_?token|auth_?token|api_?token|password|passwd|pwd|secret|"
+    r"client_?secret|api_?key|apikey|access_?key|secret_?key|private_?key|credentials?|auth)($|[_\-.])",
+    re.IGNORECASE)
+_SECRET_VALUE_RE = re.compile(
+    r"(\bhf_[A-Za-z0-9]{20,}|\bsk-[A-Za-z0-9_\-]{16,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"
+    r"|\bAKIA[0-9A-Z]{16}\b|\bxox[baprs]-[A-Za-z0-9\-]{10,}|\bglpat-[A-Za-z0-9_\-]{20,}|\bBearer\s+[A-Za-z0-9._\-]{16,}"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----)")
+
+
+def looks_like_secret_key(key: str) -> bool:
+    """A key whose name says it holds a secret. Schema fields never do (none is a secret)."""
+    return key not in TrainConfig.model_fields and bool(_SECRET_KEY_RE.search(key))
+
+
+def looks_like_secret_value(value: Any) -> bool:
+    return isinstance(value, str) and bool(_SECRET_VALUE_RE.search(value))
+
+
+def strip_secrets(data: dict[str, Any], _prefix: str = "") -> tuple[dict[str, Any], dict[str, str]]:
+    """(a copy of data without secrets, {dotted key: why it was stripped}). Recurses into mappings and lists."""
+    clean: dict[str, Any] = {}
+    stripped: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{_prefix}{key}"
+        if isinstance(key, str) and looks_like_secret_key(key):
+            stripped[name] = "its name says it holds a secret (token, password, key): secrets come from the " \
+                             "environment only and are never stored in a preset"
+            continue
+        if looks_like_secret_value(value):
+            stripped[name] = "its value looks like a secret (an access token or key): removed, never stored in a preset"
+            continue
+        if isinstance(value, dict):
+            value, inner = strip_secrets(value, f"{name}.")
+            stripped.update(inner)
+        elif isinstance(value, list):
+            kept = []
+            for i, item in enumerate(value):
+                if looks_like_secret_value(item):
+                    stripped[f"{name}[{i}]"] = "its value looks like a secret: removed, never stored in a preset"
+                    continue
+                if isinstance(item, dict):
+                    item, inner = strip_secrets(item, f"{name}[{i}].")
+                    stripped.update(inner)
+                kept.append(item)
+            value = kept
+        clean[key] = value
+    return clean, stripped

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any, Optional
 
@@ -80,11 +79,10 @@ def _hardware(gpu_gb: Optional[float]):
     if gpu_gb:
         return Hardware(device="cuda", num_devices=1, gpu_name=f"a {gpu_gb:g} GB GPU", gpu_total_gb=gpu_gb,
                         bf16_supported=True)
-    has_gpu = "torch" in sys.modules or os.path.isdir("/proc/driver/nvidia/gpus")
-    if not has_gpu:
-        return Hardware()  # no NVIDIA driver: no need to import torch to know there is no GPU
-    from trainer.plan.hardware import detect
+    from trainer.plan.hardware import detect, gpu_count
 
+    if gpu_count() == 0:
+        return Hardware()  # no GPU visible: no need to import torch to know it
     return detect()
 
 

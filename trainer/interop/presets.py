@@ -32,6 +32,7 @@ import yaml
 
 from trainer.config import ALIAS_KEYS, PRESET_META_KEY, ConfigError, TrainConfig
 from trainer.interop.preset_secrets import strip_secrets
+from trainer.run.layout import default_runs_root
 from trainer.textio import parse_yaml, read_text_file, write_text_atomic
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "presets"
@@ -146,11 +147,6 @@ def validate_name(name: Any) -> str:
 
 def user_dir(runs_root: Union[str, Path, None] = None) -> Path:
     return Path(default_runs_root() if runs_root is None else runs_root) / USER_SUBDIR
-
-
-def default_runs_root() -> Path:
-    """The runs root the job manager uses: $TUNEDECK_RUNS_DIR, else ./runs."""
-    return Path(os.environ.get("TUNEDECK_RUNS_DIR") or "runs")
 
 
 def _user_path(name: str, runs_root: Union[str, Path, None]) -> Path:

@@ -301,28 +301,16 @@ def _hub_cache_config(repo_id: str) -> Optional[dict[str, Any]]:
     return None
 
 
-def _demo_shape() -> Optional[ModelShape]:
-    """The shipped demo model's shape: its built config.json, else trainer.demo's constants (no build)."""
-    try:
-        from trainer.engine import demo  # the training engineer's module; no torch at import time
-    except Exception:  # noqa: BLE001 - a broken or missing demo module must not break the plan
-        return None
-    try:
-        config = read_config_json(demo.demo_model_dir())
-    except Exception:  # noqa: BLE001
-        config = None
-    if config is None:
-        try:
-            config = {"model_type": "llama", "num_hidden_layers": demo.NUM_LAYERS, "hidden_size": demo.HIDDEN_SIZE,
-                      "intermediate_size": demo.INTERMEDIATE_SIZE, "num_attention_heads": demo.NUM_HEADS,
-                      "num_key_value_heads": demo.NUM_KV_HEADS, "vocab_size": demo.VOCAB_SIZE,
-                      "max_position_embeddings": demo.MAX_POSITIONS, "tie_word_embeddings": False}
-        except AttributeError:
-            return None
-    try:
-        return replace(shape_from_config(config, "demo", "demo"), license="apache-2.0")
-    except ValueError:
-        return None
+def _demo_shape() -> ModelShape:
+    """The shipped demo model's shape: its built config.json, else the demo module's constants (no build)."""
+    from trainer.engine import demo  # no torch at import time
+
+    config = read_config_json(demo.demo_model_dir()) or {
+        "model_type": "llama", "num_hidden_layers": demo.NUM_LAYERS, "hidden_size": demo.HIDDEN_SIZE,
+        "intermediate_size": demo.INTERMEDIATE_SIZE, "num_attention_heads": demo.NUM_HEADS,
+        "num_key_value_heads": demo.NUM_KV_HEADS, "vocab_size": demo.VOCAB_SIZE,
+        "max_position_embeddings": demo.MAX_POSITIONS, "tie_word_embeddings": False}
+    return replace(shape_from_config(config, "demo", "demo"), license="apache-2.0")
 
 
 def model_shape(name_or_path: str) -> Optional[ModelShape]:

@@ -78,9 +78,9 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, checkpoint: Optional[str
     dtype = str(model.dtype).replace("torch.", "")
     if weights.is_adapter:
         if cfg.quantization_bit:
-            notes.append(f"this {cfg.quantization_bit}-bit QLoRA adapter was merged into the base loaded in {dtype} "
-                         f"(not {cfg.quantization_bit}-bit): the merged model is the 16-bit base plus the adapter, "
-                         "so its outputs differ slightly from the quantized model the adapter trained on")
+            notes.append(f"this {cfg.quantization_bit}-bit QLoRA adapter was merged into the base loaded unquantized "
+                         f"in {dtype}, not in {cfg.quantization_bit} bits: the merged model is that base plus the "
+                         "adapter, so its outputs differ slightly from the quantized model chat and evaluate use")
         from peft import PeftModel
 
         say(f"merging the {weights.label}")

@@ -13,6 +13,7 @@ Nothing is written into the run directory, and the output appears complete or no
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Optional
 
 from trainer.engine.artifacts import AfterTrainingError, RunWeights, base_source, load_tokenizer_of, resolve_weights
@@ -164,6 +166,23 @@ def adapter_files(weights: RunWeights) -> list[Path]:
     return [weights.path / name for name in _ADAPTER_FILES + _TOKENIZER_FILES if (weights.path / name).is_file()]
 
 
+def adapter_chat_template(weights: RunWeights) -> Optional[str]:
+    """The chat template a shared adapter should carry: the named one (or the `auto` fallback) the run
+    trained with, which the saved tokenizer files do not hold; None when the tokenizer's own was used."""
+    from trainer.datasets.data import chat_template_for_saving
+
+    own = None
+    jinja = weights.path / "chat_template.jinja"
+    if jinja.is_file():
+        own = jinja.read_text(encoding="utf-8")
+    else:
+        try:
+            own = json.loads((weights.path / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template")
+        except (OSError, ValueError, AttributeError):
+            own = None
+    return chat_template_for_saving(SimpleNamespace(chat_template=own), weights.cfg)
+
+
 def adapter_zip(run_dir: str | Path, out_zip: str | Path, checkpoint: Optional[str] = None) -> Path:
     """The adapter (final, or a checkpoint without its optimizer state) as a zip a page can offer for download."""
     weights = resolve_weights(run_dir, checkpoint)
@@ -176,8 +195,12 @@ def adapter_zip(run_dir: str | Path, out_zip: str | Path, checkpoint: Optional[s
     folder = f"{weights.run_dir.name}-{weights.name}"
     try:
         with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            template = adapter_chat_template(weights)
             for path in files:
-                archive.write(path, f"{folder}/{path.name}")
+                if not (template and path.name == "chat_template.jinja"):
+                    archive.write(path, f"{folder}/{path.name}")
+            if template:
+                archive.writestr(f"{folder}/chat_template.jinja", template)
             archive.writestr(f"{folder}/tunedeck-config.yaml", weights.cfg.to_yaml())
         os.replace(staging, out_zip)
     finally:

@@ -80,7 +80,9 @@ class Worker:
     def handle(self, request_id: Any, request: dict[str, Any]) -> None:
         op = request.get("op")
         if op == "load":
-            self.loaded = None  # the old model goes before the new one loads
+            if self.loaded is not None:  # the old model goes before the new one loads
+                self.loaded = None
+                _free_memory()
             weights = resolve_weights(str(request.get("run_dir") or ""), request.get("checkpoint"))
             self.loaded = load_run(weights, progress=lambda text: self.send(request_id, "progress", text=text))
             self.send(request_id, "loaded", info=self.loaded.info())

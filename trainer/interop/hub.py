@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from trainer.engine.artifacts import AfterTrainingError, RunWeights, resolve_weights
-from trainer.engine.merge import adapter_files, merge_run
+from trainer.engine.merge import adapter_chat_template, adapter_files, merge_run
 from trainer.engine.model import hub_offline, looks_like_local_path
 from trainer.engine.demo import DEMO_NAME
 from trainer.plan.catalog import catalog_shape
@@ -196,7 +196,11 @@ def upload_files(run_dir: str | Path, checkpoint: Optional[str] = None,
         files += [(name, None) for name in ("config.json", "generation_config.json", "model*.safetensors "
                                             "(merged at push time)", "tokenizer.json", "tokenizer_config.json")]
     else:
-        files += [(path.name, path) for path in adapter_files(weights) if path.name != "README.md"]
+        template = adapter_chat_template(weights)
+        files += [(path.name, path) for path in adapter_files(weights)
+                  if path.name != "README.md" and not (template and path.name == "chat_template.jinja")]
+        if template:
+            files.append(("chat_template.jinja", None))  # the template the run trained with
     return files
 
 
@@ -250,6 +254,9 @@ def push(run_dir: str | Path, repo_id: str, *, merged: bool = False, private: bo
                            if p.is_file() and p.name != "README.md"]
         else:
             operations += [CommitOperationAdd(name, str(path)) for name, path in files if path is not None]
+            template = adapter_chat_template(weights)
+            if template:
+                operations.append(CommitOperationAdd("chat_template.jinja", template.encode("utf-8")))
         say(f"uploading {len(operations)} files to {repo_id}")
         try:
             info = api.create_commit(repo_id, operations, commit_message=message, token=token)

@@ -21,7 +21,7 @@ from trainer.config import TrainConfig
 from trainer.engine.artifacts import BASE, TUNED, AfterTrainingError, list_weights, load_run, resolve_weights
 from trainer.engine.chat import GenerationSettings, build_prompt, conversation, stream_reply
 from trainer.engine.train import run_training
-from trainer.jobs.workers import busy_reason, gpus_needed_by_training
+from trainer.jobs.workers import ChatWorker, GPUBusyError, busy_reason, gpus_needed_by_training
 from trainer.run.events import read_events
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,22 +133,23 @@ def test_chat_through_the_worker_leaves_the_caller_without_torch(run_dir):
         events = list(worker.load({str(run_dir)!r}, checkpoint="checkpoint-6"))
         chunks = {{"tuned": 0, "base": 0}}
         ends = {{}}
-        for event in worker.chat([{{"role": "user", "content": {PROMPT!r}}}],
-                                 {{"temperature": 0, "max_new_tokens": 24}}, models=["tuned", "base"]):
+        for event in worker.chat({PROMPT!r}, [], {{"temperature": 0, "max_new_tokens": 24}},
+                                 models=["tuned", "base"]):
             if event["type"] == "chunk":
                 chunks[event["model"]] += 1
             elif event["type"] == "end":
                 ends[event["model"]] = event["text"]
         try:
-            list(worker.chat([{{"role": "user", "content": "x"}}], {{"top_p": 7}}))
+            list(worker.chat("x", settings={{"top_p": 7}}))
             error = None
         except WorkerError as exc:
             error = str(exc)
-        stream = worker.chat([{{"role": "user", "content": "x"}}], {{"max_new_tokens": 500}})
+        stream = worker.chat("x", [{{"role": "user", "content": "hi"}}, {{"role": "assistant", "content": "hello"}}],
+                             {{"max_new_tokens": 500}})
         next(stream)
         stream.close()  # stops the generation; the worker keeps serving
-        again = [e for e in worker.chat([{{"role": "user", "content": {PROMPT!r}}}],
-                                        {{"temperature": 0, "max_new_tokens": 24}}) if e["type"] == "end"]
+        again = [e for e in worker.chat({PROMPT!r}, settings={{"temperature": 0, "max_new_tokens": 24}})
+                 if e["type"] == "end"]
         pid = worker.status()["pid"]
         worker.unload()
         print(json.dumps({{"progress": [e["type"] for e in events], "chunks": chunks, "ends": ends, "error": error,
@@ -178,6 +179,25 @@ def test_training_on_the_gpu_keeps_the_chat_model_off_it():
     assert gpus_needed_by_training(["0", "1"], [run("a", "running", "0"), run("b", "queued")])[0] == ["0", "1"]
     assert gpus_needed_by_training(["0", "1"], [run("b", "queued")], max_concurrent=1)[0] == ["0"]
     assert "b is queued for it" in busy_reason([run("b", "queued")])
+
+    class Jobs:  # the registry's answer while a run trains on the only GPU
+        max_concurrent = 1
+
+        def list_runs(self, status=None):
+            return [run("20261201-120000-abcdef", "running", "0")]
+
+    worker = ChatWorker(jobs=Jobs(), gpus=["0"])
+    try:
+        with pytest.raises(GPUBusyError, match="training run 20261201-120000-abcdef is using it") as refused:
+            list(worker.load("/nonexistent"))
+        assert refused.value.runs == ["20261201-120000-abcdef"]
+        waiting = worker.load("/nonexistent", wait=True, poll_s=0.01, wait_timeout_s=0.05)
+        assert next(waiting)["type"] == "waiting"
+        with pytest.raises(GPUBusyError):
+            list(waiting)
+        assert worker.status()["pid"] is None  # nothing was started
+    finally:
+        worker.close()
 
 
 # --- evaluate ------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ to it one JSON object a line. Requests carry an `id` that every answer to them r
 
     {"id": 1, "op": "load", "run_dir": "...", "checkpoint": null}
         -> {"type": "progress", "text": "loading the base model ..."} ... {"type": "loaded", "info": {...}}
-    {"id": 2, "op": "chat", "messages": [...], "settings": {...}, "models": ["tuned", "base"]}
+    {"id": 2, "op": "chat", "message": "...", "history": [{"role", "content"}, ...], "settings": {...},
+     "models": ["tuned", "base"]}
         -> {"type": "chunk", "model": "tuned", "text": "..."} ... {"type": "end", "model": "tuned", "text": full,
            "seconds": s, "stopped": bool} (then the same for "base") ... {"type": "done"}
     {"op": "stop"}        ends the reply being generated (read while generating)
@@ -26,7 +27,7 @@ import time
 from typing import Any, Optional, TextIO
 
 from trainer.engine.artifacts import BASE, TUNED, AfterTrainingError, LoadedRun, load_run, resolve_weights
-from trainer.engine.chat import GenerationSettings, stream_reply
+from trainer.engine.chat import GenerationSettings, conversation, stream_reply
 
 
 class Worker:
@@ -101,9 +102,10 @@ class Worker:
         if self.loaded is None:
             raise AfterTrainingError("no model is loaded: load a run first")
         settings = GenerationSettings.from_dict(request.get("settings"))
-        messages = request.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise AfterTrainingError("messages: expected a list of {'role', 'content'} turns")
+        history = request.get("history") or []
+        if not isinstance(history, list):
+            raise AfterTrainingError("history: expected a list of {'role', 'content'} turns")
+        messages = conversation(history, request.get("message"), settings.system_prompt)
         models = request.get("models") or [TUNED]
         if not isinstance(models, list) or any(m not in (TUNED, BASE) for m in models):
             raise AfterTrainingError(f"models: a list of '{TUNED}' and/or '{BASE}'")

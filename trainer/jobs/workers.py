@@ -9,7 +9,7 @@ contention: the worker runs on the CPU beside any training.
     worker = ChatWorker(jobs=job_manager, idle_timeout_s=900)
     for event in worker.load(run_dir, checkpoint=None, wait=False):   # {"type": "progress", "text"} ...
         ...                                                            # ... then {"type": "loaded", "info"}
-    for event in worker.chat(messages, settings, models=("tuned", "base")):
+    for event in worker.chat("Hello", history=[], settings={"temperature": 0.7}, models=("tuned", "base")):
         ...   # {"type": "chunk", "model", "text"}, {"type": "end", "model", "text", "seconds", "stopped"}
     worker.stop(); worker.unload(); worker.close()
 
@@ -154,16 +154,18 @@ class ChatWorker:
                     break
             self.loaded = info
 
-    def chat(self, messages: list[dict[str, str]], settings: Optional[dict[str, Any]] = None,
-             models: Iterable[str] = ("tuned",)) -> Iterator[dict[str, Any]]:
-        """Send a conversation (the last turn the user's); yields chunk and end events per model, in order.
-
-        Closing the generator early (the page's stop button) stops the generation in the worker.
+    def chat(self, message: str, history: Optional[list[dict[str, str]]] = None,
+             settings: Optional[dict[str, Any]] = None, models: Iterable[str] = ("tuned",)) -> Iterator[dict[str, Any]]:
+        """Send a user message after `history` (earlier {"role": "user"/"assistant", "content"} turns);
+        yields chunk and end events, one model after the other in the order of `models`. `settings` are
+        GenerationSettings fields (system_prompt, temperature, top_p, max_new_tokens, repetition_penalty,
+        seed). Closing the generator early (the page's stop button) stops the generation in the worker.
         """
         with self._exclusive():
             if self.loaded is None or self._proc is None:
                 raise WorkerError(self.unload_reason or "no model is loaded: pick a run and load it first")
-            request = {"op": "chat", "messages": messages, "settings": settings or {}, "models": list(models)}
+            request = {"op": "chat", "message": message, "history": list(history or []), "settings": settings or {},
+                       "models": list(models)}
             finished = False
             try:
                 for event in self._request(request):

@@ -110,6 +110,12 @@ def resolve_weights(run_dir: str | Path, checkpoint: Optional[str] = None) -> Ru
     """The weights to use: `checkpoint` by name (`adapter`, `checkpoint-N` or just N), else the final
     adapter, else the newest checkpoint. AfterTrainingError when the run has none."""
     run_dir = Path(run_dir).expanduser().resolve()
+    # A checkpoint's or the adapter's own directory names its run and the weights at once.
+    if not (run_dir / CONFIG_FILE).is_file() and checkpoint is None:
+        if _CHECKPOINT.match(run_dir.name) and run_dir.parent.name == CHECKPOINTS_DIR:
+            run_dir, checkpoint = run_dir.parent.parent, run_dir.name
+        elif run_dir.name == ADAPTER_DIR and (run_dir.parent / CONFIG_FILE).is_file():
+            run_dir, checkpoint = run_dir.parent, ADAPTER_DIR
     cfg = read_run_config(run_dir)
     available = list_weights(run_dir)
     if checkpoint is not None and str(checkpoint).strip():

@@ -154,6 +154,9 @@ def save_evaluation(run_dir: str | Path, result: dict[str, Any]) -> Path:
     key = (result.get("weights"), result.get("dataset"))
     kept = [r for r in read_evaluations(run_dir) if (r.get("weights"), r.get("dataset")) != key]
     path = Path(run_dir) / EVALUATION_FILE
-    write_text_atomic(path, json.dumps({"results": kept + [result]}, indent=1, ensure_ascii=False,
-                                       default=str, allow_nan=True) + "\n")
+    try:
+        write_text_atomic(path, json.dumps({"results": kept + [result]}, indent=1, ensure_ascii=False,
+                                           default=str, allow_nan=True) + "\n")
+    except OSError as exc:
+        raise AfterTrainingError(f"{path}: cannot store the evaluation: {exc.strerror or exc}") from None
     return path

@@ -63,6 +63,11 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, checkpoint: Optional[str
     weights = resolve_weights(run_dir, checkpoint)
     out_dir = Path(out_dir).expanduser().resolve()
     _check_out_dir(out_dir)
+    try:  # before minutes of loading: a directory that cannot be written is known now
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir.parent).close()
+    except OSError as exc:
+        raise AfterTrainingError(f"{out_dir}: cannot write there: {exc.strerror or exc}") from None
     cfg = weights.cfg
     notes: list[str] = []
     import torch
@@ -97,9 +102,10 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, checkpoint: Optional[str
     if template:
         tokenizer.chat_template = template
         notes.append(f"the tokenizer carries the '{cfg.template}' chat template the run trained with")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging: Optional[Path] = None
     try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
         say(f"saving sharded safetensors to {out_dir}")
         model.config.use_cache = True
         model.save_pretrained(staging, max_shard_size=max_shard_size)
@@ -110,8 +116,10 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, checkpoint: Optional[str
             out_dir.rmdir()  # empty (checked above)
         os.replace(staging, out_dir)
         os.chmod(out_dir, 0o755)
+    except OSError as exc:
+        raise AfterTrainingError(f"{out_dir}: cannot write the merged model: {exc.strerror or exc}") from None
     finally:
-        if staging.exists():
+        if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     files = sorted(p.name for p in out_dir.iterdir())
     return MergeResult(out_dir=out_dir, weights=weights.name, dtype=dtype, notes=notes, files=files)
@@ -190,10 +198,10 @@ def adapter_zip(run_dir: str | Path, out_zip: str | Path, checkpoint: Optional[s
     out_zip = Path(out_zip).expanduser().resolve()
     if out_zip.exists():
         raise AfterTrainingError(f"{out_zip}: already exists; choose a new file name")
-    out_zip.parent.mkdir(parents=True, exist_ok=True)
     staging = out_zip.with_name(f".{out_zip.name}.partial")
     folder = f"{weights.run_dir.name}-{weights.name}"
     try:
+        out_zip.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             template = adapter_chat_template(weights)
             for path in files:
@@ -203,6 +211,8 @@ def adapter_zip(run_dir: str | Path, out_zip: str | Path, checkpoint: Optional[s
                 archive.writestr(f"{folder}/chat_template.jinja", template)
             archive.writestr(f"{folder}/tunedeck-config.yaml", weights.cfg.to_yaml())
         os.replace(staging, out_zip)
+    except OSError as exc:
+        raise AfterTrainingError(f"{out_zip}: cannot write the zip: {exc.strerror or exc}") from None
     finally:
         staging.unlink(missing_ok=True)
     return out_zip

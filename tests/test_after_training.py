@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -111,6 +112,15 @@ def test_tuned_and_base_stream_several_chunks_and_differ(loaded):
     assert "".join(tuned).strip() and "".join(base).strip()
     assert "".join(tuned) != "".join(base)
     assert "".join(stream_reply(loaded, messages, GREEDY, TUNED)) == "".join(tuned)  # greedy: the same again
+    # Both at once from one copy of the weights: each thread's forwards see its own side of the adapter.
+    together: dict[str, str] = {}
+    threads = [threading.Thread(target=lambda w=which: together.__setitem__(
+        w, "".join(stream_reply(loaded, messages, GREEDY, w)))) for which in (TUNED, BASE)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert together == {TUNED: "".join(tuned), BASE: "".join(base)}
 
 
 def test_generation_settings_name_the_bad_field():
@@ -137,6 +147,8 @@ def test_chat_through_the_worker_leaves_the_caller_without_torch(run_dir):
                                  models=["tuned", "base"]):
             if event["type"] == "chunk":
                 chunks[event["model"]] += 1
+                if event["model"] == "base" and "tuned" not in ends:
+                    chunks["base_before_tuned_end"] = True
             elif event["type"] == "end":
                 ends[event["model"]] = event["text"]
         try:
@@ -164,8 +176,9 @@ def test_chat_through_the_worker_leaves_the_caller_without_torch(run_dir):
     assert result["torch"] is False  # the model lived in the worker
     assert result["progress"][-1] == "loaded" and "progress" in result["progress"]
     assert result["chunks"]["tuned"] >= 3 and result["chunks"]["base"] >= 3
+    assert result["chunks"].get("base_before_tuned_end")  # the two columns stream side by side
     assert result["ends"]["tuned"] != result["ends"]["base"]
-    assert result["again"] == result["ends"]["tuned"]
+    assert result["again"] == result["ends"]["tuned"]  # generating beside the base changed nothing
     assert result["error"] == "top_p: 7 is out of range (0.01 to 1)"
     assert result["pid"] and result["after_unload"]["loaded"] is None and result["after_unload"]["pid"] is None
 

@@ -14,6 +14,7 @@ load_run, so the CLI and the web server can resolve and list weights without it.
 from __future__ import annotations
 
 import re
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,12 +169,42 @@ class LoadedRun:
         if which == TUNED:
             yield self.model
         elif self.weights.is_adapter:
-            with self.model.disable_adapter():
+            previous = getattr(self._side, "which", TUNED)
+            self._side.which = BASE
+            try:
                 yield self.model
+            finally:
+                self._side.which = previous
         else:
             if self._base_model is None:  # loaded on first use: a full fine-tune is a second whole model
                 self._base_model = _load_base(self.cfg, self.precision, self.device)
             yield self._base_model
+
+    def __post_init__(self) -> None:
+        self._side = threading.local()  # which side (tuned or base) the calling thread's forwards run as
+        if self.weights.is_adapter:
+            self._switch_adapter_per_forward()
+
+    def _switch_adapter_per_forward(self) -> None:
+        """Each forward of the shared base runs with the adapter on or off for the thread that calls it,
+        one forward at a time, so the tuned and the base reply can be generated side by side from one copy
+        of the weights (PEFT's disable_adapter() would switch it for every thread at once)."""
+        lock = threading.Lock()
+        tuner = self.model.base_model
+
+        def before(module, args, kwargs):
+            lock.acquire()
+            if getattr(self._side, "which", TUNED) == BASE:
+                tuner.disable_adapter_layers()
+            else:
+                tuner.enable_adapter_layers()
+
+        def after(module, args, kwargs, output):
+            lock.release()
+
+        inner = self.model.get_base_model()
+        inner.register_forward_pre_hook(before, with_kwargs=True)
+        inner.register_forward_hook(after, with_kwargs=True, always_call=True)
 
     def info(self) -> dict[str, Any]:
         return {**self.weights.to_dict(), "device": self.device, "precision": self.precision,

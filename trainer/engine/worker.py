@@ -7,8 +7,9 @@ to it one JSON object a line. Requests carry an `id` that every answer to them r
         -> {"type": "progress", "text": "loading the base model ..."} ... {"type": "loaded", "info": {...}}
     {"id": 2, "op": "chat", "message": "...", "history": [{"role", "content"}, ...], "settings": {...},
      "models": ["tuned", "base"]}
-        -> {"type": "chunk", "model": "tuned", "text": "..."} ... {"type": "end", "model": "tuned", "text": full,
-           "seconds": s, "stopped": bool} (then the same for "base") ... {"type": "done"}
+        -> {"type": "chunk", "model": "tuned" or "base", "text": "..."} ... (both models generate at once, their
+           chunks interleaved) {"type": "end", "model", "text": full, "seconds": s, "stopped": bool} per model,
+           then {"type": "done"}
     {"op": "stop"}        ends the reply being generated (read while generating)
     {"id": 3, "op": "unload"} -> {"type": "unloaded"};  {"op": "exit"} or end of stdin: the process ends
     any failure -> {"type": "error", "message": "one sentence"}
@@ -110,15 +111,41 @@ class Worker:
         if not isinstance(models, list) or any(m not in (TUNED, BASE) for m in models):
             raise AfterTrainingError(f"models: a list of '{TUNED}' and/or '{BASE}'")
         self.stop_event.clear()
-        for which in models:
+        # Every model generates at once, each in its own thread: the page's columns stream side by side.
+        pieces: "queue.Queue[tuple[str, str, Any]]" = queue.Queue()
+
+        def generate(which: str) -> None:
             started, parts = time.time(), []
-            for text in stream_reply(self.loaded, messages, settings, which, stop_event=self.stop_event):
-                parts.append(text)
-                self.send(request_id, "chunk", model=which, text=text)
-            self.send(request_id, "end", model=which, text="".join(parts), seconds=round(time.time() - started, 2),
-                      stopped=self.stop_event.is_set())
-            if self.stop_event.is_set():
+            try:
+                for text in stream_reply(self.loaded, messages, settings, which, stop_event=self.stop_event):
+                    parts.append(text)
+                    pieces.put((which, "chunk", text))
+                pieces.put((which, "end", {"text": "".join(parts), "seconds": round(time.time() - started, 2),
+                                           "stopped": self.stop_event.is_set()}))
+            except BaseException as exc:  # noqa: BLE001 — reported by the serving thread below
+                pieces.put((which, "error", exc))
+
+        threads = [threading.Thread(target=generate, args=(which,), name=f"chat-{which}", daemon=True)
+                   for which in dict.fromkeys(models)]
+        for thread in threads:
+            thread.start()
+        failure: Optional[BaseException] = None
+        for _ in range(len(threads)):
+            while True:
+                which, kind, value = pieces.get()
+                if kind == "chunk":
+                    self.send(request_id, "chunk", model=which, text=value)
+                    continue
+                if kind == "end":
+                    self.send(request_id, "end", model=which, **value)
+                elif failure is None:
+                    failure = value
+                    self.stop_event.set()  # one side failed: the other stops too
                 break
+        for thread in threads:
+            thread.join()
+        if failure is not None:
+            raise failure
         self.send(request_id, "done")
 
 

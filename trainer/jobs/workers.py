@@ -157,7 +157,7 @@ class ChatWorker:
     def chat(self, message: str, history: Optional[list[dict[str, str]]] = None,
              settings: Optional[dict[str, Any]] = None, models: Iterable[str] = ("tuned",)) -> Iterator[dict[str, Any]]:
         """Send a user message after `history` (earlier {"role": "user"/"assistant", "content"} turns);
-        yields chunk and end events, one model after the other in the order of `models`. `settings` are
+        yields chunk and end events of all `models` as they come (both generate at once: interleaved). `settings` are
         GenerationSettings fields (system_prompt, temperature, top_p, max_new_tokens, repetition_penalty,
         seed). Closing the generator early (the page's stop button) stops the generation in the worker.
         """

@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("trainer.cli.convert", "LLaMA-Factory YAML <-> tunedeck preset: --from/--to llamafactory IN OUT"),
     "export-script": ("trainer.cli.export", "write the plain transformers+peft+trl script of a config: CONFIG OUT.py"),
     "probe": ("trainer.cli.probe", "measure the largest micro-batch that fits the GPU (a few real steps each)"),
+    "chat": ("trainer.cli.chat", "talk to a run's model (or its base): RUN_DIR [--prompt TEXT] [--base]"),
+    "evaluate": ("trainer.cli.evaluate", "loss and perplexity of a run beside its base: RUN_DIR [--dataset D] [--json]"),
+    "merge": ("trainer.cli.merge", "merge a run's adapter into its base: RUN_DIR OUT_DIR [--gguf] [--zip FILE]"),
+    "push": ("trainer.cli.push", "publish a run on the Hugging Face Hub: RUN_DIR REPO_ID [--merged] [--dry-run]"),
 }
 
 

@@ -90,7 +90,7 @@ def test_every_checkpoint_is_usable_and_a_run_without_weights_is_refused(run_dir
 # --- chat ----------------------------------------------------------------------------------------
 
 def test_the_prompt_is_the_training_rendering_up_to_the_answer(loaded):
-    from trainer.datasets.data import tokenize_example
+    from trainer.datasets import tokenize_example
 
     messages = conversation([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
                             PROMPT, system_prompt="Be brief.")

@@ -13,7 +13,6 @@ load_run, so the CLI and the web server can resolve and list weights without it.
 
 from __future__ import annotations
 
-import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,15 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from trainer.config import ConfigError, TrainConfig
+from trainer.run.layout import ADAPTER_DIR, CHECKPOINTS_DIR, CONFIG_FILE, checkpoint_step
 
-CONFIG_FILE = "config.yaml"
-ADAPTER_DIR = "adapter"
-CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 TUNED, BASE = "tuned", "base"
-
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 Progress = Callable[[str], None]
 
@@ -75,9 +70,9 @@ def list_weights(run_dir: str | Path) -> list[str]:
     except OSError:
         entries = []
     for entry in entries:
-        match = _CHECKPOINT.match(entry.name)
-        if match and (_has_adapter(entry) or _has_model(entry)):
-            steps.append((int(match.group(1)), entry.name))
+        step = checkpoint_step(entry)
+        if step is not None and (_has_adapter(entry) or _has_model(entry)):
+            steps.append((step, entry.name))
     return names + [name for _, name in sorted(steps, reverse=True)]
 
 
@@ -93,8 +88,7 @@ class RunWeights:
 
     @property
     def step(self) -> Optional[int]:
-        match = _CHECKPOINT.match(self.name)
-        return int(match.group(1)) if match else None
+        return checkpoint_step(self.name)
 
     @property
     def label(self) -> str:
@@ -113,7 +107,7 @@ def resolve_weights(run_dir: str | Path, checkpoint: Optional[str] = None) -> Ru
     run_dir = Path(run_dir).expanduser().resolve()
     # A checkpoint's or the adapter's own directory names its run and the weights at once.
     if not (run_dir / CONFIG_FILE).is_file() and checkpoint is None:
-        if _CHECKPOINT.match(run_dir.name) and run_dir.parent.name == CHECKPOINTS_DIR:
+        if checkpoint_step(run_dir) is not None and run_dir.parent.name == CHECKPOINTS_DIR:
             run_dir, checkpoint = run_dir.parent.parent, run_dir.name
         elif run_dir.name == ADAPTER_DIR and (run_dir.parent / CONFIG_FILE).is_file():
             run_dir, checkpoint = run_dir.parent, ADAPTER_DIR

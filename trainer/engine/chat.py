@@ -5,7 +5,7 @@
     messages = conversation(history, "What is 2 plus 2?", system_prompt="Be brief.")
     for text in stream_reply(loaded, messages, settings, which="tuned"): print(text, end="")
 
-The prompt is the training rendering (trainer.datasets.data.render_segments with the run's config) of
+The prompt is the training rendering (trainer.datasets.render_segments with the run's config) of
 the conversation followed by an assistant turn: everything before that turn's answer is the prompt, and
 what the template puts after the answer (its end-of-turn marker) is where generation stops. So a named
 template, the `auto` fallback and a tokenizer's own jinja template all prompt as they trained.
@@ -17,7 +17,8 @@ import threading
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterator, Optional
 
-from trainer.datasets.data import DataError, render_segments, tokenize_segments
+from trainer.datasets import DataError, render_segments
+from trainer.datasets.tokenize import tokenize_segments
 from trainer.engine.artifacts import TUNED, AfterTrainingError, LoadedRun
 
 ROLES = ("user", "assistant")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from trainer.config import write_text_atomic
-from trainer.datasets.data import DataError, load_examples, tokenize_examples
+from trainer.datasets import DataError, load_examples, tokenize_examples
 from trainer.engine.artifacts import BASE, TUNED, AfterTrainingError, LoadedRun, load_run, resolve_weights
 from trainer.engine.chat import GenerationSettings, reply
 

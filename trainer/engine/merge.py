@@ -51,7 +51,7 @@ def _check_out_dir(out_dir: Path) -> None:
 
 def saved_chat_template(tokenizer, cfg) -> Optional[str]:
     """The chat template to save with the exported tokenizer: the named one training rendered with."""
-    from trainer.datasets.data import chat_template_for_saving
+    from trainer.datasets import chat_template_for_saving
 
     return chat_template_for_saving(tokenizer, cfg)
 
@@ -177,7 +177,7 @@ def adapter_files(weights: RunWeights) -> list[Path]:
 def adapter_chat_template(weights: RunWeights) -> Optional[str]:
     """The chat template a shared adapter should carry: the named one (or the `auto` fallback) the run
     trained with, which the saved tokenizer files do not hold; None when the tokenizer's own was used."""
-    from trainer.datasets.data import chat_template_for_saving
+    from trainer.datasets import chat_template_for_saving
 
     own = None
     jinja = weights.path / "chat_template.jinja"

@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-from trainer.jobs.manager import pick_gpu, visible_gpus
+from trainer.jobs.scheduler import pick_gpu
+from trainer.plan.hardware import visible_gpus
 from trainer.run.events import QUEUED, RUNNING
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]

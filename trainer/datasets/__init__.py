@@ -6,6 +6,7 @@ tab show.
     load      load_examples: read, rename columns, validate with line numbers, flag duplicates, split
     render    a normalized row as text segments through a chat template, answers marked
     tokenize  token ids and completion_mask in batches; truncation, plain-text chunks
+    cache     a run's whole split tokenized with datasets.map into Arrow files, reused by fingerprint
     stats     token-length statistics, padding efficiency and advice (pure)
     report    inspect_dataset (everything at once, never raising) and previews of rows
     issues    DataError and RowIssue, shared by all of them
@@ -17,6 +18,7 @@ source of ``render._find_answers`` into its text. No torch import here: the toke
 object the caller passes.
 """
 
+from trainer.datasets.cache import TokenizedDataset, cache_root, tokenize_cached
 from trainer.datasets.issues import DataError, RowIssue
 from trainer.datasets.load import LoadedData, load_examples, split_examples
 from trainer.datasets.render import END_OF_TURN_MARKERS, chat_template_for_saving, render_segments
@@ -35,4 +37,5 @@ __all__ = [
     "ROW_LIST_COLUMNS", "SHIPPED_DATASETS", "resolve_source", "shipped_datasets",
     "length_histogram", "length_stats", "percentile", "suggested_cutoff_len",
     "TokenizedRows", "tokenize_example", "tokenize_examples",
+    "TokenizedDataset", "cache_root", "tokenize_cached",
 ]

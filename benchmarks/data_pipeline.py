@@ -12,11 +12,11 @@ RSS of that process):
              what `train` does before its first step: load_examples, the tokenizer, tokenize_cached
              into an empty runs root, then again (the cache hit a second run or a resume gets)
 
-check and baseline alternate over --repeats rounds (the box is shared: medians, and the ratio of each
-round). Offline.
+check and baseline (and check_before: the same command with another checkout's code) alternate over
+--repeats rounds (the box is shared: medians, and the ratio of each round). Offline.
 
     python benchmarks/data_pipeline.py --rows 100000 1000000 --repeats 3 --out benchmarks/results
-    python benchmarks/data_pipeline.py --rows 1000000 --skip train_first,train_cached
+    python benchmarks/data_pipeline.py --rows 100000 --check-before ../main   # check_before: older code
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def stage_main(stage: str, config: Path, runs_root: Path) -> int:
     return 0
 
 
-def bench(rows: int, repeats: int, skip: set[str]) -> dict:
+def bench(rows: int, repeats: int, skip: set[str], before: Path | None) -> dict:
     results: dict = {"rows": rows}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -108,8 +108,11 @@ def bench(rows: int, repeats: int, skip: set[str]) -> dict:
         script = [sys.executable, str(Path(__file__).resolve())]
         runs = tmp_path / "runs"
         runs.mkdir()
+        check = [sys.executable, "-m", "trainer", "check", str(config), "--json"]
         commands = {"baseline": script + ["--stage", "baseline", "--config", str(config), "--runs-root", str(runs)],
-                    "check": [sys.executable, "-m", "trainer", "check", str(config), "--json"]}
+                    "check": check}
+        if before is not None:  # the same command run by another checkout's code
+            commands["check_before"] = ["env", f"PYTHONPATH={before}", *check]
         rounds: dict[str, list[dict]] = {name: [] for name in commands if name not in skip}
         for i in range(repeats):
             order = list(rounds) if i % 2 == 0 else list(reversed(list(rounds)))
@@ -119,10 +122,11 @@ def bench(rows: int, repeats: int, skip: set[str]) -> dict:
         for name, runs_of in rounds.items():
             results[name] = {"seconds": statistics.median(r["seconds"] for r in runs_of),
                              "peak_rss_mb": max(r["peak_rss_mb"] for r in runs_of), "runs": runs_of}
-        if "check" in rounds and "baseline" in rounds:
-            ratios = [c["seconds"] / b["seconds"] for c, b in zip(rounds["check"], rounds["baseline"])]
-            results["check_over_baseline"] = {"median": round(statistics.median(ratios), 2),
-                                              "rounds": [round(r, 2) for r in ratios]}
+        for name in ("check", "check_before"):
+            if name in rounds and "baseline" in rounds:
+                ratios = [c["seconds"] / b["seconds"] for c, b in zip(rounds[name], rounds["baseline"])]
+                results[f"{name}_over_baseline"] = {"median": round(statistics.median(ratios), 2),
+                                                    "rounds": [round(r, 2) for r in ratios]}
         for name in ("train_first", "train_cached"):
             if name not in skip:
                 results[name] = measured(script + ["--stage", name, "--config", str(config), "--runs-root", str(runs)])
@@ -136,6 +140,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1, help="alternating rounds of check and baseline")
     parser.add_argument("--skip", default="", help=f"comma-separated stages to leave out ({', '.join(STAGES)})")
     parser.add_argument("--out", type=Path, default=None, help="directory for data_pipeline.json")
+    parser.add_argument("--check-before", type=Path, default=None, metavar="CHECKOUT",
+                        help="also time `check` with the code of another checkout (e.g. the main branch before)")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--runs-root", type=Path, help=argparse.SUPPRESS)
@@ -150,7 +156,7 @@ def main() -> int:
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
               "load_average": [round(x, 2) for x in os.getloadavg()], "sizes": []}
     for rows in args.rows:
-        report["sizes"].append(bench(rows, args.repeats, skip))
+        report["sizes"].append(bench(rows, args.repeats, skip, args.check_before))
     report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=2))
     if args.out:  # sizes measured earlier and not now are kept

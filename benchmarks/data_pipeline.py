@@ -49,14 +49,18 @@ def write_rows(path: Path, rows: int) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
-def measured(argv: list[str]) -> dict:
-    """Run argv in a fresh wrapper process: its wall time and the peak RSS of the child it ran."""
+def measured(argv: list[str], cwd: Path = ROOT) -> dict:
+    """Run argv in a fresh wrapper process: its wall time and the peak RSS of the child it ran.
+
+    cwd decides the code `python -m trainer` imports: the directory it starts in comes first on sys.path."""
     wrapper = ("import json, resource, subprocess, sys, time\n"
                "start = time.perf_counter()\n"
                "code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
                "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
                "print(json.dumps({'seconds': time.perf_counter() - start, 'peak_rss_mb': peak / 1024, 'code': code}))\n")
-    done = subprocess.run([sys.executable, "-c", wrapper, *argv], capture_output=True, text=True, check=True)
+    env = dict(os.environ, PYTHONPATH=str(cwd))
+    done = subprocess.run([sys.executable, "-c", wrapper, *argv], capture_output=True, text=True, check=True,
+                          cwd=cwd, env=env)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if result["code"] != 0:
         raise SystemExit(f"{' '.join(argv)} failed with exit code {result['code']}: {done.stderr[-2000:]}")
@@ -111,13 +115,14 @@ def bench(rows: int, repeats: int, skip: set[str], before: Path | None) -> dict:
         check = [sys.executable, "-m", "trainer", "check", str(config), "--json"]
         commands = {"baseline": script + ["--stage", "baseline", "--config", str(config), "--runs-root", str(runs)],
                     "check": check}
+        places = {name: ROOT for name in commands}
         if before is not None:  # the same command run by another checkout's code
-            commands["check_before"] = ["env", f"PYTHONPATH={before}", *check]
+            commands["check_before"], places["check_before"] = check, before.resolve()
         rounds: dict[str, list[dict]] = {name: [] for name in commands if name not in skip}
         for i in range(repeats):
             order = list(rounds) if i % 2 == 0 else list(reversed(list(rounds)))
             for name in order:
-                rounds[name].append(measured(commands[name]))
+                rounds[name].append(measured(commands[name], places[name]))
                 print(f"  {rows:>9,} rows  {name:13s} {rounds[name][-1]}", flush=True)
         for name, runs_of in rounds.items():
             results[name] = {"seconds": statistics.median(r["seconds"] for r in runs_of),

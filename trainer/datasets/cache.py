@@ -208,10 +208,11 @@ def _build(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig, source: s
                 # A plain dict (not from load_examples) has no place: named "a row", as tokenize_examples does.
                 "row": [ex.row if isinstance(ex, Example) else 0 for ex in chunk],
                 "kind": [ex.kind if isinstance(ex, Example) else "" for ex in chunk]})
+            chunk_processes = min(processes, len(chunk) // PROCESS_MIN_ROWS)  # a short last chunk needs fewer
             parts.append(table.map(
                 _tokenize_batch, batched=True, batch_size=MAP_BATCH, remove_columns=table.column_names,
                 fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "source": source}, features=_features(),
-                num_proc=processes if len(chunk) >= 2 * PROCESS_MIN_ROWS else None,
+                num_proc=chunk_processes if chunk_processes > 1 else None,
                 cache_file_name=str(work / f"chunk-{number:05d}.arrow"),
                 new_fingerprint=f"{entry.name}-{number}", desc=None))
             if total > chunk_rows:

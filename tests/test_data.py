@@ -376,6 +376,25 @@ def test_duplicates_are_warnings_with_row_numbers(tmp_path):
     assert data.warnings == ["line 3: duplicate of line 1", "line 4: duplicate of line 1"]
 
 
+def test_duplicates_compare_whole_conversations_and_texts(tmp_path):
+    same_prompt = [{"instruction": "a", "output": "b"}, {"instruction": "a", "output": "c"},
+                   {"instruction": "a", "output": "b", "system": "s"}, {"instruction": "a", "output": "b"}]
+    data = load_examples(cfg(write_jsonl(tmp_path / "chat.jsonl", same_prompt)))
+    assert data.warnings == ["line 4: duplicate of line 1"]
+    texts = write_jsonl(tmp_path / "text.jsonl", [{"text": "x"}, {"text": "y"}, {"text": "x"}])
+    assert load_examples(cfg(texts)).warnings == ["line 3: duplicate of line 1"]
+
+
+def test_json_lines_end_at_newlines_only(tmp_path):
+    # JSON allows U+2028, U+2029 and U+0085 unescaped inside a string: they do not end a line.
+    path = tmp_path / "separators.jsonl"
+    path.write_text('{"instruction": "a\u2028b", "output": "c\u2029d\x85e"}\r\n{"instruction": "x", "output": "y"}\n',
+                    encoding="utf-8")
+    data = load_examples(cfg(path))
+    assert data.issues == [] and [ex.row for ex in data.train] == [1, 2]
+    assert data.train[0]["messages"][1]["content"] == "c\u2029d\x85e"
+
+
 def test_a_few_bad_rows_refused_then_skipped_and_counted(tmp_path):
     rows = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(20)]
     rows[4] = {"instruction": "q4"}

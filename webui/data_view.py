@@ -110,7 +110,8 @@ def stats_markdown(stats: Optional[dict[str, Any]]) -> str:
     s = stats
     lines = [
         "| Token lengths | |", "|---|---|",
-        f"| Rows | {s['count']} |",
+        f"| Rows | {s['count']}" + (f" (a sample of the {s['rows_in_split']:,} rows)"
+                                    if s.get("sampled_rows", 0) < s.get("rows_in_split", 0) else "") + " |",
         f"| Tokens per row | min {s['min']}, median {s['p50']}, p90 {s['p90']}, p99 {s['p99']}, max {s['max']} |",
         f"| Longer than cutoff_len {s['cutoff_len']} | {s['truncated_rows']} rows ({_pct(s['truncated_share'])}), "
         f"{s['tokens_cut']} tokens cut |",
@@ -128,7 +129,7 @@ def summary_markdown(report: DatasetReport, note: str = "") -> str:
     out: list[str] = []
     loaded = report.loaded
     if loaded is not None:
-        train = len(report.tokenized) if report.tokenized is not None else len(loaded.train)
+        train = report.train_rows
         # While the run would be refused nothing is skipped yet: the rows shown are the usable ones.
         dropped = f", {loaded.skipped} {'invalid' if report.error else 'skipped'}" if loaded.skipped else ""
         out.append(f"**{html.escape(loaded.source)}** — {loaded.format} format, {train} training rows, "

@@ -146,12 +146,16 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     num_rows: Optional[int] = len(loaded.train) if loaded is not None else None
     lengths: Optional[list[int]] = None
     stats = None
+    sample_of: Optional[int] = None  # the lengths are a sample of this many training rows
     hw = _hardware(gpu_gb)
     if tokenizer is not None and loaded is not None:
-        from trainer.datasets import tokenize_examples
+        from trainer.datasets import tokenize_sample
 
+        # Rows are counted by loading; token lengths come from a bounded sample (its size is reported).
         try:
-            rows = tokenize_examples(loaded.train, tokenizer, cfg, loaded)
+            sample = tokenize_sample(loaded.train, tokenizer, cfg)
+            if sample.tokenized.dropped and not cfg.skip_invalid_rows:
+                raise sample.no_loss_error(loaded.source)
         except DataError as exc:
             raise _Invalid("dataset", str(exc)) from None
         except Exception as exc:  # a broken chat template surfaces here
@@ -159,13 +163,15 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
 
             reason, _ = classify_failure(exc, cfg)
             raise _Invalid("template" if "template" in reason.lower() else "dataset", reason) from None
-        warnings += list(getattr(rows, "warnings", []))
-        lengths = [len(r["input_ids"]) for r in rows]
-        num_rows = len(rows)
-        full = list(getattr(rows, "full_lengths", []) or lengths)
-        stats = length_stats(full, cfg, hw)
+        warnings += sample.warnings
+        lengths = sample.lengths
+        num_rows = sample.train_rows
+        stats = sample.describe(length_stats(sample.tokenized.full_lengths, cfg, hw))
+        dataset_info.update(sampled_rows=sample.sampled, train_rows_estimated=sample.estimated)
+        sample_of = num_rows if sample.is_sample else None
 
-    plan = resolve_plan(cfg, num_rows, hw=hw, token_lengths=lengths, gpu_memory_gb=gpu_gb)
+    plan = resolve_plan(cfg, num_rows, hw=hw, token_lengths=lengths, gpu_memory_gb=gpu_gb,
+                        token_lengths_sample_of=sample_of)
     if plan.attn_implementation == "flash_attention_2" and not _importable("flash_attn"):
         warnings.append("attn_implementation is flash_attention_2 but the flash_attn package is not installed "
                         "here: training will stop at once. Use auto (it picks FlashAttention only where it works).")
@@ -214,7 +220,9 @@ def format_report(report: dict[str, Any], cfg) -> str:
                  + (f" (padding efficiency {pad:.0%}: real tokens / processed tokens)" if pad is not None else ""))
     stats = report.get("length_stats")
     if stats and stats.get("count"):
-        lines.append(f"  row length in tokens: median {stats['p50']}, p90 {stats['p90']}, max {stats['max']}; "
+        sampled = (f" (a sample of {stats['sampled_rows']:,} of {stats['rows_in_split']:,} rows)"
+                   if stats.get("sampled_rows", 0) < stats.get("rows_in_split", 0) else "")
+        lines.append(f"  row length in tokens{sampled}: median {stats['p50']}, p90 {stats['p90']}, max {stats['max']}; "
                      f"{stats['truncated_rows']} rows longer than cutoff_len {stats['cutoff_len']}")
     mem = report.get("memory_estimate_gb")
     lines.append(f"  memory estimate {_fmt(mem, ' GB') if mem is not None else 'unknown'}")

@@ -13,7 +13,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from trainer.config import TrainConfig
 from trainer.datasets.issues import DataError, RowIssue, problem_list
@@ -80,6 +80,7 @@ def load_examples(cfg: TrainConfig, base_dir: Optional[str | Path] = None) -> Lo
             issues.append(RowIssue(record.row, problem.field, problem.message, record.kind))
             continue
         examples.append(make_example(normalized, record.row, record.kind, source))
+        record.value = None  # the raw row is not needed again: a big file is not held twice
 
     errors = sorted(issues, key=lambda i: i.row)
     if not examples:
@@ -98,7 +99,7 @@ def load_examples(cfg: TrainConfig, base_dir: Optional[str | Path] = None) -> Lo
 
 
 def _columns(records: Sequence[Record]) -> list[str]:
-    """The column names of the first 50 rows, for messages about the dataset's shape."""
+    """The column names of the first 50 rows (before any is normalized), for messages about the dataset's shape."""
     return sorted({k for r in records[:50] if isinstance(r.value, dict) for k in r.value})
 
 
@@ -137,11 +138,20 @@ def _apply_column_mapping(records: list[Record], mapping: dict[str, str], source
     return out
 
 
+def _duplicate_key(example: Example) -> Any:
+    """What makes two normalized rows the same, built from the strings they already hold (no copy)."""
+    if len(example) == 1 and "messages" in example:
+        return tuple((m["role"], m["content"]) for m in example["messages"])
+    if len(example) == 1 and "text" in example:
+        return ("text", example["text"])
+    return ("json", json.dumps(example, sort_keys=True, ensure_ascii=False))
+
+
 def _duplicates(examples: Sequence[Example]) -> list[RowIssue]:
-    first_seen: dict[str, Example] = {}
+    first_seen: dict[Any, Example] = {}
     warnings = []
     for ex in examples:
-        key = json.dumps(ex, sort_keys=True, ensure_ascii=False)
+        key = _duplicate_key(ex)
         if key in first_seen:
             warnings.append(RowIssue(ex.row, "", f"duplicate of {first_seen[key].where}", ex.kind, "warning"))
         else:

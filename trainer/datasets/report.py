@@ -15,7 +15,8 @@ from trainer.datasets.issues import DataError
 from trainer.datasets.load import LoadedData, load_examples
 from trainer.datasets.rows import is_text_example
 from trainer.datasets.stats import length_stats
-from trainer.datasets.tokenize import TokenizedRows, no_loss_message, tokenize_example, tokenize_examples
+from trainer.datasets.sample import LengthSample, tokenize_sample
+from trainer.datasets.tokenize import TokenizedRows, tokenize_example
 
 
 def preview_row(example: dict, tokenizer: Any, cfg: TrainConfig) -> dict[str, Any]:
@@ -72,7 +73,8 @@ class DatasetReport:
 
     error: why the run would be refused (None when it would start). Even then `loaded` and
     `tokenized` hold the usable rows (as if skip_invalid_rows were on), so a preview and the
-    statistics can still be shown next to the problems.
+    statistics can still be shown next to the problems. `tokenized` holds the rows of `sample` only:
+    ``train_rows`` counts the training rows of the whole split.
     """
 
     error: Optional[str] = None
@@ -80,6 +82,13 @@ class DatasetReport:
     tokenized: Optional[TokenizedRows] = None
     stats: Optional[dict[str, Any]] = None
     warnings: list[str] = field(default_factory=list)
+    sample: Optional[LengthSample] = None
+
+    @property
+    def train_rows(self) -> Optional[int]:
+        if self.sample is not None:
+            return self.sample.train_rows
+        return len(self.loaded.train) if self.loaded is not None else None
 
     @property
     def lengths(self) -> list[int]:
@@ -91,7 +100,8 @@ class DatasetReport:
             "error": self.error,
             "source": loaded.source if loaded else None,
             "format": loaded.format if loaded else None,
-            "train_rows": len(self.tokenized) if self.tokenized is not None else (len(loaded.train) if loaded else None),
+            "train_rows": self.train_rows,
+            "sampled_rows": self.sample.sampled if self.sample is not None else None,
             "eval_rows": len(loaded.eval) if loaded else None,
             "skipped": loaded.skipped if loaded else 0,
             "issues": [i.to_dict() for i in loaded.issues] if loaded else [],
@@ -101,7 +111,10 @@ class DatasetReport:
 
 
 def inspect_dataset(cfg: TrainConfig, tokenizer: Any = None, base_dir: Optional[str | Path] = None) -> DatasetReport:
-    """Load, validate, tokenize (when a tokenizer is given) and measure the dataset; never raises DataError."""
+    """Load, validate, tokenize (when a tokenizer is given) and measure the dataset; never raises DataError.
+
+    Every row is loaded and validated; token lengths come from a sample of at most SAMPLE_ROWS rows
+    (trainer/datasets/sample.py), which the statistics and warnings name."""
     report = DatasetReport()
     try:
         report.loaded = load_examples(cfg, base_dir)
@@ -117,21 +130,26 @@ def inspect_dataset(cfg: TrainConfig, tokenizer: Any = None, base_dir: Optional[
     report.warnings += loaded.warnings
     if tokenizer is None:
         return report
-    lenient = cfg.replace(skip_invalid_rows=True)
     try:
-        report.tokenized = tokenize_examples(loaded.train, tokenizer, lenient, loaded)
+        report.sample = sample = tokenize_sample(loaded.train, tokenizer, cfg)
     except DataError as exc:
         report.error = report.error or str(exc)
         return report
-    if report.tokenized.dropped and not cfg.skip_invalid_rows and report.error is None:
-        report.error = no_loss_message(loaded.source, report.tokenized.dropped, len(loaded.train))
-    report.stats = stats = length_stats(report.tokenized.full_lengths, cfg)
+    report.tokenized = sample.tokenized
+    dropped = sample.tokenized.dropped
+    if dropped:
+        loaded.issues.extend(dropped)
+        loaded.skipped += len(dropped)
+        if not cfg.skip_invalid_rows and report.error is None:
+            report.error = str(sample.no_loss_error(loaded.source))
+    report.stats = stats = sample.describe(length_stats(sample.tokenized.full_lengths, cfg))
     advice = list(stats["advice"])
-    for warning in report.tokenized.warnings:
-        if stats["truncated_rows"] and warning.startswith(f"{stats['truncated_rows']} of "):
+    truncated = f"{stats['truncated_rows']} of "
+    for warning in sample.tokenized.warnings:
+        if stats["truncated_rows"] and warning.startswith(truncated):
             # One sentence for truncation: which rows (from tokenizing) and the cure (from the statistics).
-            advice = [a for a in advice if not a.startswith(f"{stats['truncated_rows']} of ")]
+            advice = [a for a in advice if not a.startswith(sample.note + truncated)]
             warning += f". cutoff_len {stats['suggested_cutoff_len']} keeps 99% of the rows whole."
-        report.warnings.append(warning)
+        report.warnings.append(sample.note + warning)
     report.warnings += advice
     return report

@@ -111,6 +111,7 @@ def _read_file(path: Path) -> tuple[list[Record], list[RowIssue]]:
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise DataError(f"{path}: not UTF-8 text (line {line}, column {column}: byte 0x{raw[exc.start]:02x}): "
                         "save the file as UTF-8", source=str(path)) from None
+    del raw  # a big file is held once, as text, from here on
     if suffix == ".csv":
         return _read_csv(text, path), []
     if suffix == ".json":
@@ -137,7 +138,9 @@ def _read_file(path: Path) -> tuple[list[Record], list[RowIssue]]:
 def _read_json_lines(text: str) -> tuple[list[Record], list[RowIssue]]:
     records: list[Record] = []
     issues: list[RowIssue] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" only, as editors number them: str.splitlines would also cut at U+2028 and other
+    # separators that JSON allows unescaped inside a string. A "\r" before it is JSON whitespace.
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -187,9 +190,8 @@ def _read_csv(text: str, path: Path) -> list[Record]:
     for i, row in enumerate(rows, 1):
         extra = row.pop(None, None)  # cells beyond the header
         if extra:
-            records.append(Record(i, "row", {CSV_EXTRA_CELLS: len(extra), **row}))
-        else:
-            records.append(Record(i, "row", {k: v for k, v in row.items() if k is not None}))
+            row[CSV_EXTRA_CELLS] = len(extra)
+        records.append(Record(i, "row", row))
     return records
 
 

@@ -124,6 +124,32 @@ class TokenizedRows(list):
         self.warnings: list[str] = []
 
 
+@dataclass
+class RowOutcome:
+    """What one example becomes: its training rows (ids, mask), or none when no token carries loss."""
+
+    rows: list[tuple[list[int], list[int]]]
+    full_length: int  # tokens before truncation (a plain-text row: before splitting)
+    text: bool  # plain text: split into `rows` rather than cut
+    no_loss: bool = False
+
+
+def row_outcome(row: TokenizedRow, text: bool, cfg: TrainConfig) -> RowOutcome:
+    """Cut a conversation to cutoff_len, or split plain text into rows of at most cutoff_len tokens."""
+    if text:
+        return RowOutcome([(chunk, [1] * len(chunk)) for chunk in split_into_chunks(row.input_ids, cfg.cutoff_len)],
+                          row.full_length, True)
+    row = _truncate(row, cfg.cutoff_len)
+    if not any(row.completion_mask):
+        return RowOutcome([], row.full_length, False, no_loss=True)
+    return RowOutcome([(row.input_ids, row.completion_mask)], row.full_length, False)
+
+
+def no_loss_issue(row: int, kind: str, full_length: int, cfg: TrainConfig) -> RowIssue:
+    return RowIssue(row, "", f"no token carries loss: the answer starts after cutoff_len {cfg.cutoff_len} (the row "
+                    f"has {full_length} tokens): raise cutoff_len or shorten the prompt", kind)
+
+
 def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig,
                       loaded: Optional[LoadedData] = None) -> TokenizedRows:
     """Render and tokenize examples: [{"input_ids": [...], "completion_mask": [...]}, ...].
@@ -134,65 +160,72 @@ def tokenize_examples(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig
     cutoff_len are split into consecutive rows instead, so no text is lost. A row left with no token
     that carries loss is an error, or is dropped with skip_invalid_rows; when `loaded` is given,
     dropped rows are added to its issues and skipped count.
+
+    In memory, for the rows `check`, the Data tab and tests look at; a run's whole dataset goes through
+    trainer/datasets/cache.py, which gives the same rows from the same RowOutcomes.
     """
     out = TokenizedRows()
     problems: list[RowIssue] = []
     source = loaded.source if loaded else ""
     split_rows: list[str] = []
     kept = 0
-    for example, row in _tokenized_in_batches(examples, tokenizer, cfg):
+    for example, outcome in outcomes_in_batches(examples, tokenizer, cfg):
         source = source or getattr(example, "source", "")
-        if is_text_example(example):
-            chunks = split_into_chunks(row.input_ids, cfg.cutoff_len)
-            if len(chunks) > 1:
-                split_rows.append(getattr(example, "where", "a row"))
-            for chunk in chunks:
-                out.append({"input_ids": chunk, "completion_mask": [1] * len(chunk)})
-                out.full_lengths.append(len(chunk))
-            kept += 1
+        if outcome.no_loss:
+            problems.append(no_loss_issue(getattr(example, "row", 0), getattr(example, "kind", "row"),
+                                          outcome.full_length, cfg))
             continue
-        row = _truncate(row, cfg.cutoff_len)
-        if not any(row.completion_mask):
-            problems.append(RowIssue(
-                getattr(example, "row", 0), "",
-                f"no token carries loss: the answer starts after cutoff_len {cfg.cutoff_len} (the row has "
-                f"{row.full_length} tokens): raise cutoff_len or shorten the prompt",
-                getattr(example, "kind", "row")))
-            continue
-        out.append({"input_ids": row.input_ids, "completion_mask": row.completion_mask})
-        out.full_lengths.append(row.full_length)
         kept += 1
-        if row.full_length > cfg.cutoff_len:  # counted among the rows that train; dropped ones are errors
+        for ids, mask in outcome.rows:
+            out.append({"input_ids": ids, "completion_mask": mask})
+            out.full_lengths.append(len(ids) if outcome.text else outcome.full_length)
+        if outcome.text and len(outcome.rows) > 1:
+            split_rows.append(getattr(example, "where", "a row"))
+        elif not outcome.text and outcome.full_length > cfg.cutoff_len:  # dropped rows are errors, not counted
             out.truncated_rows.append(getattr(example, "where", "a row"))
-            out.tokens_cut += row.full_length - cfg.cutoff_len
-    if problems and not cfg.skip_invalid_rows:
-        raise DataError(no_loss_message(source, problems, len(examples)), problems, source)
-    if problems and not out:
-        raise DataError(problem_list(f"{source or 'dataset'}: no usable rows: no row has a token that carries "
-                                      "loss:", problems), problems, source)
+            out.tokens_cut += outcome.full_length - cfg.cutoff_len
+    raise_for_dropped(problems, len(out), len(examples), source, cfg)
     out.dropped = problems
     if loaded is not None and problems:
         loaded.issues.extend(problems)
         loaded.skipped += len(problems)
-    if out.truncated_rows:
-        out.warnings.append(truncation_warning(out.truncated_rows, kept, out.tokens_cut, cfg.cutoff_len))
-    if split_rows:
-        shown = ", ".join(split_rows[:5]) + (", ..." if len(split_rows) > 5 else "")
-        out.warnings.append(f"{len(split_rows)} of {kept} text rows are longer than cutoff_len {cfg.cutoff_len} and "
-                            f"were split into rows of at most {cfg.cutoff_len} tokens ({shown}): "
-                            f"{len(out)} training rows in all")
+    out.warnings = tokenizing_warnings(out.truncated_rows, out.tokens_cut, split_rows, kept, len(out), cfg)
     return out
+
+
+def raise_for_dropped(problems: Sequence[RowIssue], kept_rows: int, total: int, source: str, cfg: TrainConfig) -> None:
+    """Rows with no token carrying loss stop the run unless skip_invalid_rows is on (and some rows remain)."""
+    if problems and not cfg.skip_invalid_rows:
+        raise DataError(no_loss_message(source, problems, total), list(problems), source)
+    if problems and not kept_rows:
+        raise DataError(problem_list(f"{source or 'dataset'}: no usable rows: no row has a token that carries "
+                                      "loss:", problems), list(problems), source)
+
+
+def tokenizing_warnings(truncated: Sequence[str], tokens_cut: int, split: Sequence[str], kept: int, rows: int,
+                        cfg: TrainConfig) -> list[str]:
+    """Sentences on what cutoff_len did: `truncated` conversations and `split` text rows (their places)."""
+    warnings = []
+    if truncated:
+        warnings.append(truncation_warning(truncated, kept, tokens_cut, cfg.cutoff_len))
+    if split:
+        shown = ", ".join(split[:5]) + (", ..." if len(split) > 5 else "")
+        warnings.append(f"{len(split)} of {kept} text rows are longer than cutoff_len {cfg.cutoff_len} and "
+                        f"were split into rows of at most {cfg.cutoff_len} tokens ({shown}): {rows} training rows "
+                        "in all")
+    return warnings
 
 
 TOKENIZE_BATCH = 256
 
 
-def _tokenized_in_batches(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig):
-    """(example, untruncated TokenizedRow) pairs, rendering and tokenizing a batch of rows at a time."""
+def outcomes_in_batches(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig):
+    """(example, RowOutcome) pairs, rendering and tokenizing a batch of rows at a time."""
     for start in range(0, len(examples), TOKENIZE_BATCH):
         batch = examples[start:start + TOKENIZE_BATCH]
         rows = tokenize_many([render_segments(ex, tokenizer, cfg) for ex in batch], tokenizer, cfg)
-        yield from zip(batch, rows)
+        for example, row in zip(batch, rows):
+            yield example, row_outcome(row, is_text_example(example), cfg)
 
 
 def no_loss_message(source: str, problems: Sequence[RowIssue], total: int) -> str:

@@ -114,7 +114,7 @@ def _train(run: _Run, abort) -> int:
     writer.emit("status", status=RUNNING, pid=os.getpid())
     resume_from = resolve_resume(cfg.resume_from_checkpoint, run_dir)
 
-    from trainer.datasets import load_examples, tokenize_examples
+    from trainer.datasets import load_examples, tokenize_cached
     from trainer.plan.hardware import detect
     from trainer.engine.model import apply_lora, load_model, load_tokenizer, model_source, trainable_parameters
     from trainer.plan.resolve import resolve_plan
@@ -127,8 +127,11 @@ def _train(run: _Run, abort) -> int:
          f"{len(loaded.eval)} validation rows" + (f", {loaded.skipped} skipped" if loaded.skipped else ""))
     source = model_source(cfg)
     tokenizer = load_tokenizer(cfg, source)
-    train_rows = tokenize_examples(loaded.train, tokenizer, cfg, loaded)
-    eval_rows = tokenize_examples(loaded.eval, tokenizer, cfg, loaded) if loaded.eval else []
+    # Tokenized once per data, tokenizer and options, into Arrow files under the runs root: a second run
+    # or a resume of the same data starts at once (the events say whether the cache was used).
+    train_rows = tokenize_cached(loaded.train, tokenizer, cfg, loaded, runs_root=run_dir.parent, events=writer)
+    eval_rows = (tokenize_cached(loaded.eval, tokenizer, cfg, loaded, split="eval", runs_root=run_dir.parent,
+                                 events=writer) if loaded.eval else [])
     dataset_warnings = list(getattr(loaded, "warnings", []))
     if len(dataset_warnings) > 5:  # one line each would bury the rest; the dataset tab lists them all
         dataset_warnings = dataset_warnings[:5] + [f"... and {len(dataset_warnings) - 5} more dataset warnings"]
@@ -138,7 +141,7 @@ def _train(run: _Run, abort) -> int:
     if loaded.skipped:
         writer.emit("message", level="warning",
                     text=f"{loaded.skipped} invalid rows were skipped (skip_invalid_rows is on).")
-    lengths = [len(r["input_ids"]) for r in train_rows]
+    lengths = train_rows.lengths
 
     plan = resolve_plan(cfg, len(train_rows), hw=hw, token_lengths=lengths)
     writer.emit("plan", plan=plan.to_dict(), hardware=asdict(hw), model=cfg.model_name_or_path,
@@ -238,12 +241,15 @@ def _build_trainer(cfg: TrainConfig, run_dir: Path, plan, hw, model, tokenizer, 
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
     args = SFTConfig(**sft_config_kwargs(cfg, run_dir / CHECKPOINTS_DIR, plan, hw))
     columns = ("input_ids", "completion_mask")
-    train_dataset = Dataset.from_list([{k: r[k] for k in columns} for r in train_rows])
+    # A tokenize_cached split is an Arrow dataset already; other callers (probe, benchmarks) pass lists.
+    train_dataset = (train_rows.dataset if hasattr(train_rows, "dataset")
+                     else Dataset.from_list([{k: r[k] for k in columns} for r in train_rows]))
     eval_dataset = None
     if cfg.eval_strategy != "no":
         if not eval_rows:
             raise ConfigError([("val_size", "the validation split is empty: raise val_size or set eval_strategy no")])
-        eval_dataset = Dataset.from_list([{k: r[k] for k in columns} for r in eval_rows])
+        eval_dataset = (eval_rows.dataset if hasattr(eval_rows, "dataset")
+                         else Dataset.from_list([{k: r[k] for k in columns} for r in eval_rows]))
     callbacks = []
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,

@@ -163,13 +163,16 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
                  token_lengths: Optional[Sequence[int]] = None,
                  reference_effective_batch: Optional[int] = None,
                  reference_learning_rate: Optional[float] = None,
-                 gpu_memory_gb: Optional[float] = None) -> Plan:
+                 gpu_memory_gb: Optional[float] = None,
+                 token_lengths_sample_of: Optional[int] = None) -> Plan:
     """Resolve a config into the numbers a run will really use.
 
     num_samples: training rows after the validation split (None when the dataset is not reachable).
     token_lengths: tokenized length of each training row, when known (padding efficiency, packing).
     reference_*: the preset's effective batch and learning rate, for the learning-rate note.
     gpu_memory_gb: the card (GiB) to judge the memory estimate against; default the detected GPU.
+    token_lengths_sample_of: token_lengths are a sample of this many training rows (a big dataset is
+    measured, not tokenized whole): the packed sequences are scaled up to them.
     """
     devices = max(1, hw.num_devices)
     micro, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
@@ -191,8 +194,10 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         if packing:
             packs = pack_best_fit_decreasing(token_lengths, cfg.cutoff_len)
             rows = len(packs)
+            if token_lengths_sample_of:
+                rows = math.ceil(rows * token_lengths_sample_of / len(token_lengths))
             extra["packed_sequences"] = rows
-            extra["rows_per_packed_sequence"] = round(len(token_lengths) / max(1, rows), 2)
+            extra["rows_per_packed_sequence"] = round(len(token_lengths) / max(1, len(packs)), 2)
         elif pad_eff < 0.8:
             warnings.append(
                 f"Padding waste: only {pad_eff:.0%} of the tokens processed are real at micro-batch {micro}. "

@@ -155,11 +155,12 @@ def _when(ts: float | None) -> str:
 
 
 def run_duration(info: Any, now: float | None = None) -> float | None:
+    """Time spent running, every attempt of a resumed run counted (the registry's earlier ones + this one)."""
     start = getattr(info, "started_at", None)
     if not start:
         return None
     end = getattr(info, "finished_at", None) or (now or time.time())
-    return max(0.0, end - start)
+    return (getattr(info, "earlier_attempts_s", None) or 0.0) + max(0.0, end - start)
 
 
 def runs_table(infos: Iterable[Any], text_filter: str = "", statuses: Sequence[str] = ()) -> list[list[Any]]:

@@ -264,7 +264,6 @@ class RunSeries:
     plan: dict[str, Any] | None = None
     summary: RunSummary = field(default_factory=RunSummary)  # best loss, step, status: what the registry stores
     first_t: float | None = None
-    running_since: float | None = None  # t of the last `running` status: the clock of the current attempt
     last_t: float | None = None
     first_log_t: float | None = None  # the current attempt's pace starts here, after model loading
     first_log_step: int | None = None
@@ -275,7 +274,6 @@ class RunSeries:
     earlier_pace_seconds: float = 0.0
     earlier_pace_steps: int = 0
     memory_breaks: list[float] = field(default_factory=list)  # elapsed_s where a later attempt's memory begins
-    parameters: tuple[int, int] | None = None  # (trainable, total) as the trainer counted them
     events_seen: int = 0
     # Incremental views for the charts and alerts, so a tick's cost does not grow with the history.
     nonfinite_loss_steps: list[int] = field(default_factory=list)
@@ -320,7 +318,6 @@ class RunSeries:
         elif kind == "status":
             if event.get("status") == RUNNING and _finite(t):
                 self._new_attempt()
-                self.running_since = t
         elif kind == "checkpoint" and isinstance(step, (int, float)):
             self.checkpoints.append(int(step))
         elif kind == "message":
@@ -336,9 +333,6 @@ class RunSeries:
 
     def _add_message(self, event: dict[str, Any]) -> None:
         """A resumed attempt repeats its start-up notes (trainable parameters, dataset warnings): once is enough."""
-        trainable, total = event.get("trainable_parameters"), event.get("total_parameters")
-        if isinstance(trainable, int) and isinstance(total, int):
-            self.parameters = (trainable, total)
         key = (str(event.get("level")), str(event.get("text")))
         if key not in self._message_keys:
             self._message_keys.add(key)

@@ -54,7 +54,8 @@ def _nan_alert(bad: Sequence[int], kinds: set[str]) -> Alert | None:
     where = f"step {bad[0]}" + (f" and {len(bad) - 1} later step(s)" if len(bad) > 1 else "")
     return Alert("nan_loss", "error",
                  f"The loss is {' / '.join(sorted(kinds))} at {where}: training has diverged. Lower the learning "
-                 "rate, keep gradient clipping on (max_grad_norm 1.0), and prefer bf16 over fp16 (fp16 overflows).")
+                 "rate, keep gradient clipping on (max_grad_norm 1.0), and prefer bf16 over fp16 (fp16 overflows).",
+                 {"kinds": sorted(kinds), "step": bad[0], "later_steps": len(bad) - 1})
 
 
 def loss_spikes(steps: Sequence[int], loss: Sequence[float]) -> Alert | None:
@@ -77,7 +78,8 @@ def loss_spikes(steps: Sequence[int], loss: Sequence[float]) -> Alert | None:
                  f"Loss spike{'s' if len(spikes) > 1 else ''}: {len(spikes)} step(s) jumped well above the "
                  f"recent loss, the largest at step {step} ({value:.4g} vs a recent median of {median:.4g}). "
                  "Occasional spikes are harmless; frequent ones mean the learning rate is too high or a few "
-                 "rows are broken (check the data preview).")
+                 "rows are broken (check the data preview).",
+                 {"count": len(spikes), "step": step, "value": value, "median": median})
 
 
 def warmup_spike(steps: Sequence[int], loss: Sequence[float], warmup_steps: int | None = None) -> Alert | None:
@@ -105,7 +107,7 @@ def grad_norm_blowup(grad_norm: Sequence[tuple[int, float]], max_grad_norm: floa
     if bad:
         return Alert("grad_norm_blowup", "error",
                      f"The gradient norm is not finite at step {bad[0]}: the update is garbage. Lower the learning "
-                     "rate and keep max_grad_norm at 1.0.")
+                     "rate and keep max_grad_norm at 1.0.", {"step": bad[0]})
     if len(grad_norm) < SPIKE_MIN_HISTORY + 1:
         return None
     values = [v for _, v in grad_norm]
@@ -117,7 +119,8 @@ def grad_norm_blowup(grad_norm: Sequence[tuple[int, float]], max_grad_norm: floa
                     "got steep." if max_grad_norm else " Turn on clipping (max_grad_norm 1.0).")
             return Alert("grad_norm_blowup", "warning",
                          f"Gradient norm blow-up at step {step}: {values[i]:.3g}, over {GRAD_BLOWUP_FACTOR:g}× its "
-                         f"typical {typical:.3g}.{clip} Lower the learning rate or add warmup.")
+                         f"typical {typical:.3g}.{clip} Lower the learning rate or add warmup.",
+                         {"step": step, "value": values[i], "typical": typical, "max_grad_norm": max_grad_norm})
     return None
 
 
@@ -181,7 +184,9 @@ def overfitting(steps: Sequence[int], loss: Sequence[float], eval_steps: Sequenc
     return Alert("overfitting", "warning",
                  f"Eval loss is rising ({best:.4g} at step {best_step} → {v2:.4g} at step {s2}) while the train "
                  f"loss keeps falling ({train_then:.4g} → {train_now:.4g}): the model is memorising the training "
-                 "rows. Stop earlier (fewer epochs, early_stopping_patience), load the best checkpoint, or add data.")
+                 "rows. Stop earlier (fewer epochs, early_stopping_patience), load the best checkpoint, or add data.",
+                 {"best": best, "best_step": best_step, "eval": v2, "step": s2, "train_then": train_then,
+                  "train_now": train_now})
 
 
 def no_steps(series: RunSeries) -> Alert | None:
@@ -190,8 +195,9 @@ def no_steps(series: RunSeries) -> Alert | None:
         return None
     if series.state in ("finished", "aborted", "failed", "interrupted"):
         return Alert("no_steps", "info", "No training step was logged: the run ended before its first step, so "
-                                         "there is no loss to judge.")
-    return Alert("no_steps", "info", "No training step logged yet: health is judged once the loss arrives.")
+                                         "there is no loss to judge.", {"ended": True})
+    return Alert("no_steps", "info", "No training step logged yet: health is judged once the loss arrives.",
+                 {"ended": False})
 
 
 def health_alerts(series: RunSeries, max_grad_norm: float | None = None) -> list[Alert]:

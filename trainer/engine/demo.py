@@ -264,5 +264,6 @@ def _build(out_dir: Path, vocabulary: list[str], documents: list[str]) -> None:
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     (out_dir / "README.md").write_text(
-        "tunedeck demo model: a tiny Llama-architecture model with random weights and a byte-level BPE "
-        "tokenizer trained on tunedeck's demo dataset. Built offline by trainer/demo.py.\n", encoding="utf-8")
+        "tunedeck demo model: a tiny Llama-architecture model pre-trained for a few seconds on "
+        "data/demo_pretrain.jsonl, with a byte-level BPE tokenizer trained on tunedeck's demo texts. Built "
+        "offline by trainer/engine/demo.py.\n", encoding="utf-8")

@@ -131,8 +131,9 @@ def summary_markdown(report: DatasetReport, note: str = "") -> str:
         train = len(report.tokenized) if report.tokenized is not None else len(loaded.train)
         # While the run would be refused nothing is skipped yet: the rows shown are the usable ones.
         dropped = f", {loaded.skipped} {'invalid' if report.error else 'skipped'}" if loaded.skipped else ""
+        validation = len(loaded.eval)
         out.append(f"**{html.escape(loaded.source)}** — {loaded.format} format, {train} training "
-                   f"row{'' if train == 1 else 's'}, {len(loaded.eval)} validation row{'' if len(loaded.eval) == 1 else 's'}"
+                   f"row{'' if train == 1 else 's'}, {validation} validation row{'' if validation == 1 else 's'}"
                    f"{dropped}")
     if report.error:
         out.append("⚠️ **A run would be refused:**\n\n```\n" + report.error + "\n```")

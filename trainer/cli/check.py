@@ -197,8 +197,8 @@ def format_report(report: dict[str, Any], cfg) -> str:
     model, dataset = report["model"], report["dataset"]
     lines.append(f"  model    {model['name']} ({model['method']})")
     if "train_rows" in dataset:
-        lines.append(f"  dataset  {dataset['source']} ({dataset['format']}): {_rows(dataset['train_rows'], 'training')}, "
-                     f"{_rows(dataset['eval_rows'], 'validation')}" +
+        lines.append(f"  dataset  {dataset['source']} ({dataset['format']}): "
+                     f"{_rows(dataset['train_rows'], 'training')}, {_rows(dataset['eval_rows'], 'validation')}" +
                      (f", {dataset['skipped']} skipped" if dataset.get("skipped") else ""))
     else:
         lines.append(f"  dataset  {dataset['name']} (not readable now)")

@@ -318,9 +318,10 @@ def _absurd_values(cfg: TrainConfig, total_steps: Optional[int], warmup: Optiona
     """Warnings for values the schema allows but no run is helped by (learning rate 1.0, ...)."""
     out: list[str] = []
     lr = cfg.learning_rate
+    typical = "1e-4..3e-4 is typical for LoRA" if cfg.finetuning_type == "lora" else \
+        "1e-5..5e-5 is typical for full fine-tuning"
     if lr >= DIVERGING_LEARNING_RATE:
-        out.append(f"learning_rate {lr:g} is far too high: the loss will diverge to NaN within a few steps "
-                   f"({'1e-4..3e-4 is typical for LoRA' if cfg.finetuning_type == 'lora' else '1e-5..5e-5 is typical for full fine-tuning'}).")
+        out.append(f"learning_rate {lr:g} is far too high: the loss will diverge to NaN within a few steps ({typical}).")
     elif cfg.finetuning_type == "lora" and lr >= DIVERGING_LORA_LEARNING_RATE:
         out.append(f"learning_rate {lr:g} is very high for LoRA (1e-4..3e-4 is typical): expect spikes or a NaN loss.")
     elif cfg.finetuning_type == "full" and lr > 1e-4:
@@ -328,7 +329,8 @@ def _absurd_values(cfg: TrainConfig, total_steps: Optional[int], warmup: Optiona
     if cfg.finetuning_type == "lora" and lr < 1e-5:
         out.append(f"learning_rate {lr:g} is low for LoRA (1e-4..3e-4 is typical).")
     if cfg.weight_decay > 0.5:
-        out.append(f"weight_decay {cfg.weight_decay:g} pulls the weights to zero faster than they learn (0-0.1 is typical).")
+        out.append(f"weight_decay {cfg.weight_decay:g} pulls the weights to zero faster than they learn "
+                   "(0-0.1 is typical).")
     if cfg.finetuning_type == "lora" and cfg.lora_dropout >= 0.5:
         out.append(f"lora_dropout {cfg.lora_dropout:g} drops most of the adapter's input (0-0.1 is typical).")
     if total_steps and warmup is not None and warmup > total_steps / 2:

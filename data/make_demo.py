@@ -11,7 +11,13 @@ to show.
 The chat set asks the same tasks over several turns, so the Data tab can show that every assistant
 turn of a conversation carries loss.
 
-    python data/make_demo.py            # rewrites data/demo.jsonl and data/demo_chat.jsonl
+data/demo_pretrain.jsonl is the demo *base model's* corpus (trainer/engine/demo.py): plain documents
+over the same words, numbers and facts, but never an instruction, an answer to one, or the answers'
+phrasing. Like a real base model, the demo base then knows the words and the facts and not the tasks:
+fine-tuning starts from a high loss on the answers and visibly brings it down. (Pre-trained on the
+answers themselves, the base already predicted them: the first logged loss was the lowest one.)
+
+    python data/make_demo.py            # rewrites data/demo.jsonl, data/demo_chat.jsonl, data/demo_pretrain.jsonl
     python data/make_demo.py --check    # exit 1 if a shipped file is not what this script makes
 """
 
@@ -25,8 +31,11 @@ from pathlib import Path
 
 OUTPUT = Path(__file__).resolve().parent / "demo.jsonl"
 CHAT_OUTPUT = Path(__file__).resolve().parent / "demo_chat.jsonl"
+PRETRAIN_OUTPUT = Path(__file__).resolve().parent / "demo_pretrain.jsonl"
 SEED = 1234
 CHAT_SEED = 4321
+PRETRAIN_SEED = 2468
+PRETRAIN_DOCS = 1200
 ROWS_PER_TASK = 60
 CHAT_ROWS = 120
 CHAT_SYSTEM = "You are a careful assistant. Answer briefly."
@@ -130,6 +139,58 @@ def make_chat_rows(seed: int = CHAT_SEED, count: int = CHAT_ROWS) -> list[dict]:
     return rows
 
 
+def _shout(rng: random.Random) -> str:
+    return " ".join(w.upper() for w in _words(rng, 1, 12)) + "!"
+
+
+def _sum_fact(rng: random.Random) -> str:
+    a, b = rng.randint(0, 20), rng.randint(0, 20)
+    return rng.choice([f"Take {a}, add {b}, and you get {a + b}.", f"{a} plus {b} gives {a + b}."])
+
+
+def _city_fact(rng: random.Random) -> str:
+    country, city = rng.choice(CAPITALS)
+    return rng.choice([f"{city} is in {country}.", f"In {country}, the government sits in {city}.",
+                       f"{city} ({country}) is a big city."])
+
+
+def _tally(rng: random.Random) -> str:
+    words = _words(rng, 1, 12)
+    if rng.random() < 0.5:
+        return f"{' '.join(words)}: {len(words)} in all."
+    return f"There are {len(words)} of them in the box: {', '.join(words)}."
+
+
+def _shopping_list(rng: random.Random) -> str:
+    return "\n".join(f"{i}) {w}" for i, w in enumerate(_words(rng, 2, 8), 1))
+
+
+def _story(rng: random.Random) -> str:
+    a, b, c = rng.choice(WORDS), rng.choice(WORDS), rng.choice(WORDS)
+    return f"The {a} saw a {b} near the {c}. Then the {b} and the {a} went home."
+
+
+GREETINGS = [("Hello!", "Hello! Nice to meet you."), ("Good morning.", "Good morning to you too."),
+             ("Thanks!", "You are welcome."), ("How are you?", "I am well, thank you."),
+             ("Bye.", "Goodbye, see you soon.")]
+
+
+def _small_talk(rng: random.Random) -> str:
+    """Chat markup around small talk: a base that has seen the frame, as chat-ready bases have, but no task."""
+    said, reply = rng.choice(GREETINGS)
+    return f"<|im_start|>user\n{said}<|im_end|>\n<|im_start|>assistant\n{reply}<|im_end|>\n"
+
+
+DOCUMENTS = [_shout, _sum_fact, _city_fact, _tally, _shopping_list, _story, _small_talk]
+
+
+def make_pretrain_rows(seed: int = PRETRAIN_SEED, count: int = PRETRAIN_DOCS) -> list[dict]:
+    """The demo base model's plain documents: the vocabulary, numbers and facts, none of the tasks."""
+    rng = random.Random(seed)
+    lists = [{"text": " ".join(_words(rng, 3, 30))} for _ in range(count // 4)]
+    return lists + [{"text": rng.choice(DOCUMENTS)(rng)} for _ in range(count - len(lists))]
+
+
 def render(rows: list[dict]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
@@ -139,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="verify the shipped files instead of writing them")
     args = parser.parse_args(argv)
     stale = 0
-    for path, rows in ((OUTPUT, make_rows()), (CHAT_OUTPUT, make_chat_rows())):
+    for path, rows in ((OUTPUT, make_rows()), (CHAT_OUTPUT, make_chat_rows()),
+                       (PRETRAIN_OUTPUT, make_pretrain_rows())):
         text = render(rows)
         if args.check:
             current = path.read_text(encoding="utf-8") if path.exists() else None

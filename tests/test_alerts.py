@@ -86,3 +86,42 @@ def test_eval_loss_rising_while_train_falls():
     # the same eval curve with a train loss that rises too is not overfitting
     rising = list(reversed(loss))
     assert "overfitting" not in _codes(_series(rising, evals=evals))
+
+
+def test_a_warmup_spike_above_the_first_loss_is_flagged():
+    # The old demo: 1.26 at step 1 (learning rate 0), 6.9 by step 3 as warm-up reached 3e-3, then 2.2-2.5.
+    rng = random.Random(3)
+    loss = [1.26, 3.1, 6.9, 5.2, 4.0] + [2.35 + rng.gauss(0, 0.1) for _ in range(120)]
+    alerts = [a for a in health_alerts(_series(loss)) if a.code == "warmup_spike"]
+    assert alerts and alerts[0].level == "warning"
+    assert "1.26 at step 1" in alerts[0].message and "6.9 at step 3" in alerts[0].message
+    assert alerts[0].params["peak"] == 6.9
+    # A healthy start falls from its first value, noise and all: nothing to flag.
+    healthy = [7.7, 7.9, 7.2, 6.5, 5.6] + [3.0 + 4 * math.exp(-i / 10) + rng.gauss(0, 0.3) for i in range(60)]
+    assert "warmup_spike" not in _codes(_series(healthy))
+
+
+def test_a_long_flat_stretch_is_a_plateau_even_after_a_long_fall():
+    rng = random.Random(5)
+    falling = [0.8 + 2.0 * (1 - i / 550) + rng.gauss(0, 0.03) for i in range(550)]
+    flat = [0.8 + rng.gauss(0, 0.03) for _ in range(450)]
+    series = _series(falling + flat)
+    alerts = [a for a in health_alerts(series) if a.code == "plateau"]
+    assert alerts, "a 450-step flat stretch was called still moving"
+    assert alerts[0].params["since_step"] > 550  # the stretch reported is the flat one
+    assert "still moving" not in alerts_markdown(health_alerts(series))
+    # ... while a run that is still falling at its end is not a plateau.
+    assert "plateau" not in _codes(_series(falling))
+
+
+def test_a_run_that_failed_before_its_first_step_is_not_called_finite():
+    series = RunSeries()
+    series.extend([{"t": 1.0, "type": "status", "status": "running"},
+                   {"t": 9.0, "type": "status", "status": "failed", "reason": "dataset file not found"}])
+    alerts = health_alerts(series)
+    assert [a.code for a in alerts] == ["no_steps"]
+    text = alerts_markdown(alerts)
+    assert "No training step was logged" in text and "finite" not in text
+    waiting = RunSeries()
+    waiting.extend([{"t": 1.0, "type": "status", "status": "running"}])
+    assert "yet" in alerts_markdown(health_alerts(waiting))

@@ -137,7 +137,9 @@ def test_series_and_figures_from_events():
                    {"t": 2410.0, "type": "log", "step": 6, "loss": 0.5},
                    {"t": 2420.0, "type": "log", "step": 8, "loss": 0.4}])
     p = progress(series, now=2420.0)
-    assert p.elapsed_s == pytest.approx(20.0) and p.remaining_s == pytest.approx(10.0)  # new attempt's pace
+    # A resume neither restarts the clock (1000 s before, 20 s now) nor judges the pace by its own few steps:
+    # 4 s for 4 steps before, 10 s for 2 steps now, 2 steps to go.
+    assert p.elapsed_s == pytest.approx(1020.0) and p.remaining_s == pytest.approx(14.0 / 6 * 2)
 
 
 def test_gpu_memory_figure_shows_allocated_reserved_peak_and_card():

@@ -146,3 +146,10 @@ def test_cli_exit_code_and_no_traceback_in_a_real_subprocess(tmp_path):
     result = subprocess.run([sys.executable, "-m", "trainer", "check", str(config)], cwd=ROOT,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "lora_alpha" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_one_validation_row_is_one_row(capsys, tmp_path):
+    data = write_rows(tmp_path / "rows.jsonl", 10)
+    code, out, err = check(capsys, write(tmp_path, f"dataset: {data}\nval_size: 1\n"))
+    assert code == 0, err
+    assert "9 training rows, 1 validation row" in out and "1 validation rows" not in out

@@ -96,3 +96,19 @@ def test_every_field_has_help_group_and_a_form_kind():
     by_name = {s.name: s for s in specs}
     assert by_name["lora_rank"].minimum == 1 and by_name["quantization_bit"].choices == (4, 8)
     assert by_name["packing"].optional and by_name["packing"].kind == "bool"
+
+
+def test_every_integer_field_refuses_a_fraction_naming_the_field_and_never_rounds():
+    integer_fields = [spec.name for spec in field_specs() if spec.kind == "int"]
+    assert {"lora_rank", "cutoff_len", "per_device_train_batch_size", "max_steps"} <= set(integer_fields)
+    for name in integer_fields:
+        for value in (1.5, "2.5"):
+            with pytest.raises(ConfigError) as caught:
+                TrainConfig.from_dict({name: value})
+            assert name in caught.value.by_field(), (name, value)
+            assert "whole number" in caught.value.by_field()[name] and "not rounded" in caught.value.by_field()[name]
+    # A whole number written as a float or a text is the number itself.
+    assert TrainConfig.from_dict({"lora_rank": 8.0}).lora_rank == 8
+    assert TrainConfig.from_dict({"lora_rank": " 8 "}).lora_rank == 8
+    with pytest.raises(ConfigError, match="lora_rank: expects a whole number"):
+        TrainConfig.from_dict({"lora_rank": float("inf")})

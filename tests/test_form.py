@@ -128,3 +128,19 @@ def test_uploads_are_kept_under_the_runs_root_without_clobbering(tmp_path):
     evil = src_dir / "..%2F..%2Fetc.jsonl"
     evil.write_text("{}\n")
     assert save_upload(tmp_path / "runs", str(evil)).parent == tmp_path / "runs" / "uploads"
+
+
+def test_a_fraction_in_an_integer_field_reaches_the_schema_unrounded_and_is_refused_by_name():
+    import gradio as gr
+
+    from webui.tabs.train import render_control
+
+    lora_rank = next(c for c in controls() if c.name == "lora_rank")
+    with gr.Blocks():
+        number = render_control(lora_rank, 16, gr.I18n())
+    assert number.precision is None  # precision=0 would make the browser send 2 for 1.5
+    values = config_to_values(TrainConfig())
+    values.update(lora_rank=1.5)
+    with pytest.raises(ConfigError) as err:
+        values_to_config(values)
+    assert "whole number" in err.value.by_field()["lora_rank"]

@@ -158,14 +158,24 @@ def test_plan_fills_the_memory_estimate_and_verdict_on_a_detected_gpu():
     assert set(data["memory_breakdown_gb"]) >= {"base_weights", "activations", "logits_and_loss", "cuda_context"}
 
 
-def test_plan_on_a_cpu_judges_every_gpu_choice_and_a_picked_one():
-    cfg = TrainConfig(model_name_or_path="Qwen/Qwen2.5-7B", quantization_bit=4, cutoff_len=1024)
+def test_plan_for_this_cpu_estimates_ram_and_judges_no_gpu():
+    """"Plan for: this machine: CPU" trains here: no CUDA context, no verdict per GPU size, the CPU's precision."""
+    cfg = TrainConfig(model_name_or_path="Qwen/Qwen2.5-7B", cutoff_len=1024)
     plan = resolve_plan(cfg, 1000)
-    assert set(plan.extra["memory_verdict_by_gpu"]) == {g.key for g in GPU_CHOICES}
-    assert plan.extra["memory_verdict_by_gpu"]["141GB"] == "fits"
+    assert plan.extra["memory_device"] == "cpu" and plan.precision == "fp32"
+    assert "cuda_context" not in plan.extra["memory_breakdown_gb"]
+    assert "allocator_overhead" not in plan.extra["memory_breakdown_gb"]
+    assert not {"memory_verdict", "memory_verdict_by_gpu", "largest_micro_batch"} & set(plan.extra)
     picked = resolve_plan(cfg, 1000, gpu_memory_gb=16)
     assert picked.extra["memory_verdict"] in ("fits", "tight", "will not fit")
-    assert picked.extra["memory_gpu_gb"] == 16.0
+    assert picked.extra["memory_gpu_gb"] == 16.0 and "cuda_context" in picked.extra["memory_breakdown_gb"]
+
+
+def test_a_gpu_of_unknown_size_is_judged_against_every_gpu_choice():
+    cfg = TrainConfig(model_name_or_path="Qwen/Qwen2.5-7B", quantization_bit=4, cutoff_len=1024)
+    plan = resolve_plan(cfg, 1000, hw=Hardware(device="cuda", gpu_name="some GPU", gpu_total_gb=None))
+    assert set(plan.extra["memory_verdict_by_gpu"]) == {g.key for g in GPU_CHOICES}
+    assert plan.extra["memory_verdict_by_gpu"]["141GB"] == "fits"
 
 
 def test_plan_with_an_unknown_model_says_so_and_does_not_crash():
@@ -214,7 +224,7 @@ def test_plan_ignores_a_nonsensical_gpu_size():
     cfg = TrainConfig(model_name_or_path="Qwen/Qwen2.5-0.5B")
     for size in (0, -24, float("nan")):
         plan = resolve_plan(cfg, 100, gpu_memory_gb=size)
-        assert "memory_verdict_by_gpu" in plan.extra
+        assert plan.extra["memory_device"] == "cpu" and "memory_verdict" not in plan.extra  # planned for here
 
 
 def test_lora_target_matching_nothing_is_noted():

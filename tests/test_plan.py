@@ -81,3 +81,22 @@ def test_packing_counts_packed_sequences_as_samples():
                       num_train_epochs=1)
     plan = resolve_plan(cfg, 5, token_lengths=[700, 300, 500, 200, 100])
     assert plan.num_train_samples == 2 and plan.steps_per_epoch == 2 and plan.padding_efficiency == 1.0
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"learning_rate": 1.0}, "learning_rate 1 is far too high"),
+    ({"learning_rate": 0.05}, "learning_rate 0.05 is very high for LoRA"),
+    ({"learning_rate": 1e-3, "finetuning_type": "full"}, "is high for full fine-tuning"),
+    ({"weight_decay": 2.0}, "weight_decay 2 pulls the weights"),
+    ({"lora_dropout": 0.7}, "lora_dropout 0.7 drops most"),
+    ({"warmup_ratio": 0.8}, "Warmup takes 80 of the 100 steps"),
+])
+def test_absurd_values_get_a_plan_warning(changes, words):
+    cfg = TrainConfig(per_device_train_batch_size=1, gradient_accumulation_steps=1, num_train_epochs=1, **changes)
+    warnings = resolve_plan(cfg, 100).warnings
+    assert any(words in w for w in warnings), warnings
+
+
+def test_the_shipped_demo_gets_no_learning_rate_warning(repo_root):
+    cfg = TrainConfig.from_yaml(repo_root / "presets" / "demo.yaml")
+    assert not [w for w in resolve_plan(cfg, 324).warnings if "learning_rate" in w]

@@ -18,6 +18,7 @@ from trainer.templates import template_names, unknown_template_message
 
 LORA_TARGET_ALL = "all-linear"
 _NUMBER_TYPES = (int, float, Optional[int], Optional[float])
+_INTEGER_TYPES = (int, Optional[int])
 ALIAS_KEYS = {"bf16", "fp16", "evaluation_strategy"}  # accepted spellings that are not fields
 
 
@@ -59,6 +60,28 @@ class ConfigRules(BaseModel):
         """YAML's true/false is not a number: `learning_rate: true` must not train at 1.0."""
         if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in _NUMBER_TYPES:
             raise ValueError("expects a number, not true/false")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_numbers_only(cls, value: Any, info: ValidationInfo) -> Any:
+        """A count (lora_rank, cutoff_len, steps, batch sizes) is a whole number: `lora_rank: 1.5` is refused
+        with the field named, never rounded to 2 behind the user's back. 2.0 and "2" mean 2."""
+        if cls.model_fields[info.field_name].annotation not in _INTEGER_TYPES or isinstance(value, (bool, int)):
+            return value
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                return value  # not a number at all: pydantic's own message says so
+        if isinstance(number, float):
+            if not math.isfinite(number):
+                raise ValueError("expects a whole number")
+            if not number.is_integer():
+                raise ValueError(f"expects a whole number; it is not rounded: type "
+                                 f"{math.floor(number)} or {math.ceil(number)}")
+            return int(number)
         return value
 
     @field_validator("lora_target", mode="before", check_fields=False)

@@ -158,6 +158,7 @@ def memory_figure(series: RunSeries, max_points: int | None = None) -> go.Figure
                                   if key in p.values and p.device.startswith(group)], max_points)
         if not xs:
             continue
+        xs, ys = series.break_at_gaps(xs, ys)
         total = key.endswith("total_gb")
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=MEMORY_LABELS[key],
                                  line={"color": "#111827" if total else PALETTE[(i + 2) % len(PALETTE)],
@@ -263,21 +264,10 @@ class Progress:
 
 
 def progress(series: RunSeries, now: float | None = None) -> Progress:
-    """Step/total, elapsed and remaining time (remaining from the pace of the current attempt)."""
+    """Step/total, elapsed and remaining time, over every attempt of a resumed run (the series' numbers)."""
     step, total = series.last_step, series.total_steps
     if series.state == "queued":  # waiting (again, after a resume): no clock runs yet
         return Progress(step, total, None, None)
-    start = series.running_since if series.running_since is not None else series.first_t
     final = series.state in ("finished", "aborted", "failed", "interrupted")
-    end = series.last_t if final or now is None else now
-    elapsed = (end - start) if start is not None and end is not None else None
-    remaining = None
-    if final:
-        remaining = 0.0 if total else None
-    elif total and step >= total:
-        remaining = 0.0
-    elif total and series.first_log_t is not None and series.first_log_step is not None and end is not None:
-        done = step - series.first_log_step
-        if done > 0:
-            remaining = (end - series.first_log_t) / done * (total - step)
-    return Progress(step, total, elapsed, remaining)
+    end = None if final else now
+    return Progress(step, total, series.elapsed_seconds(end), series.remaining_seconds(end))

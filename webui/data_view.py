@@ -132,8 +132,10 @@ def summary_markdown(report: DatasetReport, note: str = "") -> str:
         train = report.train_rows
         # While the run would be refused nothing is skipped yet: the rows shown are the usable ones.
         dropped = f", {loaded.skipped} {'invalid' if report.error else 'skipped'}" if loaded.skipped else ""
-        out.append(f"**{html.escape(loaded.source)}** — {loaded.format} format, {train} training rows, "
-                   f"{len(loaded.eval)} validation rows{dropped}")
+        validation = len(loaded.eval)
+        out.append(f"**{html.escape(loaded.source)}** — {loaded.format} format, {train} training "
+                   f"row{'' if train == 1 else 's'}, {validation} validation row{'' if validation == 1 else 's'}"
+                   f"{dropped}")
     if report.error:
         out.append("⚠️ **A run would be refused:**\n\n```\n" + report.error + "\n```")
     if note:

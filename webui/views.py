@@ -94,6 +94,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _gb(value: Any) -> str:
+    """GB with a tenth for real models and two significant digits for the tiny demo (0.04 GB, not 0.0)."""
+    value = float(value)
+    return f"{value:.1f} GB" if value >= 1 else f"{value:.2g} GB"
+
+
 def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "", hardware_label: str = "") -> str:
     """The run plan panel: the numbers that decide the run, in words, then the plan's warnings."""
     d = plan.to_dict() if hasattr(plan, "to_dict") else dict(plan)
@@ -115,7 +121,7 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
         trainable, total = d["trainable_parameters"], d["total_parameters"]
         rows.append(("Trainable parameters", f"{_count(trainable)} of {_count(total)} ({trainable / total:.2%})"))
     if d.get("memory_estimate_gb") is not None:
-        memory = f"{d['memory_estimate_gb']:.1f} GB"
+        memory = _gb(d["memory_estimate_gb"])
         if d.get("memory_gpu_gb"):
             memory += f" of {d['memory_gpu_gb']:g} GB"
             if d.get("memory_share_of_gpu") is not None:
@@ -135,7 +141,7 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
         breakdown = d.get("memory_breakdown_gb")
         if isinstance(breakdown, dict) and breakdown:
             parts = sorted(breakdown.items(), key=lambda kv: -float(kv[1] or 0))
-            rows.append(("Memory breakdown", " · ".join(f"{k.replace('_', ' ')} {float(v):.1f}" for k, v in parts
+            rows.append(("Memory breakdown", " · ".join(f"{k.replace('_', ' ')} {_gb(v)}" for k, v in parts
                                                          if v)))
     if hardware_label:
         rows.append(("Planned for", hardware_label))
@@ -155,11 +161,12 @@ def _when(ts: float | None) -> str:
 
 
 def run_duration(info: Any, now: float | None = None) -> float | None:
+    """Time spent running, every attempt of a resumed run counted (the registry's earlier ones + this one)."""
     start = getattr(info, "started_at", None)
     if not start:
         return None
     end = getattr(info, "finished_at", None) or (now or time.time())
-    return max(0.0, end - start)
+    return (getattr(info, "earlier_attempts_s", None) or 0.0) + max(0.0, end - start)
 
 
 def runs_table(infos: Iterable[Any], text_filter: str = "", statuses: Sequence[str] = ()) -> list[list[Any]]:

@@ -193,14 +193,18 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def _rows(count: int, kind: str) -> str:
+    return f"{count:,} {kind} row{'' if count == 1 else 's'}"
+
+
 def format_report(report: dict[str, Any], cfg) -> str:
     """The plan in words, for a terminal."""
     lines = [f"{report.get('config', 'config')}: valid"]
     model, dataset = report["model"], report["dataset"]
     lines.append(f"  model    {model['name']} ({model['method']})")
     if "train_rows" in dataset:
-        lines.append(f"  dataset  {dataset['source']} ({dataset['format']}): {dataset['train_rows']} training rows, "
-                     f"{dataset['eval_rows']} validation rows" +
+        lines.append(f"  dataset  {dataset['source']} ({dataset['format']}): "
+                     f"{_rows(dataset['train_rows'], 'training')}, {_rows(dataset['eval_rows'], 'validation')}" +
                      (f", {dataset['skipped']} skipped" if dataset.get("skipped") else ""))
     else:
         lines.append(f"  dataset  {dataset['name']} (not readable now)")

@@ -1,15 +1,16 @@
 """The embedded demo model: a tiny Llama-architecture model built offline on first use, and cached.
 
 `model_name_or_path: demo` resolves here. The tokenizer is a byte-level BPE trained locally (with the
-`tokenizers` library) on the shipped demo dataset's text, so the demo needs no download at all. The
-model is then pre-trained for a few seconds on that text as plain documents — each prompt and each
-answer on its own, never an answer after its prompt and never in a chat template — so, like a real
-base model, it knows the words but not the tasks: fine-tuning it on the demo dataset shows a loss that
-falls visibly within a minute on a laptop CPU. (A random base would plateau: LoRA does not train the
-embeddings or the output layer.)
+`tokenizers` library) on the shipped demo texts, so the demo needs no download at all. The model is
+then pre-trained for a few seconds on its own corpus, data/demo_pretrain.jsonl: plain documents over
+the same words, numbers and facts, but never the demo dataset's instructions or answers. So, like a real
+base model, it knows the words but not the tasks, and fine-tuning it on the demo dataset starts from a
+high loss that falls visibly within a minute on a laptop CPU. (Pre-trained on the answers themselves,
+it predicted them before any fine-tuning; a random base would plateau, since LoRA trains neither the
+embeddings nor the output layer.)
 
 The cache lives in ``$TUNEDECK_CACHE`` (default ``~/.cache/tunedeck``) under a name that carries the
-builder's version and a hash of the text it was trained on, so a change to either rebuilds it. It is
+builder's version and a hash of the texts it was built from, so a change to either rebuilds it. It is
 written to a temporary directory and renamed into place, so concurrent callers are safe: the first
 rename wins and the others discard their copy.
 """
@@ -26,7 +27,7 @@ from typing import Iterator
 
 DEMO_NAME = "demo"
 # Bump when the architecture, the tokenizer recipe or the template below changes: the cache rebuilds.
-BUILDER_VERSION = 5
+BUILDER_VERSION = 6
 
 VOCAB_SIZE = 1024
 HIDDEN_SIZE = 128
@@ -61,8 +62,9 @@ CHAT_TEMPLATE = (
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_DATASET = ROOT / "data" / "demo.jsonl"
+PRETRAIN_CORPUS = ROOT / "data" / "demo_pretrain.jsonl"
 
-# Used only when the shipped dataset is missing (a broken checkout): the model still builds.
+# Used only when the shipped pre-training corpus is missing (a broken checkout): the model still builds.
 _FALLBACK_TEXT = [
     "Below is an instruction that describes a task. Write a response that appropriately completes it.",
     "What is the capital of France? The capital of France is Paris.",
@@ -88,11 +90,11 @@ def _strings(value: object) -> Iterator[str]:
             yield from _strings(v)
 
 
-def _training_text() -> tuple[list[str], str]:
-    """The texts the tokenizer learns from, and a short hash of them (part of the cache name)."""
+def _read_strings(path: Path) -> list[str]:
+    """Every string in a JSONL file (a missing file or a broken line gives nothing, not an error)."""
     texts: list[str] = []
     try:
-        with open(DEMO_DATASET, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             for line in fh:
                 line = line.strip()
                 if not line:
@@ -103,17 +105,23 @@ def _training_text() -> tuple[list[str], str]:
                     continue
     except OSError:
         pass
-    if not texts:
-        texts = list(_FALLBACK_TEXT)
-    # The chat template's role names, so each becomes one token rather than a few letters.
-    texts += ["system\n", "user\n", "assistant\n"] * 4
-    digest = hashlib.sha256("\n\x00".join(texts).encode("utf-8")).hexdigest()[:12]
-    return texts, digest
+    return texts
+
+
+def _training_text() -> tuple[list[str], list[str], str]:
+    """(the texts the tokenizer learns from, the documents the base is pre-trained on, a short hash of
+    both: part of the cache name)."""
+    documents = _read_strings(PRETRAIN_CORPUS) or list(_FALLBACK_TEXT)
+    # The tokenizer also sees the fine-tuning text, so the demo's words are single tokens there too, and
+    # the chat template's role names, so each becomes one token rather than a few letters.
+    vocabulary = _read_strings(DEMO_DATASET) + documents + ["system\n", "user\n", "assistant\n"] * 4
+    digest = hashlib.sha256("\n\x00".join(vocabulary).encode("utf-8")).hexdigest()[:12]
+    return vocabulary, documents, digest
 
 
 def demo_model_dir() -> Path:
     """Where the demo model for the current dataset text lives (built or not)."""
-    _, digest = _training_text()
+    digest = _training_text()[2]
     return cache_root() / f"demo-model-v{BUILDER_VERSION}-{digest}"
 
 
@@ -124,14 +132,14 @@ def _is_complete(path: Path) -> bool:
 
 def ensure_demo_model() -> Path:
     """The demo model's directory, built (offline, a few seconds) on first use."""
-    texts, digest = _training_text()
+    vocabulary, documents, digest = _training_text()
     target = cache_root() / f"demo-model-v{BUILDER_VERSION}-{digest}"
     if _is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        _build(tmp, texts)
+        _build(tmp, vocabulary, documents)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared by the dashboard and its runs
         try:
             os.rename(tmp, target)
@@ -143,6 +151,11 @@ def ensure_demo_model() -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def needs_build(name: str) -> bool:
+    """True when `name` is the demo model and the next use will build it first (about half a minute)."""
+    return name.strip().lower() == DEMO_NAME and not _is_complete(demo_model_dir())
 
 
 def resolve_model_path(name: str) -> str:
@@ -219,13 +232,15 @@ def _pretrain_loop(model, data) -> None:
         optimizer.zero_grad(set_to_none=True)
 
 
-def _build(out_dir: Path, texts: list[str]) -> None:
+def _build(out_dir: Path, vocabulary: list[str], documents: list[str]) -> None:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = _build_tokenizer(texts)
+    tokenizer = _build_tokenizer(vocabulary)
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        # Padded to VOCAB_SIZE, as real models pad theirs: the shape, and so the plan's parameter counts, are
+        # known before the model is built and do not depend on how many merges the tokenizer found.
+        vocab_size=VOCAB_SIZE,
         hidden_size=HIDDEN_SIZE,
         intermediate_size=INTERMEDIATE_SIZE,
         num_hidden_layers=NUM_LAYERS,
@@ -242,12 +257,13 @@ def _build(out_dir: Path, texts: list[str]) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = LlamaForCausalLM(config)
-        _pretrain(model, tokenizer, texts)
+        _pretrain(model, tokenizer, documents)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, max_new_tokens=64)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     (out_dir / "README.md").write_text(
-        "tunedeck demo model: a tiny Llama-architecture model with random weights and a byte-level BPE "
-        "tokenizer trained on tunedeck's demo dataset. Built offline by trainer/demo.py.\n", encoding="utf-8")
+        "tunedeck demo model: a tiny Llama-architecture model pre-trained for a few seconds on "
+        "data/demo_pretrain.jsonl, with a byte-level BPE tokenizer trained on tunedeck's demo texts. Built "
+        "offline by trainer/engine/demo.py.\n", encoding="utf-8")

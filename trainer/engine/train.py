@@ -104,6 +104,10 @@ def run_training(cfg: TrainConfig, run_dir: str | Path) -> int:
             os.environ["TENSORBOARD_LOGGING_DIR"] = tensorboard_env
 
 
+def _rows(count: int, kind: str) -> str:
+    return f"{count:,} {kind} row{'' if count == 1 else 's'}"
+
+
 def _say(text: str) -> None:
     print(f"tunedeck: {text}", flush=True)
 
@@ -115,6 +119,7 @@ def _train(run: _Run, abort) -> int:
     resume_from = resolve_resume(cfg.resume_from_checkpoint, run_dir)
 
     from trainer.datasets import load_examples, tokenize_cached
+    from trainer.engine.demo import needs_build
     from trainer.plan.hardware import detect
     from trainer.engine.model import apply_lora, load_model, load_tokenizer, model_source, trainable_parameters
     from trainer.plan.resolve import resolve_plan
@@ -123,8 +128,12 @@ def _train(run: _Run, abort) -> int:
     fault = FaultInjector.from_env()
     hw = detect()
     loaded = load_examples(cfg)
-    _say(f"dataset {loaded.source} ({loaded.format}): {len(loaded.train)} training rows, "
-         f"{len(loaded.eval)} validation rows" + (f", {loaded.skipped} skipped" if loaded.skipped else ""))
+    _say(f"dataset {loaded.source} ({loaded.format}): {_rows(len(loaded.train), 'training')}, "
+         f"{_rows(len(loaded.eval), 'validation')}" + (f", {loaded.skipped} skipped" if loaded.skipped else ""))
+    if needs_build(cfg.model_name_or_path):  # said first: the page would show "step 0 / ?" for half a minute
+        _say("building the demo model (first run only)...")
+        writer.emit("message", level="info", phase="building_demo_model",
+                    text="Building the demo model (first run only, about half a minute)…")
     source = model_source(cfg)
     tokenizer = load_tokenizer(cfg, source)
     # Tokenized once per data, tokenizer and options, into Arrow files under the runs root: a second run
@@ -140,7 +149,8 @@ def _train(run: _Run, abort) -> int:
         writer.emit("message", level="warning", text=text)
     if loaded.skipped:
         writer.emit("message", level="warning",
-                    text=f"{loaded.skipped} invalid rows were skipped (skip_invalid_rows is on).")
+                    text=f"{_rows(loaded.skipped, 'invalid')} {'was' if loaded.skipped == 1 else 'were'} skipped "
+                         "(skip_invalid_rows is on).")
     lengths = train_rows.lengths
 
     plan = resolve_plan(cfg, len(train_rows), hw=hw, token_lengths=lengths)

@@ -49,6 +49,7 @@ _COLUMNS: list[tuple[str, str]] = [
     ("abort_requested_at", "REAL"),
     ("gpu", "TEXT"),
     ("best_eval_loss", "REAL"),
+    ("earlier_attempts_s", "REAL"),
 ]
 _SCHEMA = (f"CREATE TABLE IF NOT EXISTS runs ({', '.join(f'{n} {d}' for n, d in _COLUMNS)});\n"
            "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_at);\n")
@@ -93,6 +94,7 @@ class RunInfo:
     abort_requested_at: float | None
     gpu: str | None
     best_eval_loss: float | None
+    earlier_attempts_s: float | None  # seconds run before the current attempt (a resumed run's earlier segments)
     run_dir: Path
 
     @property
@@ -112,7 +114,8 @@ class RunInfo:
 def summary_columns(summary: RunSummary) -> dict[str, Any]:
     """The registry's columns that come from the run's events."""
     return {"best_loss": summary.best_loss, "best_eval_loss": summary.best_eval_loss,
-            "last_loss": summary.last_loss, "step": summary.step, "total_steps": summary.total_steps}
+            "last_loss": summary.last_loss, "step": summary.step, "total_steps": summary.total_steps,
+            "earlier_attempts_s": summary.earlier_attempts_seconds}
 
 
 def check_run_id(run_id: str) -> None:
@@ -217,9 +220,11 @@ class Registry:
                      (run_id, name, owner, QUEUED, time.time(), cfg.model_name_or_path, cfg.dataset, cfg.method_label))
 
     def requeue(self, conn: sqlite3.Connection, info: RunInfo, reason: str | None = None) -> None:
-        """Back to `queued` for another attempt in the same directory."""
-        self.update(conn, info.id, status=QUEUED, pid=None, exit_code=None, finished_at=None, reason=reason,
-                    failure_kind=None, abort_requested_at=None)
+        """Back to `queued` for another attempt in the same directory; the time run so far is kept."""
+        ran = (info.finished_at - info.started_at) if info.started_at and info.finished_at else 0.0
+        self.update(conn, info.id, status=QUEUED, pid=None, exit_code=None, started_at=None, finished_at=None,
+                    reason=reason, failure_kind=None, abort_requested_at=None,
+                    earlier_attempts_s=(info.earlier_attempts_s or 0.0) + max(0.0, ran))
         clear_abort_request(info.run_dir)
 
     def adopt_run_dirs(self) -> None:
@@ -252,7 +257,7 @@ class Registry:
                 "id": entry.name, "name": str(first.get("name") or (cfg.display_name if cfg else entry.name)),
                 "owner": str(first.get("owner") or "local"), "status": status,
                 "created_at": created or entry.stat().st_mtime,
-                "started_at": created if status != QUEUED else None,
+                "started_at": (summary.attempts[-1][0] if summary.attempts else created) if status != QUEUED else None,
                 "finished_at": number(last.get("t")) if status in FINAL_STATUSES else None,
                 "pid": pid if status == RUNNING else None,
                 "model": cfg.model_name_or_path if cfg else None, "dataset": cfg.dataset if cfg else None,

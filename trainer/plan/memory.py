@@ -75,11 +75,13 @@ class MemorySettings:
     unsorted_varied_batches: bool = False  # plain shuffled batching of varied lengths: fragments the allocator
     kbit_upcast_fp32: bool = True  # peft's prepare_model_for_kbit_training upcasts unquantised weights
     fused_lm_head: bool = True  # TRL's SFTTrainer never builds the full logits; a plain script does
+    device: str = "cuda"  # "cpu": the same tensors in RAM, without a CUDA context or torch's GPU allocator
 
     @classmethod
     def from_config(cls, cfg: Any, *, precision: str, attn_implementation: str = "sdpa",
                     use_liger_kernel: bool = False, micro_batch: Optional[int] = None,
-                    seq_len: Optional[int] = None, unsorted_varied_batches: bool = False) -> "MemorySettings":
+                    seq_len: Optional[int] = None, unsorted_varied_batches: bool = False,
+                    device: str = "cuda") -> "MemorySettings":
         """From a TrainConfig and the plan's resolved choices. seq_len defaults to cutoff_len (worst case)."""
         return cls(
             micro_batch=micro_batch or cfg.per_device_train_batch_size,
@@ -98,6 +100,7 @@ class MemorySettings:
             use_liger_kernel=use_liger_kernel,
             attn_implementation=attn_implementation,
             unsorted_varied_batches=unsorted_varied_batches,
+            device=device,
         )
 
     def with_batch(self, micro_batch: int) -> "MemorySettings":
@@ -295,13 +298,18 @@ class MemoryEstimate:
 
 
 def estimate_memory(shape: ModelShape, settings: MemorySettings) -> MemoryEstimate:
-    """Peak GPU memory of one training step (forward + backward + optimizer step)."""
+    """Peak GPU memory of one training step (forward + backward + optimizer step); on a CPU, the same
+    tensors in RAM (no CUDA context, no caching allocator's reserve).
+
+    trainable_parameters / total_parameters follow peft's count (the one definition the trainer reports
+    too): the total is the base model plus the adapter."""
     if settings.micro_batch < 1 or settings.seq_len < 1:
         raise ValueError("micro_batch and seq_len must be at least 1")
+    on_gpu = settings.device == "cuda"
     notes: list[str] = []
     weights = base_weight_bytes(shape, settings)
     total_params = shape.parameter_count()
-    breakdown: dict[str, float] = {"cuda_context": float(CUDA_CONTEXT_BYTES)}
+    breakdown: dict[str, float] = {"cuda_context": float(CUDA_CONTEXT_BYTES)} if on_gpu else {}
     if settings.finetuning_type == "full":
         param_bytes = 4 if settings.precision in ("fp32", "fp16") else 2
         trainable = total_params
@@ -311,6 +319,7 @@ def estimate_memory(shape: ModelShape, settings: MemorySettings) -> MemoryEstima
                                                              matrices=_trainable_matrices(shape, settings))
     else:
         trainable = lora_parameter_count(shape, settings.lora_rank, settings.lora_target, use_dora=settings.use_dora)
+        total_params += trainable
         if trainable == 0:
             notes.append(f"lora_target {settings.lora_target!r} matches no linear layer of this model")
         breakdown["base_weights"] = weights["quantized_linear"] + weights["unquantized"]
@@ -334,6 +343,9 @@ def estimate_memory(shape: ModelShape, settings: MemorySettings) -> MemoryEstima
     # torch reserves more than it hands out: block rounding and fragmentation grow with the live tensors;
     # after a quantised load the reserve never drops below the holes the 16-bit copies left behind.
     allocated = sum(v for k, v in breakdown.items() if k != "cuda_context")
+    if not on_gpu:
+        return MemoryEstimate(breakdown=breakdown, trainable_parameters=trainable, total_parameters=total_params,
+                              settings=settings, notes=notes)
     overhead = UNSORTED_BATCH_OVERHEAD if settings.unsorted_varied_batches else ALLOCATOR_OVERHEAD
     reserved = allocated * (1 + overhead)
     if settings.quantization_bit and settings.finetuning_type == "lora":
@@ -429,12 +441,13 @@ def plan_memory(shape: ModelShape, settings: MemorySettings, gpu_bytes: Optional
 
 def memory_plan_for_config(cfg: Any, *, precision: str, attn_implementation: str, use_liger_kernel: bool,
                            gpu_memory_gb: Optional[float] = None, gpu_label: Optional[str] = None,
-                           unsorted_varied_batches: bool = False
+                           unsorted_varied_batches: bool = False, device: str = "cuda"
                            ) -> tuple[Optional[float], dict[str, Any], list[str]]:
     """(estimate in GB or None when the model is unknown, plan extras, warnings) for a TrainConfig.
 
     gpu_memory_gb: the card to judge against (detected, or picked from catalog.GPU_CHOICES), in GiB.
-    Without one, the verdict is given for every size in GPU_CHOICES.
+    Without one, the verdict is given for every size in GPU_CHOICES. device "cpu": the run trains on this
+    machine's CPU, so the estimate is of RAM and no GPU is judged.
     """
     from trainer.plan.catalog import GPU_CHOICES, model_shape
 
@@ -447,7 +460,11 @@ def memory_plan_for_config(cfg: Any, *, precision: str, attn_implementation: str
             "directory with a config.json."]
     settings = MemorySettings.from_config(cfg, precision=precision, attn_implementation=attn_implementation,
                                           use_liger_kernel=use_liger_kernel,
-                                          unsorted_varied_batches=unsorted_varied_batches)
+                                          unsorted_varied_batches=unsorted_varied_batches, device=device)
+    if device != "cuda":
+        extra = plan_memory(shape, settings)
+        extra["memory_device"] = "cpu"
+        return round(estimate_memory(shape, settings).total_gb, 2), extra, []
     gpu_bytes = gpu_memory_gb * GB if gpu_memory_gb else None
     extra = plan_memory(shape, settings, gpu_bytes, gpu_label)
     est_gb = round(estimate_memory(shape, settings).total_gb, 2)

@@ -266,10 +266,7 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     if cfg.finetuning_type == "lora" and not 0.5 <= cfg.lora_alpha / cfg.lora_rank <= 4 and not cfg.use_rslora:
         warnings.append(f"lora_alpha / lora_rank = {cfg.lora_alpha}/{cfg.lora_rank}: the usual range is 0.5 to 2 "
                         "(alpha 16-32 with rank 16-32).")
-    if cfg.finetuning_type == "full" and cfg.learning_rate > 1e-4:
-        warnings.append(f"learning_rate {cfg.learning_rate:g} is high for full fine-tuning (1e-5..5e-5 is typical).")
-    if cfg.finetuning_type == "lora" and cfg.learning_rate < 1e-5:
-        warnings.append(f"learning_rate {cfg.learning_rate:g} is low for LoRA (1e-4..3e-4 is typical).")
+    warnings.extend(_absurd_values(cfg, total_steps, warmup))
     if cfg.val_size == 0:
         warnings.append("No validation split (val_size 0): you will not see whether the model overfits.")
     if cfg.save_strategy == "no":
@@ -280,13 +277,17 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     # Peak GPU memory from the model's shape (catalog or local config.json): trainer/memory.py.
     from trainer.plan.memory import memory_plan_for_config
 
+    # Judged against a GPU (picked, or this machine's), `auto` means what it will mean there: 16-bit. With
+    # neither, the run trains on this CPU: the estimate is of RAM, at the CPU's precision.
+    if not (isinstance(gpu_memory_gb, (int, float)) and math.isfinite(gpu_memory_gb) and gpu_memory_gb > 0):
+        gpu_memory_gb = None  # an unknown or nonsensical card size: plan for this machine instead
     card_gb = gpu_memory_gb or (hw.gpu_total_gb if hw.device == "cuda" else None)
-    # Planned from a CPU box, `auto` means what it will mean on the GPU: 16-bit.
-    memory_precision = precision if hw.device == "cuda" or cfg.precision != "auto" else "bf16"
+    memory_device = "cuda" if hw.device == "cuda" or gpu_memory_gb else "cpu"
+    memory_precision = precision if memory_device == "cpu" or hw.device == "cuda" or cfg.precision != "auto" else "bf16"
     memory_gb, memory_extra, memory_warnings = memory_plan_for_config(
         cfg, precision=memory_precision, attn_implementation=resolve_attention(cfg, hw), use_liger_kernel=bool(liger),
         gpu_memory_gb=card_gb, gpu_label=hw.gpu_name if card_gb and not gpu_memory_gb else None,
-        unsorted_varied_batches=not packing and not group)
+        unsorted_varied_batches=not packing and not group, device=memory_device)
     extra.update(memory_extra)
     warnings.extend(memory_warnings)
     return Plan(
@@ -311,6 +312,36 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         warnings=warnings,
         extra=extra,
     )
+
+
+# Beyond these the run diverges or learns nothing, whatever the model: the plan says so before it starts.
+DIVERGING_LORA_LEARNING_RATE = 1e-2
+DIVERGING_LEARNING_RATE = 0.1
+
+
+def _absurd_values(cfg: TrainConfig, total_steps: Optional[int], warmup: Optional[int]) -> list[str]:
+    """Warnings for values the schema allows but no run is helped by (learning rate 1.0, ...)."""
+    out: list[str] = []
+    lr = cfg.learning_rate
+    typical = "1e-4..3e-4 is typical for LoRA" if cfg.finetuning_type == "lora" else \
+        "1e-5..5e-5 is typical for full fine-tuning"
+    if lr >= DIVERGING_LEARNING_RATE:
+        out.append(f"learning_rate {lr:g} is far too high: the loss will diverge to NaN within a few steps ({typical}).")
+    elif cfg.finetuning_type == "lora" and lr >= DIVERGING_LORA_LEARNING_RATE:
+        out.append(f"learning_rate {lr:g} is very high for LoRA (1e-4..3e-4 is typical): expect spikes or a NaN loss.")
+    elif cfg.finetuning_type == "full" and lr > 1e-4:
+        out.append(f"learning_rate {lr:g} is high for full fine-tuning (1e-5..5e-5 is typical).")
+    if cfg.finetuning_type == "lora" and lr < 1e-5:
+        out.append(f"learning_rate {lr:g} is low for LoRA (1e-4..3e-4 is typical).")
+    if cfg.weight_decay > 0.5:
+        out.append(f"weight_decay {cfg.weight_decay:g} pulls the weights to zero faster than they learn "
+                   "(0-0.1 is typical).")
+    if cfg.finetuning_type == "lora" and cfg.lora_dropout >= 0.5:
+        out.append(f"lora_dropout {cfg.lora_dropout:g} drops most of the adapter's input (0-0.1 is typical).")
+    if total_steps and warmup is not None and warmup > total_steps / 2:
+        out.append(f"Warmup takes {warmup} of the {total_steps} steps: most of the run trains at a reduced learning "
+                   "rate (warmup_ratio 0.03-0.1 is typical).")
+    return out
 
 
 def _num(value: float) -> str:

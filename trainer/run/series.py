@@ -145,6 +145,8 @@ class RunSummary:
     - ``step``: the furthest step of the current attempt (any event's `step`; a resumed attempt starts
       again from its checkpoint's step).
     - ``total_steps``: from the newest plan event. ``status``: the newest status event.
+    - ``attempts``: [start, end] of each attempt (a `running` status to the final status, or to the last
+      event before the next attempt when it ended without one): a resumed run's time is all of them.
     """
 
     best_loss: float | None = None
@@ -153,10 +155,13 @@ class RunSummary:
     step: int | None = None
     total_steps: int | None = None
     status: dict[str, Any] | None = None
+    attempts: list[list[float]] = field(default_factory=list)
     _new_attempt: bool = field(default=False, repr=False)
+    _open: bool = field(default=False, repr=False)
 
     def add(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        self._clock(kind, event)
         step = event.get("step")
         if isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step):
             if self.step is None or self._new_attempt:
@@ -183,12 +188,38 @@ class RunSummary:
             if event.get("status") == RUNNING:
                 self._new_attempt = True
 
+    def _clock(self, kind: Any, event: dict[str, Any]) -> None:
+        t = number(event.get("t"))
+        if not _finite(t):
+            return
+        if kind == "status" and event.get("status") == RUNNING:
+            self.attempts.append([t, t])  # an open attempt left before it is closed at its last event
+            self._open = True
+        elif self._open:
+            self.attempts[-1][1] = max(self.attempts[-1][1], t)
+            if kind == "status" and event.get("status") in FINAL_STATUSES:
+                self._open = False
+
+    def active_seconds(self, now: float | None = None) -> float | None:
+        """Seconds the run has spent running, over all its attempts (None before it first ran). A live
+        attempt counts up to `now`; without `now`, up to its newest event."""
+        if not self.attempts:
+            return None
+        if self._open and now is not None:
+            return self.earlier_attempts_seconds + max(0.0, now - self.attempts[-1][0])
+        return sum(end - start for start, end in self.attempts)
+
+    @property
+    def earlier_attempts_seconds(self) -> float:
+        """Seconds spent in the attempts before the newest one (0 for a run that never resumed)."""
+        return sum(end - start for start, end in self.attempts[:-1])
+
     def update(self, events: Iterable[dict[str, Any]]) -> bool:
         """Add events; True when a number or the status changed."""
-        before = self.numbers(), self.status
+        before = self.numbers(), self.status, len(self.attempts)
         for event in events:
             self.add(event)
-        return (self.numbers(), self.status) != before
+        return (self.numbers(), self.status, len(self.attempts)) != before
 
     def numbers(self) -> tuple[float | None, float | None, float | None, int | None, int | None]:
         return self.best_loss, self.best_eval_loss, self.last_loss, self.step, self.total_steps
@@ -233,10 +264,16 @@ class RunSeries:
     plan: dict[str, Any] | None = None
     summary: RunSummary = field(default_factory=RunSummary)  # best loss, step, status: what the registry stores
     first_t: float | None = None
-    running_since: float | None = None  # t of the last `running` status: the clock of the current attempt
     last_t: float | None = None
-    first_log_t: float | None = None  # pace for the remaining time starts here, after model loading
+    first_log_t: float | None = None  # the current attempt's pace starts here, after model loading
     first_log_step: int | None = None
+    last_log_t: float | None = None
+    last_log_step: int | None = None
+    # The pace of the earlier attempts (seconds and steps between their first and last log), so a resume
+    # neither restarts the remaining time nor judges it from its first few steps alone.
+    earlier_pace_seconds: float = 0.0
+    earlier_pace_steps: int = 0
+    memory_breaks: list[float] = field(default_factory=list)  # elapsed_s where a later attempt's memory begins
     events_seen: int = 0
     # Incremental views for the charts and alerts, so a tick's cost does not grow with the history.
     nonfinite_loss_steps: list[int] = field(default_factory=list)
@@ -245,6 +282,8 @@ class RunSeries:
     finite_loss_prefix: list[float] = field(default_factory=lambda: [0.0])  # running sums of the finite losses
     _decimators: dict[str, Decimator] = field(default_factory=dict, repr=False)
     _smoothed: dict[float, _SmoothedLoss] = field(default_factory=dict, repr=False)
+    _message_keys: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    _attempt_has_memory: bool = field(default=False, repr=False)
 
     def extend(self, events: Iterable[dict[str, Any]]) -> int:
         """Add new events; returns how many were added."""
@@ -278,11 +317,25 @@ class RunSeries:
             self.plan = plan if isinstance(plan, dict) else {k: v for k, v in event.items() if k not in ("t", "type")}
         elif kind == "status":
             if event.get("status") == RUNNING and _finite(t):
-                self.running_since = t
-                self.first_log_t = self.first_log_step = None  # a resumed run sets a new pace
+                self._new_attempt()
         elif kind == "checkpoint" and isinstance(step, (int, float)):
             self.checkpoints.append(int(step))
         elif kind == "message":
+            self._add_message(event)
+
+    def _new_attempt(self) -> None:
+        if self.first_log_t is not None and self.last_log_t is not None:
+            self.earlier_pace_seconds += self.last_log_t - self.first_log_t
+            self.earlier_pace_steps += (self.last_log_step or 0) - (self.first_log_step or 0)
+        self.first_log_t = self.first_log_step = self.last_log_t = self.last_log_step = None
+        if self.memory:
+            self._attempt_has_memory = False  # the next memory point starts a new line, after a gap
+
+    def _add_message(self, event: dict[str, Any]) -> None:
+        """A resumed attempt repeats its start-up notes (trainable parameters, dataset warnings): once is enough."""
+        key = (str(event.get("level")), str(event.get("text")))
+        if key not in self._message_keys:
+            self._message_keys.add(key)
             self.messages.append(event)
 
     def _add_log(self, event: dict[str, Any]) -> None:
@@ -291,8 +344,10 @@ class RunSeries:
             return
         step = int(step)
         t = number(event.get("t"))
-        if self.first_log_t is None and _finite(t):
-            self.first_log_t, self.first_log_step = t, step
+        if _finite(t):
+            if self.first_log_t is None:
+                self.first_log_t, self.first_log_step = t, step
+            self.last_log_t, self.last_log_step = t, step
         loss = number(event.get("loss"))
         if loss is not None:
             self.steps.append(step)
@@ -323,6 +378,9 @@ class RunSeries:
         if not values or not _finite(t) or self.first_t is None:
             return
         point = MemoryPoint(round(t - self.first_t, 3), str(data.get("device") or "cpu"), values)  # type: ignore[operator,arg-type]
+        if self.memory and not self._attempt_has_memory:
+            self.memory_breaks.append(point.elapsed_s)
+        self._attempt_has_memory = True
         self.memory.append(point)
         group = "cuda" if point.device.startswith("cuda") else "cpu"
         for key, value in values.items():
@@ -349,6 +407,49 @@ class RunSeries:
             cached = self._smoothed[weight] = _SmoothedLoss(weight)
         cached.extend(self.steps, self.loss)
         return cached
+
+    def break_at_gaps(self, xs: Sequence[Any], ys: Sequence[float]) -> tuple[list[Any], list[float | None]]:
+        """A memory trace (x = elapsed seconds) with a None between attempts, so a chart leaves the downtime
+        of a resumed run blank instead of drawing a line across it."""
+        if not self.memory_breaks:
+            return list(xs), list(ys)
+        out_x: list[Any] = []
+        out_y: list[float | None] = []
+        breaks, i, previous = self.memory_breaks, 0, None
+        for x, y in zip(xs, ys):
+            while i < len(breaks) and breaks[i] <= x:
+                if previous is not None and breaks[i] > previous:  # an attempt began between these two points
+                    out_x.append(breaks[i])
+                    out_y.append(None)
+                i += 1
+            out_x.append(x)
+            out_y.append(y)
+            previous = x
+        return out_x, out_y
+
+    # --- time -----------------------------------------------------------------------------------
+    def elapsed_seconds(self, now: float | None = None) -> float | None:
+        """Time spent running, all attempts together (a resume does not restart the clock)."""
+        return self.summary.active_seconds(now)
+
+    def remaining_seconds(self, now: float | None = None) -> float | None:
+        """Time to the last step at the pace of every attempt so far (seconds per step between logs, model
+        loading left out). None until two steps of pace exist; 0 once the run has ended."""
+        if self.state in FINAL_STATUSES:
+            return 0.0 if self.total_steps else None
+        total, step = self.total_steps, self.last_step
+        if not total:
+            return None
+        if step >= total:
+            return 0.0
+        seconds, steps = self.earlier_pace_seconds, self.earlier_pace_steps
+        if self.first_log_t is not None and self.first_log_step is not None:
+            end = now if now is not None else self.last_log_t
+            seconds += max(0.0, (end or self.first_log_t) - self.first_log_t)
+            steps += (self.last_log_step or self.first_log_step) - self.first_log_step
+        if steps <= 0:
+            return None
+        return seconds / steps * (total - step)
 
     # --- derived numbers for the page ---------------------------------------------------------
     @property

@@ -204,7 +204,8 @@ def render_control(c: Control, value: Any, i18n: gr.I18n, visible: bool = True) 
         return gr.Dropdown(choices=list(c.choices), **common)
     if c.widget == "number":
         step = 1 if c.integer else _float_step(value)
-        return gr.Number(precision=0 if c.integer else None, step=step, **common)
+        # No rounding here (precision=0 would turn lora_rank 1.5 into 2): the schema refuses a fraction by name.
+        return gr.Number(precision=None, step=step, **common)
     return gr.Textbox(placeholder=c.placeholder, max_lines=1, **common)
 
 

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from trainer.config import ConfigError
 from trainer.jobs.processes import is_zombie, kill_group, pid_is_trainer_of, signal_name, spawn_trainer
-from trainer.jobs.registry import JobError, Registry, RunInfo, UnknownRunError, summary_columns
+from trainer.jobs.registry import QUEUE_ORDER_SQL, JobError, Registry, RunInfo, UnknownRunError, summary_columns
 from trainer.plan.batching import smaller_micro_batch
 from trainer.run.events import (
     ABORTED, FAILED, FAILURE_KINDS, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, EventReader, append_event, tail_lines,
@@ -184,7 +184,7 @@ class Scheduler:
             free = self.max_concurrent - running
             if free <= 0:
                 return
-            queued = conn.execute("SELECT * FROM runs WHERE status = ? ORDER BY created_at, id LIMIT ?",
+            queued = conn.execute(f"SELECT * FROM runs WHERE status = ? ORDER BY {QUEUE_ORDER_SQL} LIMIT ?",
                                   (QUEUED, free)).fetchall()
             for row in queued:
                 info = self.registry.row_to_info(row)
@@ -320,7 +320,7 @@ class Scheduler:
             text = (f"Out of memory at a micro-batch of {micro}: restarting {where} with micro-batch {new_micro} "
                     f"and gradient accumulation {new_accumulation} (was {accumulation}); the effective batch stays "
                     f"{new_micro * new_accumulation}.")
-            self.registry.requeue(conn, info, reason=text)
+            self.registry.requeue(conn, info, reason=text, to_back=False)  # it had its turn already
             append_event(info.run_dir, "message", level="warning", text=text, oom_recovery=True,
                          per_device_train_batch_size=new_micro, gradient_accumulation_steps=new_accumulation)
             append_event(info.run_dir, "status", status=QUEUED, reason=text)

@@ -1,0 +1,320 @@
+"""The HTTP API beside the page, on the same server and port, with the same users and rules.
+
+Authentication: HTTP Basic with a password login, or `Authorization: Bearer tdk_...` (an API token).
+401 without (or with wrong) credentials, 403 for another's run, 404 for an unknown id, 409 for a request
+the run's state refuses, 413 for a body over the limit, 422 for a config with field errors, 429 after
+repeated failed sign-ins or when the owner's queue is full. Every error is JSON: {"detail": "why"}.
+Cross-site browser requests are refused (a browser that cached Basic credentials cannot be driven by
+another site). Handlers are plain functions FastAPI runs in its thread pool; no torch is imported.
+
+    GET    /api/me                      who the credentials stand for
+    GET    /api/runs[?status=&owner=]   the team's runs, newest first
+    POST   /api/runs[?name=]            body: a YAML config -> 201 the queued run
+    GET    /api/runs/{id}               one run (+ its place in the queue while queued)
+    GET    /api/runs/{id}/events?offset=N   events from byte N, at most 256 KB; next_offset to go on
+    POST   /api/runs/{id}/abort | /resume;  DELETE /api/runs/{id}
+    GET    /api/queue                   running runs, then the line (position, ahead, estimated start)
+    POST   /api/queue/{id}/cancel       the owner (or an admin) takes a queued run out of the line
+    POST   /api/queue/{id}/move         {"position": N}: admins only
+    GET/POST /api/tokens;  DELETE /api/tokens/{id}   the caller's API tokens (the token is shown once)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from trainer.config import ConfigError, TrainConfig
+from trainer.jobs.manager import JobError, JobManager, QueueFullError, RunInfo, UnknownRunError
+from trainer.run.events import STATUSES
+from trainer.run.layout import EVENTS_FILE
+from webui.api_tokens import TokenStore
+from webui.auth import (
+    LOCAL_USER, SignIn, User, can_reorder_queue, can_view, require_modify,
+)
+
+MAX_CONFIG_BYTES = 256 * 1024
+EVENTS_CHUNK_BYTES = 256 * 1024
+FAILED_SIGN_INS_PER_MINUTE = 20
+_HIDDEN_FIELDS = ("run_dir", "pid", "events_offset", "queue_order")  # server internals, not the team's business
+
+
+class FailedSignIns:
+    """Failed sign-ins per client address in the last minute: past the limit, 429 instead of another
+    password hash (a guesser gets a few tries a minute, and the CPU stays free)."""
+
+    def __init__(self, limit: int = FAILED_SIGN_INS_PER_MINUTE, window_s: float = 60.0):
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        failures = self._failures.setdefault(client, deque())
+        while failures and failures[0] < now - self.window_s:
+            failures.popleft()
+        return failures
+
+    def retry_after(self, client: str) -> int | None:
+        now = time.monotonic()
+        with self._lock:
+            failures = self._recent(client, now)
+            if len(failures) < self.limit:
+                return None
+            return max(1, int(failures[0] + self.window_s - now) + 1)
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            if len(self._failures) > 10_000:
+                self._failures.clear()
+            self._recent(client, time.monotonic()).append(time.monotonic())
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
+    return HTTPException(status_code=status, detail=detail, headers=headers)
+
+
+def run_json(info: RunInfo) -> dict[str, Any]:
+    data = info.to_dict()
+    for name in _HIDDEN_FIELDS:
+        data.pop(name, None)
+    return data
+
+
+def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRouter:
+    """The /api routes over one JobManager."""
+    router = APIRouter(prefix="/api")
+    limiter = FailedSignIns()
+    unauthorized = {"WWW-Authenticate": 'Basic realm="tunedeck", charset="UTF-8"'}
+
+    def current_user(request: Request) -> User:
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
+            raise _error(403, "cross-site requests are refused: call the API from a script, not from another site")
+        client = request.client.host if request.client else "?"
+        header = request.headers.get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if not header:
+            if sign_in.is_open:
+                return LOCAL_USER
+            raise _error(401, "sign in: HTTP Basic with your login, or 'Authorization: Bearer <API token>'",
+                         unauthorized)
+        wait = limiter.retry_after(client)
+        if wait is not None:
+            raise _error(429, f"too many failed sign-ins from this address; try again in {wait} s",
+                         {"Retry-After": str(wait)})
+        user = None
+        if scheme.lower() == "basic":
+            try:
+                name, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                raise _error(401, "malformed Basic credentials (expected base64 of name:password)",
+                             unauthorized) from None
+            user = sign_in.accounts.check_password(name, password) if sep else None
+        elif scheme.lower() == "bearer":
+            owner = tokens.owner_of(credentials.strip())
+            user = sign_in.accounts.user(owner) if owner else None
+        if user is None:
+            limiter.failed(client)
+            raise _error(401, "wrong user name, password or API token", unauthorized)
+        return user
+
+    def find_run(run_id: str, user: User) -> RunInfo:
+        try:
+            info = jobs.get(run_id)
+        except UnknownRunError as exc:
+            raise _error(404, str(exc)) from None
+        if not can_view(user, info.owner):
+            raise _error(403, "you may not see this run")
+        return info
+
+    def act(run_id: str, user: User, verb: str, action: Callable[..., Any]) -> Any:
+        info = find_run(run_id, user)
+        try:
+            require_modify(user, info.owner, verb)
+            return action(run_id)
+        except PermissionError as exc:
+            raise _error(403, str(exc)) from None
+        except UnknownRunError as exc:
+            raise _error(404, str(exc)) from None
+        except QueueFullError as exc:
+            raise _error(429, str(exc)) from None
+        except (JobError, ConfigError) as exc:
+            raise _error(409, str(exc)) from None
+
+    @router.get("/me")
+    def me(user: User = Depends(current_user)) -> dict[str, Any]:
+        return {"name": user.name, "is_admin": user.is_admin, "sign_in": sign_in.mode}
+
+    @router.get("/runs")
+    def list_runs(status: str | None = None, owner: str | None = None,
+                  user: User = Depends(current_user)) -> list[dict[str, Any]]:
+        if status is not None and status not in STATUSES:
+            raise _error(400, f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        return [run_json(info) for info in jobs.list_runs(status, owner) if can_view(user, info.owner)]
+
+    @router.post("/runs", status_code=201)
+    async def submit(request: Request, name: str | None = Query(None, max_length=200),
+                     user: User = Depends(current_user)) -> JSONResponse:
+        declared = request.headers.get("content-length")
+        if declared and (not declared.isdigit() or int(declared) > MAX_CONFIG_BYTES):
+            raise _error(413, f"the config may be at most {MAX_CONFIG_BYTES // 1024} KB")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_CONFIG_BYTES:
+                raise _error(413, f"the config may be at most {MAX_CONFIG_BYTES // 1024} KB")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _error(400, "the body must be a YAML config in UTF-8") from None
+        if not text.strip():
+            raise _error(422, "the body is empty: send a YAML config (as `python -m trainer check` takes)")
+        try:
+            cfg = TrainConfig.from_yaml_text(text, source="request body")
+        except ConfigError as exc:
+            return JSONResponse({"detail": str(exc), "errors": [{"field": f, "message": m} for f, m in exc.errors]},
+                                status_code=422)
+        try:
+            run_id = await run_in_threadpool(jobs.submit, cfg, user.name, name)
+        except QueueFullError as exc:
+            raise _error(429, str(exc)) from None
+        except ConfigError as exc:
+            return JSONResponse({"detail": str(exc), "errors": [{"field": f, "message": m} for f, m in exc.errors]},
+                                status_code=422)
+        return JSONResponse(run_json(jobs.get(run_id)), status_code=201)
+
+    @router.get("/runs/{run_id}")
+    def get_run(run_id: str, user: User = Depends(current_user)) -> dict[str, Any]:
+        data = run_json(find_run(run_id, user))
+        place = next((e for e in jobs.queue() if e.run_id == run_id), None)
+        data["queue"] = place.to_dict() if place is not None else None
+        return data
+
+    @router.get("/runs/{run_id}/events")
+    def events(run_id: str, offset: int = Query(0, ge=0), user: User = Depends(current_user)) -> dict[str, Any]:
+        info = find_run(run_id, user)
+        path = Path(info.run_dir) / EVENTS_FILE
+        try:
+            with open(path, "rb") as fh:
+                size = fh.seek(0, 2)
+                if offset > size:
+                    raise _error(400, f"offset {offset} is past the end of the events ({size} bytes)")
+                fh.seek(offset)
+                chunk = fh.read(EVENTS_CHUNK_BYTES)
+        except FileNotFoundError:
+            chunk, size = b"", 0
+        if len(chunk) == EVENTS_CHUNK_BYTES or (chunk and not chunk.endswith(b"\n")):
+            cut = chunk.rfind(b"\n") + 1  # whole lines only; the rest comes with the next offset
+            chunk = chunk[:cut] if cut else chunk
+        parsed = []
+        for line in chunk.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line cut by an offset in its middle
+            if isinstance(event, dict):
+                parsed.append(event)
+        next_offset = offset + len(chunk)
+        return {"run_id": run_id, "status": info.status, "offset": offset, "next_offset": next_offset,
+                "size": size, "more": next_offset < size, "events": parsed}
+
+    @router.post("/runs/{run_id}/abort")
+    def abort(run_id: str, user: User = Depends(current_user)) -> dict[str, Any]:
+        return run_json(act(run_id, user, "abort", jobs.abort))
+
+    @router.post("/runs/{run_id}/resume")
+    def resume(run_id: str, user: User = Depends(current_user)) -> dict[str, Any]:
+        return run_json(act(run_id, user, "resume", jobs.resume))
+
+    @router.delete("/runs/{run_id}")
+    def delete(run_id: str, user: User = Depends(current_user)) -> dict[str, Any]:
+        act(run_id, user, "delete", jobs.delete)
+        return {"deleted": run_id}
+
+    @router.get("/queue")
+    def queue(user: User = Depends(current_user)) -> dict[str, Any]:
+        entries = [e.to_dict() for e in jobs.queue()]
+        return {"slots": jobs.max_concurrent, "max_queued_per_user": jobs.max_queued_per_owner,
+                "running": [e for e in entries if e["position"] is None],
+                "waiting": [e for e in entries if e["position"] is not None]}
+
+    @router.post("/queue/{run_id}/cancel")
+    def cancel(run_id: str, user: User = Depends(current_user)) -> dict[str, Any]:
+        return run_json(act(run_id, user, "cancel", jobs.cancel))
+
+    @router.post("/queue/{run_id}/move")
+    async def move(run_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+        if not can_reorder_queue(user):
+            raise _error(403, "only an admin may reorder the queue")
+        body = await request.body()
+        try:
+            position = json.loads(body[:4096] or b"null").get("position")
+        except (ValueError, AttributeError):
+            raise _error(400, 'send JSON like {"position": 1}') from None
+        find_run(run_id, user)
+        try:
+            entries = jobs.move(run_id, position)
+        except UnknownRunError as exc:
+            raise _error(404, str(exc)) from None
+        except JobError as exc:
+            raise _error(409 if isinstance(position, int) and position >= 1 else 400, str(exc)) from None
+        return {"waiting": [e.to_dict() for e in entries if e.position is not None]}
+
+    @router.get("/tokens")
+    def list_tokens(user: User = Depends(current_user)) -> list[dict[str, Any]]:
+        return tokens.list(user)
+
+    @router.post("/tokens", status_code=201)
+    async def create_token(request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+        body = await request.body()
+        try:
+            label = json.loads(body[:4096]).get("label", "") if body.strip() else ""
+        except (ValueError, AttributeError):
+            raise _error(400, 'send JSON like {"label": "my script"} (or nothing)') from None
+        try:
+            token_id, token = tokens.create(user, str(label))
+        except ValueError as exc:
+            raise _error(429, str(exc)) from None
+        return {"id": token_id, "token": token, "note": "shown once: keep it in your script's environment"}
+
+    @router.delete("/tokens/{token_id}")
+    def revoke_token(token_id: str, user: User = Depends(current_user)) -> dict[str, Any]:
+        try:
+            tokens.revoke(user, token_id)
+        except KeyError:
+            raise _error(404, f"no API token '{token_id}'") from None
+        except PermissionError as exc:
+            raise _error(403, str(exc)) from None
+        return {"revoked": token_id}
+
+    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown(rest: str, request: Request) -> None:
+        # Last: a path no route above matched (an id with a slash such as ../x, a typo) gets a reason too.
+        raise _error(404, f"no API endpoint {request.method} /api/{rest[:200]} (run ids look like "
+                          "20261123-053012-a1b2c3; the README's HTTP API section lists the endpoints)")
+
+    return router
+
+
+def server_extension(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> FastAPI:
+    """A FastAPI app holding what the page's server adds to Gradio's: the API routes and, on a Space with
+    Hugging Face sign-in, the OAuth routes and session. app.py hands its routes and middleware to Gradio's
+    own app (Blocks.launch(app_kwargs=...)), so the page and the API share one port."""
+    extension = FastAPI()
+    extension.include_router(api_router(jobs, sign_in, tokens))
+    if sign_in.mode == "huggingface":
+        from webui.hf_sign_in import attach_hf_sign_in
+
+        attach_hf_sign_in(extension, sign_in)
+    return extension

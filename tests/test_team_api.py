@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -74,9 +75,14 @@ def server(tmp_path_factory):
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-    for pid_file in runs.glob("*/events.jsonl"):  # no trainer outlives the test
-        pass
     log.close()
+    with sqlite3.connect(runs / "runs.db") as conn:  # no trainer outlives the test
+        pids = [row[0] for row in conn.execute("SELECT pid FROM runs WHERE status = 'running' AND pid IS NOT NULL")]
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def api(base: str, method: str, path: str, auth=None, **kwargs) -> httpx.Response:

@@ -11,51 +11,17 @@ process) can never take the page down.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
-from pathlib import Path
 
-from trainer.run.layout import DEFAULT_RUNS_DIR, RUNS_DIR_ENV
+from trainer.run.layout import RUNS_DIR_ENV
 from webui.auth import AUTH_ENV, HUGGING_FACE, PASSWORD, logins_from_env as auth_from_env, sign_in_from_env
+from webui.space import default_runs_dir, is_loopback, storage_warning
 
 __all__ = ["AUTH_ENV", "auth_from_env", "main", "parse_args"]
 
-SPACE_STORAGE = Path("/data")  # where a Hugging Face Space mounts its persistent storage
 MAX_QUEUED_ENV = "TUNEDECK_MAX_QUEUED"  # queued runs one person may have waiting (default 3 with sign-in)
 DEFAULT_MAX_QUEUED = 3
-
-
-def default_runs_dir(environ: dict[str, str] | os._Environ = os.environ, storage: Path = SPACE_STORAGE) -> str:
-    """$TUNEDECK_RUNS_DIR; else <storage>/runs when the persistent storage exists (a Space keeps its runs
-    across restarts); else ./runs."""
-    if environ.get(RUNS_DIR_ENV):
-        return environ[RUNS_DIR_ENV]
-    if storage.is_dir() and os.access(storage, os.W_OK):
-        return str(storage / "runs")
-    return DEFAULT_RUNS_DIR
-
-
-def storage_warning(runs_dir: str | Path, environ: dict[str, str] | os._Environ = os.environ,
-                    storage: Path = SPACE_STORAGE) -> str | None:
-    """On a Space, the warning the page shows when runs are not on persistent storage (None when they are,
-    or when not on a Space: a machine's own disk keeps them)."""
-    if not environ.get("SPACE_ID"):
-        return None
-    on_storage = storage.is_dir() and Path(runs_dir).resolve().is_relative_to(storage.resolve())
-    if on_storage and os.path.ismount(storage):
-        return None
-    return ("Runs are kept in the Space's container, which loses them on every restart or rebuild: add "
-            "persistent storage in the Space's settings (it appears as /data and runs go there).")
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

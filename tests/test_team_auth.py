@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import app
+from webui import space
 from webui import auth
 from webui.auth import LOCAL, LOCAL_USER, User, can_modify, can_reorder_queue, can_view, require_modify
 
@@ -115,9 +115,35 @@ def test_hugging_face_sessions_and_organisations():
     name, why = auth.hf_user_from_session(session("mallory", ["other"]), frozenset({"acme"}))
     assert name is None and "not a member of acme" in why
     assert auth.hf_user_from_session(session("../x"), frozenset())[0] is None
-    env = {"SPACE_ID": "team/tunedeck", "OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "s", "TUNEDECK_HF_ORGS": "acme"}
+    env = {"SYSTEM": "spaces", "SPACE_ID": "team/tunedeck", "OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "s",
+           "OAUTH_SCOPES": "openid profile", "OPENID_PROVIDER_URL": "https://huggingface.co", "TUNEDECK_HF_ORGS": "acme"}
     sign_in = auth.sign_in_from_env(env)
     assert sign_in.mode == auth.HUGGING_FACE and sign_in.hf_orgs == {"acme"} and "acme" in sign_in.describe()
+    with pytest.raises(ValueError, match="TUNEDECK_HF_ORGS"):  # a Space without hf_oauth: no silent open page
+        auth.sign_in_from_env({k: v for k, v in env.items() if k != "OAUTH_CLIENT_ID"})
+
+
+def test_a_shared_server_keeps_team_members_to_their_own_files(tmp_path):
+    from trainer.config import TrainConfig
+
+    runs = tmp_path / "runs"
+    bob, root = User("bob"), User("root", is_admin=True)
+    mine = auth.upload_dir(runs, bob)
+    mine.mkdir(parents=True)
+    (mine / "data.jsonl").write_text("{}\n")
+    theirs = auth.upload_dir(runs, User("alice"))
+    theirs.mkdir(parents=True)
+    (theirs / "secret.jsonl").write_text("{}\n")
+    ok = [TrainConfig(), TrainConfig(dataset=str(mine / "data.jsonl")), TrainConfig(model_name_or_path="org/model")]
+    for cfg in ok:
+        assert auth.config_refusal(bob, cfg, runs) is None
+    for cfg, words in [(TrainConfig(trust_remote_code=True), "trust_remote_code"),
+                       (TrainConfig(dataset="/etc/passwd"), "dataset"),
+                       (TrainConfig(dataset=str(theirs / "secret.jsonl")), "outside your upload folder"),
+                       (TrainConfig(dataset=str(mine / ".." / "alice" / "secret.jsonl")), "dataset"),
+                       (TrainConfig(model_name_or_path="~/models/x"), "model_name_or_path")]:
+        assert words in (auth.config_refusal(bob, cfg, runs) or ""), cfg
+        assert auth.config_refusal(root, cfg, runs) is None  # an admin's call
 
 
 @pytest.mark.parametrize("flags", [["--host", "0.0.0.0"], ["--share"], ["--host", "192.168.1.20"]])
@@ -128,5 +154,5 @@ def test_an_open_server_refuses_to_listen_beyond_this_machine(flags, tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--allow-open" in done.stderr and "without sign-in" in done.stderr
     assert not (tmp_path / "runs").exists()  # refused before touching anything
-    assert app.is_loopback("127.0.0.1") and app.is_loopback("::1") and app.is_loopback("localhost")
-    assert not app.is_loopback("0.0.0.0") and not app.is_loopback("example.org")
+    assert space.is_loopback("127.0.0.1") and space.is_loopback("::1") and space.is_loopback("localhost")
+    assert not space.is_loopback("0.0.0.0") and not space.is_loopback("example.org")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-import app
+from webui import space
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,11 +59,11 @@ def test_the_readme_carries_the_docker_space_metadata_and_keeps_its_content():
 
 def test_runs_go_to_persistent_storage_when_there_is_one(tmp_path):
     storage = tmp_path / "data"
-    assert app.default_runs_dir({}, storage) == "runs"
+    assert space.default_runs_dir({}, storage) == "runs"
     storage.mkdir()
-    assert app.default_runs_dir({}, storage) == str(storage / "runs")
-    assert app.default_runs_dir({"TUNEDECK_RUNS_DIR": "/elsewhere"}, storage) == "/elsewhere"
+    assert space.default_runs_dir({}, storage) == str(storage / "runs")
+    assert space.default_runs_dir({"TUNEDECK_RUNS_DIR": "/elsewhere"}, storage) == "/elsewhere"
     # On a Space, runs off a mounted /data vanish on a restart: the page is told so.
-    assert app.storage_warning("runs", {}, storage) is None  # a machine's own disk keeps them
-    assert "restart" in app.storage_warning("runs", {"SPACE_ID": "team/tunedeck"}, storage)
-    assert "restart" in app.storage_warning(str(storage / "runs"), {"SPACE_ID": "team/tunedeck"}, storage)
+    assert space.storage_warning("runs", {}, storage) is None  # a machine's own disk keeps them
+    assert "restart" in space.storage_warning("runs", {"SPACE_ID": "team/tunedeck"}, storage)
+    assert "restart" in space.storage_warning(str(storage / "runs"), {"SPACE_ID": "team/tunedeck"}, storage)

@@ -1,7 +1,8 @@
 """The HTTP API beside the page, on the same server and port, with the same users and rules.
 
 Authentication: HTTP Basic with a password login, or `Authorization: Bearer tdk_...` (an API token).
-401 without (or with wrong) credentials, 403 for another's run, 404 for an unknown id, 409 for a request
+401 without (or with wrong) credentials, 403 for another's run (or a config that reads server files
+outside the caller's upload folder, or trusts remote code: webui.auth.config_refusal), 404 for an unknown id, 409 for a request
 the run's state refuses, 413 for a body over the limit, 422 for a config with field errors, 429 after
 repeated failed sign-ins or when the owner's queue is full. Every error is JSON: {"detail": "why"}.
 Cross-site browser requests are refused (a browser that cached Basic credentials cannot be driven by
@@ -41,7 +42,7 @@ from trainer.run.events import STATUSES
 from trainer.run.layout import EVENTS_FILE
 from webui.api_tokens import TokenStore
 from webui.auth import (
-    LOCAL_USER, SignIn, User, can_reorder_queue, can_view, require_modify,
+    LOCAL_USER, SignIn, User, can_reorder_queue, can_view, config_refusal, require_modify,
 )
 
 MAX_CONFIG_BYTES = 256 * 1024
@@ -185,6 +186,9 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
         except ConfigError as exc:
             return JSONResponse({"detail": str(exc), "errors": [{"field": f, "message": m} for f, m in exc.errors]},
                                 status_code=422)
+        refusal = config_refusal(user, cfg, jobs.runs_root)
+        if refusal:
+            raise _error(403, refusal)
         try:
             run_id = await run_in_threadpool(jobs.submit, cfg, user.name, name)
         except QueueFullError as exc:

@@ -14,7 +14,8 @@ their live charts); only a run's owner or an admin aborts, resumes, deletes, ren
 and only an admin reorders the queue. Runs made before logins were turned on belong to `local`: once
 logins are on nobody is `local`, so only admins act on them. On an open page the operator is an admin.
 
-Page handlers call ``user_of(request)`` then ``require_modify(user, owner, action)`` (or ``can_modify``);
+Page handlers call ``user_of(request)`` then ``require_modify(user, owner, action)`` (or ``can_modify``),
+and ``config_refusal(user, cfg, runs_root)`` before starting a run;
 ``open_notice(user)`` is the banner an open page shows; ``upload_dir(root, user)`` is each uploader's
 folder. No gradio import: the API and the tests use this module as it is.
 """
@@ -250,9 +251,13 @@ def _names(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+_HF_OAUTH_VARIABLES = ("SPACE_ID", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL")
+
+
 def hf_oauth_available(environ: Mapping[str, str]) -> bool:
-    """On a Space whose README asks for `hf_oauth: true`: the Space then sets these variables."""
-    return bool(environ.get("SPACE_ID") and environ.get("OAUTH_CLIENT_ID") and environ.get("OAUTH_CLIENT_SECRET"))
+    """On a Space whose README asks for `hf_oauth: true`: the Space then sets these variables (and
+    SYSTEM=spaces, which Gradio's OAuth checks too)."""
+    return environ.get("SYSTEM") == "spaces" and all(environ.get(name) for name in _HF_OAUTH_VARIABLES)
 
 
 def sign_in_from_env(environ: Mapping[str, str] | None = None) -> SignIn:
@@ -322,6 +327,34 @@ def require_modify(user: User | None, owner: str, action: str, what: str = "run"
         who = user.name if user is not None else "nobody signed in"
         raise PermissionError(f"this {what} belongs to '{owner}': only its owner or an admin may {action} it "
                               f"(you are '{who}')")
+
+
+_LOCAL_FILE_FIELDS = ("model_name_or_path", "dataset", "resume_from_checkpoint")
+_SHIPPED = ("demo", "last", "latest", "true")  # names that are not files: the demo model/data, "resume mine"
+
+
+def config_refusal(user: User, cfg: Any, runs_root: str | Path) -> str | None:
+    """Why `user` may not start `cfg` on a shared server, or None. A team member's run may read files on the
+    server only from their own upload folder, and may not run a model repository's own code; admins (and an
+    open page's operator) may do both. For the API and the page's Start alike."""
+    if user.is_admin:
+        return None
+    if getattr(cfg, "trust_remote_code", False):
+        return ("trust_remote_code: it runs code from the model's repository on the server, so only an admin may "
+                "turn it on")
+    own = upload_dir(runs_root, user).resolve()
+    for name in _LOCAL_FILE_FIELDS:
+        value = getattr(cfg, name, None)
+        if not value or str(value).strip().lower() in _SHIPPED:
+            continue
+        path = Path(str(value)).expanduser()
+        if not (str(value).startswith(("/", "~", ".")) or path.exists()):
+            continue  # a Hub id
+        if path.resolve().is_relative_to(own):
+            continue
+        return (f"{name}: {value} is a file on the server outside your upload folder; upload the file (it is kept "
+                "in your folder) or name a Hub id")
+    return None
 
 
 def user_of(request: Any, sign_in: SignIn | None = None) -> User:

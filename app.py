@@ -76,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     from webui.app import CSS, build, i18n_for_launch
 
     jobs = JobManager(args.runs_dir, max_queued_per_owner=max_queued)
+    try:
+        extension = server_extension(jobs, sign_in, TokenStore(args.runs_dir))
+    except ImportError as exc:  # Hugging Face sign-in without Gradio's OAuth extras
+        jobs.close()
+        print(f"error: Hugging Face sign-in needs `pip install authlib itsdangerous` ({exc})", file=sys.stderr)
+        return 2
     demo = build(args.runs_dir, jobs=jobs)
-    extension = server_extension(jobs, sign_in, TokenStore(args.runs_dir))
     print(f"tunedeck: runs in {os.path.abspath(args.runs_dir)}", flush=True)
     print(f"tunedeck: {sign_in.describe()}; API at /api", flush=True)
     warning = storage_warning(args.runs_dir)

@@ -196,9 +196,23 @@ def test_crafted_requests_get_a_clear_4xx_and_the_server_keeps_answering(server)
         response = api(base, "POST", "/api/runs", ALICE, content=body)
         assert response.status_code == 422, (body, response.text)
         assert expected in response.text, (body, response.text)
+    laughs = ["x0: &x0 [" + ", ".join(["lol"] * 9) + "]"]
+    laughs += [f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb = "preset:\n" + "\n".join("  " + line for line in laughs) + "\ncolumn_mapping: {q: *x8}\n"
+    started = time.monotonic()
+    refused = api(base, "POST", "/api/runs", ALICE, content=bomb)
+    assert refused.status_code == 422 and "aliases" in refused.json()["detail"]
+    assert time.monotonic() - started < 20  # refused before the expansion costs minutes of CPU
+    deep = api(base, "POST", "/api/runs", ALICE, content="lora_target: " + "[" * 50_000 + "]" * 50_000)
+    assert deep.status_code == 422 and "nested too deeply" in deep.json()["detail"]
     field_errors = api(base, "POST", "/api/runs", ALICE, content="learning_rate: fast\n").json()["errors"]
     assert field_errors[0]["field"] == "learning_rate"
     assert api(base, "POST", "/api/runs", ALICE, content=b"\xff\xfe bad").status_code == 400
+    for refused_config, words in [(config_yaml(trust_remote_code=True), "only an admin"),
+                                  (config_yaml(dataset="/etc/passwd"), "outside your upload folder")]:
+        response = api(base, "POST", "/api/runs", BOB, content=refused_config)
+        assert response.status_code == 403 and words in response.json()["detail"]
+    assert api(base, "POST", "/api/tokens", ALICE, content=b"{" * 10_000).status_code == 413
     assert api(base, "GET", "/api/runs?status=sleeping", ALICE).status_code == 400
     run_id = api(base, "POST", "/api/runs", ALICE, content=config_yaml()).json()["id"]
     for query in ["offset=-1", "offset=abc", "offset=99999999999"]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def test_accounts_from_the_environment_and_a_users_file(tmp_path):
     assert sign_in.accounts.check_password("alice", "pw:2") is None
     assert sign_in.accounts.check_password("dave", "pw2") is None
     assert sign_in.accounts.check_password("alice", "x" * 5000) is None
-    assert sign_in.accounts.gradio_auth("bob", "pw2") and not sign_in.accounts.gradio_auth("bob", "pw1")
+    assert asyncio.run(sign_in.accounts.gradio_auth("bob", "pw2"))  # the page's sign-in form, awaited by Gradio
+    assert not asyncio.run(sign_in.accounts.gradio_auth("bob", "pw1"))
 
     assert auth.sign_in_from_env({}).mode == auth.OPEN
     assert "OPEN" in auth.sign_in_from_env({}).describe()

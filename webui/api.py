@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+import yaml
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +47,8 @@ from webui.auth import (
 )
 
 MAX_CONFIG_BYTES = 256 * 1024
+MAX_JSON_BYTES = 4 * 1024
+MAX_YAML_VALUES = 20_000  # a config has a few hundred
 EVENTS_CHUNK_BYTES = 256 * 1024
 FAILED_SIGN_INS_PER_MINUTE = 20
 _HIDDEN_FIELDS = ("run_dir", "pid", "events_offset", "queue_order")  # server internals, not the team's business
@@ -81,6 +84,52 @@ class FailedSignIns:
             self._recent(client, time.monotonic()).append(time.monotonic())
 
 
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes (never read whole first)."""
+    too_big = _error(413, f"{what} may be at most {limit // 1024} KB")
+    declared = request.headers.get("content-length")
+    if declared and (not declared.isdigit() or int(declared) > limit):
+        raise too_big
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise too_big
+    return bytes(body)
+
+
+def yaml_problem(text: str) -> str | None:
+    """Why a YAML body is refused before it is even turned into values: aliases that expand to a huge tree
+    (a "billion laughs" costs seconds of CPU per request), or nesting too deep for the parser. None: parse it."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        return "the YAML is nested too deeply"
+    except yaml.YAMLError:
+        return None  # a syntax error: the config parser reports it with its line
+    if root is None:
+        return None
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    try:
+        while stack:
+            node, children_done = stack.pop()
+            if id(node) in sizes:
+                continue
+            children = ([part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode)
+                        else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+            if children_done:
+                sizes[id(node)] = min(MAX_YAML_VALUES + 1, 1 + sum(sizes[id(child)] for child in children))
+            else:
+                stack.append((node, True))
+                stack.extend((child, False) for child in children if id(child) not in sizes)
+    except KeyError:  # an alias inside its own anchor
+        return "the YAML refers to itself (a recursive alias)"
+    if sizes[id(root)] > MAX_YAML_VALUES:
+        return f"the YAML expands to more than {MAX_YAML_VALUES} values (through aliases); write the config out"
+    return None
+
+
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
     return HTTPException(status_code=status, detail=detail, headers=headers)
 
@@ -102,14 +151,14 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
         origin = request.headers.get("origin")
         if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
             raise _error(403, "cross-site requests are refused: call the API from a script, not from another site")
-        client = request.client.host if request.client else "?"
+        if sign_in.is_open:
+            return LOCAL_USER  # no sign-in configured: everyone is the operator, as on the page
         header = request.headers.get("authorization", "")
         scheme, _, credentials = header.partition(" ")
         if not header:
-            if sign_in.is_open:
-                return LOCAL_USER
             raise _error(401, "sign in: HTTP Basic with your login, or 'Authorization: Bearer <API token>'",
                          unauthorized)
+        client = request.client.host if request.client else "?"
         wait = limiter.retry_after(client)
         if wait is not None:
             raise _error(429, f"too many failed sign-ins from this address; try again in {wait} s",
@@ -167,22 +216,18 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
     @router.post("/runs", status_code=201)
     async def submit(request: Request, name: str | None = Query(None, max_length=200),
                      user: User = Depends(current_user)) -> JSONResponse:
-        declared = request.headers.get("content-length")
-        if declared and (not declared.isdigit() or int(declared) > MAX_CONFIG_BYTES):
-            raise _error(413, f"the config may be at most {MAX_CONFIG_BYTES // 1024} KB")
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > MAX_CONFIG_BYTES:
-                raise _error(413, f"the config may be at most {MAX_CONFIG_BYTES // 1024} KB")
+        body = await read_body(request, MAX_CONFIG_BYTES, "the config")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise _error(400, "the body must be a YAML config in UTF-8") from None
         if not text.strip():
             raise _error(422, "the body is empty: send a YAML config (as `python -m trainer check` takes)")
-        try:
-            cfg = TrainConfig.from_yaml_text(text, source="request body")
+        try:  # in a worker thread: parsing and validating never hold up the server's event loop
+            problem = await run_in_threadpool(yaml_problem, text)
+            if problem:
+                raise _error(422, problem)
+            cfg = await run_in_threadpool(TrainConfig.from_yaml_text, text, "request body")
         except ConfigError as exc:
             return JSONResponse({"detail": str(exc), "errors": [{"field": f, "message": m} for f, m in exc.errors]},
                                 status_code=422)
@@ -218,9 +263,13 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
                 chunk = fh.read(EVENTS_CHUNK_BYTES)
         except FileNotFoundError:
             chunk, size = b"", 0
-        if len(chunk) == EVENTS_CHUNK_BYTES or (chunk and not chunk.endswith(b"\n")):
+        if chunk and not chunk.endswith(b"\n"):
             cut = chunk.rfind(b"\n") + 1  # whole lines only; the rest comes with the next offset
-            chunk = chunk[:cut] if cut else chunk
+            if cut:
+                chunk = chunk[:cut]
+            elif len(chunk) < EVENTS_CHUNK_BYTES:
+                chunk = b""  # one line still being written: it comes whole next time
+            # else: a single line longer than a chunk cannot be an event; it is passed over
         parsed = []
         for line in chunk.splitlines():
             try:
@@ -261,18 +310,19 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
     async def move(run_id: str, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
         if not can_reorder_queue(user):
             raise _error(403, "only an admin may reorder the queue")
-        body = await request.body()
+        body = await read_body(request, MAX_JSON_BYTES, "the request")
         try:
-            position = json.loads(body[:4096] or b"null").get("position")
+            position = json.loads(body or b"null").get("position")
         except (ValueError, AttributeError):
             raise _error(400, 'send JSON like {"position": 1}') from None
         find_run(run_id, user)
         try:
-            entries = jobs.move(run_id, position)
+            entries = await run_in_threadpool(jobs.move, run_id, position)
         except UnknownRunError as exc:
             raise _error(404, str(exc)) from None
         except JobError as exc:
-            raise _error(409 if isinstance(position, int) and position >= 1 else 400, str(exc)) from None
+            well_formed = isinstance(position, int) and not isinstance(position, bool) and position >= 1
+            raise _error(409 if well_formed else 400, str(exc)) from None
         return {"waiting": [e.to_dict() for e in entries if e.position is not None]}
 
     @router.get("/tokens")
@@ -281,13 +331,13 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
 
     @router.post("/tokens", status_code=201)
     async def create_token(request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
-        body = await request.body()
+        body = await read_body(request, MAX_JSON_BYTES, "the request")
         try:
-            label = json.loads(body[:4096]).get("label", "") if body.strip() else ""
+            label = json.loads(body).get("label", "") if body.strip() else ""
         except (ValueError, AttributeError):
             raise _error(400, 'send JSON like {"label": "my script"} (or nothing)') from None
         try:
-            token_id, token = tokens.create(user, str(label))
+            token_id, token = await run_in_threadpool(tokens.create, user, str(label))
         except ValueError as exc:
             raise _error(429, str(exc)) from None
         return {"id": token_id, "token": token, "note": "shown once: keep it in your script's environment"}
@@ -315,7 +365,7 @@ def server_extension(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> F
     """A FastAPI app holding what the page's server adds to Gradio's: the API routes and, on a Space with
     Hugging Face sign-in, the OAuth routes and session. app.py hands its routes and middleware to Gradio's
     own app (Blocks.launch(app_kwargs=...)), so the page and the API share one port."""
-    extension = FastAPI()
+    extension = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # only the routes travel to Gradio's app
     extension.include_router(api_router(jobs, sign_in, tokens))
     if sign_in.mode == "huggingface":
         from webui.hf_sign_in import attach_hf_sign_in

@@ -22,6 +22,7 @@ folder. No gradio import: the API and the tests use this module as it is.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import getpass
 import hashlib
@@ -213,9 +214,10 @@ class Accounts:
         self._cache.put("password", name, password, name)
         return self.user(name)
 
-    def gradio_auth(self, name: str, password: str) -> bool:
-        """The `auth=` callable for the page's own sign-in form."""
-        return self.check_password(name, password) is not None
+    async def gradio_auth(self, name: str, password: str) -> bool:
+        """The `auth=` callable for the page's own sign-in form. A coroutine (Gradio awaits it) that hashes in
+        a worker thread: a flood of sign-in attempts never stalls the server's event loop."""
+        return await asyncio.to_thread(self.check_password, name, password) is not None
 
 
 # --- the sign-in of one server ----------------------------------------------------------------------

@@ -7,12 +7,11 @@ Face login, and the `auth_dependency` that tells Gradio who is behind each of th
 from __future__ import annotations
 
 import html
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.responses import HTMLResponse, RedirectResponse
 
 from webui.auth import SignIn, hf_user_from_session
 
@@ -22,26 +21,38 @@ _PAGE_PATHS = ("/", "")
 def hf_auth_dependency(sign_in: SignIn) -> Callable[[Request], str | None]:
     """Gradio's auth_dependency: the signed-in (and allowed) user name, else None (Gradio answers 401)."""
     def user_name(request: Request) -> str | None:
-        session = request.scope.get("session")
-        return hf_user_from_session(session or {}, sign_in.hf_orgs)[0]
+        return hf_user_from_session(request.scope.get("session") or {}, sign_in.hf_orgs)[0]
     return user_name
+
+
+class _PageNeedsSignIn:
+    """ASGI middleware (plain, so the page's event streams pass through untouched): the page itself, asked
+    for without a valid session, redirects to the Hugging Face login; a signed-in user outside the allowed
+    organisations gets a 403 that says why (another redirect would loop)."""
+
+    def __init__(self, app: Any, sign_in: SignIn):
+        self.app, self.sign_in = app, sign_in
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"] in _PAGE_PATHS:
+            name, why = hf_user_from_session(scope.get("session") or {}, self.sign_in.hf_orgs)
+            if name is None:
+                if why in ("not signed in", "the sign-in expired"):
+                    query = scope.get("query_string", b"").decode("latin-1")
+                    target = scope["path"] + (f"?{query}" if query else "")
+                    response: Any = RedirectResponse(f"/login/huggingface?_target_url={quote(target, safe='')}")
+                else:
+                    response = HTMLResponse(f"<p>tunedeck: {html.escape(why or 'not allowed')}.</p><p><a "
+                                            "href='/logout'>Sign out</a> and sign in with another account.</p>",
+                                            status_code=403)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def attach_hf_sign_in(app: FastAPI, sign_in: SignIn) -> None:
     from gradio.oauth import attach_oauth
 
-    async def to_login(request: Request, call_next):
-        if request.method in ("GET", "HEAD") and request.url.path in _PAGE_PATHS:
-            name, why = hf_user_from_session(request.scope.get("session") or {}, sign_in.hf_orgs)
-            if name is None and why in ("not signed in", "the sign-in expired"):
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse(f"/login/huggingface?_target_url={quote(target, safe='')}")
-            if name is None:  # signed in, but not allowed: another login would loop, so say why
-                return HTMLResponse(f"<p>tunedeck: {html.escape(why or 'not allowed')}.</p>"
-                                    "<p><a href='/logout'>Sign out</a> and sign in with another account.</p>",
-                                    status_code=403)
-        return await call_next(request)
-
     # Added before the session middleware, so it runs inside it (the session is decoded by then).
-    app.add_middleware(BaseHTTPMiddleware, dispatch=to_login)
+    app.add_middleware(_PageNeedsSignIn, sign_in=sign_in)
     attach_oauth(app)

@@ -40,10 +40,10 @@ from starlette.concurrency import run_in_threadpool
 from trainer.config import ConfigError, TrainConfig
 from trainer.jobs.manager import JobError, JobManager, QueueFullError, RunInfo, UnknownRunError
 from trainer.run.events import STATUSES
-from trainer.run.layout import EVENTS_FILE
+from trainer.run.layout import EVENTS_FILE, is_run_id
 from webui.api_tokens import TokenStore
 from webui.auth import (
-    LOCAL_USER, SignIn, User, can_reorder_queue, can_view, config_refusal, require_modify,
+    LOCAL_USER, PASSWORD, SignIn, User, can_reorder_queue, can_view, config_refusal, require_modify,
 )
 
 MAX_CONFIG_BYTES = 256 * 1024
@@ -173,6 +173,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
             user = sign_in.accounts.check_password(name, password) if sep else None
         elif scheme.lower() == "bearer":
             owner = tokens.owner_of(credentials.strip())
+            if sign_in.mode == PASSWORD and owner not in sign_in.accounts.names:
+                owner = None  # a login that was removed: its tokens go with it
             user = sign_in.accounts.user(owner) if owner else None
         if user is None:
             limiter.failed(client)
@@ -182,8 +184,10 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
     def find_run(run_id: str, user: User) -> RunInfo:
         try:
             info = jobs.get(run_id)
-        except UnknownRunError as exc:
-            raise _error(404, str(exc)) from None
+        except UnknownRunError:
+            shown = run_id[:80]
+            raise _error(404, f"no run '{shown}'" if is_run_id(run_id) else
+                         f"'{shown}' is not a run id (run ids look like 20261123-053012-a1b2c3)") from None
         if not can_view(user, info.owner):
             raise _error(403, "you may not see this run")
         return info
@@ -195,8 +199,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
             return action(run_id)
         except PermissionError as exc:
             raise _error(403, str(exc)) from None
-        except UnknownRunError as exc:
-            raise _error(404, str(exc)) from None
+        except UnknownRunError:  # deleted meanwhile
+            raise _error(404, f"no run '{run_id}'") from None
         except QueueFullError as exc:
             raise _error(429, str(exc)) from None
         except (JobError, ConfigError) as exc:
@@ -318,8 +322,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
         find_run(run_id, user)
         try:
             entries = await run_in_threadpool(jobs.move, run_id, position)
-        except UnknownRunError as exc:
-            raise _error(404, str(exc)) from None
+        except UnknownRunError:  # deleted meanwhile
+            raise _error(404, f"no run '{run_id}'") from None
         except JobError as exc:
             well_formed = isinstance(position, int) and not isinstance(position, bool) and position >= 1
             raise _error(409 if well_formed else 400, str(exc)) from None

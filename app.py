@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = JobManager(args.runs_dir, max_queued_per_owner=max_queued)
     try:
-        extension = server_extension(jobs, sign_in, TokenStore(args.runs_dir))
+        loopback_only = sign_in.is_open and is_loopback(args.host) and not args.share
+        extension = server_extension(jobs, sign_in, TokenStore(args.runs_dir), loopback_only)
     except ImportError as exc:  # Hugging Face sign-in without Gradio's OAuth extras
         jobs.close()
         print(f"error: Hugging Face sign-in needs `pip install authlib itsdangerous` ({exc})", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -158,3 +159,35 @@ def test_an_open_server_refuses_to_listen_beyond_this_machine(flags, tmp_path):
     assert not (tmp_path / "runs").exists()  # refused before touching anything
     assert space.is_loopback("127.0.0.1") and space.is_loopback("::1") and space.is_loopback("localhost")
     assert not space.is_loopback("0.0.0.0") and not space.is_loopback("example.org")
+
+
+def test_an_open_server_says_so_and_its_api_answers_only_loopback_names(tmp_path):
+    import httpx
+
+    from test_team_api import free_port, wait_for
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("TUNEDECK_AUTH", "TUNEDECK_USERS_FILE", "SPACE_ID")}
+    env.update({"PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"})
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--runs-dir", str(tmp_path / "runs")],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def up():
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            try:
+                return httpx.get(base + "/api/me", timeout=5)
+            except httpx.HTTPError:
+                return None
+
+        me = wait_for(up, "the open server to answer")
+        assert me.json() == {"name": "local", "is_admin": True, "sign_in": "open"}
+        assert "OPEN to anyone who reaches it" in log_path.read_text()
+        rebound = httpx.get(base + "/api/runs", headers={"Host": f"evil.example:{port}"}, timeout=10)
+        assert rebound.status_code == 403 and "localhost" in rebound.json()["detail"]
+        assert httpx.get(f"http://localhost:{port}/api/runs", timeout=10).json() == []
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -42,6 +42,7 @@ from trainer.jobs.manager import JobError, JobManager, QueueFullError, RunInfo, 
 from trainer.run.events import STATUSES
 from trainer.run.layout import EVENTS_FILE, is_run_id
 from webui.api_tokens import TokenStore
+from webui.space import is_loopback
 from webui.auth import (
     LOCAL_USER, PASSWORD, SignIn, User, can_reorder_queue, can_view, config_refusal, require_modify,
 )
@@ -141,8 +142,10 @@ def run_json(info: RunInfo) -> dict[str, Any]:
     return data
 
 
-def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRouter:
-    """The /api routes over one JobManager."""
+def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_only: bool = False) -> APIRouter:
+    """The /api routes over one JobManager. `loopback_only`: an open server on this machine's loopback
+    answers only requests addressed to a loopback name (a site that rebinds its own name to 127.0.0.1
+    cannot drive it from a browser)."""
     router = APIRouter(prefix="/api")
     limiter = FailedSignIns()
     unauthorized = {"WWW-Authenticate": 'Basic realm="tunedeck", charset="UTF-8"'}
@@ -151,6 +154,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
         origin = request.headers.get("origin")
         if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
             raise _error(403, "cross-site requests are refused: call the API from a script, not from another site")
+        if loopback_only and not is_loopback(urlsplit(f"//{request.headers.get('host', '')}").hostname or ""):
+            raise _error(403, "this open server answers only requests to localhost or 127.0.0.1")
         if sign_in.is_open:
             return LOCAL_USER  # no sign-in configured: everyone is the operator, as on the page
         header = request.headers.get("authorization", "")
@@ -365,12 +370,12 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> APIRout
     return router
 
 
-def server_extension(jobs: JobManager, sign_in: SignIn, tokens: TokenStore) -> FastAPI:
+def server_extension(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_only: bool = False) -> FastAPI:
     """A FastAPI app holding what the page's server adds to Gradio's: the API routes and, on a Space with
     Hugging Face sign-in, the OAuth routes and session. app.py hands its routes and middleware to Gradio's
     own app (Blocks.launch(app_kwargs=...)), so the page and the API share one port."""
     extension = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # only the routes travel to Gradio's app
-    extension.include_router(api_router(jobs, sign_in, tokens))
+    extension.include_router(api_router(jobs, sign_in, tokens, loopback_only))
     if sign_in.mode == "huggingface":
         from webui.hf_sign_in import attach_hf_sign_in
 

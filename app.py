@@ -1,7 +1,11 @@
-"""tunedeck's dashboard: `python app.py [--host H] [--port P] [--runs-dir DIR] [--share]`.
+"""tunedeck's dashboard: `python app.py [--host H] [--port P] [--runs-dir DIR] [--share] [--allow-open]`.
 
-Also the Hugging Face Space entry point. The server never imports torch: the first page answers in
-seconds, and a crash in training (a separate process) can never take the page down.
+Also the Hugging Face Space entry point. One server, one port: the page and the HTTP API (webui.api).
+Sign-in comes from the environment (webui.auth): Hugging Face on a Space with OAuth, else password
+logins (TUNEDECK_AUTH, TUNEDECK_USERS_FILE), else none — and a server without sign-in refuses to listen
+beyond this machine (a non-loopback --host, or --share) unless --allow-open says that is meant.
+The server never imports torch: the first page answers in seconds, and a crash in training (a separate
+process) can never take the page down.
 """
 
 from __future__ import annotations
@@ -10,22 +14,12 @@ import argparse
 import os
 import sys
 
-RUNS_DIR_ENV = "TUNEDECK_RUNS_DIR"
-AUTH_ENV = "TUNEDECK_AUTH"  # "user:password,user2:password2"; from the environment only, never a flag or a file
+from trainer.run.layout import RUNS_DIR_ENV
+from webui.auth import AUTH_ENV, HUGGING_FACE, PASSWORD, sign_in_from_env
+from webui.space import default_runs_dir, is_loopback, storage_warning
 
-
-def auth_from_env() -> list[tuple[str, str]] | None:
-    """Logins for the page (each run is then owned by its user); None leaves the page open, owner "local"."""
-    raw = os.environ.get(AUTH_ENV, "").strip()
-    if not raw:
-        return None
-    pairs = []
-    for item in raw.split(","):
-        user, sep, password = item.strip().partition(":")
-        if not sep or not user or not password:
-            raise ValueError(f"{AUTH_ENV}: expected user:password[,user2:password2], got an entry without both")
-        pairs.append((user, password))
-    return pairs
+MAX_QUEUED_ENV = "TUNEDECK_MAX_QUEUED"  # queued runs one person may have waiting (default 3 with sign-in)
+DEFAULT_MAX_QUEUED = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,10 +28,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="address to listen on (0.0.0.0 to reach it from other machines; default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                         help="port to listen on (default 7860)")
-    parser.add_argument("--runs-dir", default=os.environ.get(RUNS_DIR_ENV) or "runs",
-                        help=f"where runs, runs.db and user presets live (env {RUNS_DIR_ENV}; default ./runs)")
+    parser.add_argument("--runs-dir", default=default_runs_dir(),
+                        help=f"where runs, runs.db and user presets live (env {RUNS_DIR_ENV}; default /data/runs "
+                             "when /data exists, else ./runs)")
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    parser.add_argument("--allow-open", action="store_true",
+                        help="serve beyond this machine (a non-loopback --host, or --share) without any sign-in")
     return parser.parse_args(argv)
+
+
+def _max_queued(open_server: bool) -> int | None:
+    raw = os.environ.get(MAX_QUEUED_ENV, "").strip()
+    if not raw:
+        return None if open_server else DEFAULT_MAX_QUEUED
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{MAX_QUEUED_ENV}: expected a whole number of at least 1, got {raw!r}")
+    return int(raw)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,27 +51,60 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.port < 65536:
         print(f"error: --port {args.port} is not a port number (1-65535)", file=sys.stderr)
         return 2
+    try:
+        sign_in = sign_in_from_env()
+        max_queued = _max_queued(sign_in.is_open)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if sign_in.is_open and (args.share or not is_loopback(args.host)) and not args.allow_open:
+        where = "a public share link" if args.share else f"{args.host}"
+        print(f"error: refusing to serve on {where} without sign-in: set {AUTH_ENV} or TUNEDECK_USERS_FILE, "
+              "or pass --allow-open if anyone who reaches it may use it", file=sys.stderr)
+        return 2
     os.environ[RUNS_DIR_ENV] = args.runs_dir  # the trainer subprocesses and the presets see the same root
     try:
         os.makedirs(args.runs_dir, exist_ok=True)
     except OSError as exc:
         print(f"error: --runs-dir {args.runs_dir}: cannot create it ({exc.strerror})", file=sys.stderr)
         return 2
-    try:
-        auth = auth_from_env()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from trainer.jobs.manager import JobManager
+    from webui.api import server_extension
+    from webui.api_tokens import TokenStore
     from webui.page import build, launch_options
 
-    demo = build(args.runs_dir)
+    jobs = JobManager(args.runs_dir, max_queued_per_owner=max_queued)
+    try:
+        loopback_only = sign_in.is_open and is_loopback(args.host) and not args.share
+        extension = server_extension(jobs, sign_in, TokenStore(args.runs_dir), loopback_only)
+    except ImportError as exc:  # Hugging Face sign-in without Gradio's OAuth extras
+        jobs.close()
+        print(f"error: Hugging Face sign-in needs `pip install authlib itsdangerous` ({exc})", file=sys.stderr)
+        return 2
+    demo = build(args.runs_dir, jobs=jobs)
     print(f"tunedeck: runs in {os.path.abspath(args.runs_dir)}", flush=True)
+    print(f"tunedeck: {sign_in.describe()}; API at /api", flush=True)
+    warning = storage_warning(args.runs_dir)
+    if warning:
+        print(f"tunedeck: warning: {warning}", flush=True)
+    auth_options: dict = {}
+    if sign_in.mode == PASSWORD:
+        auth_options = {"auth": sign_in.accounts.gradio_auth, "auth_message": "Sign in to tunedeck"}
+    elif sign_in.mode == HUGGING_FACE:
+        from webui.hf_sign_in import hf_auth_dependency
+
+        auth_options = {"auth_dependency": hf_auth_dependency(sign_in)}
     try:
         demo.queue(default_concurrency_limit=8).launch(
-            server_name=args.host, server_port=args.port, share=args.share, auth=auth, **launch_options())
+            server_name=args.host, server_port=args.port, share=args.share, **launch_options(),
+            # The API (and the OAuth routes) join Gradio's own app: one server, one port, routes before Gradio's.
+            app_kwargs={"routes": list(extension.router.routes), "middleware": list(extension.user_middleware)},
+            **auth_options)
     except OSError as exc:  # the port is taken, the host is not an address of this machine, ...
         print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        jobs.close()
     return 0
 
 

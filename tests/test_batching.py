@@ -43,7 +43,8 @@ def _recovered(jm: JobManager, cfg: TrainConfig) -> tuple[int, int] | None:
     jm._recover_from_oom(run_id)
     info = jm.get(run_id)
     if info.status != QUEUED:
-        assert info.status == FAILED and "gave up" in info.reason
+        gave_up = [e for e in read_events(info.run_dir) if "gave up" in str(e.get("text", ""))]
+        assert info.status == FAILED and gave_up
         return None
     new = read_run_config(info.run_dir)
     return new.per_device_train_batch_size, new.gradient_accumulation_steps

@@ -100,14 +100,15 @@ def test_plan_panel_words_and_config_diff():
 
 def test_logins_come_from_the_environment_only(monkeypatch):
     import app
+    from webui.auth import AUTH_ENV, logins_from_env
 
-    monkeypatch.delenv(app.AUTH_ENV, raising=False)
-    assert app.auth_from_env() is None
-    monkeypatch.setenv(app.AUTH_ENV, "alice:pw1, bob:p:w2")
-    assert app.auth_from_env() == [("alice", "pw1"), ("bob", "p:w2")]
-    monkeypatch.setenv(app.AUTH_ENV, "alice")
+    monkeypatch.delenv(AUTH_ENV, raising=False)
+    assert logins_from_env() is None
+    monkeypatch.setenv(AUTH_ENV, "alice:pw1, bob:p:w2")
+    assert logins_from_env() == [("alice", "pw1"), ("bob", "p:w2")]
+    monkeypatch.setenv(AUTH_ENV, "alice")
     with pytest.raises(ValueError, match="user:password"):
-        app.auth_from_env()
+        logins_from_env()
     args = app.parse_args(["--port", "7999", "--runs-dir", "/tmp/x", "--share"])
     assert (args.port, args.runs_dir, args.share, args.host) == (7999, "/tmp/x", True, "127.0.0.1")
 

@@ -7,11 +7,14 @@ command line of trainer.run.layout.train_argv) in its own session, so it outlive
 the run directories.
 
 Public API (errors: ConfigError for a bad config, PermissionError for another owner's run,
-JobError with a message for a request the run's state refuses, UnknownRunError for an unknown id)::
+JobError with a message for a request the run's state refuses (QueueFullError: the owner already has
+`max_queued_per_owner` runs waiting), UnknownRunError for an unknown id)::
 
     jm = JobManager(runs_root=None, max_concurrent=None, python=sys.executable, abort_grace_s=30.0,
-                    poll_interval_s=1.0, autostart=True)
+                    poll_interval_s=1.0, autostart=True, max_queued_per_owner=None)
     run_id = jm.submit(cfg, owner="local", name=None)    # -> "20261123-053012-a1b2c3", queued
+    jm.queue() -> list[QueueEntry]   # running runs, then the line: position, what is ahead, estimated start
+    jm.cancel(run_id, owner=None);  jm.move(run_id, position)   # a queued run leaves / changes place
     jm.list_runs(status=None, owner=None) -> list[RunInfo]  # newest first
     jm.get(run_id) -> RunInfo;  jm.run_dir(run_id) -> Path;  jm.read_config(run_id) -> TrainConfig
     jm.abort(run_id, owner=None) -> RunInfo;  jm.resume(run_id, owner=None) -> RunInfo
@@ -32,7 +35,8 @@ from typing import Any, Iterable
 
 from trainer.config import TrainConfig, load_config
 from trainer.jobs.processes import pid_is_trainer_of, terminate
-from trainer.jobs.registry import JobError, Registry, RunInfo, UnknownRunError, check_run_id
+from trainer.jobs.queue import QueueEntry, queue_view
+from trainer.jobs.registry import QUEUE_ORDER_SQL, JobError, Registry, RunInfo, UnknownRunError, check_run_id
 from trainer.jobs.scheduler import Scheduler
 from trainer.plan.hardware import visible_gpus
 from trainer.run.events import ABORTED, FAILED, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, append_event
@@ -41,7 +45,11 @@ from trainer.run.layout import (
     write_run_config,
 )
 
-__all__ = ["JobError", "JobManager", "RunInfo", "UnknownRunError"]
+__all__ = ["JobError", "JobManager", "QueueEntry", "QueueFullError", "RunInfo", "UnknownRunError"]
+
+
+class QueueFullError(JobError):
+    """The owner already has as many runs waiting as one person may queue."""
 
 
 def _with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
@@ -65,11 +73,13 @@ class JobManager(Scheduler):
 
     def __init__(self, runs_root: str | Path | None = None, *, max_concurrent: int | None = None,
                  python: str = sys.executable, abort_grace_s: float = 30.0, poll_interval_s: float = 1.0,
-                 autostart: bool = True):
+                 autostart: bool = True, max_queued_per_owner: int | None = None):
         self.runs_root = Path(runs_root if runs_root is not None else default_runs_root()).expanduser().resolve()
         self.runs_root.mkdir(parents=True, exist_ok=True)
         registry = Registry(self.runs_root)
         self.db_path = registry.db_path
+        # None: no cap. A shared server sets one, so nobody fills the line ahead of the rest of the team.
+        self.max_queued_per_owner = max_queued_per_owner
         gpus = visible_gpus()
         super().__init__(registry, gpus=gpus, max_concurrent=max(1, max_concurrent if max_concurrent is not None
                                                                  else len(gpus)),
@@ -149,6 +159,7 @@ class JobManager(Scheduler):
             append_event(staging, "status", status=QUEUED, reason=None, owner=owner, name=name)
             os.rename(staging, final)  # the run directory appears whole, or not at all
             with self.registry.transaction(write=True) as conn:
+                self._check_queue_cap(conn, owner)  # under the write lock: two submits cannot both pass
                 self.registry.insert_queued(conn, run_id, name, owner, cfg)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -196,6 +207,7 @@ class JobManager(Scheduler):
             if checkpoint is None:
                 raise JobError(f"run {run_id} saved no checkpoint before it stopped, so there is nothing to resume "
                                "from; start it again as a new run (lower save_steps to checkpoint more often)")
+            self._check_queue_cap(conn, info.owner)
             write_run_config(self.read_config(info.id).replace(resume_from_checkpoint="last"), info.run_dir)
             self.registry.requeue(conn, info)
             append_event(info.run_dir, "message", level="info",
@@ -219,6 +231,59 @@ class JobManager(Scheduler):
             conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         self._summaries.pop(run_id, None)
         shutil.rmtree(doomed, ignore_errors=True)
+
+    # --- the line of queued runs ------------------------------------------------------------------
+    def queue(self, now: float | None = None) -> list[QueueEntry]:
+        """Running runs (with an estimated end), then the queued ones in the order they start."""
+        with self.registry.transaction() as conn:
+            running = [self.registry.row_to_info(r) for r in conn.execute(
+                "SELECT * FROM runs WHERE status = ? ORDER BY started_at, id", (RUNNING,))]
+            queued = [self.registry.row_to_info(r) for r in conn.execute(
+                f"SELECT * FROM runs WHERE status = ? ORDER BY {QUEUE_ORDER_SQL}", (QUEUED,))]
+        return queue_view(running, queued, self.max_concurrent, time.time() if now is None else now)
+
+    def cancel(self, run_id: str, owner: str | None = None) -> RunInfo:
+        """Take a queued run out of the line: it becomes `aborted` without ever starting. Only a queued run
+        (a running one is stopped with abort), checked under the write lock so a run that starts meanwhile
+        is never stopped by a cancel."""
+        with self.registry.transaction(write=True) as conn:
+            info = self.registry.fetch(conn, run_id)
+            self._check_owner(info, owner, "cancel")
+            if info.status != QUEUED:
+                raise JobError(f"run {run_id} is {info.status}, not waiting in the queue: "
+                               + ("abort it to stop it" if info.status == RUNNING else "there is nothing to cancel"))
+            reason = "cancelled while queued"
+            self.registry.update(conn, run_id, "AND status = ?", (QUEUED,), status=ABORTED, finished_at=time.time(),
+                                 reason=reason, abort_requested_at=time.time())
+            append_event(info.run_dir, "status", status=ABORTED, reason=reason)
+        self._wake()
+        return self.get(run_id)
+
+    def move(self, run_id: str, position: int) -> list[QueueEntry]:
+        """Put a queued run at `position` (1: next to start) of the line; the others keep their order.
+        Who may do it (an admin) is for the caller to decide."""
+        if isinstance(position, bool) or not isinstance(position, int) or position < 1:
+            raise JobError(f"position must be a whole number from 1 (the next to start), got {position!r}")
+        with self.registry.transaction(write=True) as conn:
+            info = self.registry.fetch(conn, run_id)
+            if info.status != QUEUED:
+                raise JobError(f"run {run_id} is {info.status}: only a queued run can be moved in the queue")
+            rows = conn.execute(f"SELECT id, COALESCE(queue_order, created_at) FROM runs WHERE status = ? "
+                                f"ORDER BY {QUEUE_ORDER_SQL}", (QUEUED,)).fetchall()
+            order = [row[0] for row in rows if row[0] != run_id]
+            order.insert(min(position, len(order) + 1) - 1, run_id)
+            # The same set of keys, handed out in the new order: runs submitted later still come after.
+            keys = sorted(row[1] for row in rows)
+            for key, queued_id in zip(keys, order):
+                self.registry.update(conn, queued_id, queue_order=key)
+        self._wake()
+        return self.queue()
+
+    def _check_queue_cap(self, conn: Any, owner: str) -> None:
+        cap = self.max_queued_per_owner
+        if cap is not None and self.registry.queued_count(conn, owner) >= cap:
+            raise QueueFullError(f"'{owner}' already has {cap} run{'s' if cap != 1 else ''} waiting in the queue, "
+                                 "the most one person may queue; cancel one or wait until one starts")
 
     @staticmethod
     def _check_owner(info: RunInfo, owner: str | None, action: str) -> None:

@@ -50,9 +50,12 @@ _COLUMNS: list[tuple[str, str]] = [
     ("gpu", "TEXT"),
     ("best_eval_loss", "REAL"),
     ("earlier_attempts_s", "REAL"),
+    ("queue_order", "REAL"),  # place in the line of queued runs (smaller starts first); NULL: created_at
 ]
 _SCHEMA = (f"CREATE TABLE IF NOT EXISTS runs ({', '.join(f'{n} {d}' for n, d in _COLUMNS)});\n"
            "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_at);\n")
+# The order queued runs start in: the queue's own order, then submission (rows from before the column).
+QUEUE_ORDER_SQL = "COALESCE(queue_order, created_at), created_at, id"
 _INFO_FIELDS = [name for name, _ in _COLUMNS]
 
 
@@ -96,6 +99,7 @@ class RunInfo:
     best_eval_loss: float | None
     earlier_attempts_s: float | None  # seconds run before the current attempt (a resumed run's earlier segments)
     run_dir: Path
+    queue_order: float | None = None
 
     @property
     def is_final(self) -> bool:
@@ -215,16 +219,33 @@ class Registry:
         return [self.row_to_info(r) for r in rows]
 
     def insert_queued(self, conn: sqlite3.Connection, run_id: str, name: str, owner: str, cfg: TrainConfig) -> None:
-        conn.execute("INSERT INTO runs (id, name, owner, status, created_at, model, dataset, method) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (run_id, name, owner, QUEUED, time.time(), cfg.model_name_or_path, cfg.dataset, cfg.method_label))
+        now = time.time()
+        conn.execute("INSERT INTO runs (id, name, owner, status, created_at, model, dataset, method, queue_order) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (run_id, name, owner, QUEUED, now, cfg.model_name_or_path, cfg.dataset, cfg.method_label,
+                      self.back_of_queue(conn, now)))
 
-    def requeue(self, conn: sqlite3.Connection, info: RunInfo, reason: str | None = None) -> None:
-        """Back to `queued` for another attempt in the same directory; the time run so far is kept."""
+    @staticmethod
+    def back_of_queue(conn: sqlite3.Connection, now: float) -> float:
+        """A queue_order after every queued run (an admin's reordering may have used later values)."""
+        last = conn.execute("SELECT MAX(COALESCE(queue_order, created_at)) FROM runs WHERE status = ?",
+                            (QUEUED,)).fetchone()[0]
+        return now if last is None or last < now else last + 1.0
+
+    @staticmethod
+    def queued_count(conn: sqlite3.Connection, owner: str) -> int:
+        return conn.execute("SELECT COUNT(*) FROM runs WHERE status = ? AND owner = ?", (QUEUED, owner)).fetchone()[0]
+
+    def requeue(self, conn: sqlite3.Connection, info: RunInfo, reason: str | None = None,
+                to_back: bool = True) -> None:
+        """Back to `queued` for another attempt in the same directory, keeping the time run so far: at the back
+        of the line (a resume waits like a new run), or where it stood (`to_back` False: an automatic restart
+        keeps the turn it had)."""
+        place = {"queue_order": self.back_of_queue(conn, time.time())} if to_back else {}
         ran = (info.finished_at - info.started_at) if info.started_at and info.finished_at else 0.0
         self.update(conn, info.id, status=QUEUED, pid=None, exit_code=None, started_at=None, finished_at=None,
                     reason=reason, failure_kind=None, abort_requested_at=None,
-                    earlier_attempts_s=(info.earlier_attempts_s or 0.0) + max(0.0, ran))
+                    earlier_attempts_s=(info.earlier_attempts_s or 0.0) + max(0.0, ran), **place)
         clear_abort_request(info.run_dir)
 
     def adopt_run_dirs(self) -> None:

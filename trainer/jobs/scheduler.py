@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from trainer.config import ConfigError
 from trainer.jobs.processes import is_zombie, kill_group, pid_is_trainer_of, signal_name, spawn_trainer
-from trainer.jobs.registry import JobError, Registry, RunInfo, UnknownRunError, summary_columns
+from trainer.jobs.registry import QUEUE_ORDER_SQL, JobError, Registry, RunInfo, UnknownRunError, summary_columns
 from trainer.plan.batching import smaller_micro_batch
 from trainer.run.events import (
     ABORTED, FAILED, FAILURE_KINDS, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, EventReader, append_event, tail_lines,
@@ -184,7 +184,7 @@ class Scheduler:
             free = self.max_concurrent - running
             if free <= 0:
                 return
-            queued = conn.execute("SELECT * FROM runs WHERE status = ? ORDER BY created_at, id LIMIT ?",
+            queued = conn.execute(f"SELECT * FROM runs WHERE status = ? ORDER BY {QUEUE_ORDER_SQL} LIMIT ?",
                                   (QUEUED, free)).fetchall()
             for row in queued:
                 info = self.registry.row_to_info(row)
@@ -255,6 +255,8 @@ class Scheduler:
                 event["kind"] = kind
                 event["log_tail"] = tail_lines(info.run_dir / STDOUT_FILE, _LOG_TAIL_LINES)
             append_event(info.run_dir, "status", **event)
+        if status == FAILED and kind == "oom":
+            reason = self._oom_final_reason(info, reason)  # in the same update: nobody sees the run half-told
         with self.registry.transaction(write=True) as conn:
             changed = self.registry.update(conn, run_id, "AND status = ? AND pid IS ?", (RUNNING, pid),
                                            status=status, finished_at=time.time(), exit_code=exit_code,
@@ -285,6 +287,19 @@ class Scheduler:
         output = ("; last output: " + " | ".join(last[-3:])) if last else ""
         return FAILED, f"the trainer exited with code {exit_code} without reporting why{output}"
 
+    @staticmethod
+    def _oom_final_reason(info: RunInfo, reason: str | None) -> str | None:
+        """An out-of-memory failure's reason, saying so when OOM recovery cannot shrink the micro-batch further."""
+        try:
+            cfg = read_run_config(info.run_dir)
+        except ConfigError:
+            return reason
+        if not cfg.oom_recovery or smaller_micro_batch(cfg.per_device_train_batch_size,
+                                                       cfg.gradient_accumulation_steps) is not None:
+            return reason
+        return (f"{reason or 'out of memory'} — OOM recovery gave up: the micro-batch is already 1 "
+                "(try a shorter cutoff_len, gradient checkpointing or 4-bit)")
+
     def _recover_from_oom(self, run_id: str) -> None:
         """oom_recovery: restart from the last checkpoint with a smaller micro-batch and the same effective
         batch (trainer.plan.batching.smaller_micro_batch, the rule the failure's advice states too)."""
@@ -297,11 +312,7 @@ class Scheduler:
             return
         micro, accumulation = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
         smaller = smaller_micro_batch(micro, accumulation)
-        if smaller is None:
-            reason = (f"{info.reason or 'out of memory'} — OOM recovery gave up: the micro-batch is already 1 "
-                      "(try a shorter cutoff_len, gradient checkpointing or 4-bit)")
-            with self.registry.transaction(write=True) as conn:
-                self.registry.update(conn, run_id, "AND status = ?", (FAILED,), reason=reason)
+        if smaller is None:  # the reason already says so (_oom_final_reason)
             append_event(info.run_dir, "message", level="error",
                          text="Out of memory at a micro-batch of 1: automatic recovery gave up.")
             return
@@ -320,7 +331,7 @@ class Scheduler:
             text = (f"Out of memory at a micro-batch of {micro}: restarting {where} with micro-batch {new_micro} "
                     f"and gradient accumulation {new_accumulation} (was {accumulation}); the effective batch stays "
                     f"{new_micro * new_accumulation}.")
-            self.registry.requeue(conn, info, reason=text)
+            self.registry.requeue(conn, info, reason=text, to_back=False)  # it had its turn already
             append_event(info.run_dir, "message", level="warning", text=text, oom_recovery=True,
                          per_device_train_batch_size=new_micro, gradient_accumulation_steps=new_accumulation)
             append_event(info.run_dir, "status", status=QUEUED, reason=text)

@@ -1,0 +1,105 @@
+"""Per-user API tokens for scripts: created and revoked in the page or through the API, kept only as scrypt
+hashes in `<runs root>/api_tokens.json` (readable by the server's user only).
+
+A token reads `tdk_<id>_<secret>`: the id finds its record, the secret is checked against the hash. The
+whole token is shown once, when it is made; nothing can show it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from webui.auth import User, VerifiedCache, can_modify, hash_secret, verify_secret
+
+TOKENS_FILE = "api_tokens.json"
+MAX_TOKENS_PER_USER = 20
+_TOKEN = re.compile(r"^tdk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,64})$")
+
+
+class TokenStore:
+    def __init__(self, runs_root: str | Path):
+        self.path = Path(runs_root) / TOKENS_FILE
+        self._lock = threading.Lock()
+        self._cache = VerifiedCache()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"{self.path} is unreadable ({exc}); move it away (every token is then revoked)") \
+                from None
+        return data if isinstance(data, dict) else {}
+
+    def _save(self, tokens: dict[str, dict[str, Any]]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(tokens, fh, indent=1)
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def create(self, user: User, label: str = "") -> tuple[str, str]:
+        """A new token for `user`: (token id, the token itself — shown once, never stored)."""
+        label = " ".join(str(label or "").split())[:80]
+        with self._lock:
+            tokens = self._load()
+            if sum(1 for t in tokens.values() if t.get("owner") == user.name) >= MAX_TOKENS_PER_USER:
+                raise ValueError(f"'{user.name}' already has {MAX_TOKENS_PER_USER} API tokens: revoke one first")
+            token_id = secrets.token_hex(6)
+            secret = secrets.token_urlsafe(32)
+            tokens[token_id] = {"owner": user.name, "label": label, "created_at": time.time(),
+                                "hash": hash_secret(secret)}
+            self._save(tokens)
+        return token_id, f"tdk_{token_id}_{secret}"
+
+    def list(self, user: User) -> list[dict[str, Any]]:
+        """The user's tokens (an admin: everyone's), without hashes."""
+        with self._lock:
+            tokens = self._load()
+        return [{"id": token_id, "owner": t.get("owner"), "label": t.get("label", ""),
+                 "created_at": t.get("created_at")}
+                for token_id, t in sorted(tokens.items(), key=lambda item: item[1].get("created_at") or 0)
+                if user.is_admin or t.get("owner") == user.name]
+
+    def revoke(self, user: User, token_id: str) -> None:
+        """Remove a token: its owner or an admin. KeyError when there is no such token (or it is not theirs to
+        see), PermissionError when it is someone else's."""
+        with self._lock:
+            tokens = self._load()
+            record = tokens.get(token_id) if isinstance(token_id, str) else None
+            if record is None:
+                raise KeyError(f"no API token '{token_id}'")
+            if not can_modify(user, str(record.get("owner"))):
+                raise PermissionError("only its owner or an admin may revoke an API token")
+            del tokens[token_id]
+            self._save(tokens)
+        self._cache.clear()
+
+    def owner_of(self, token: str) -> str | None:
+        """The user a presented token belongs to, or None (malformed, unknown, revoked, wrong secret)."""
+        match = _TOKEN.match(token or "")
+        if not match:
+            return None
+        token_id, secret = match.groups()
+        with self._lock:
+            record = self._load().get(token_id)
+        if not isinstance(record, dict):
+            return None
+        owner = str(record.get("owner") or "")
+        if self._cache.get("token", token_id, secret) == owner:
+            return owner
+        if not verify_secret(secret, str(record.get("hash", ""))):
+            return None
+        self._cache.put("token", token_id, secret, owner)
+        return owner

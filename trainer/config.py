@@ -186,7 +186,7 @@ class TrainConfig(ConfigRules):
         None, "data",
         "Batch rows of similar length together, so less padding is processed. Empty = auto: on when "
         "not packing.",
-        sft_via="group_by_length", used_by=("trainer.plan",), lf="group_by_length", lf_default=False)
+        sft_via="group_by_length", used_by=("trainer.plan",), lf_default=False)
 
     # --- batch & steps -------------------------------------------------------------------------
     per_device_train_batch_size: int = _field(

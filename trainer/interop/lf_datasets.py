@@ -66,11 +66,13 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
             out["dataset"] = str(direct)
             notes.append(f"dataset '{name}' is not in dataset_info.json; used the file {direct}")
         else:
-            out["dataset"] = name
+            # Written as the file LLaMA-Factory would not find either, so `check` and training name it as
+            # missing rather than trying the name as a Hub dataset id.
+            out["dataset"] = str(direct) if direct is not None else name
             where = str(info_path) if info_path is not None and info_path.is_file() else \
                 f"{dataset_dir_value}/dataset_info.json (not found)"
-            unmapped["dataset_dir"] = f"dataset '{name}' has no entry in {where}: kept the name as given; set " \
-                                      "dataset to a local file or a Hub id before training"
+            unmapped["dataset_dir"] = f"dataset '{name}' has no entry in {where} (LLaMA-Factory fails on it too): " \
+                                      "set dataset to a local file or a Hub id before training"
         return
     if not isinstance(entry, dict):
         raise ConfigError([("dataset", f"{info_path}: the entry for '{name}' is not a JSON object")], source)
@@ -199,17 +201,16 @@ def dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped: 
         for role in ("system", "history"):
             if cols[role] in file_columns:
                 entry["columns"][role] = cols[role]
-    elif fmt == "sharegpt":
+    elif fmt in ("sharegpt", "messages"):
         entry["formatting"] = "sharegpt"
-        entry["columns"] = {"messages": renamed.get("conversations", "conversations"),
-                            "system": renamed.get("system", "system")}
-    elif fmt == "messages":
-        entry["formatting"] = "sharegpt"
-        entry["columns"] = {"messages": renamed.get("messages", "messages"), "system": renamed.get("system", "system")}
-        entry["tags"] = dict(_OPENAI_TAGS)
+        entry["columns"] = {"messages": renamed.get(fmt if fmt == "messages" else "conversations",
+                                                    fmt if fmt == "messages" else "conversations")}
+        if fmt == "messages":
+            entry["tags"] = dict(_OPENAI_TAGS)
+        _optional_columns(entry, renamed, file_columns, kind, notes, ("system", "tools"))
     elif fmt == "prompt_completion":
-        entry["columns"] = {"prompt": renamed.get("prompt", "prompt"), "response": renamed.get("completion", "completion"),
-                            "system": renamed.get("system", "system")}
+        entry["columns"] = {"prompt": renamed.get("prompt", "prompt"), "response": renamed.get("completion", "completion")}
+        _optional_columns(entry, renamed, file_columns, kind, notes, ("system",))
         notes.append("prompt/completion rows written as alpaca columns prompt -> prompt, response -> completion")
     elif fmt == "text":
         stage = "pt"
@@ -218,23 +219,33 @@ def dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped: 
     return name, entry, stage
 
 
+def _optional_columns(entry: dict[str, Any], renamed: dict[str, str], file_columns: set[str], kind: str,
+                     notes: list[str], roles: tuple[str, ...]) -> None:
+    """Name an optional column (system, tools) only where the file has it: LLaMA-Factory's converter reads
+    every named column of every row (KeyError on a row without it)."""
+    for role in roles:
+        column = renamed.get(role, role)
+        if column in file_columns:
+            entry["columns"][role] = column
+        elif kind != "file" and role == "system":
+            notes.append(f"a Hub dataset's columns are not read at export: add \"system\": \"{column}\" to the "
+                         "entry's columns if its rows have one")
+
+
 def _sniff_format(path: Path, column_mapping: dict[str, str]) -> tuple[Optional[str], set[str]]:
-    """(format, columns) of a local JSON/JSONL/CSV file from its first rows, as tunedeck's auto detection
-    sees them: the format after column_mapping, the columns before it."""
+    """(format, columns) of a local JSON/JSONL/CSV file, as tunedeck's auto detection sees it: the format of
+    the first rows after column_mapping, the columns of every row before it."""
     from trainer.datasets import detect_format
 
     rows: list[dict] = []
+    # The format from the first rows; the columns from all of them, as `datasets` builds a file's columns.
     try:
         if path.suffix.lower() == ".jsonl":
             with path.open(encoding="utf-8-sig") as fh:
-                for line in fh:
-                    if line.strip():
-                        rows.append(json.loads(line))
-                    if len(rows) >= 50:
-                        break
+                rows = [json.loads(line) for line in fh if line.strip()]
         elif path.suffix.lower() == ".json":
             doc = json.loads(path.read_text(encoding="utf-8-sig"))
-            rows = doc[:50] if isinstance(doc, list) else []
+            rows = doc if isinstance(doc, list) else []
         elif path.suffix.lower() == ".csv":
             import csv
 
@@ -244,7 +255,7 @@ def _sniff_format(path: Path, column_mapping: dict[str, str]) -> tuple[Optional[
     except (OSError, ValueError):
         return None, set()
     rows = [r for r in rows if isinstance(r, dict)]
-    mapped = [{column_mapping.get(k, k): v for k, v in r.items()} for r in rows]
+    mapped = [{column_mapping.get(k, k): v for k, v in r.items()} for r in rows[:50]]
     return detect_format(mapped), {k for r in rows for k in r}
 
 

@@ -226,11 +226,11 @@ class TrainConfig(ConfigRules):
         sft="lr_scheduler_type", lf="lr_scheduler_type", lf_default="linear")
     warmup_ratio: float = _field(
         0.03, "optimizer", "Fraction of the steps spent ramping the learning rate up from 0.", ge=0, le=1,
-        sft_via="warmup", lf="warmup_ratio", lf_default=0.0)
+        sft_via="warmup", lf_default=0.0)
     warmup_steps: int = _field(
         0, "optimizer", "Warmup as a number of steps instead of a ratio (0: use warmup_ratio).", ge=0,
         advanced=True,
-        sft_via="warmup", lf="warmup_steps")
+        sft_via="warmup")
     weight_decay: float = _field(0.0, "optimizer", "L2-style decay of the trained weights.", ge=0, le=10,
                                  advanced=True,
                                  sft="weight_decay", lf="weight_decay")

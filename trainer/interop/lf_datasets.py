@@ -198,6 +198,8 @@ def dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped: 
         cols = {role: renamed.get(col, col) for role, col in _ALPACA_COLUMNS.items()}
         entry["columns"] = {"prompt": cols["prompt"], "query": cols["query"], "response": cols["response"]}
         # LLaMA-Factory reads the optional columns only when named, and fails when a named one is missing.
+        if kind == "file" and cols["query"] not in file_columns:
+            del entry["columns"]["query"]
         for role in ("system", "history"):
             if cols[role] in file_columns:
                 entry["columns"][role] = cols[role]

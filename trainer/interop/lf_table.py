@@ -30,8 +30,10 @@ SPECIAL: dict[str, str] = {
     "offload_activations": "use_unsloth_gc on import; LLaMA-Factory has no activation offload without Unsloth",
     "precision": "bf16, fp16, pure_bf16",
     "packing": "packing and neat_packing (stage pt packs by default)",
+    "warmup_ratio": "warmup_steps below 1 (transformers 5 took warmup_ratio into warmup_steps); warmup_ratio before",
+    "warmup_steps": "warmup_steps of 1 or more",
     "group_by_length": "train_sampling_strategy: group_by_length (transformers 5; group_by_length before it)",
-    "resume_from_checkpoint": "resume_from_checkpoint, or last as overwrite_output_dir: false",
+    "resume_from_checkpoint": "resume_from_checkpoint (a checkpoint folder; last has no equivalent)",
     "dataset": "dataset and dataset_dir with a dataset_info.json entry (lf_datasets.py)",
     "dataset_format": "formatting, columns and tags of the dataset_info.json entry (lf_datasets.py)",
     "dataset_split": "split of the dataset_info.json entry (lf_datasets.py)",
@@ -244,6 +246,7 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
     if "gradient_checkpointing" in data:
         out["gradient_checkpointing"] = bool(take("gradient_checkpointing"))
     _import_sampling(data, out, unmapped, take)
+    _import_warmup(data, out, take)
     packing, neat = take("packing"), take("neat_packing")
     if packing is not None:
         out["packing"] = bool(packing)
@@ -294,6 +297,17 @@ def _import_sampling(data: dict[str, Any], out: dict[str, Any], unmapped: dict[s
     else:
         unmapped["train_sampling_strategy"] = f"'{strategy}': tunedeck shuffles rows (random) or groups them by " \
                                               "length (group_by_length)"
+
+
+def _import_warmup(data: dict[str, Any], out: dict[str, Any], take: Any) -> None:
+    """warmup_ratio (transformers 4), or warmup_steps as a ratio when below 1 (transformers 5)."""
+    if "warmup_ratio" in data:
+        out["warmup_ratio"] = take("warmup_ratio")
+    steps = take("warmup_steps")
+    if isinstance(steps, (int, float)) and not isinstance(steps, bool) and 0 < steps < 1:
+        out["warmup_ratio"] = steps
+    elif steps is not None:
+        out["warmup_steps"] = steps
 
 
 def finish_import(out: dict[str, Any], report: Report) -> dict[str, Any]:
@@ -389,16 +403,22 @@ def export_special(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report
     if cfg.packing:
         d["neat_packing"] = True  # packed rows do not attend to each other, as in tunedeck
     _export_precision(cfg, t, report, hardware)
+    if cfg.warmup_steps:
+        t["warmup_steps"] = cfg.warmup_steps
+    elif cfg.warmup_ratio:
+        t["warmup_steps"] = cfg.warmup_ratio
+        report.notes.append(f"warmup_ratio {cfg.warmup_ratio:g} written as warmup_steps: {cfg.warmup_ratio:g} (a "
+                            "ratio of the steps in transformers 5); with transformers 4 write warmup_ratio instead")
     if cfg.group_by_length:
         t["train_sampling_strategy"] = "group_by_length"
         report.notes.append("group_by_length written as train_sampling_strategy: group_by_length (transformers 5); "
                             "with transformers 4 write group_by_length: true instead")
     elif cfg.group_by_length is None and not cfg.packing:
         report.notes.append("group_by_length auto: not written, so LLaMA-Factory samples rows in random order")
-    sections["output"]["overwrite_output_dir"] = cfg.resume_from_checkpoint is None
+    # overwrite_output_dir is not written: transformers 5 removed it from TrainingArguments.
     if cfg.resume_from_checkpoint == "last":
-        report.notes.append("resume_from_checkpoint last: LLaMA-Factory resumes from output_dir's newest "
-                            "checkpoint when overwrite_output_dir is false")
+        report.unmapped["resume_from_checkpoint"] = "last: name the checkpoint folder to resume from " \
+                                                    "(resume_from_checkpoint: OUTPUT_DIR/checkpoint-N)"
     elif cfg.resume_from_checkpoint:
         t["resume_from_checkpoint"] = cfg.resume_from_checkpoint
 

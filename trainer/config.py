@@ -177,6 +177,13 @@ class TrainConfig(ConfigRules):
         "Off: any bad row stops the run before it starts.", advanced=True,
         used_by=("trainer.datasets",),
         lf_skip="LLaMA-Factory has no such switch (it skips unusable rows with a warning)")
+    kto_desirable_only: bool = _field(
+        False, "data",
+        "For KTO data (a true/false label per answer): train on the rows labelled true (desirable) and leave "
+        "the others out. Off: KTO data is refused, since SFT would imitate the undesirable answers too.",
+        label="KTO data: desirable rows only", advanced=True,
+        used_by=("trainer.datasets",),
+        lf_skip="LLaMA-Factory trains KTO data with stage kto; it has no switch to keep only the desirable rows")
     packing: Optional[bool] = _field(
         None, "data",
         "Pack several short rows into one sequence so no compute is spent on padding. Empty = auto: "

@@ -234,7 +234,7 @@ def test_full_sft_example_imports(lf_dir):
     result = import_llamafactory_file(lf_dir / "full.yaml")
     cfg = result.config
     assert (cfg.finetuning_type, cfg.learning_rate, cfg.max_steps, cfg.quantization_bit, cfg.template) == \
-        ("full", 1e-5, 200, None, "chatml")
+        ("full", 1e-5, 200, None, "qwen")  # Qwen's default system prompt on rows without one, as LLaMA-Factory
     assert cfg.dataset_format == "messages"  # sharegpt with OpenAI role/content tags
     assert "DeepSpeed" in result.unmapped["deepspeed"]
     assert len(load_examples(cfg).train) == 30

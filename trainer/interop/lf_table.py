@@ -20,7 +20,7 @@ from trainer.plan.resolve import Hardware
 
 # Fields converted by code rather than renamed: field -> the LLaMA-Factory keys that carry it.
 SPECIAL: dict[str, str] = {
-    "template": "template (LLaMA-Factory's names such as qwen mapped to tunedeck's; plain <-> default)",
+    "template": "template (the same names; yi, gemma2, qwen3_nothink mapped to tunedeck's; plain <-> default)",
     "attn_implementation": "flash_attn (auto, disabled, sdpa, fa2)",
     "stage": "stage (sft; pt is plain-text training, dataset_format text)",
     "finetuning_type": "finetuning_type (freeze is imported as lora)",
@@ -111,10 +111,9 @@ _FLASH_ATTN_BACK = {"auto": "auto", "eager": "disabled", "sdpa": "sdpa", "flash_
 _BNB_METHODS = ("bnb", "bitsandbytes")
 # LLaMA-Factory's QuantizationMethod values: an unknown string is accepted by its parser and quantizes nothing.
 LF_QUANTIZATION_METHODS = ("bnb", "gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8")
-# LLaMA-Factory template names whose text is the same as one of tunedeck's named templates.
-_TEMPLATE_ALIASES = {"qwen": "chatml", "qwen3": "chatml", "yi": "chatml", "chatml": "chatml", "llama3": "llama3",
-                     "mistral": "mistral", "llama2": "mistral", "gemma": "gemma", "gemma2": "gemma",
-                     "alpaca": "alpaca", "vicuna": "vicuna"}
+# LLaMA-Factory template names whose text is that of a tunedeck template of another name (its own names
+# map to themselves; tests/test_templates_lf.py holds each to LLaMA-Factory's rendering).
+_TEMPLATE_ALIASES = {"yi": "chatml", "qwen3_nothink": "chatml", "gemma2": "gemma"}
 
 
 @dataclass
@@ -204,7 +203,7 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
 
     template = take("template")
     if template:
-        out["template"] = _import_template(str(template), unmapped)
+        out["template"] = _import_template(str(template), unmapped, notes)
 
     bits, qmethod = take("quantization_bit"), take("quantization_method")
     if bits is not None:
@@ -323,11 +322,13 @@ def finish_import(out: dict[str, Any], report: Report) -> dict[str, Any]:
     return merged
 
 
-def _import_template(name: str, unmapped: dict[str, str]) -> str:
-    from trainer.templates import NAMED_TEMPLATES
+def _import_template(name: str, unmapped: dict[str, str], notes: list[str]) -> str:
+    from trainer.templates import LLAMAFACTORY_DIFFERENCES, NAMED_TEMPLATES
 
     mapped = _TEMPLATE_ALIASES.get(name, name)
     if mapped in NAMED_TEMPLATES:
+        if mapped in LLAMAFACTORY_DIFFERENCES:
+            notes.append(f"template {name}: as LLaMA-Factory renders it, except: {LLAMAFACTORY_DIFFERENCES[mapped]}")
         return mapped
     unmapped["template"] = f"LLaMA-Factory's '{name}' template has no tunedeck equivalent: using the tokenizer's " \
                            "own chat template (template: auto)"
@@ -394,7 +395,12 @@ def export_special(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report
         report.notes.append("template plain written as LLaMA-Factory's 'default' (Human:/Assistant: rather than "
                             "User:/Assistant:)")
     elif cfg.template != "auto":
+        from trainer.templates import LLAMAFACTORY_DIFFERENCES
+
         d["template"] = cfg.template
+        if cfg.template in LLAMAFACTORY_DIFFERENCES:
+            report.notes.append(f"template {cfg.template}: LLaMA-Factory's renders the same, except: "
+                                f"{LLAMAFACTORY_DIFFERENCES[cfg.template]}")
     else:
         report.notes.append("template auto: no template key, so LLaMA-Factory uses the tokenizer's chat template")
     if cfg.packing is None:

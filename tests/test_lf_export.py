@@ -179,3 +179,39 @@ def test_an_unresolved_dataset_name_is_an_error_in_check(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "nowhere" in proc.stderr and "not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_tool_calling_dataset_goes_both_ways(tmp_path):
+    """LLaMA-Factory's glaive_toolcall_en_demo shape: sharegpt turns with function_call/observation, a tools
+    column; imported through dataset_info.json, trained, and exported with its tools column."""
+    tool = {"name": "get_time", "description": "Time in a city", "parameters": {"type": "object", "properties": {}}}
+    rows = [{"conversations": [{"from": "human", "value": f"Time in city {i}?"},
+                               {"from": "function_call", "value": json.dumps({"name": "get_time",
+                                                                              "arguments": {"city": str(i)}})},
+                               {"from": "observation", "value": json.dumps({"time": f"{i}:00"})},
+                               {"from": "gpt", "value": f"It is {i}:00."}], "functions": json.dumps([tool])}
+            for i in range(4)]
+    (tmp_path / "tools.json").write_text(json.dumps(rows))
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"toolcall": {
+        "file_name": "tools.json", "formatting": "sharegpt",
+        "columns": {"messages": "conversations", "tools": "functions"}}}))
+    result = import_llamafactory_text("model_name_or_path: m\ndataset: toolcall\ndataset_dir: .\n", "t.yaml",
+                                      base_dir=tmp_path)
+    assert result.config.column_mapping == {"functions": "tools"} and not result.unmapped
+    [first, *_] = load_examples(result.config).train
+    assert first["tools"][0]["function"]["name"] == "get_time"
+    exported = export_llamafactory(result.config, dataset_dir=tmp_path, hardware=CPU)
+    [entry] = exported.dataset_info.values()
+    assert entry["columns"] == {"messages": "conversations", "tools": "functions"}
+    converted = _assert_llamafactory_reads(exported, tmp_path)
+    assert [m["role"] for m in converted[0]["_prompt"]] == ["user", "function", "observation"]
+    assert json.loads(converted[0]["_tools"]) == [tool]
+    # OpenAI tool_calls rows: LLaMA-Factory cannot read them, and the export says so.
+    openai = tmp_path / "openai.jsonl"
+    openai.write_text(json.dumps({"messages": [
+        {"role": "user", "content": "t?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {
+            "name": "get_time", "arguments": "{}"}}]},
+        {"role": "tool", "content": "1:00"}, {"role": "assistant", "content": "1:00."}]}) + "\n")
+    exported = export_llamafactory(TrainConfig(dataset=str(openai)), dataset_dir=tmp_path, hardware=CPU)
+    assert "function_call/observation" in exported.unmapped["dataset_format"]

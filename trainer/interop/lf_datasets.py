@@ -128,10 +128,11 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
         messages_col = columns.get("messages", "conversations")
         if messages_col != expected:
             mapping[str(messages_col)] = expected
-        if columns.get("system") and columns["system"] != "system":
-            mapping[str(columns["system"])] = "system"
+        for role in ("system", "tools"):  # tunedeck reads both beside the turns
+            if columns.get(role) and columns[role] != role:
+                mapping[str(columns[role])] = role
         for role, column in columns.items():
-            if role not in ("messages", "system") and column:
+            if role not in ("messages", "system", "tools") and column:
                 unmapped[f"dataset_info.columns.{role}"] = f"column '{column}' ({role}) is not used by tunedeck's SFT"
         from trainer.datasets import SHAREGPT_ROLES
 
@@ -210,6 +211,10 @@ def dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped: 
         if fmt == "messages":
             entry["tags"] = dict(_OPENAI_TAGS)
         _optional_columns(entry, renamed, file_columns, kind, notes, ("system", "tools"))
+        if fmt == "messages" and kind == "file" and _has_tool_calls(Path(where)):
+            unmapped["dataset_format"] = "OpenAI tool_calls/tool messages: LLaMA-Factory reads tool calls as sharegpt " \
+                                         "function_call/observation turns (from/value) and would drop these rows; " \
+                                         "write the dataset in that form to train them there"
     elif fmt == "prompt_completion":
         entry["columns"] = {"prompt": renamed.get("prompt", "prompt"), "response": renamed.get("completion", "completion")}
         _optional_columns(entry, renamed, file_columns, kind, notes, ("system",))
@@ -232,6 +237,14 @@ def _optional_columns(entry: dict[str, Any], renamed: dict[str, str], file_colum
         elif kind != "file" and role == "system":
             notes.append(f"a Hub dataset's columns are not read at export: add \"system\": \"{column}\" to the "
                          "entry's columns if its rows have one")
+
+
+def _has_tool_calls(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return '"tool_calls"' in text or '"role": "tool"' in text
 
 
 def _sniff_format(path: Path, column_mapping: dict[str, str]) -> tuple[Optional[str], set[str]]:

@@ -215,3 +215,10 @@ def test_a_tool_calling_dataset_goes_both_ways(tmp_path):
         {"role": "tool", "content": "1:00"}, {"role": "assistant", "content": "1:00."}]}) + "\n")
     exported = export_llamafactory(TrainConfig(dataset=str(openai)), dataset_dir=tmp_path, hardware=CPU)
     assert "function_call/observation" in exported.unmapped["dataset_format"]
+
+
+def test_an_unknown_quantization_method_is_named():
+    result = import_llamafactory_text("model_name_or_path: m\ndataset: demo\nquantization_bit: 4\n"
+                                      "quantization_method: bitsandbytes4\n", "q.yaml")
+    assert result.config.quantization_bit is None
+    assert "not one of LLaMA-Factory's methods (bnb, gptq" in result.unmapped["quantization_method"]

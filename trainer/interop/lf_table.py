@@ -214,7 +214,10 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
                                            "supported (tunedeck quantizes with bitsandbytes, 4 or 8 bits): the " \
                                            "base is loaded unquantized"
     if qmethod is not None and str(qmethod).lower() not in _BNB_METHODS:
-        unmapped["quantization_method"] = f"'{qmethod}': tunedeck quantizes with bitsandbytes only"
+        unmapped["quantization_method"] = f"'{qmethod}': tunedeck quantizes with bitsandbytes only" \
+            if str(qmethod).lower() in LF_QUANTIZATION_METHODS else \
+            f"'{qmethod}' is not one of LLaMA-Factory's methods ({', '.join(LF_QUANTIZATION_METHODS)}): it would " \
+            "load the base unquantized"
 
     bf16, fp16, pure = take("bf16"), take("fp16"), take("pure_bf16")
     if pure:
@@ -280,8 +283,8 @@ def _refuse_predict_only(data: dict[str, Any], source: str | None) -> None:
     raise ConfigError([(what, f"this is a {'prediction' if what == 'do_predict' else 'evaluation'}-only "
                         f"LLaMA-Factory config ({what}: true without do_train"
                         + (f", eval_dataset {data['eval_dataset']}" if data.get("eval_dataset") else "")
-                        + "): tunedeck imports training configs; evaluate a trained run from its page or with "
-                          "`python -m trainer evaluate` instead")], source)
+                        + "): tunedeck imports training configs (do_train); import the config that trained the "
+                          "model instead")], source)
 
 
 def _import_sampling(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str, str], take: Any) -> None:

@@ -222,3 +222,10 @@ def test_an_unknown_quantization_method_is_named():
                                       "quantization_method: bitsandbytes4\n", "q.yaml")
     assert result.config.quantization_bit is None
     assert "not one of LLaMA-Factory's methods (bnb, gptq" in result.unmapped["quantization_method"]
+
+
+def test_every_schema_lf_key_is_a_llamafactory_argument():
+    """A field declared with lf='key' is written under that key: it must be one LLaMA-Factory takes."""
+    from trainer.interop.lf_table import lf_keys
+
+    assert set(lf_keys().values()) - llamafactory_argument_names() == set()

@@ -206,6 +206,12 @@ def test_a_tool_calling_dataset_goes_both_ways(tmp_path):
     converted = _assert_llamafactory_reads(exported, tmp_path)
     assert [m["role"] for m in converted[0]["_prompt"]] == ["user", "function", "observation"]
     assert json.loads(converted[0]["_tools"]) == [tool]
+    # Tags tunedeck does not read are named at import.
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"toolcall": {
+        "file_name": "tools.json", "formatting": "sharegpt", "tags": {"function_tag": "tool_call"}}}))
+    odd = import_llamafactory_text("model_name_or_path: m\ndataset: toolcall\ndataset_dir: .\n", "t.yaml",
+                                   base_dir=tmp_path)
+    assert "'tool_call'" in odd.unmapped["dataset_info.tags.function_tag"]
     # OpenAI tool_calls rows: LLaMA-Factory cannot read them, and the export says so.
     openai = tmp_path / "openai.jsonl"
     openai.write_text(json.dumps({"messages": [

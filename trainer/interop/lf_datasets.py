@@ -140,7 +140,7 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
             unmapped["dataset_info.tags"] = f"role_tag '{tags.get('role_tag')}' / content_tag " \
                                             f"'{tags.get('content_tag')}': tunedeck reads turns as from/value or " \
                                             "role/content; the rows will not load as they are"
-        for tag in ("user_tag", "assistant_tag", "system_tag"):
+        for tag in ("user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag"):
             if str(tags.get(tag)).lower() not in SHAREGPT_ROLES:
                 unmapped[f"dataset_info.tags.{tag}"] = f"role '{tags.get(tag)}' is not one tunedeck knows " \
                                                        f"({', '.join(SHAREGPT_ROLES)}); rename it in the data"

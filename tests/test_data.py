@@ -305,7 +305,7 @@ def test_each_broken_row_kind_with_its_line(tmp_path):
         "  line 2: invalid JSON: Expecting ',' delimiter (column 48)",
         "  line 3: turn 2: two user turns in a row",
         "  line 4: turn 3: the conversation ends with a user turn; it must end with an assistant answer",
-        "  line 5: turn 2: unknown role 'bot' (expected one of: system, user, assistant)",
+        "  line 5: turn 2: unknown role 'bot' (expected one of: system, user, assistant, tool)",
         "  line 6: turn 2: empty content",
         "  line 7: missing field 'messages'",
         "  line 8: expected a JSON object, got a list",
@@ -326,7 +326,7 @@ def test_sharegpt_and_alpaca_field_problems(tmp_path):
         {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt"}]},
     ])
     assert refused(cfg(path)).splitlines()[1:] == [
-        "  line 2: turn 2: unknown role 'robot' (expected one of: human, user, gpt, assistant, model, system)",
+        "  line 2: turn 2: unknown role 'robot' (expected one of: human, user, gpt, assistant, model, system, function_call, observation, tool)",
         "  line 3: turn 2: missing 'value'",
     ]
     path = write_jsonl(tmp_path / "al.jsonl", [
@@ -474,7 +474,7 @@ def test_auto_uses_the_tokenizers_template_or_the_plain_fallback(tokenizer, chat
     assert fallback == "<s>User: What is 2 plus 2?\nAssistant: 2 plus 2 is 4.</s>"
     # A named template overrides the tokenizer's own.
     named = "".join(t for t, _ in render_segments(example, chat_tokenizer, TrainConfig(template="alpaca")))
-    assert named.endswith("### Instruction:\nWhat is 2 plus 2?\n\n### Response:\n2 plus 2 is 4.</s>")
+    assert named.endswith("### Instruction:\nWhat is 2 plus 2?\n\n### Response:\n2 plus 2 is 4.</s>\n\n")
 
 
 def test_named_templates_match_their_jinja_twins(tokenizer):
@@ -496,7 +496,7 @@ def test_named_templates_match_their_jinja_twins(tokenizer):
 
 def test_unknown_and_broken_templates(tokenizer, chat_tokenizer):
     assert template_names()[:2] == ["auto", "chatml"]
-    known = "use one of auto, chatml, llama3, mistral, gemma, alpaca, vicuna, plain"
+    known = "use one of auto, chatml, qwen, qwen3, llama3, llama2, mistral, gemma, alpaca, vicuna, plain"
     with pytest.raises(ConfigError) as config_info:
         TrainConfig.from_dict({"template": "nope"})
     assert config_info.value.by_field() == {"template": f"unknown chat template 'nope': {known} (got 'nope')"}
@@ -649,14 +649,15 @@ def test_new_user_edge_cases(tmp_path):
     assert load_examples(cfg(semi)).train[0]["messages"][1] == {"role": "assistant", "content": "4"}
     numbers = write_jsonl(tmp_path / "num.jsonl", [{"prompt": "2+2", "completion": 4}])
     assert load_examples(cfg(numbers)).train[0]["messages"][1]["content"] == "4"
-    # OpenAI content parts are joined; a tool turn is named as an unknown role.
+    # OpenAI content parts are joined; a tool result without a call before it is named.
     parts = write_jsonl(tmp_path / "parts.jsonl", [
         {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]},
                       {"role": "assistant", "content": "hello"}]},
         {"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "{}"}]}])
     data = load_examples(cfg(parts, skip_invalid_rows=True))
     assert data.train[0]["messages"][0]["content"] == "hi there"
-    assert str(data.errors[0]) == "line 2: turn 2: unknown role 'tool' (expected one of: system, user, assistant)"
+    assert str(data.errors[0]) == ("line 2: turn 2: a tool result must follow an assistant turn that calls a tool "
+                                   "(function_call / tool_calls)")
 
 
 def test_real_training_skips_bad_rows_only_when_allowed(tmp_path):

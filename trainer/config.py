@@ -177,6 +177,13 @@ class TrainConfig(ConfigRules):
         "Off: any bad row stops the run before it starts.", advanced=True,
         used_by=("trainer.datasets",),
         lf_skip="LLaMA-Factory has no such switch (it skips unusable rows with a warning)")
+    kto_desirable_only: bool = _field(
+        False, "data",
+        "For KTO data (a true/false label per answer): train on the rows labelled true (desirable) and leave "
+        "the others out. Off: KTO data is refused, since SFT would imitate the undesirable answers too.",
+        label="KTO data: desirable rows only", advanced=True,
+        used_by=("trainer.datasets",),
+        lf_skip="LLaMA-Factory trains KTO data with stage kto; it has no switch to keep only the desirable rows")
     packing: Optional[bool] = _field(
         None, "data",
         "Pack several short rows into one sequence so no compute is spent on padding. Empty = auto: "
@@ -186,7 +193,7 @@ class TrainConfig(ConfigRules):
         None, "data",
         "Batch rows of similar length together, so less padding is processed. Empty = auto: on when "
         "not packing.",
-        sft_via="group_by_length", used_by=("trainer.plan",), lf="group_by_length", lf_default=False)
+        sft_via="group_by_length", used_by=("trainer.plan",), lf_default=False)
 
     # --- batch & steps -------------------------------------------------------------------------
     per_device_train_batch_size: int = _field(
@@ -226,11 +233,11 @@ class TrainConfig(ConfigRules):
         sft="lr_scheduler_type", lf="lr_scheduler_type", lf_default="linear")
     warmup_ratio: float = _field(
         0.03, "optimizer", "Fraction of the steps spent ramping the learning rate up from 0.", ge=0, le=1,
-        sft_via="warmup", lf="warmup_ratio", lf_default=0.0)
+        sft_via="warmup", lf_default=0.0)
     warmup_steps: int = _field(
         0, "optimizer", "Warmup as a number of steps instead of a ratio (0: use warmup_ratio).", ge=0,
         advanced=True,
-        sft_via="warmup", lf="warmup_steps")
+        sft_via="warmup")
     weight_decay: float = _field(0.0, "optimizer", "L2-style decay of the trained weights.", ge=0, le=10,
                                  advanced=True,
                                  sft="weight_decay", lf="weight_decay")

@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 
 from trainer.config import TrainConfig
 from trainer.datasets.issues import DataError, RowIssue, problem_list
+from trainer.datasets.kinds import sft_records
 from trainer.datasets.rows import COLUMN_SYNONYMS, Example, RowProblem, detect_format, make_example, normalize_row
 from trainer.datasets.sources import Record, read_records, resolve_source
 
@@ -58,6 +59,7 @@ def load_examples(cfg: TrainConfig, base_dir: Optional[str | Path] = None) -> Lo
         raise DataError(f"{source}: the dataset is empty: no rows", source=source)
 
     records = _apply_column_mapping(records, cfg.column_mapping, source)
+    records = sft_records(records, cfg, source)
     fmt = cfg.dataset_format
     if fmt == "auto":
         fmt = detect_format(r.value for r in records if isinstance(r.value, dict))

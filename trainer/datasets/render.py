@@ -1,7 +1,9 @@
 """Rendering: a normalized example as the text the model sees, split into (text, is_answer) segments.
 
 A conversation is rendered through the tokenizer's own jinja chat template (``template: auto`` when
-the tokenizer has one) or a named template (trainer/templates.py). With a jinja template the answer
+the tokenizer has one) or a named template (trainer/templates.py). Tool lists, calls and results go to
+the tokenizer's template when it renders them (``tools=``), else they are written as plain turns
+(templates.flatten_tools), the calls inside the answers that carry the loss. With a jinja template the answer
 spans are found by rendering prefixes of the conversation; for templates that rewrite earlier turns
 each answer is located by its text. Plain text is one segment between BOS and EOS, all of it trained.
 """
@@ -13,8 +15,8 @@ from typing import Any, Optional
 from trainer.config import TrainConfig
 from trainer.datasets.issues import DataError
 from trainer.datasets.rows import Example, is_text_example
-from trainer.templates import (AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES, Segment, chat_template_jinja, render_named,
-                               unknown_template_message)
+from trainer.templates import (AUTO, FALLBACK_TEMPLATE, NAMED_TEMPLATES, QWEN_SYSTEM, Segment, chat_template_jinja,
+                               flatten_tools, has_tools, render_named, unknown_template_message)
 
 
 def chat_template_for_saving(tokenizer: Any, cfg: TrainConfig) -> Optional[str]:
@@ -32,20 +34,51 @@ def render_segments(example: dict, tokenizer: Any, cfg: TrainConfig) -> list[Seg
     eos = getattr(tokenizer, "eos_token", None) or ""
     if is_text_example(example):
         return [(bos + example["text"] + eos, True)]
-    messages = example["messages"]
+    messages, tools = example["messages"], example.get("tools") or None
+    with_tools = has_tools(example)
     name = cfg.template
     if name == AUTO:
         if getattr(tokenizer, "chat_template", None):
-            return _render_jinja(messages, tokenizer, example)
+            if with_tools and not renders_tools(tokenizer):
+                messages, tools = flatten_tools(messages, tools), None
+            return _render_jinja(messages, tokenizer, example, tools)
         name = FALLBACK_TEMPLATE
     if name not in NAMED_TEMPLATES:
         raise DataError(f"template: {unknown_template_message(name)}")
+    if with_tools:
+        messages = flatten_tools(messages, tools, QWEN_SYSTEM if name == "qwen" else "")
     return render_named(name, messages, bos, eos)
 
 
-def _apply_template(tokenizer: Any, messages: list, add_generation_prompt: bool, example: dict) -> str:
+_PROBE_TOOL = {"type": "function", "function": {"name": "tunedeck_probe_tool", "description": "probe",
+                                                "parameters": {"type": "object", "properties": {}}}}
+_PROBE_CALL = [{"role": "user", "content": "x"},
+               {"role": "assistant", "content": "", "tool_calls": [
+                   {"type": "function", "function": {"name": "tunedeck_probe_call", "arguments": {}}}]},
+               {"role": "tool", "content": "tunedeck_probe_result"}]
+_RENDERS_TOOLS: dict[str, bool] = {}
+
+
+def renders_tools(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template writes a `tools=` list, assistant tool_calls and tool results
+    (Qwen 2.5+, Llama 3.1+, Mistral's newer ones do; many do not, and would drop them silently)."""
+    template = tokenizer.chat_template
+    if template not in _RENDERS_TOOLS:
+        try:
+            listed = tokenizer.apply_chat_template(_PROBE_CALL[:1], tools=[_PROBE_TOOL], tokenize=False)
+            called = tokenizer.apply_chat_template(_PROBE_CALL, tokenize=False)
+            _RENDERS_TOOLS[template] = ("tunedeck_probe_tool" in listed and "tunedeck_probe_call" in called
+                                        and "tunedeck_probe_result" in called)
+        except Exception:  # noqa: BLE001 - a template that raises on tools does not support them
+            _RENDERS_TOOLS[template] = False
+    return _RENDERS_TOOLS[template]
+
+
+def _apply_template(tokenizer: Any, messages: list, add_generation_prompt: bool, example: dict,
+                    tools: Optional[list] = None) -> str:
     try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False,
+                                             add_generation_prompt=add_generation_prompt)
     except Exception as exc:  # jinja raises TemplateError, its own raise_exception(), TypeError...
         where = f" ({getattr(example, 'source', '')}: {example.where})" if isinstance(example, Example) else ""
         raise DataError(f"bad chat template: the tokenizer's chat template failed to render a "
@@ -56,21 +89,21 @@ def _apply_template(tokenizer: Any, messages: list, add_generation_prompt: bool,
     return text
 
 
-def _render_jinja(messages: list[dict], tokenizer: Any, example: dict) -> list[Segment]:
+def _render_jinja(messages: list[dict], tokenizer: Any, example: dict, tools: Optional[list] = None) -> list[Segment]:
     """Answer spans of a jinja template found by rendering prefixes of the conversation.
 
     The answer of turn i spans from the end of render(turns before i, generation prompt) to the end of
     render(turns up to i). Templates that rewrite earlier turns break the prefix property; then each
     answer is located by its text, in order.
     """
-    full = _apply_template(tokenizer, messages, False, example)
+    full = _apply_template(tokenizer, messages, False, example, tools)
     spans: list[tuple[int, int]] = []
     prefix_ok = True
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        start_text = _apply_template(tokenizer, messages[:i], True, example)
-        end_text = _apply_template(tokenizer, messages[:i + 1], False, example)
+        start_text = _apply_template(tokenizer, messages[:i], True, example, tools)
+        end_text = _apply_template(tokenizer, messages[:i + 1], False, example, tools)
         if not (full.startswith(end_text) and end_text.startswith(start_text) and len(end_text) > len(start_text)):
             prefix_ok = False
             break

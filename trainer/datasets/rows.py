@@ -2,8 +2,10 @@
 ``{"messages": [{"role", "content"}, ...]}`` or ``{"text": ...}``.
 
 Formats: alpaca (instruction/input/output, optional system and history), sharegpt (conversations of
-from/value turns), messages (role/content turns), prompt_completion (text, or lists of turns) and
-text (plain text, continued pre-training). A row that cannot be used raises RowProblem naming the
+from/value turns, function_call/observation turns and a tools column), messages (role/content turns,
+OpenAI tool_calls/tool turns, text parts), prompt_completion (text, or lists of turns) and text (plain
+text, continued pre-training). A conversation with tools normalizes to OpenAI's shape: assistant turns
+with ``tool_calls``, ``tool`` turns with the results, and ``"tools"`` beside ``"messages"``. A row that cannot be used raises RowProblem naming the
 field; the loader turns it into a RowIssue with the row's line number.
 """
 
@@ -15,6 +17,8 @@ from typing import Any, Iterable, Optional
 
 from trainer.datasets.issues import type_name
 from trainer.datasets.sources import CSV_EXTRA_CELLS
+
+MEDIA_PART_TYPES = ("image", "image_url", "video", "video_url", "audio", "input_audio", "audio_url")
 
 # Column names people use for what a format calls otherwise: suggested in a column_mapping hint.
 COLUMN_SYNONYMS = {
@@ -28,8 +32,10 @@ COLUMN_SYNONYMS = {
 }
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "model": "assistant", "system": "system"}
-MESSAGE_ROLES = ("system", "user", "assistant")
+                  "model": "assistant", "system": "system", "function_call": "function_call",
+                  "observation": "tool", "tool": "tool"}
+MESSAGE_ROLES = ("system", "user", "assistant", "tool")
+_MESSAGE_ROLE_MAP = {**{r: r for r in MESSAGE_ROLES}, "function": "tool", "ipython": "tool"}
 
 
 class Example(dict):
@@ -125,15 +131,24 @@ def _list_field(row: dict, name: str) -> list:
     return value
 
 
-def _content_text(value: Any, field_name: str, turn: int) -> str:
-    if isinstance(value, list):  # OpenAI content parts: [{"type": "text", "text": ...}]
+def _content_text(value: Any, field_name: str, turn: int, allow_empty: bool = False) -> str:
+    if isinstance(value, list):
+        # Content parts: OpenAI's {"type": "text", "text": ...}, LLaMA-Factory v1's {"type": "text", "value": ...}.
         parts = []
         for part in value:
-            if isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
-                parts.append(part["text"])
+            kind = part.get("type", "text") if isinstance(part, dict) else None
+            text = part.get("text", part.get("value")) if isinstance(part, dict) else None
+            if kind == "text" and isinstance(text, str):
+                parts.append(text)
+            elif kind in MEDIA_PART_TYPES:
+                raise RowProblem(field_name, f"turn {turn}: a {kind} part: multimodal rows are not supported "
+                                 "(tunedeck trains text-only models)")
             else:
-                raise RowProblem(field_name, f"turn {turn}: only text content is supported")
+                raise RowProblem(field_name, f"turn {turn}: content parts must be {{\"type\": \"text\", \"text\" or "
+                                 f"\"value\": ...}}, got {json.dumps(part, ensure_ascii=False)[:80]}")
         value = "".join(parts)
+    if allow_empty and (value is None or value == ""):
+        return ""
     if value is None:
         raise RowProblem(field_name, f"turn {turn}: empty content")
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -144,9 +159,10 @@ def _content_text(value: Any, field_name: str, turn: int) -> str:
     return text
 
 
-def _check_turns(messages: list[dict[str, str]], field_name: str) -> None:
-    """Optional system first, then user/assistant alternating from a user turn, ending with an answer."""
-    expected = "user"
+def _check_turns(messages: list[dict[str, Any]], field_name: str) -> None:
+    """Optional system first, then user/assistant alternating from a user turn, ending with an answer; an
+    answer that calls tools is followed by their results (tool turns), then by the next answer."""
+    expected: tuple[str, ...] = ("user",)
     previous = None
     for turn, m in enumerate(messages, 1):
         role = m["role"]
@@ -154,12 +170,26 @@ def _check_turns(messages: list[dict[str, str]], field_name: str) -> None:
             if turn != 1:
                 raise RowProblem(field_name, f"turn {turn}: a system turn must be the first turn")
             continue
-        if role != expected:
+        if role not in expected:
+            if role == "tool":
+                raise RowProblem(field_name, f"turn {turn}: a tool result must follow an assistant turn that calls "
+                                 "a tool (function_call / tool_calls)")
             if role == previous:
                 raise RowProblem(field_name, f"turn {turn}: two {role} turns in a row")
-            raise RowProblem(field_name, f"turn {turn}: the conversation must start with a user turn, "
-                              f"not {role}")
-        previous, expected = role, ("assistant" if role == "user" else "user")
+            if previous is None:
+                raise RowProblem(field_name, f"turn {turn}: the conversation must start with a user turn, "
+                                 f"not {role}")
+            raise RowProblem(field_name, f"turn {turn}: {role} after {previous}: expected {' or '.join(expected)}")
+        if role == "assistant":
+            expected = ("tool",) if m.get("tool_calls") else ("user",)
+        elif role == "tool":
+            expected = ("tool", "assistant")
+        else:
+            expected = ("assistant",)
+        previous = role
+    if previous == "tool":
+        raise RowProblem(field_name, f"turn {len(messages)}: the conversation ends with a tool result; it must end "
+                         "with an assistant answer")
     if previous is None:
         raise RowProblem(field_name, "no user or assistant turn")
     if previous == "user":
@@ -167,7 +197,7 @@ def _check_turns(messages: list[dict[str, str]], field_name: str) -> None:
                           "it must end with an assistant answer")
 
 
-def _turns(row: dict, name: str, role_key: str, content_key: str, roles: dict[str, str]) -> list[dict[str, str]]:
+def _turns(row: dict, name: str, role_key: str, content_key: str, roles: dict[str, str]) -> list[dict[str, Any]]:
     turns = _list_field(row, name)
     messages = []
     for turn, item in enumerate(turns, 1):
@@ -182,15 +212,91 @@ def _turns(row: dict, name: str, role_key: str, content_key: str, roles: dict[st
         raw_role = item[rk]
         role = roles.get(str(raw_role).strip().lower()) if isinstance(raw_role, str) else None
         if role is None:
-            known = ", ".join(dict.fromkeys(k for k in roles))
+            known = ", ".join(k for k in roles if k not in ("function", "ipython"))  # legacy spellings of tool
             raise RowProblem(name, f"turn {turn}: unknown role {raw_role!r} (expected one of: {known})")
+        if role == "function_call":  # sharegpt: the call as JSON text in the turn's value
+            messages.append({"role": "assistant", "content": "",
+                             "tool_calls": parse_tool_calls(item.get(ck), name, turn)})
+            continue
+        if role == "assistant" and item.get("tool_calls"):  # OpenAI: calls beside an optional text
+            messages.append({"role": "assistant", "content": _content_text(item.get(ck), name, turn, True),
+                             "tool_calls": parse_tool_calls(item["tool_calls"], name, turn)})
+            continue
         if ck not in item:
             raise RowProblem(name, f"turn {turn}: missing '{content_key}'")
-        messages.append({"role": role, "content": _content_text(item[ck], name, turn)})
+        content = item[ck]
+        if role == "tool" and isinstance(content, (dict, list)) and not _is_parts(content):
+            content = json.dumps(content, ensure_ascii=False)  # a structured tool result, as the model reads it
+        messages.append({"role": role, "content": _content_text(content, name, turn)})
     return messages
 
 
-def _with_system(row: dict, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+def _is_parts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(p, dict) and "type" in p for p in value)
+
+
+def parse_tool_calls(value: Any, field_name: str, turn: int) -> list[dict[str, Any]]:
+    """Tool calls as {"type": "function", "function": {"name", "arguments": {...}}}, from sharegpt's JSON text
+    ({"name", "arguments"} or a list of them) or OpenAI's tool_calls list."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise RowProblem(field_name, f"turn {turn}: a function call must be JSON {{\"name\": ..., \"arguments\": "
+                             f"...}}: {exc.msg} (column {exc.colno})") from None
+    calls = value if isinstance(value, list) else [value]
+    out = []
+    for call in calls:
+        function = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise RowProblem(field_name, f"turn {turn}: a tool call needs a \"name\" (and \"arguments\")")
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError:
+                raise RowProblem(field_name, f"turn {turn}: the arguments of tool call '{function['name']}' are not "
+                                 "JSON") from None
+        out.append({"type": "function", "function": {"name": function["name"], "arguments": arguments}})
+    if not out:
+        raise RowProblem(field_name, f"turn {turn}: an empty list of tool calls")
+    return out
+
+
+def _tools(row: dict) -> list[dict[str, Any]]:
+    """The row's tool list (a `tools` column: JSON text or a list), as {"type": "function", "function": ...}."""
+    value = row.get("tools")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise RowProblem("tools", f"field 'tools' is not a JSON list of tools: {exc.msg} (column {exc.colno})") \
+                from None
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise RowProblem("tools", f"field 'tools' must be a list of tools, got {type_name(value)}")
+    tools = []
+    for i, tool in enumerate(value, 1):
+        function = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise RowProblem("tools", f"tool {i} needs a \"name\" (and \"description\", \"parameters\")")
+        tools.append({"type": "function", "function": function})
+    return tools
+
+
+def _with_tools(row: dict, normalized: dict) -> dict:
+    tools = _tools(row)
+    if tools:
+        normalized["tools"] = tools
+    return normalized
+
+
+def _with_system(row: dict, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     system = row.get("system")
     if isinstance(system, str) and system.strip() and not (messages and messages[0]["role"] == "system"):
         return [{"role": "system", "content": system}, *messages]
@@ -237,24 +343,23 @@ def _normalize_alpaca(row: dict) -> dict:
 def _normalize_sharegpt(row: dict) -> dict:
     messages = _with_system(row, _turns(row, "conversations", "from", "value", SHAREGPT_ROLES))
     _check_turns(messages, "conversations")
-    return {"messages": messages}
+    return _with_tools(row, {"messages": messages})
 
 
 def _normalize_messages(row: dict) -> dict:
-    roles = {r: r for r in MESSAGE_ROLES}
-    messages = _with_system(row, _turns(row, "messages", "role", "content", roles))
+    messages = _with_system(row, _turns(row, "messages", "role", "content", _MESSAGE_ROLE_MAP))
     _check_turns(messages, "messages")
-    return {"messages": messages}
+    return _with_tools(row, {"messages": messages})
 
 
 def _normalize_prompt_completion(row: dict) -> dict:
     if isinstance(row.get("prompt"), list) or isinstance(row.get("completion"), list):
-        roles = {r: r for r in MESSAGE_ROLES}
+        roles = _MESSAGE_ROLE_MAP
         prompt = _turns(row, "prompt", "role", "content", roles)
         completion = _turns(row, "completion", "role", "content", roles)
         messages = _with_system(row, prompt + completion)
         _check_turns(messages, "completion")
-        return {"messages": messages}
+        return _with_tools(row, {"messages": messages})
     prompt = _text_field(row, "prompt")
     completion = _text_field(row, "completion")
     return {"messages": _with_system(row, [{"role": "user", "content": prompt},

@@ -32,9 +32,11 @@ def _template_source(name: str) -> str:
     from trainer import templates
 
     renderer = templates.NAMED_TEMPLATES[name].render
-    parts = [f"ALPACA_SYSTEM = {templates.ALPACA_SYSTEM!r}", f"VICUNA_SYSTEM = {templates.VICUNA_SYSTEM!r}", "",
-             inspect.getsource(templates._split_system), inspect.getsource(renderer),
-             f"NAMED_TEMPLATE = {renderer.__name__}"]
+    helpers = [templates._split_system] + ([templates._chatml] if name in ("qwen", "qwen3") else [])
+    parts = [f"{constant} = {getattr(templates, constant)!r}"
+             for constant in ("ALPACA_SYSTEM", "VICUNA_SYSTEM", "QWEN_SYSTEM", "EMPTY_THOUGHT")] + [""]
+    parts += [inspect.getsource(fn) for fn in helpers] + [inspect.getsource(renderer),
+                                                          f"NAMED_TEMPLATE = {renderer.__name__}"]
     return "\n".join(parts)
 
 
@@ -114,7 +116,9 @@ def export_script(cfg: TrainConfig, base_dir: Union[str, Path, None] = None, *, 
         "# tunedeck's TrainConfig -> SFTConfig mapping.",
         _sft_mapping_source(cfg),
         SCRIPT_BODY.replace("__ROW_LIST_COLUMNS__", repr(tuple(sorted(ROW_LIST_COLUMNS))))
-        .replace("__SHAREGPT_ROLES__", repr(SHAREGPT_ROLES)),
+        # The script renders plain chat turns only: tool-calling rows are tunedeck's (templates.flatten_tools).
+        .replace("__SHAREGPT_ROLES__", repr({k: v for k, v in SHAREGPT_ROLES.items()
+                                             if v in ("system", "user", "assistant")})),
     ]
     return "\n".join(lines)
 

@@ -66,11 +66,13 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
             out["dataset"] = str(direct)
             notes.append(f"dataset '{name}' is not in dataset_info.json; used the file {direct}")
         else:
-            out["dataset"] = name
+            # Written as the file LLaMA-Factory would not find either, so `check` and training name it as
+            # missing rather than trying the name as a Hub dataset id.
+            out["dataset"] = str(direct) if direct is not None else name
             where = str(info_path) if info_path is not None and info_path.is_file() else \
                 f"{dataset_dir_value}/dataset_info.json (not found)"
-            unmapped["dataset_dir"] = f"dataset '{name}' has no entry in {where}: kept the name as given; set " \
-                                      "dataset to a local file or a Hub id before training"
+            unmapped["dataset_dir"] = f"dataset '{name}' has no entry in {where} (LLaMA-Factory fails on it too): " \
+                                      "set dataset to a local file or a Hub id before training"
         return
     if not isinstance(entry, dict):
         raise ConfigError([("dataset", f"{info_path}: the entry for '{name}' is not a JSON object")], source)
@@ -126,10 +128,11 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
         messages_col = columns.get("messages", "conversations")
         if messages_col != expected:
             mapping[str(messages_col)] = expected
-        if columns.get("system") and columns["system"] != "system":
-            mapping[str(columns["system"])] = "system"
+        for role in ("system", "tools"):  # tunedeck reads both beside the turns
+            if columns.get(role) and columns[role] != role:
+                mapping[str(columns[role])] = role
         for role, column in columns.items():
-            if role not in ("messages", "system") and column:
+            if role not in ("messages", "system", "tools") and column:
                 unmapped[f"dataset_info.columns.{role}"] = f"column '{column}' ({role}) is not used by tunedeck's SFT"
         from trainer.datasets import SHAREGPT_ROLES
 
@@ -137,7 +140,7 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
             unmapped["dataset_info.tags"] = f"role_tag '{tags.get('role_tag')}' / content_tag " \
                                             f"'{tags.get('content_tag')}': tunedeck reads turns as from/value or " \
                                             "role/content; the rows will not load as they are"
-        for tag in ("user_tag", "assistant_tag", "system_tag"):
+        for tag in ("user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag"):
             if str(tags.get(tag)).lower() not in SHAREGPT_ROLES:
                 unmapped[f"dataset_info.tags.{tag}"] = f"role '{tags.get(tag)}' is not one tunedeck knows " \
                                                        f"({', '.join(SHAREGPT_ROLES)}); rename it in the data"
@@ -196,20 +199,25 @@ def dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped: 
         cols = {role: renamed.get(col, col) for role, col in _ALPACA_COLUMNS.items()}
         entry["columns"] = {"prompt": cols["prompt"], "query": cols["query"], "response": cols["response"]}
         # LLaMA-Factory reads the optional columns only when named, and fails when a named one is missing.
+        if kind == "file" and cols["query"] not in file_columns:
+            del entry["columns"]["query"]
         for role in ("system", "history"):
             if cols[role] in file_columns:
                 entry["columns"][role] = cols[role]
-    elif fmt == "sharegpt":
+    elif fmt in ("sharegpt", "messages"):
         entry["formatting"] = "sharegpt"
-        entry["columns"] = {"messages": renamed.get("conversations", "conversations"),
-                            "system": renamed.get("system", "system")}
-    elif fmt == "messages":
-        entry["formatting"] = "sharegpt"
-        entry["columns"] = {"messages": renamed.get("messages", "messages"), "system": renamed.get("system", "system")}
-        entry["tags"] = dict(_OPENAI_TAGS)
+        entry["columns"] = {"messages": renamed.get(fmt if fmt == "messages" else "conversations",
+                                                    fmt if fmt == "messages" else "conversations")}
+        if fmt == "messages":
+            entry["tags"] = dict(_OPENAI_TAGS)
+        _optional_columns(entry, renamed, file_columns, kind, notes, ("system", "tools"))
+        if fmt == "messages" and kind == "file" and _has_tool_calls(Path(where)):
+            unmapped["dataset_format"] = "OpenAI tool_calls/tool messages: LLaMA-Factory reads tool calls as sharegpt " \
+                                         "function_call/observation turns (from/value) and would drop these rows; " \
+                                         "write the dataset in that form to train them there"
     elif fmt == "prompt_completion":
-        entry["columns"] = {"prompt": renamed.get("prompt", "prompt"), "response": renamed.get("completion", "completion"),
-                            "system": renamed.get("system", "system")}
+        entry["columns"] = {"prompt": renamed.get("prompt", "prompt"), "response": renamed.get("completion", "completion")}
+        _optional_columns(entry, renamed, file_columns, kind, notes, ("system",))
         notes.append("prompt/completion rows written as alpaca columns prompt -> prompt, response -> completion")
     elif fmt == "text":
         stage = "pt"
@@ -218,23 +226,41 @@ def dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped: 
     return name, entry, stage
 
 
+def _optional_columns(entry: dict[str, Any], renamed: dict[str, str], file_columns: set[str], kind: str,
+                     notes: list[str], roles: tuple[str, ...]) -> None:
+    """Name an optional column (system, tools) only where the file has it: LLaMA-Factory's converter reads
+    every named column of every row (KeyError on a row without it)."""
+    for role in roles:
+        column = renamed.get(role, role)
+        if column in file_columns:
+            entry["columns"][role] = column
+        elif kind != "file" and role == "system":
+            notes.append(f"a Hub dataset's columns are not read at export: add \"system\": \"{column}\" to the "
+                         "entry's columns if its rows have one")
+
+
+def _has_tool_calls(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return '"tool_calls"' in text or '"role": "tool"' in text
+
+
 def _sniff_format(path: Path, column_mapping: dict[str, str]) -> tuple[Optional[str], set[str]]:
-    """(format, columns) of a local JSON/JSONL/CSV file from its first rows, as tunedeck's auto detection
-    sees them: the format after column_mapping, the columns before it."""
+    """(format, columns) of a local JSON/JSONL/CSV file, as tunedeck's auto detection sees it: the format of
+    the first rows after column_mapping, the columns of every row before it."""
     from trainer.datasets import detect_format
 
     rows: list[dict] = []
+    # The format from the first rows; the columns from all of them, as `datasets` builds a file's columns.
     try:
         if path.suffix.lower() == ".jsonl":
             with path.open(encoding="utf-8-sig") as fh:
-                for line in fh:
-                    if line.strip():
-                        rows.append(json.loads(line))
-                    if len(rows) >= 50:
-                        break
+                rows = [json.loads(line) for line in fh if line.strip()]
         elif path.suffix.lower() == ".json":
             doc = json.loads(path.read_text(encoding="utf-8-sig"))
-            rows = doc[:50] if isinstance(doc, list) else []
+            rows = doc if isinstance(doc, list) else []
         elif path.suffix.lower() == ".csv":
             import csv
 
@@ -244,7 +270,7 @@ def _sniff_format(path: Path, column_mapping: dict[str, str]) -> tuple[Optional[
     except (OSError, ValueError):
         return None, set()
     rows = [r for r in rows if isinstance(r, dict)]
-    mapped = [{column_mapping.get(k, k): v for k, v in r.items()} for r in rows]
+    mapped = [{column_mapping.get(k, k): v for k, v in r.items()} for r in rows[:50]]
     return detect_format(mapped), {k for r in rows for k in r}
 
 

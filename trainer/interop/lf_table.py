@@ -16,20 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig, field_specs
+from trainer.plan.resolve import Hardware
 
 # Fields converted by code rather than renamed: field -> the LLaMA-Factory keys that carry it.
 SPECIAL: dict[str, str] = {
-    "template": "template (LLaMA-Factory's names such as qwen mapped to tunedeck's; plain <-> default)",
+    "template": "template (the same names; yi, gemma2, qwen3_nothink mapped to tunedeck's; plain <-> default)",
     "attn_implementation": "flash_attn (auto, disabled, sdpa, fa2)",
     "stage": "stage (sft; pt is plain-text training, dataset_format text)",
     "finetuning_type": "finetuning_type (freeze is imported as lora)",
-    "quantization_bit": "quantization_bit with quantization_method bitsandbytes",
+    "quantization_bit": "quantization_bit with quantization_method bnb (LLaMA-Factory's QuantizationMethod value)",
     "lora_target": "lora_target (all <-> all-linear, comma-separated names)",
     "gradient_checkpointing": "disable_gradient_checkpointing (inverted)",
     "offload_activations": "use_unsloth_gc on import; LLaMA-Factory has no activation offload without Unsloth",
     "precision": "bf16, fp16, pure_bf16",
-    "packing": "packing and neat_packing",
-    "resume_from_checkpoint": "resume_from_checkpoint, or last as overwrite_output_dir: false",
+    "packing": "packing and neat_packing (stage pt packs by default)",
+    "warmup_ratio": "warmup_steps below 1 (transformers 5 took warmup_ratio into warmup_steps); warmup_ratio before",
+    "warmup_steps": "warmup_steps of 1 or more",
+    "group_by_length": "train_sampling_strategy: group_by_length (transformers 5; group_by_length before it)",
+    "resume_from_checkpoint": "resume_from_checkpoint (a checkpoint folder; last has no equivalent)",
     "dataset": "dataset and dataset_dir with a dataset_info.json entry (lf_datasets.py)",
     "dataset_format": "formatting, columns and tags of the dataset_info.json entry (lf_datasets.py)",
     "dataset_split": "split of the dataset_info.json entry (lf_datasets.py)",
@@ -70,7 +74,6 @@ NOT_TAKEN: dict[str, str] = {
     "additional_target": "tunedeck trains LoRA adapters only (no extra fully-trained modules)",
     "loraplus_lr_ratio": "LoRA+ is not supported",
     "pissa_init": "PiSSA initialisation is not supported",
-    "pure_bf16": "tunedeck trains with mixed precision (precision: bf16 keeps fp32 master weights)",
     "use_reentrant_gc": "tunedeck always uses non-reentrant gradient checkpointing",
     "rope_scaling": "RoPE scaling is not configurable in tunedeck",
     "shift_attn": "shift short attention is not supported",
@@ -106,10 +109,11 @@ _FLASH_ATTN = {"auto": "auto", "disabled": "eager", "sdpa": "sdpa", "fa2": "flas
                "flash_attention_2": "flash_attention_2", "eager": "eager"}
 _FLASH_ATTN_BACK = {"auto": "auto", "eager": "disabled", "sdpa": "sdpa", "flash_attention_2": "fa2"}
 _BNB_METHODS = ("bnb", "bitsandbytes")
-# LLaMA-Factory template names whose text is the same as one of tunedeck's named templates.
-_TEMPLATE_ALIASES = {"qwen": "chatml", "qwen3": "chatml", "yi": "chatml", "chatml": "chatml", "llama3": "llama3",
-                     "mistral": "mistral", "llama2": "mistral", "gemma": "gemma", "gemma2": "gemma",
-                     "alpaca": "alpaca", "vicuna": "vicuna"}
+# LLaMA-Factory's QuantizationMethod values: an unknown string is accepted by its parser and quantizes nothing.
+LF_QUANTIZATION_METHODS = ("bnb", "gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8")
+# LLaMA-Factory template names whose text is that of a tunedeck template of another name (its own names
+# map to themselves; tests/test_templates_lf.py holds each to LLaMA-Factory's rendering).
+_TEMPLATE_ALIASES = {"yi": "chatml", "qwen3_nothink": "chatml", "gemma2": "gemma"}
 
 
 @dataclass
@@ -162,11 +166,15 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
         consumed.add(key)
         return data.get(key)
 
+    _refuse_predict_only(data, source)
     stage = take("stage")
     if stage is not None and str(stage) != "sft":
         if str(stage) == "pt":
             out["dataset_format"] = "text"
             notes.append("stage pt (continued pre-training) imported as SFT on plain text (dataset_format text)")
+            if data.get("packing") is None:  # LLaMA-Factory packs pt data unless told not to
+                out["packing"] = True
+                notes.append("stage pt: packing on, as LLaMA-Factory packs pre-training text by default")
         else:
             raise ConfigError([("stage", f"stage '{stage}' is not supported: tunedeck trains supervised "
                                 "fine-tuning (sft) only")], source)
@@ -195,7 +203,7 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
 
     template = take("template")
     if template:
-        out["template"] = _import_template(str(template), unmapped)
+        out["template"] = _import_template(str(template), unmapped, notes)
 
     bits, qmethod = take("quantization_bit"), take("quantization_method")
     if bits is not None:
@@ -206,11 +214,16 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
                                            "supported (tunedeck quantizes with bitsandbytes, 4 or 8 bits): the " \
                                            "base is loaded unquantized"
     if qmethod is not None and str(qmethod).lower() not in _BNB_METHODS:
-        unmapped["quantization_method"] = f"'{qmethod}': tunedeck quantizes with bitsandbytes only"
+        unmapped["quantization_method"] = f"'{qmethod}': tunedeck quantizes with bitsandbytes only" \
+            if str(qmethod).lower() in LF_QUANTIZATION_METHODS else \
+            f"'{qmethod}' is not one of LLaMA-Factory's methods ({', '.join(LF_QUANTIZATION_METHODS)}): it would " \
+            "load the base unquantized"
 
     bf16, fp16, pure = take("bf16"), take("fp16"), take("pure_bf16")
     if pure:
         out["precision"] = "bf16"
+        unmapped["pure_bf16"] = "pure bf16 (weights and optimizer state in bf16, no fp32 copy) is not supported: " \
+                                "imported as precision bf16, mixed precision with fp32 master weights (more memory)"
     if bf16 and fp16:
         unmapped["fp16"] = "bf16 and fp16 both set: kept bf16"
         out["precision"] = "bf16"
@@ -219,7 +232,13 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
 
     flash = take("flash_attn")
     if flash is not None:
-        if str(flash) in _FLASH_ATTN:
+        if str(flash) in ("fa2", "flash_attention_2"):
+            # LLaMA-Factory falls back to SDPA (with a warning) where flash-attn is missing; tunedeck's
+            # flash_attention_2 is a hard requirement, its auto is the same request with the same fallback.
+            out["attn_implementation"] = "auto"
+            notes.append(f"flash_attn {flash} imported as attn_implementation auto: FlashAttention-2 where it is "
+                         "installed on the GPU, else SDPA with a warning in the plan (as LLaMA-Factory falls back)")
+        elif str(flash) in _FLASH_ATTN:
             out["attn_implementation"] = _FLASH_ATTN[str(flash)]
         else:
             unmapped["flash_attn"] = f"unknown value '{flash}'"
@@ -228,6 +247,8 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
         out["gradient_checkpointing"] = not bool(disable_gc)
     if "gradient_checkpointing" in data:
         out["gradient_checkpointing"] = bool(take("gradient_checkpointing"))
+    _import_sampling(data, out, unmapped, take)
+    _import_warmup(data, out, take)
     packing, neat = take("packing"), take("neat_packing")
     if packing is not None:
         out["packing"] = bool(packing)
@@ -253,6 +274,44 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
         out["resume_from_checkpoint"] = None
 
 
+def _refuse_predict_only(data: dict[str, Any], source: str | None) -> None:
+    """A config that only predicts or evaluates (LLaMA-Factory's *_predict.yaml examples) is not a training run:
+    say so, rather than that its dataset is missing."""
+    if data.get("do_train") or not (data.get("do_predict") or data.get("do_eval")):
+        return
+    what = "do_predict" if data.get("do_predict") else "do_eval"
+    raise ConfigError([(what, f"this is a {'prediction' if what == 'do_predict' else 'evaluation'}-only "
+                        f"LLaMA-Factory config ({what}: true without do_train"
+                        + (f", eval_dataset {data['eval_dataset']}" if data.get("eval_dataset") else "")
+                        + "): tunedeck imports training configs (do_train); import the config that trained the "
+                          "model instead")], source)
+
+
+def _import_sampling(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str, str], take: Any) -> None:
+    """group_by_length (transformers 4) or train_sampling_strategy (transformers 5) -> group_by_length."""
+    if "group_by_length" in data:
+        out["group_by_length"] = bool(take("group_by_length"))
+    strategy = take("train_sampling_strategy")
+    if strategy is None:
+        return
+    if str(strategy) in ("group_by_length", "random"):
+        out["group_by_length"] = str(strategy) == "group_by_length"
+    else:
+        unmapped["train_sampling_strategy"] = f"'{strategy}': tunedeck shuffles rows (random) or groups them by " \
+                                              "length (group_by_length)"
+
+
+def _import_warmup(data: dict[str, Any], out: dict[str, Any], take: Any) -> None:
+    """warmup_ratio (transformers 4), or warmup_steps as a ratio when below 1 (transformers 5)."""
+    if "warmup_ratio" in data:
+        out["warmup_ratio"] = take("warmup_ratio")
+    steps = take("warmup_steps")
+    if isinstance(steps, (int, float)) and not isinstance(steps, bool) and 0 < steps < 1:
+        out["warmup_ratio"] = steps
+    elif steps is not None:
+        out["warmup_steps"] = steps
+
+
 def finish_import(out: dict[str, Any], report: Report) -> dict[str, Any]:
     """LLaMA-Factory's defaults under what the file set, and the rules that follow from both."""
     merged = {**lf_defaults(), **out}
@@ -266,11 +325,13 @@ def finish_import(out: dict[str, Any], report: Report) -> dict[str, Any]:
     return merged
 
 
-def _import_template(name: str, unmapped: dict[str, str]) -> str:
-    from trainer.templates import NAMED_TEMPLATES
+def _import_template(name: str, unmapped: dict[str, str], notes: list[str]) -> str:
+    from trainer.templates import LLAMAFACTORY_DIFFERENCES, NAMED_TEMPLATES
 
     mapped = _TEMPLATE_ALIASES.get(name, name)
     if mapped in NAMED_TEMPLATES:
+        if mapped in LLAMAFACTORY_DIFFERENCES:
+            notes.append(f"template {name}: as LLaMA-Factory renders it, except: {LLAMAFACTORY_DIFFERENCES[mapped]}")
         return mapped
     unmapped["template"] = f"LLaMA-Factory's '{name}' template has no tunedeck equivalent: using the tokenizer's " \
                            "own chat template (template: auto)"
@@ -310,7 +371,8 @@ def export_renamed(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report
         sections[section_of(name)][key] = value
 
 
-def export_special(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report: Report) -> None:
+def export_special(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report: Report,
+                   hardware: Hardware) -> None:
     """The conversions that are not a rename, tunedeck -> LLaMA-Factory (the dataset: lf_datasets.py).
     Runs before export_renamed, which leaves the keys written here alone."""
     m, me, d, t = sections["model"], sections["method"], sections["dataset"], sections["train"]
@@ -321,7 +383,7 @@ def export_special(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report
         report.notes.append(f"model demo written as its local directory {m['model_name_or_path']}")
     if cfg.quantization_bit:
         m["quantization_bit"] = cfg.quantization_bit
-        m["quantization_method"] = "bitsandbytes"
+        m["quantization_method"] = "bnb"
     m["flash_attn"] = _FLASH_ATTN_BACK[cfg.attn_implementation]
     if cfg.per_device_eval_batch_size is None:  # ours: the micro-batch; LLaMA-Factory's default would be 8
         sections["eval"]["per_device_eval_batch_size"] = cfg.per_device_train_batch_size
@@ -336,7 +398,12 @@ def export_special(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report
         report.notes.append("template plain written as LLaMA-Factory's 'default' (Human:/Assistant: rather than "
                             "User:/Assistant:)")
     elif cfg.template != "auto":
+        from trainer.templates import LLAMAFACTORY_DIFFERENCES
+
         d["template"] = cfg.template
+        if cfg.template in LLAMAFACTORY_DIFFERENCES:
+            report.notes.append(f"template {cfg.template}: LLaMA-Factory's renders the same, except: "
+                                f"{LLAMAFACTORY_DIFFERENCES[cfg.template]}")
     else:
         report.notes.append("template auto: no template key, so LLaMA-Factory uses the tokenizer's chat template")
     if cfg.packing is None:
@@ -344,18 +411,45 @@ def export_special(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report
     d["packing"] = bool(cfg.packing)
     if cfg.packing:
         d["neat_packing"] = True  # packed rows do not attend to each other, as in tunedeck
-    if cfg.precision in ("bf16", "fp16"):
-        t[cfg.precision] = True
-    elif cfg.precision == "auto":
-        t["bf16"] = True
-        report.notes.append("precision auto: written as bf16: true (change to fp16 on GPUs without bf16, e.g. T4, "
-                            "V100)")
-    sections["output"]["overwrite_output_dir"] = cfg.resume_from_checkpoint is None
+    _export_precision(cfg, t, report, hardware)
+    if cfg.warmup_steps:
+        t["warmup_steps"] = cfg.warmup_steps
+    elif cfg.warmup_ratio:
+        t["warmup_steps"] = cfg.warmup_ratio
+        report.notes.append(f"warmup_ratio {cfg.warmup_ratio:g} written as warmup_steps: {cfg.warmup_ratio:g} (a "
+                            "ratio of the steps in transformers 5); with transformers 4 write warmup_ratio instead")
+    if cfg.group_by_length:
+        t["train_sampling_strategy"] = "group_by_length"
+        report.notes.append("group_by_length written as train_sampling_strategy: group_by_length (transformers 5); "
+                            "with transformers 4 write group_by_length: true instead")
+    elif cfg.group_by_length is None and not cfg.packing:
+        report.notes.append("group_by_length auto: not written, so LLaMA-Factory samples rows in random order")
+    # overwrite_output_dir is not written: transformers 5 removed it from TrainingArguments.
     if cfg.resume_from_checkpoint == "last":
-        report.notes.append("resume_from_checkpoint last: LLaMA-Factory resumes from output_dir's newest "
-                            "checkpoint when overwrite_output_dir is false")
+        report.unmapped["resume_from_checkpoint"] = "last: name the checkpoint folder to resume from " \
+                                                    "(resume_from_checkpoint: OUTPUT_DIR/checkpoint-N)"
     elif cfg.resume_from_checkpoint:
         t["resume_from_checkpoint"] = cfg.resume_from_checkpoint
+
+
+def _export_precision(cfg: TrainConfig, train: dict[str, Any], report: Report, hardware: Hardware) -> None:
+    """bf16/fp16 as LLaMA-Factory's TrainingArguments take them; `auto` resolved as tunedeck's plan would:
+    fp32 for the demo model (it trains on a CPU), else the GPU's best, bf16 when this machine has none."""
+    if cfg.precision in ("bf16", "fp16"):
+        train[cfg.precision] = True
+        return
+    if cfg.precision == "fp32":
+        return
+    if cfg.model_name_or_path.strip().lower() == "demo":
+        report.notes.append("precision auto: the demo model trains in fp32 (no bf16/fp16), so it runs on a CPU")
+    elif hardware.device == "cuda":
+        train["bf16" if hardware.bf16_supported else "fp16"] = True
+        report.notes.append(f"precision auto: written as {'bf16' if hardware.bf16_supported else 'fp16'} for this "
+                            f"machine's {hardware.gpu_name or 'GPU'}")
+    else:
+        train["bf16"] = True
+        report.notes.append("precision auto: no GPU here, written as bf16: true (change to fp16 on GPUs without "
+                            "bf16, e.g. T4, V100; remove it to train on a CPU)")
 
 
 def export_skipped(cfg: TrainConfig, report: Report) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import yaml
 
@@ -28,6 +28,8 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.interop.lf_datasets import LLAMAFACTORY_DEFAULT_DATASET_DIR, dataset_entry, import_dataset
 from trainer.interop.lf_table import (NOT_TAKEN, SECTIONS, Report, export_renamed, export_skipped, export_special,
                                       finish_import, import_renamed, import_special, shipped_names)
+from trainer.plan.hardware import detect_light
+from trainer.plan.resolve import Hardware
 from trainer.textio import parse_yaml, read_text_file
 
 
@@ -148,12 +150,13 @@ def _validate_dropping(values: dict[str, Any], unmapped: dict[str, str], source:
 
 def export_llamafactory(cfg: TrainConfig, base_dir: Union[str, Path, None] = None,
                         dataset_dir: Union[str, Path, None] = None,
-                        output_dir: str | None = None) -> ExportResult:
+                        output_dir: str | None = None, hardware: Optional[Hardware] = None) -> ExportResult:
     """A LLaMA-Factory training YAML equivalent to ``cfg``.
 
     ``dataset_dir``: the folder whose dataset_info.json will hold ``ExportResult.dataset_info`` (written
     into the YAML as dataset_dir; default ``data``, LLaMA-Factory's). ``model_name_or_path: demo`` is
-    written as the built demo model's directory.
+    written as the built demo model's directory. ``hardware`` (default: this machine, through NVML) decides
+    what precision ``auto`` is written as.
     """
     report = Report()
     dataset_name, entry, stage = dataset_entry(cfg, base_dir, report.unmapped, report.notes)
@@ -164,7 +167,7 @@ def export_llamafactory(cfg: TrainConfig, base_dir: Union[str, Path, None] = Non
     sections["output"].update(output_dir=output_dir or f"saves/{cfg.display_name}", plot_loss=True,
                               report_to="tensorboard")
     sections["model"]["model_name_or_path"] = cfg.model_name_or_path
-    export_special(cfg, sections, report)
+    export_special(cfg, sections, report, hardware if hardware is not None else detect_light())
     export_renamed(cfg, sections, report)
     export_skipped(cfg, report)
     sections["train"]["ddp_timeout"] = 180000000

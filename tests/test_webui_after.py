@@ -16,6 +16,7 @@ from trainer.engine.evaluate import read_evaluations
 from trainer.engine.train import run_training
 from trainer.jobs.manager import JobManager
 from trainer.run.layout import new_run_id
+from trainer.templates import chat_template_jinja
 from webui.after import SharedChat
 from webui.components import INFO, WARNING
 from webui.context import Context
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow  # one real training, then a worker process and tr
 TINY = dict(model_name_or_path="demo", dataset="demo", max_samples=48, val_size=8, cutoff_len=64,
             per_device_train_batch_size=4, gradient_accumulation_steps=1, max_steps=4, learning_rate=0.005,
             warmup_ratio=0.0, lora_rank=8, lora_alpha=16, eval_strategy="no", save_steps=2, logging_steps=1,
-            gradient_checkpointing=False)
+            gradient_checkpointing=False, template="chatml")
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,13 @@ def test_the_run_and_its_weights_are_offered(ctx, trained):
     assert [value for _, value in weights["choices"]] == ["adapter", "checkpoint-4", "checkpoint-2"]
     assert weights["value"] == "adapter"
     assert "not set" in export.run_choices(ctx, {})["export.token_note"]
+
+
+def test_the_adapter_and_checkpoints_carry_the_named_template_training_used(trained):
+    root, run_id = trained
+    for weights in ("adapter", "checkpoints/checkpoint-2"):
+        saved = (root / run_id / weights / "chat_template.jinja").read_text(encoding="utf-8")
+        assert saved == chat_template_jinja("chatml"), weights
 
 
 def test_chat_loads_streams_both_columns_and_unloads(ctx, trained):

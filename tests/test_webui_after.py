@@ -122,6 +122,8 @@ def test_a_load_while_training_needs_the_gpu_says_why_and_can_wait(ctx, trained,
         first = next(waiting)
         assert "waiting for the GPU" in first["chat.status"]
         assert "dave" in chat.tick(busy, {"chat.drawn": ""})["chat.status"]  # others see who waits to load
+        second = last(chat.load(busy, {"chat.run": run_id, "chat.weights": "checkpoint-2"}, user="erin"))
+        assert second[WARNING].startswith("dave is loading")  # one load at a time, the first one goes on
         waiting.close()
         assert busy.chat.status()["loading"] is None and busy.chat.status()["pid"] is None  # nothing started
     finally:

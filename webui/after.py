@@ -63,6 +63,18 @@ class SharedChat:
                 self._worker = ChatWorker(self.jobs, gpus=self.gpus)
             return self._worker
 
+    def begin_loading(self, who: str, what: str) -> Optional[tuple[str, str]]:
+        """Claim the worker for a load; the (user, what) of a load already under way instead, if any."""
+        with self._lock:
+            if self.loading:
+                return self.loading
+            self.loading = (who, what)
+            return None
+
+    def end_loading(self) -> None:
+        with self._lock:
+            self.loading = None
+
     def started(self) -> bool:
         return self._worker is not None
 

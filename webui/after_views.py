@@ -35,7 +35,7 @@ def chat_status_markdown(status: dict[str, Any]) -> str:
     loading = status.get("loading")
     if loading:
         who, what = loading
-        return f"⏳ **{html.escape(who)}** is loading {html.escape(what)}…"
+        return f"Loading: **{html.escape(who)}** is loading {html.escape(what)}…"
     info = status.get("loaded")
     if not info:
         reason = status.get("unload_reason")
@@ -45,7 +45,7 @@ def chat_status_markdown(status: dict[str, Any]) -> str:
     bits = f", {info['loaded_in_bits']}-bit base" if info.get("loaded_in_bits") else ""
     who = status.get("loaded_by")
     by = f" — loaded by **{html.escape(who)}** {_ago(status.get('loaded_at'))}" if who else ""
-    return (f"✅ **{html.escape(run)}** · {html.escape(str(info.get('label', info.get('name'))))} on "
+    return (f"Loaded: **{html.escape(run)}** · {html.escape(str(info.get('label', info.get('name'))))} on "
             f"{html.escape(str(info.get('base_model')))} ({html.escape(str(info.get('method')))}; "
             f"{html.escape(str(info.get('device')))}, {html.escape(str(info.get('precision')))}{bits}){by}. "
             "One model is loaded per server: loading another replaces it for everyone.")

@@ -81,7 +81,11 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool) -> Iter
         yield {"chat.status": chat_status_markdown(ctx.chat.status()), "chat.wait_btn": gr.update(visible=False),
                INFO: "This model is loaded already."}
         return
-    ctx.chat.loading = (acting_user(user), f"{info.name} ({wanted or 'its newest weights'})")
+    under_way = ctx.chat.begin_loading(acting_user(user), f"{info.name} ({wanted or 'its newest weights'})")
+    if under_way:
+        yield {WARNING: f"{under_way[0]} is loading {under_way[1]} into the shared chat worker; wait for it, then "
+                        "load yours."}
+        return
     lines: list[str] = []
     try:
         for event in worker.load(info.run_dir, weights, wait=wait):
@@ -101,7 +105,7 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool) -> Iter
                "chat.wait_btn": gr.update(visible=False), WARNING: views.short(f"Loading failed: {exc}")}
         return
     finally:
-        ctx.chat.loading = None
+        ctx.chat.end_loading()
     ctx.chat.loaded_by, ctx.chat.loaded_at = acting_user(user), time.time()
     yield {"chat.status": chat_status_markdown(ctx.chat.status()), "chat.wait_btn": gr.update(visible=False)}
 

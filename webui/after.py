@@ -12,7 +12,6 @@ import queue
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -205,9 +204,3 @@ def _one_line_error(errors: list[str], command: str) -> str:
         return own[-1]
     return errors[-1] if errors else ""
 
-
-def elapsed(since: Optional[float]) -> str:
-    if since is None:
-        return ""
-    seconds = int(time.time() - since)
-    return f"{seconds}s" if seconds < 60 else f"{seconds // 60} min"

@@ -62,7 +62,7 @@ def test_replies_become_ordered_outputs_and_unknown_names_fail():
 
 
 def test_every_tab_has_render_wire_and_a_unique_id():
-    assert [t.ID for t in TABS] == ["train", "monitor", "runs", "data", "presets"]
+    assert [t.ID for t in TABS] == ["train", "monitor", "runs", "data", "presets", "chat", "export"]
     for tab in TABS:
         assert callable(tab.render) and callable(tab.wire) and tab.TITLE.startswith("tab_")
 

@@ -17,6 +17,7 @@ from trainer.datasets import load_examples, resolve_source
 from trainer.plan.catalog import GPU_CHOICES, gpu_choice
 from trainer.plan.resolve import CPU, Hardware
 
+from .after import Commands, SharedChat
 from .state import EventCache
 from .views import error_text, run_choice_label, short
 
@@ -28,6 +29,12 @@ class Context:
     cache: EventCache = field(default_factory=EventCache)
     datasets: "DatasetFactsCache" = field(default_factory=lambda: DatasetFactsCache())
     hardware: Hardware = CPU
+    chat: SharedChat = None  # type: ignore[assignment]  # the server's one chat worker (made in __post_init__)
+    commands: Commands = field(default_factory=Commands)  # evaluate, merge and push subprocesses
+
+    def __post_init__(self) -> None:
+        if self.chat is None:
+            self.chat = SharedChat(self.jobs)
 
     def run_choices(self) -> list[tuple[str, str]]:
         """(label, run id) of every run, newest first, for a run selector."""

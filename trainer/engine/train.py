@@ -118,7 +118,7 @@ def _train(run: _Run, abort) -> int:
     writer.emit("status", status=RUNNING, pid=os.getpid())
     resume_from = resolve_resume(cfg.resume_from_checkpoint, run_dir)
 
-    from trainer.datasets import load_examples, tokenize_cached
+    from trainer.datasets import chat_template_for_saving, load_examples, tokenize_cached
     from trainer.engine.demo import needs_build
     from trainer.plan.hardware import detect
     from trainer.engine.model import apply_lora, load_model, load_tokenizer, model_source, trainable_parameters
@@ -141,6 +141,11 @@ def _train(run: _Run, abort) -> int:
     train_rows = tokenize_cached(loaded.train, tokenizer, cfg, loaded, runs_root=run_dir.parent, events=writer)
     eval_rows = (tokenize_cached(loaded.eval, tokenizer, cfg, loaded, split="eval", runs_root=run_dir.parent,
                                  events=writer) if loaded.eval else [])
+    # The checkpoints and the adapter carry the named template the rows were rendered with (they are
+    # tokenized already), so whoever loads the saved tokenizer prompts the model as training did.
+    saved_template = chat_template_for_saving(tokenizer, cfg)
+    if saved_template:
+        tokenizer.chat_template = saved_template
     dataset_warnings = list(getattr(loaded, "warnings", []))
     if len(dataset_warnings) > 5:  # one line each would bury the rest; the dataset tab lists them all
         dataset_warnings = dataset_warnings[:5] + [f"... and {len(dataset_warnings) - 5} more dataset warnings"]

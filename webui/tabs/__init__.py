@@ -3,6 +3,6 @@ wire(ui); a new tab is a new module here plus one line in TABS."""
 
 from __future__ import annotations
 
-from . import data, monitor, presets, runs, train
+from . import chat, data, export, monitor, presets, runs, train
 
-TABS = [train, monitor, runs, data, presets]
+TABS = [train, monitor, runs, data, presets, chat, export]

@@ -7,8 +7,10 @@ from typing import Any
 import gradio as gr
 
 from trainer.config import ConfigError
+from trainer.engine.evaluate import read_evaluations
 
 from .. import charts, views
+from ..after_views import evaluation_markdown
 from ..components import INFO, UI, WARNING, Reply
 from ..context import Context
 
@@ -76,6 +78,18 @@ def compare(ctx: Context, v: dict[str, Any]) -> Reply:
     return reply
 
 
+def show_evaluations(ctx: Context, v: dict[str, Any]) -> Reply:
+    """The stored evaluations (loss and perplexity beside the base model's) of the picked runs."""
+    parts = []
+    for run_id in _picked(v):
+        try:
+            info = ctx.jobs.get(run_id)
+        except Exception:  # noqa: BLE001 - deleted meanwhile: nothing to show for it
+            continue
+        parts.append(evaluation_markdown(read_evaluations(info.run_dir), f"**{info.name}** ({run_id}): "))
+    return {"runs.evaluation": "\n\n".join(parts)}
+
+
 def delete(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
     picked = _picked(v)
     if not picked:
@@ -114,6 +128,7 @@ def render(ui: UI) -> None:
         ui.add("runs.open_btn", gr.Button(i18n("open_monitor"), elem_id="open-run-btn", scale=1))
         ui.add("runs.compare_btn", gr.Button(i18n("compare"), elem_id="compare-btn", scale=1))
         ui.add("runs.delete_btn", gr.Button(i18n("delete"), variant="stop", elem_id="delete-run-btn", scale=1))
+    ui.add("runs.evaluation", gr.Markdown("", elem_id="runs-evaluation"))
     ui.add("runs.compare_plot", gr.Plot(charts.compare_loss_figure([]), elem_id="compare-chart", show_label=False))
     ui.add("runs.compare_diff", gr.Markdown("", elem_id="compare-diff"))
 
@@ -123,6 +138,7 @@ def wire(ui: UI) -> None:
     ui.on([ui["runs.refresh_btn"].click, ui["runs.filter"].submit, ui["runs.status"].change, ui.demo.load,
            ui["tab.runs"].select], list_runs, filters, LIST_OUTPUTS, show_progress="hidden")
     ui.on(ui["runs.table"].select, pick_row, ["runs.picked"], ["runs.picked"])
+    ui.on(ui["runs.picked"].change, show_evaluations, ["runs.picked"], ["runs.evaluation"], show_progress="hidden")
     ui.on(ui["runs.open_btn"].click, open_run, ["runs.picked"], ["monitor.run_select", "page.tabs"])
     # The comparison uses the Monitor's smoothing and scale, so both tabs read the loss the same way.
     ui.on(ui["runs.compare_btn"].click, compare, ["runs.picked", "monitor.smoothing", "monitor.log_scale"],

@@ -1,0 +1,305 @@
+"""The Evaluate & export tab: measure a run's weights beside the base model, download the adapter, merge
+it into the base (and GGUF), publish on the Hugging Face Hub.
+
+Everything that loads a model runs as `python -m trainer evaluate|merge|push` in a subprocess (the same
+code paths as the command line); the page shows its progress lines, then reads the results from the run
+directory. Anyone signed in may evaluate and download; only the run's owner may merge into its directory
+or publish it. The Hub token comes from the server's HF_TOKEN only: there is no field for it.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+
+from trainer.engine.artifacts import AfterTrainingError, list_weights, resolve_weights
+from trainer.engine.evaluate import read_evaluations
+from trainer.engine.merge import CONVERTER, LLAMA_CPP_ENV, adapter_zip, find_gguf_converter
+from trainer.interop.hub import TOKEN_ENV, check_repo_id, model_card, upload_files
+
+from .. import views
+from ..after import CommandBusy, CommandResult, acting_user, may_change, runs_with_weights
+from ..after_views import (SAMPLE_HEADERS, evaluation_markdown, files_markdown, merge_markdown, progress_markdown,
+                           samples_rows, weights_choices)
+from ..components import INFO, UI, WARNING, Reply
+from ..context import Context
+from ..streaming import stream
+
+ID = "export"
+TITLE = "tab_export"
+MERGED_DIR = "merged"  # <run dir>/merged/<weights>: deleted with the run
+PICK = ["export.run", "export.weights"]
+PICK_OUTPUTS = ["export.weights", "export.owner_note", "export.eval_table", "export.samples", "export.zip_file",
+                "export.merge_status", "export.card", "export.files"]
+NO_GGUF = (f"GGUF needs llama.cpp's {CONVERTER}: clone https://github.com/ggml-org/llama.cpp, pip install -r its "
+           f"requirements.txt and set {LLAMA_CPP_ENV} to the checkout (then restart tunedeck)")
+
+
+def _run(ctx: Context, v: dict[str, Any]) -> Any:
+    run_id = v.get("export.run")
+    if not run_id:
+        raise AfterTrainingError("Pick a run first.")
+    try:
+        return ctx.jobs.get(run_id)
+    except Exception as exc:  # noqa: BLE001 - KeyError or a registry error: one sentence
+        raise AfterTrainingError(views.short(views.error_text(exc))) from None
+
+
+def _owner_only(info: Any, user: str | None, what: str) -> None:
+    if not may_change(info, user):
+        raise AfterTrainingError(f"run {info.id} belongs to '{info.owner}': only its owner may {what} "
+                                 f"(you are '{acting_user(user)}')")
+
+
+# --- picking a run --------------------------------------------------------------------------------
+
+def run_choices(ctx: Context, v: dict[str, Any]) -> Reply:
+    token = "set" if os.environ.get(TOKEN_ENV, "").strip() else "not set"
+    return {"export.run": gr.update(choices=runs_with_weights(ctx.jobs)),
+            "export.token_note": f"The token comes from the server's `{TOKEN_ENV}` environment variable only "
+                                 f"(now: **{token}**); it is never asked for here, saved or shown."}
+
+
+def pick_run(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+    """The picked run's weights, who may change it, and what is stored about it (its evaluations)."""
+    cleared: Reply = {"export.zip_file": None, "export.merge_status": "", "export.card": "", "export.files": ""}
+    try:
+        info = _run(ctx, v)
+    except AfterTrainingError:
+        return {**cleared, "export.weights": gr.update(choices=[], value=None), "export.owner_note": "",
+                "export.eval_table": "", "export.samples": []}
+    names = list_weights(info.run_dir)
+    results = read_evaluations(info.run_dir)
+    note = (f"Run **{html.escape(info.id)}** · owner **{html.escape(info.owner)}** · {html.escape(info.status)}. " +
+            ("You may merge and publish it." if may_change(info, user) else
+             "Only its owner may merge or publish it; you may chat with it, evaluate it and download the adapter."))
+    return {**cleared, "export.weights": gr.update(choices=weights_choices(names), value=names[0] if names else None),
+            "export.owner_note": note, "export.eval_table": evaluation_markdown(results, "Stored evaluations:\n\n"),
+            "export.samples": samples_rows(results[-1] if results else None)}
+
+
+# --- evaluate -------------------------------------------------------------------------------------
+
+def evaluate(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[Reply]:
+    """`python -m trainer evaluate RUN --json` in a subprocess: its progress, then the stored results."""
+    try:
+        info = _run(ctx, v)
+        weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
+    except AfterTrainingError as exc:
+        yield {WARNING: str(exc)}
+        return
+    args = [str(info.run_dir), "--checkpoint", weights.name, "--json",
+            "--samples", str(int(v.get("export.samples_count") or 0))]
+    dataset = (v.get("export.dataset") or "").strip()
+    if dataset:
+        args += ["--dataset", dataset]
+    if v.get("export.max_rows"):
+        args += ["--max-rows", str(int(v["export.max_rows"]))]
+    result = None
+    for item in _command(ctx, "evaluate", info.id, user, args, "export.eval_status"):
+        if isinstance(item, CommandResult):
+            result = item
+        else:
+            yield item
+    if result is None:
+        return
+    if not result.ok:
+        yield {"export.eval_status": f"⚠ Evaluation failed: {html.escape(result.error)}", WARNING: result.error}
+        return
+    stored = read_evaluations(info.run_dir)
+    latest = result.json() or (stored[-1] if stored else None)
+    yield {"export.eval_status": f"Evaluated {weights.label} on {html.escape(str((latest or {}).get('dataset')))}"
+                                 f" in {(latest or {}).get('seconds', '?')} s; stored in the run's evaluation.json.",
+           "export.eval_table": evaluation_markdown(stored, "Stored evaluations:\n\n"),
+           "export.samples": samples_rows(latest)}
+
+
+def _command(ctx: Context, command: str, run_id: str, user: str | None, args: list[str],
+             status: str) -> Iterator[Reply | CommandResult]:
+    """The command's progress into the `status` component; the CommandResult last (none when it could not start)."""
+    lines: list[str] = [f"starting {command}…"]
+    yield {status: progress_markdown(lines)}
+    try:
+        for item in ctx.commands.run(command, run_id, acting_user(user), args):
+            if isinstance(item, CommandResult):
+                yield item
+                return
+            lines.append(item)
+            yield {status: progress_markdown(lines)}
+    except (CommandBusy, OSError) as exc:
+        yield {status: f"⚠ {html.escape(str(exc))}", WARNING: str(exc)}
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+def make_zip(ctx: Context, v: dict[str, Any]) -> Reply:
+    """The adapter (config, weights, tokenizer, the run's chat template) as a zip to download."""
+    try:
+        info = _run(ctx, v)
+        weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
+        folder = Path(tempfile.mkdtemp(prefix="tunedeck-adapter-"))  # the page serves no file from the runs root
+        path = adapter_zip(info.run_dir, folder / f"{info.name}-{weights.name}.zip", weights.name)
+    except AfterTrainingError as exc:
+        return {WARNING: str(exc)}
+    return {"export.zip_file": str(path), INFO: f"{path.name} is ready: download it below."}
+
+
+def merge(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[Reply]:
+    """`python -m trainer merge RUN RUN/merged/WEIGHTS` in a subprocess (owner only), GGUF when asked."""
+    try:
+        info = _run(ctx, v)
+        _owner_only(info, user, "merge it into its run directory")
+        weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
+    except AfterTrainingError as exc:
+        yield {WARNING: str(exc)}
+        return
+    gguf = bool(v.get("export.gguf"))
+    if gguf and find_gguf_converter() is None:
+        yield {"export.merge_status": f"⚠ {html.escape(NO_GGUF)}", WARNING: NO_GGUF}
+        return
+    out_dir = Path(info.run_dir) / MERGED_DIR / weights.name
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        yield {"export.merge_status": f"Already merged: `{out_dir}` (delete that folder to merge again).",
+               INFO: "This run's weights are merged already."}
+        return
+    args = [str(info.run_dir), str(out_dir), "--checkpoint", weights.name] + (["--gguf"] if gguf else [])
+    result = None
+    for item in _command(ctx, "merge", info.id, user, args, "export.merge_status"):
+        if isinstance(item, CommandResult):
+            result = item
+        else:
+            yield item
+    if result is None:
+        return
+    if not result.ok:
+        yield {"export.merge_status": f"⚠ Merge failed: {html.escape(result.error)}", WARNING: result.error}
+        return
+    printed = [line for line in result.stdout.splitlines() if line.strip()]
+    gguf_file = next((line for line in printed if line.endswith(".gguf")), None)
+    yield {"export.merge_status": merge_markdown(printed[0] if printed else str(out_dir), result.notes, gguf_file),
+           INFO: "Merged."}
+
+
+# --- publish --------------------------------------------------------------------------------------
+
+def _publish_request(ctx: Context, v: dict[str, Any], user: str | None) -> tuple[Any, Any, str, bool]:
+    info = _run(ctx, v)
+    _owner_only(info, user, "publish it")
+    weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
+    return info, weights, check_repo_id(v.get("export.repo_id") or ""), v.get("export.push_what") == "merged"
+
+
+def dry_run(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+    """The model card and the file list a push would send; nothing is sent or changed."""
+    try:
+        info, weights, repo_id, merged = _publish_request(ctx, v, user)
+        card = model_card(info.run_dir, repo_id, weights.name, merged)
+        files = upload_files(info.run_dir, weights.name, merged)
+    except AfterTrainingError as exc:
+        return {WARNING: str(exc)}
+    return {"export.card": card, "export.files": files_markdown(files),
+            "export.push_status": f"Dry run: this is what **Push** would send to `{repo_id}`; nothing was sent."}
+
+
+def push(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[Reply]:
+    """`python -m trainer push` in a subprocess (a merged push merges first); the token from HF_TOKEN only."""
+    try:
+        info, weights, repo_id, merged = _publish_request(ctx, v, user)
+    except AfterTrainingError as exc:
+        yield {WARNING: str(exc)}
+        return
+    if not os.environ.get(TOKEN_ENV, "").strip():
+        message = (f"No Hugging Face token: set {TOKEN_ENV} in the server's environment (a write token from "
+                   "https://huggingface.co/settings/tokens) and restart tunedeck; nothing was pushed.")
+        yield {"export.push_status": f"⚠ {message}", WARNING: message}
+        return
+    args = [str(info.run_dir), repo_id, "--checkpoint", weights.name]
+    args += ["--merged"] if merged else []
+    args += ["--private"] if v.get("export.private") else []
+    message = (v.get("export.commit_message") or "").strip()
+    args += ["--message", message] if message else []
+    result = None
+    for item in _command(ctx, "push", info.id, user, args, "export.push_status"):
+        if isinstance(item, CommandResult):
+            result = item
+        else:
+            yield item
+    if result is None:
+        return
+    if not result.ok:
+        yield {"export.push_status": f"⚠ Push failed: {html.escape(result.error)}", WARNING: result.error}
+        return
+    url = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else f"https://huggingface.co/{repo_id}"
+    yield {"export.push_status": f"Published: [{html.escape(url)}]({html.escape(url)})", INFO: f"Pushed to {repo_id}."}
+
+
+# --- layout and wiring ----------------------------------------------------------------------------
+
+def render(ui: UI) -> None:
+    i18n = ui.i18n
+    with gr.Row(equal_height=True):
+        ui.add("export.run", gr.Dropdown(choices=[], value=None, label=i18n("run"), elem_id="export-run", scale=4))
+        ui.add("export.weights", gr.Dropdown(choices=[], value=None, label=i18n("chat_weights"),
+                                             elem_id="export-weights", scale=2))
+    ui.add("export.owner_note", gr.Markdown("", elem_id="export-owner"))
+    with gr.Accordion(i18n("evaluate"), open=True, elem_id="export-evaluate"):
+        with gr.Row(equal_height=True):
+            ui.add("export.dataset", gr.Textbox(label=i18n("eval_dataset"), placeholder="the run's validation split",
+                                                elem_id="export-dataset", scale=3))
+            ui.add("export.max_rows", gr.Number(value=None, precision=0, minimum=1, label="at most this many rows",
+                                                elem_id="export-max-rows", scale=1))
+            ui.add("export.samples_count", gr.Number(value=3, precision=0, minimum=0, maximum=20,
+                                                     label="answers to compare", elem_id="export-samples-count",
+                                                     scale=1))
+            ui.add("export.evaluate_btn", gr.Button(i18n("evaluate"), variant="primary", elem_id="export-evaluate-btn",
+                                                    scale=1))
+        ui.add("export.eval_status", gr.Markdown("", elem_id="export-eval-status"))
+        ui.add("export.eval_table", gr.Markdown("", elem_id="export-eval-table"))
+        ui.add("export.samples", gr.Dataframe(headers=SAMPLE_HEADERS, value=[], interactive=False, wrap=True,
+                                              elem_id="export-samples"))
+    with gr.Accordion(i18n("export"), open=True, elem_id="export-export"):
+        with gr.Row(equal_height=True):
+            ui.add("export.zip_btn", gr.Button(i18n("adapter_zip"), elem_id="export-zip-btn", scale=1))
+            has_converter = find_gguf_converter() is not None
+            ui.add("export.gguf", gr.Checkbox(value=False, label="also GGUF (llama.cpp)", interactive=has_converter,
+                                              info=None if has_converter else NO_GGUF, elem_id="export-gguf", scale=2))
+            ui.add("export.merge_btn", gr.Button(i18n("merge"), elem_id="export-merge-btn", scale=1))
+        ui.add("export.zip_file", gr.File(label="adapter zip", interactive=False, elem_id="export-zip-file"))
+        ui.add("export.merge_status", gr.Markdown("", elem_id="export-merge-status"))
+    with gr.Accordion(i18n("publish"), open=True, elem_id="export-publish"):
+        ui.add("export.token_note", gr.Markdown("", elem_id="export-token-note"))
+        with gr.Row(equal_height=True):
+            ui.add("export.repo_id", gr.Textbox(label="repo id", placeholder="your-name/model-name",
+                                                elem_id="export-repo-id", scale=3))
+            ui.add("export.push_what", gr.Radio(choices=[("adapter", "adapter"), ("merged model", "merged")],
+                                                value="adapter", label="push", elem_id="export-push-what", scale=2))
+            ui.add("export.private", gr.Checkbox(value=True, label="private", elem_id="export-private", scale=1))
+        ui.add("export.commit_message", gr.Textbox(label="commit message", placeholder="Upload the adapter of run …",
+                                                   elem_id="export-commit-message"))
+        with gr.Row():
+            ui.add("export.dry_run_btn", gr.Button(i18n("dry_run"), elem_id="export-dry-run-btn"))
+            ui.add("export.push_btn", gr.Button(i18n("push"), variant="primary", elem_id="export-push-btn"))
+        ui.add("export.push_status", gr.Markdown("", elem_id="export-push-status"))
+        ui.add("export.files", gr.Markdown("", elem_id="export-files"))
+        ui.add("export.card", gr.Code(language="markdown", label="README.md (model card)", elem_id="export-card",
+                                      lines=12))
+
+
+def wire(ui: UI) -> None:
+    quiet = dict(show_progress="hidden")
+    ui.on([ui["tab.export"].select, ui.demo.load], run_choices, [], ["export.run", "export.token_note"], **quiet)
+    ui.on(ui["export.run"].change, pick_run, PICK, PICK_OUTPUTS, **quiet)
+    stream(ui, ui["export.evaluate_btn"].click, evaluate,
+           [*PICK, "export.dataset", "export.max_rows", "export.samples_count"],
+           ["export.eval_status", "export.eval_table", "export.samples"])
+    ui.on(ui["export.zip_btn"].click, make_zip, PICK, ["export.zip_file"])
+    stream(ui, ui["export.merge_btn"].click, merge, [*PICK, "export.gguf"], ["export.merge_status"])
+    publish = [*PICK, "export.repo_id", "export.push_what"]
+    ui.on(ui["export.dry_run_btn"].click, dry_run, publish, ["export.card", "export.files", "export.push_status"])
+    stream(ui, ui["export.push_btn"].click, push, [*publish, "export.private", "export.commit_message"],
+           ["export.push_status"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.config import ConfigError, TrainConfig, field_specs, GROUP_KEYS
+from trainer.config import GROUP_KEYS, ConfigError, TrainConfig
+from trainer.fieldspecs import field_specs
 
 
 def errors_of(data: dict) -> dict[str, str]:

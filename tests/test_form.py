@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import GROUPS, ConfigError, TrainConfig, field_specs
+from trainer.config import GROUPS, ConfigError, TrainConfig
+from trainer.fieldspecs import field_specs
 from webui.form import (AUTO, EMPTY, FALSE, TRUE, config_to_values, controls, grouped_controls, values_to_config)
 
 ROOT = Path(__file__).resolve().parents[1]

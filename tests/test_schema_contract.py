@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import TrainConfig, field_specs
+from trainer.config import TrainConfig
+from trainer.fieldspecs import field_specs
 from trainer.engine import sft_args
 from trainer.interop.lf_table import SPECIAL, lf_keys
 from trainer.interop.llamafactory import export_llamafactory, import_llamafactory_text

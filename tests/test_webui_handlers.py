@@ -9,7 +9,8 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from trainer.config import TrainConfig, field_specs
+from trainer.config import TrainConfig
+from trainer.fieldspecs import field_specs
 from trainer.jobs.manager import JobManager
 from trainer.run.events import EventWriter
 from webui.components import (CONFIG_OUTPUTS, FEEDBACK_OUTPUTS, FIELDS, INFO, UI, WARNING, apply_config,

@@ -14,7 +14,8 @@ from typing import Any, Collection, Sequence
 
 import yaml
 
-from trainer.config import GROUPS, ConfigError, FieldSpec, TrainConfig, field_specs
+from trainer.config import GROUPS, ConfigError, TrainConfig
+from trainer.fieldspecs import FieldSpec, field_specs
 
 EMPTY = "empty"  # the choice that means None for an optional field
 AUTO = "auto"  # ... for an optional on/off field, where None means "decide for me"

@@ -7,7 +7,8 @@ the page: it shows its English label until someone translates it.
 
 from __future__ import annotations
 
-from trainer.config import GROUPS, field_specs
+from trainer.config import GROUPS
+from trainer.fieldspecs import field_specs
 
 LANGUAGES = {"English": "en", "中文": "zh-CN"}
 

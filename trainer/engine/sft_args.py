@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainer.config import TrainConfig, field_specs
+from trainer.config import TrainConfig
+from trainer.fieldspecs import field_specs
 
 # SFTConfig arguments that no field decides: how tunedeck always trains.
 FIXED = {

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig, field_specs
+from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig
+from trainer.fieldspecs import field_specs
 from trainer.plan.resolve import Hardware
 
 # Fields converted by code rather than renamed: field -> the LLaMA-Factory keys that carry it.

@@ -11,6 +11,7 @@ import pytest
 
 from trainer.config import TrainConfig, field_specs
 from trainer.jobs.manager import JobManager
+from trainer.jobs.registry import Registry
 from trainer.run.events import EventWriter
 from webui.components import (CONFIG_OUTPUTS, FEEDBACK_OUTPUTS, FIELDS, INFO, UI, WARNING, apply_config,
                               initial_shown, to_outputs)
@@ -135,7 +136,8 @@ def test_plan_refresh_and_the_one_fix_these_path(ctx):
     assert bad["learning_rate"]["elem_classes"] == ["td-field-error"] and bad["learning_rate"]["info"].startswith("⚠")
     assert set(bad["train.shown"]["errors"]) == {"learning_rate", "max_samples"}
     fixed = train.refresh_plan(ctx, plan_values(values, bad["train.shown"]))
-    assert fixed["learning_rate"]["elem_classes"] == [] and not fixed["learning_rate"]["info"].startswith("⚠")
+    # Fixed, the field shows its help again, in the page's language (a key Gradio's i18n translates).
+    assert fixed["learning_rate"]["elem_classes"] == [] and "help.learning_rate" in str(fixed["learning_rate"]["info"])
     assert fixed["train.errors"]["visible"] is False and fixed["train.shown"]["errors"] == {}
     # A GPU picked in "Plan for": the plan names it.
     gpu = train.refresh_plan(ctx, {**plan_values(values), "train.plan_hw": "24"})
@@ -234,18 +236,26 @@ def test_the_page_opens_on_the_run_in_the_url_or_the_newest_live_one(ctx):
 
 # --- runs ---------------------------------------------------------------------------------------
 
+def _table_ids(reply):
+    return list(reply["runs.table"].data.iloc[:, 0])
+
+
 def test_runs_list_pick_compare_open_and_delete(ctx):
     a = ctx.jobs.submit(TrainConfig(learning_rate=1e-4), owner="alice", name="first")
     b = ctx.jobs.submit(TrainConfig(learning_rate=2e-4), owner="bob", name="second")
     listed = runs.list_runs(ctx, {"runs.filter": "", "runs.status": []})
-    assert [row[0] for row in listed["runs.table"]] == [b, a]
-    assert [row[0] for row in runs.list_runs(ctx, {"runs.filter": "bob", "runs.status": []})["runs.table"]] == [b]
-    assert runs.list_runs(ctx, {"runs.filter": "", "runs.status": ["finished"]})["runs.table"] == []
+    assert _table_ids(listed) == [b, a]
+    assert _table_ids(runs.list_runs(ctx, {"runs.filter": "bob", "runs.status": []})) == [b]
+    assert _table_ids(runs.list_runs(ctx, {"runs.filter": "", "runs.status": ["finished"]})) == []
+    zh = runs.list_runs(ctx, {"runs.filter": "", "runs.status": []}, lang="zh")
+    assert list(zh["runs.table"].data.columns)[:3] == ["运行 ID", "名称", "状态"] and "排队中" in zh["runs.table"].data.iloc[0, 2]
 
-    picked = runs.pick_row(ctx, {"runs.picked": []}, row=[a, "first"])["runs.picked"]
-    picked = runs.pick_row(ctx, {"runs.picked": picked}, row=[b, "second"])["runs.picked"]
-    assert picked == [a, b] and runs.pick_row(ctx, {"runs.picked": picked}, row=[a])["runs.picked"] == [b]
+    picked = runs.pick_row(ctx, {"runs.picked": []}, row=[a, "first"])["runs.picked"]["value"]
+    picked = runs.pick_row(ctx, {"runs.picked": picked}, row=[b, "second"])["runs.picked"]["value"]
+    assert picked == [a, b] and runs.pick_row(ctx, {"runs.picked": picked}, row=[a])["runs.picked"]["value"] == [b]
     assert runs.pick_row(ctx, {"runs.picked": picked}, row=None) == {}
+    html_table = runs.pick_row(ctx, {"runs.picked": []}, row=[a])["runs.table"].to_html()
+    assert runs.PICKED_STYLE.split(":")[1].strip() in html_table  # the picked row is highlighted
 
     assert WARNING in runs.compare(ctx, {"runs.picked": [a]})
     compared = runs.compare(ctx, {"runs.picked": [a, b], "monitor.smoothing": 0.6, "monitor.log_scale": False})
@@ -256,12 +266,31 @@ def test_runs_list_pick_compare_open_and_delete(ctx):
     assert opened["monitor.run_select"]["value"] == b and opened["page.tabs"].selected == "monitor"
     assert WARNING in runs.open_run(ctx, {"runs.picked": []})
 
-    refused = runs.delete(ctx, {"runs.picked": [a], "runs.filter": "", "runs.status": []}, user="bob")
+    # Delete has its own selection: runs picked to compare are never deleted.
+    assert WARNING in runs.ask_delete(ctx, {"runs.picked": [a, b], "runs.delete_picked": []})
+    asked = runs.ask_delete(ctx, {"runs.delete_picked": [a]})
+    assert asked["runs.confirm_box"]["visible"] is True and "first" in asked["runs.confirm_text"] and b not in \
+        asked["runs.confirm_text"]
+    cancelled = runs.cancel_delete(ctx, {})
+    assert cancelled["runs.confirm_box"]["visible"] is False and ctx.jobs.get(a)
+    refused = runs.delete(ctx, {"runs.delete_picked": [a], "runs.filter": "", "runs.status": []}, user="bob")
     assert WARNING in refused and ctx.jobs.get(a)  # alice's run stays
     ctx.jobs.abort(a, owner="alice")  # a queued run aborted at once: now it may be deleted
-    deleted = runs.delete(ctx, {"runs.picked": [a], "runs.filter": "", "runs.status": []}, user="alice")
-    assert a in deleted[INFO] and [row[0] for row in deleted["runs.table"]] == [b]
-    assert deleted["runs.picked"]["value"] == [] and not ctx.jobs.run_dir(a).exists()
+    deleted = runs.delete(ctx, {"runs.picked": [a, b], "runs.delete_picked": [a], "runs.filter": "",
+                                "runs.status": []}, user="alice")
+    assert a in deleted[INFO] and _table_ids(deleted) == [b]
+    assert deleted["runs.delete_picked"]["value"] == [] and deleted["runs.picked"]["value"] == [b]
+    assert not ctx.jobs.run_dir(a).exists() and ctx.jobs.get(b)
+
+
+def test_delete_names_a_finished_run_and_says_its_adapter_goes(ctx):
+    run_id = ctx.jobs.submit(TrainConfig(), owner="local", name="keeper")
+    with ctx.jobs.registry.transaction(write=True) as conn:  # the registry's row as a finished run leaves it
+        Registry.update(conn, run_id, status="finished")
+    asked = runs.ask_delete(ctx, {"runs.delete_picked": [run_id]})
+    assert ctx.jobs.get(run_id).status == "finished" and "adapter is deleted too" in asked["runs.confirm_text"]
+    zh = runs.ask_delete(ctx, {"runs.delete_picked": [run_id]}, lang="zh")
+    assert "删除 1 个运行" in zh["runs.confirm_text"] and "keeper" in zh["runs.confirm_text"]
 
 
 # --- data ---------------------------------------------------------------------------------------

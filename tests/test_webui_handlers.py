@@ -153,7 +153,7 @@ def test_preview_shows_the_command_and_the_config(ctx):
 
 def test_start_queues_a_run_or_says_what_to_fix(ctx):
     bad = train.start(ctx, {"train.shown": {}, **form(learning_rate=0)}, user=None)
-    replied(bad, [*FEEDBACK_OUTPUTS, "monitor.run_select", "page.tabs"])
+    replied(bad, train.START_OUTPUTS)
     assert "Not started" in bad[WARNING] and bad["train.errors"]["visible"] is True
     assert ctx.jobs.list_runs() == []
     reply = train.start(ctx, {"train.shown": {}, **form(run_name="mine")}, user="alice")
@@ -162,6 +162,63 @@ def test_start_queues_a_run_or_says_what_to_fix(ctx):
     info = ctx.jobs.get(run_id)
     assert (info.status, info.owner, info.name) == ("queued", "alice", "mine")
     assert ctx.jobs.read_config(run_id).run_name == "mine"
+    # The Monitor is reset for the new run at once: no step count of the run it showed before.
+    assert reply["monitor.progress"] == "" and reply["monitor.drawn"] == {} and "queued" in reply["monitor.status"]
+
+
+def test_start_refuses_what_check_refuses_at_the_field(ctx, tmp_path):
+    """A missing dataset file, a JSONL with a bad line, a missing local model folder: refused before
+    anything is queued, the field marked red, in the page's language."""
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": "d"}\n{not json\n')
+    cases = [("dataset", str(tmp_path / "nope.jsonl"), "nope.jsonl"), ("dataset", str(broken), "line 3"),
+             ("model_name_or_path", str(tmp_path / "no-model"), "no-model")]
+    for field, value, said in cases:
+        values = form(TrainConfig(model_name_or_path="demo", dataset="demo"), **{field: value})
+        refused = train.start(ctx, {"train.shown": {}, **values})
+        replied(refused, train.START_OUTPUTS)
+        assert "Not started" in refused[WARNING] and said in refused["train.errors"]["value"], (field, refused)
+        assert refused[field]["elem_classes"] == ["td-field-error"] and "page.tabs" not in refused
+        # The plan marks the same field while the form is edited, before Start is pressed.
+        assert train.refresh_plan(ctx, plan_values(values))[field]["elem_classes"] == ["td-field-error"]
+    zh = train.start(ctx, {"train.shown": {}, **form(dataset=str(tmp_path / "nope.jsonl"))}, lang="zh")
+    assert "未开始" in zh[WARNING] and "数据集" in zh["train.errors"]["value"]
+    assert ctx.jobs.list_runs() == []
+
+
+def test_page_opens_on_the_monitor_of_the_live_or_asked_run(ctx):
+    assert "page.tabs" not in monitor.page_opened(ctx, {}, query={})  # nothing live: the Train tab
+    run_id = ctx.jobs.submit(TrainConfig(), owner="local")
+    opened = monitor.page_opened(ctx, {}, query={})
+    assert opened["monitor.run_select"]["value"] == run_id and opened["page.tabs"].selected == "monitor"
+    ctx.jobs.abort(run_id)
+    asked = monitor.page_opened(ctx, {}, query={"run": run_id})
+    assert asked["monitor.run_select"]["value"] == run_id and asked["page.tabs"].selected == "monitor"
+    assert "page.tabs" not in monitor.page_opened(ctx, {}, query={"run": "no-such-run"})
+
+
+def test_the_form_comes_back_from_the_browser(ctx):
+    values = form(num_train_epochs=9, finetuning_type="full")
+    assert train.refresh_plan(ctx, plan_values(values))["train.saved_form"]["num_train_epochs"] == 9
+    restored = train.restore_form(ctx, {"train.saved_form": values})
+    assert restored["num_train_epochs"] == 9 and restored["top.method"] == "Full"
+    assert train.restore_form(ctx, {"train.saved_form": None}) == {}
+
+
+def test_the_queue_panel_says_position_what_is_ahead_and_when(ctx):
+    first = ctx.jobs.submit(TrainConfig(), owner="local", name="first")
+    second = ctx.jobs.submit(TrainConfig(), owner="local", name="second")
+    out = monitor.tick(ctx, {"monitor.run_select": second, "monitor.drawn": {}})
+    assert "#1" in out["monitor.queue"] and "#2" in out["monitor.queue"] and out["train.live"] == out["monitor.queue"]
+    assert "first" in out["monitor.status"]  # the queued run says what it waits for
+    with ctx.jobs.registry.transaction(write=True) as conn:
+        Registry.update(conn, first, status="running", started_at=1.0)
+    from webui.queue_view import estimated_starts, queue_markdown
+    infos = ctx.jobs.list_runs()
+    assert estimated_starts(infos, lambda i: 120.0, slots=1) == {second: 120.0}
+    assert estimated_starts(infos, lambda i: None, slots=1) == {second: None}
+    text = queue_markdown(infos, lambda i: 120.0, 1, lang="zh", now=0)
+    assert "第 1 位" in text and "first" in text and "约 2m 00s 后" in text and "正在进行" in text
 
 
 def test_presets_load_save_and_refuse_a_path(ctx):

@@ -188,12 +188,6 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "plan.breakdown": ("Memory breakdown", "显存构成"),
     "plan.planned_for": ("Planned for", "规划硬件"),
     "plan.warnings": ("Warnings", "警告"),
-    "plan.summary_batch": ("Effective batch = {micro} (micro-batch) × {accumulation} (accumulation) × {devices} "
-                           "(device) = {total} rows per optimizer step.",
-                           "有效批次 = {micro}（微批次）× {accumulation}（累积）× {devices}（设备）= 每个优化器步 {total} 行。"),
-    "plan.summary_steps": ("{epochs} epochs × {per_epoch} steps per epoch = {total} optimizer steps.",
-                           "{epochs} 轮 × 每轮 {per_epoch} 步 = {total} 个优化器步。"),
-    "plan.summary_max_steps": ("max_steps = {total} optimizer steps.", "max_steps = {total} 个优化器步。"),
     "verdict.fits": ("fits", "放得下"), "verdict.tight": ("tight: little headroom", "偏紧：余量很少"),
     "verdict.will not fit": ("will NOT fit", "放不下"), "verdict.unknown": ("unknown (model shape not known)",
                                                                        "未知（模型结构未知）"),

@@ -14,6 +14,7 @@ from trainer.run.series import RunSeries
 from .charts import Progress, format_duration
 from .i18n import UI_TEXT, ZH, t
 from .i18n_fields import MEMORY_PARTS_ZH, PRESET_ZH
+from .i18n_plan import plan_sentence_zh
 
 STATUS_COLOURS = {
     "queued": "#6b7280", "running": "#2563eb", "finished": "#16a34a", "aborted": "#d97706",
@@ -125,19 +126,9 @@ def _breakdown_part(key: str, lang: str | None) -> str:
     return MEMORY_PARTS_ZH.get(key, key) if lang == ZH else key.replace("_", " ")
 
 
-def _plan_summary(d: dict[str, Any], lang: str | None) -> list[str]:
-    """The plan's two sentences (batch, steps), written from its numbers in the page's language."""
-    if lang != ZH:
-        return list(d.get("summary") or [])
-    lines = [t(lang, "plan.summary_batch", micro=d["micro_batch_size"], accumulation=d["gradient_accumulation_steps"],
-               devices=d["num_devices"], total=d["effective_batch_size"])]
-    if d.get("total_steps") is not None:
-        if d.get("steps_per_epoch") and d.get("epochs_effective") is not None and (d.get("max_steps") or -1) <= 0:
-            lines.append(t(lang, "plan.summary_steps", epochs=_fmt(d["epochs_effective"]),
-                           per_epoch=d["steps_per_epoch"], total=d["total_steps"]))
-        else:
-            lines.append(t(lang, "plan.summary_max_steps", total=d["total_steps"]))
-    return lines
+def _plan_sentences(sentences: Sequence[str], lang: str | None) -> list[str]:
+    """The plan's sentences (summary, warnings) in the page's language, their numbers kept."""
+    return [plan_sentence_zh(s) if lang == ZH else s for s in sentences]
 
 
 def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "", hardware_label: str = "",
@@ -193,10 +184,10 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
         rows.append((t(lang, "plan.planned_for"), hardware_label))
     lines = [f"| {t(lang, 'run_plan')} | |", "|---|---|"] + [f"| {k} | {html.escape(str(v))} |" for k, v in rows]
     out = "\n".join(lines)
-    summary = _plan_summary(d, lang)
+    summary = _plan_sentences(d.get("summary") or [], lang)
     if summary:
         out += "\n\n" + "\n".join(f"- {html.escape(s)}" for s in summary)
-    warnings = d.get("warnings") or []
+    warnings = _plan_sentences(d.get("warnings") or [], lang)
     if warnings:
         out += f"\n\n**{t(lang, 'plan.warnings')}**\n\n" + "\n".join(f"- ⚠ {html.escape(w)}" for w in warnings)
     return out

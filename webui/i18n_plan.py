@@ -1,0 +1,55 @@
+"""The run plan's sentences (trainer/plan/resolve.py writes them in English, with their numbers) in Chinese,
+matched by pattern so the numbers carry over. A sentence without a pattern here stays in English: the
+page still shows it rather than hide a warning."""
+
+from __future__ import annotations
+
+import re
+
+PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
+    (r"Effective batch = (?P<m>\S+) \(micro-batch\) × (?P<a>\S+) \(accumulation\) × (?P<d>\S+) \(devices?\) = "
+     r"(?P<e>\S+) rows per optimizer step\.", "有效批次 = {m}（微批次）× {a}（累积）× {d}（设备）= 每个优化器步 {e} 行。"),
+    (r"(?P<n>\S+) epochs × (?P<s>\S+) steps per epoch = (?P<t>\S+) optimizer steps \(max_steps not set\)\.",
+     "{n} 轮 × 每轮 {s} 步 = {t} 个优化器步（未设置 max_steps）。"),
+    (r"max_steps = (?P<m>\S+) overrides num_train_epochs = (?P<n>\S+): the run lasts \S+ steps ≈ (?P<e>\S+) epochs "
+     r"\((?P<s>\S+) samples of (?P<r>\S+)\), instead of \S+ epochs \((?P<b>\S+) steps\)\.",
+     "max_steps = {m} 优先于 num_train_epochs = {n}：运行 {m} 步 ≈ {e} 轮（{r} 行中的 {s} 个样本），而不是 {n} 轮（{b} 步）。"),
+    (r"max_steps = (?P<m>\S+) overrides num_train_epochs\.", "max_steps = {m} 优先于 num_train_epochs。"),
+    (r"The effective batch moved from (?P<a>\S+) to (?P<b>\S+) \(× (?P<r>\S+)\): consider a learning rate of about "
+     r"(?P<lr>\S+) \(square-root scaling from (?P<ref>\S+); linear scaling would give (?P<lin>\S+)\)\.",
+     "有效批次从 {a} 变为 {b}（× {r}）：建议学习率约 {lr}（从 {ref} 按平方根缩放；线性缩放为 {lin}）。"),
+    (r"Padding waste: only (?P<p>\S+) of the tokens processed are real at micro-batch (?P<m>\S+)\..*",
+     "填充浪费：微批次 {m} 时处理的 token 中只有 {p} 是真实的。请开启打包或按长度分组；在此之前加大批次没有用。"),
+    (r"The training split is empty: there is nothing to train on\.", "训练集为空：没有可训练的数据。"),
+    (r"The effective batch \((?P<e>\S+)\) is larger than the dataset \((?P<r>\S+) rows\).*",
+     "有效批次（{e}）大于数据集（{r} 行）：每个优化器步最多看到整个数据集一次。"),
+    (r"max_steps makes the run last (?P<e>\S+) epochs, not the (?P<n>\S+) set in num_train_epochs.*",
+     "max_steps 使运行持续 {e} 轮，而不是 num_train_epochs 设置的 {n} 轮；固定 max_steps 时加大批次会让运行更长，而不是更短。"),
+    (r"Only (?P<n>\S+) optimizer steps: the loss curve will say little.*",
+     "只有 {n} 个优化器步：损失曲线说明不了什么。请用更小的有效批次或更多轮数。"),
+    (r"precision bf16 was chosen but this GPU does not support bf16: use fp16\.",
+     "选择了 bf16 精度，但这块 GPU 不支持 bf16：请用 fp16。"),
+    (r"precision (?P<p>\S+) on a CPU is slow or unsupported; auto picks fp32 there\.",
+     "在 CPU 上使用 {p} 精度很慢或不受支持；auto 会选择 fp32。"),
+    (r"(?P<b>\S+)-bit quantization on a CPU works but is slow; QLoRA is meant for a GPU\.",
+     "在 CPU 上进行 {b} 位量化可以运行但很慢；QLoRA 是为 GPU 设计的。"),
+    (r"lora_alpha / lora_rank = (?P<v>\S+): the usual range is 0\.5 to 2 \(alpha 16-32 with rank 16-32\)\.",
+     "lora_alpha / lora_rank = {v}：常用范围是 0.5 到 2（alpha 16-32，秩 16-32）。"),
+    (r"learning_rate (?P<lr>\S+) is high for full fine-tuning \(1e-5\.\.5e-5 is typical\)\.",
+     "learning_rate {lr} 对全量微调来说偏高（常用 1e-5..5e-5）。"),
+    (r"learning_rate (?P<lr>\S+) is low for LoRA \(1e-4\.\.3e-4 is typical\)\.",
+     "learning_rate {lr} 对 LoRA 来说偏低（常用 1e-4..3e-4）。"),
+    (r"No validation split \(val_size 0\): you will not see whether the model overfits\.",
+     "没有验证集（val_size 0）：你将看不到模型是否过拟合。"),
+    (r"save_strategy is 'no': an interrupted run cannot be resumed\.", "save_strategy 为 'no'：中断的运行无法继续。"),
+]
+_COMPILED = [(re.compile(pattern, re.DOTALL), template) for pattern, template in PLAN_PATTERNS_ZH]
+
+
+def plan_sentence_zh(sentence: str) -> str:
+    """One plan sentence in Chinese, its numbers kept; unchanged when no pattern matches."""
+    for pattern, template in _COMPILED:
+        match = pattern.fullmatch(sentence.strip())
+        if match:
+            return template.format(**match.groupdict())
+    return sentence

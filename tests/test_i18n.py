@@ -27,6 +27,8 @@ def test_every_field_group_and_message_has_chinese_with_the_same_placeholders():
     assert {key for key, _, _ in GROUPS} <= set(GROUP_ZH)
     for key, (en, zh) in UI_TEXT.items():
         assert zh and _placeholders(en) == _placeholders(zh), key
+    prefixes = {key.split(".")[0] for key in translations()["en"] if "." in key}
+    assert not prefixes & set(UI_TEXT), prefixes & set(UI_TEXT)  # the browser's i18n reads dots as paths
     zh_table = translations()["zh-CN"]
     assert zh_table["help.learning_rate"].startswith("峰值学习率") and "[> 0, ≤ 1]" in zh_table["help.learning_rate"]
 

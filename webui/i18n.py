@@ -20,7 +20,8 @@ LANGUAGES = {"English": "en", "中文": "zh-CN"}  # the top bar's choice -> Grad
 EN, ZH = "en", "zh"
 
 UI_TEXT: dict[str, tuple[str, str]] = {
-    # key: (English, Chinese); {name} placeholders are filled by t()
+    # key: (English, Chinese); {name} placeholders are filled by t(). A dotted key ("status.running") is a
+    # path in the browser's i18n: no plain key may equal the part before a dot ("status" would show an object).
     "title": ("tunedeck — fine-tune language models", "tunedeck — 大语言模型微调"),
     "model": ("Model", "模型"),
     "model_info": ("demo, a listed model, a Hub id or a local path", "demo、列表中的模型、Hub ID 或本地路径"),
@@ -54,7 +55,7 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "refresh": ("Refresh", "刷新"),
     "filter": ("Filter", "筛选"),
     "filter_placeholder": ("model, dataset, owner, status…", "模型、数据集、所有者、状态……"),
-    "status": ("Status", "状态"),
+    "status_filter": ("Status", "状态"),
     "compare": ("Compare", "比较"),
     "delete": ("Delete", "删除"),
     "open_monitor": ("Open in monitor", "在监控中打开"),
@@ -88,8 +89,8 @@ UI_TEXT: dict[str, tuple[str, str]] = {
                     "已从 LLaMA-Factory YAML 导入（保存为预设以保留）。"),
     "quant.none": ("none (16-bit)", "无（16 位）"), "quant.4": ("4-bit (QLoRA)", "4 位（QLoRA）"),
     "quant.8": ("8-bit", "8 位"),
-    "method.lora": ("LoRA", "LoRA"), "method.qlora4": ("QLoRA (4-bit)", "QLoRA（4 位）"),
-    "method.qlora8": ("QLoRA (8-bit)", "QLoRA（8 位）"), "method.full": ("Full", "全量微调"),
+    "methods.lora": ("LoRA", "LoRA"), "methods.qlora4": ("QLoRA (4-bit)", "QLoRA（4 位）"),
+    "methods.qlora8": ("QLoRA (8-bit)", "QLoRA（8 位）"), "methods.full": ("Full", "全量微调"),
     # status badges
     "status.queued": ("queued", "排队中"), "status.running": ("running", "运行中"),
     "status.finished": ("finished", "已完成"), "status.aborted": ("aborted", "已中止"),
@@ -130,7 +131,7 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "delete_cancelled": ("Nothing deleted.", "未删除任何运行。"),
     "configs_identical": ("The configs are identical.", "这些配置完全相同。"),
     "compare_need_two": ("Select two or more runs to compare their configs.", "请选择两个或更多运行来比较它们的配置。"),
-    "field": ("field", "字段"),
+    "diff_field": ("field", "字段"),
     "no_output": ("(no output yet)", "（尚无输出）"),
     "plan_failed": ("The plan could not be computed: {detail}", "无法计算训练计划：{detail}"),
     "dataset_label": ("Dataset: `{dataset}`", "数据集：`{dataset}`"),

@@ -30,8 +30,8 @@ from .tabs import TABS
 
 STATIC = Path(__file__).resolve().parent / "static"
 QUANT_KEYS = {EMPTY: "quant.none", "4": "quant.4", "8": "quant.8"}
-METHOD_KEYS = {"LoRA": "method.lora", "QLoRA (4-bit)": "method.qlora4", "QLoRA (8-bit)": "method.qlora8",
-               "Full": "method.full"}
+METHOD_KEYS = {"LoRA": "methods.lora", "QLoRA (4-bit)": "methods.qlora4", "QLoRA (8-bit)": "methods.qlora8",
+               "Full": "methods.full"}
 
 
 @dataclass

@@ -236,7 +236,7 @@ def config_diff_markdown(configs: Sequence[tuple[str, TrainConfig | None]], lang
     keys = [k for k in usable[0][1] if len({repr(data.get(k)) for _, data in usable}) > 1]
     if not keys:
         return t(lang, "configs_identical")
-    header = f"| {t(lang, 'field')} | " + " | ".join(html.escape(name) for name, _ in usable) + " |"
+    header = f"| {t(lang, 'diff_field')} | " + " | ".join(html.escape(name) for name, _ in usable) + " |"
     sep = "|---|" + "---|" * len(usable)
     body = [f"| `{k}` | " + " | ".join(html.escape(_fmt(data.get(k))) for _, data in usable) + " |" for k in keys]
     return "\n".join([header, sep, *body])

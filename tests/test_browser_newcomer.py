@@ -184,11 +184,11 @@ def test_start_refuses_queue_log_reload_and_delete(server, browser):
     page.locator("#delete-run-btn").click()
     _wait(lambda: page.locator(".toast-body, [data-testid='toast-body']").count() >= 1, 15,
           "a warning that nothing is chosen to delete")
-    assert page.locator("#delete-confirm").is_hidden()
+    assert page.locator("#delete-confirm-text").is_hidden()
     page.locator("#runs-delete-picked input").click()
     page.get_by_role("option", name=re.compile(first)).first.click()
     page.locator("#delete-run-btn").click()
-    confirm = page.locator("#delete-confirm")
+    confirm = page.locator("#delete-confirm-text")
     _wait(lambda: confirm.is_visible() and first in confirm.inner_text(), 30, "the confirmation")
     assert "finished" in confirm.inner_text() and "adapter" in confirm.inner_text()
     page.locator("#delete-cancel-btn").click()

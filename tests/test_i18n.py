@@ -62,7 +62,8 @@ def test_badges_progress_charts_health_and_log_follow_the_language():
 
 def test_field_messages_are_mapped_to_chinese_by_pattern():
     assert field_message("zh", "Input should be greater than 0") == "必须大于 0"
-    assert field_message("zh", "a number is required (got 'x')") == "需要一个数字"
+    assert field_message("zh", "Input should be greater than 0 (got -1.0)") == "必须大于 0（当前为 -1.0）"
+    assert field_message("zh", "a number is required (got 'x')") == "需要一个数字（当前为 'x'）"
     assert field_message("en", "a number is required") == "a number is required"
 
 
@@ -78,3 +79,9 @@ def test_the_plans_warnings_in_chinese_keep_their_numbers():
                                                  "lora_rank", "save_strategy", "val_size", "sdpa", "LoRA", "alpha"}
         assert not words, (words, zh)
     assert "1e-06" in views.plan_markdown(resolve_plan(configs[1], 100), num_samples=100, lang="zh")
+
+
+def test_the_trainers_notes_in_chinese():
+    series = RunSeries()
+    series.extend([{"t": 1.0, "type": "message", "level": "info", "text": "69,632 trainable parameters of 609,920 (11.42%)"}])
+    assert "可训练参数 69,632，共 609,920 个参数（11.42%）" in views.run_summary_markdown(None, series, "zh")

@@ -262,9 +262,12 @@ def field_message(lang: str | None, message: str) -> str:
     """A validation message of a field in the page's language; one without a Chinese pattern stays as is."""
     if lang != ZH:
         return message
+    got = re.search(r"\s*\(got (.*)\)$", message, flags=re.DOTALL)
+    base = message[:got.start()] if got else message
+    suffix = f"（当前为 {got.group(1)}）" if got else ""
     for pattern, replacement in ERROR_PATTERNS_ZH:
-        if re.match(pattern, message, flags=re.IGNORECASE | re.DOTALL):
-            return re.sub(pattern, replacement, message, flags=re.IGNORECASE | re.DOTALL)
+        if re.match(pattern, base, flags=re.IGNORECASE | re.DOTALL):
+            return re.sub(pattern, replacement, base, flags=re.IGNORECASE | re.DOTALL) + suffix
     return message
 
 

@@ -1,5 +1,5 @@
-"""The run plan's sentences (trainer/plan/resolve.py writes them in English, with their numbers) in Chinese,
-matched by pattern so the numbers carry over. A sentence without a pattern here stays in English: the
+"""The run plan's sentences (trainer/plan/resolve.py writes them in English, with their numbers) and the
+trainer's notes to the page (its "message" events) in Chinese, matched by pattern so the numbers carry over. A sentence without a pattern here stays in English: the
 page still shows it rather than hide a warning."""
 
 from __future__ import annotations
@@ -42,6 +42,13 @@ PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"No validation split \(val_size 0\): you will not see whether the model overfits\.",
      "没有验证集（val_size 0）：你将看不到模型是否过拟合。"),
     (r"save_strategy is 'no': an interrupted run cannot be resumed\.", "save_strategy 为 'no'：中断的运行无法继续。"),
+    # the trainer's notes (trainer/engine/train.py)
+    (r"(?P<t>\S+) trainable parameters of (?P<n>\S+) \((?P<p>\S+)\)", "可训练参数 {t}，共 {n} 个参数（{p}）"),
+    (r"(?P<n>\S+) invalid rows were skipped \(skip_invalid_rows is on\)\.", "已跳过 {n} 个无效行（skip_invalid_rows 已开启）。"),
+    (r"offload_activations is ignored on a CPU: the activations are in RAM already\.",
+     "在 CPU 上忽略 offload_activations：激活本来就在内存中。"),
+    (r"resume_from_checkpoint is 'last' but this run has no checkpoint yet: training starts from the beginning\.",
+     "resume_from_checkpoint 为 'last'，但本运行还没有检查点：从头开始训练。"),
 ]
 _COMPILED = [(re.compile(pattern, re.DOTALL), template) for pattern, template in PLAN_PATTERNS_ZH]
 

@@ -274,5 +274,6 @@ def run_summary_markdown(info: Any, series: RunSeries, lang: str | None = None) 
     if isinstance(advice, list) and advice:
         parts.append("\n".join(f"- {html.escape(str(a))}" for a in advice))
     for message in series.messages[-5:]:
-        parts.append(f"ℹ {html.escape(str(message.get('text', '')))}")
+        text = str(message.get("text", ""))
+        parts.append(f"ℹ {html.escape(plan_sentence_zh(text) if lang == ZH else text)}")
     return "\n\n".join(parts)

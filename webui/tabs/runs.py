@@ -106,6 +106,11 @@ def compare(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     return reply
 
 
+def compare_cleared(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    """The page opened or its language changed: the comparison's empty chart in the page's language."""
+    return {"runs.compare_plot": charts.compare_loss_figure([], lang=lang), "runs.compare_diff": ""}
+
+
 def ask_delete(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     """Delete asks first: each run by name and status, a finished one flagged (its adapter goes too)."""
     to_delete = _picked(v, "runs.delete_picked")
@@ -189,6 +194,8 @@ def wire(ui: UI) -> None:
     # The comparison uses the Monitor's smoothing and scale, so both tabs read the loss the same way.
     ui.on(ui["runs.compare_btn"].click, compare, ["runs.picked", "monitor.smoothing", "monitor.log_scale"],
           ["runs.compare_plot", "runs.compare_diff"])
+    ui.on([ui.demo.load, ui["top.language"].change], compare_cleared, [], ["runs.compare_plot", "runs.compare_diff"],
+          **quiet)
     ui.on(ui["runs.delete_btn"].click, ask_delete, ["runs.delete_picked"], CONFIRM_OUTPUTS)
     ui.on(ui["runs.cancel_btn"].click, cancel_delete, [], ["runs.confirm_box"])
     ui.on(ui["runs.confirm_btn"].click, delete, LIST_INPUTS, [*LIST_OUTPUTS, "runs.compare_diff", "runs.confirm_box"])

@@ -420,3 +420,18 @@ def test_presets_upload_import_and_export_round_trip(ctx, tmp_path):
 
 def test_controls_of_the_form_are_registered_by_their_field_names():
     assert FIELDS == [c.name for c in controls()] == [s.name for s in field_specs()]
+
+
+def test_the_badge_says_aborted_as_soon_as_the_run_says_so(ctx):
+    """The trainer's own "aborted" event is shown at once, not "running — abort requested" until the
+    scheduler next updates the registry; an older final event (before a resume) is not."""
+    run_id = ctx.jobs.submit(TrainConfig(), owner="local")
+    with ctx.jobs.registry.transaction(write=True) as conn:
+        Registry.update(conn, run_id, status="running", started_at=100.0, abort_requested_at=101.0)
+    writer = EventWriter(ctx.jobs.run_dir(run_id))
+    writer.emit("status", status="aborted", t=50.0)  # a previous attempt's end: the run is running again
+    first = monitor.tick(ctx, {"monitor.run_select": run_id, "monitor.drawn": {}})
+    assert "data-status='running'" in first["monitor.status"] and "abort requested" in first["monitor.status"]
+    writer.emit("status", status="aborted", t=105.0)
+    second = monitor.tick(ctx, {"monitor.run_select": run_id, "monitor.drawn": first["monitor.drawn"]})
+    assert "data-status='aborted'" in second["monitor.status"] and "abort requested" not in second["monitor.status"]

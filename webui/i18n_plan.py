@@ -45,6 +45,7 @@ PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
     # the trainer's notes (trainer/engine/train.py)
     (r"(?P<t>\S+) trainable parameters of (?P<n>\S+) \((?P<p>\S+)\)", "可训练参数 {t}，共 {n} 个参数（{p}）"),
     (r"(?P<n>\S+) invalid rows were skipped \(skip_invalid_rows is on\)\.", "已跳过 {n} 个无效行（skip_invalid_rows 已开启）。"),
+    (r"Resumed from (?P<c>\S+): the run continues from step (?P<s>\S+)\.", "从 {c} 继续：运行从第 {s} 步接着进行。"),
     (r"offload_activations is ignored on a CPU: the activations are in RAM already\.",
      "在 CPU 上忽略 offload_activations：激活本来就在内存中。"),
     (r"resume_from_checkpoint is 'last' but this run has no checkpoint yet: training starts from the beginning\.",

@@ -57,7 +57,7 @@ def queue_markdown(infos: Sequence[Any], remaining_of: Callable[[Any], float | N
     if live:
         runs = ", ".join(f"**{html.escape(_name(i))}** ({status_word(i.status, lang)}, "
                          f"{i.step or 0}/{i.total_steps or '?'})" for i in live)
-        lines.append("🟢 " + t(lang, "queue_live", runs=runs))
+        lines.append(t(lang, "queue_live", runs=runs))
     queue = queued_in_order(infos)
     if not queue:
         lines.append(t(lang, "queue_empty"))

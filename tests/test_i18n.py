@@ -83,5 +83,6 @@ def test_the_plans_warnings_in_chinese_keep_their_numbers():
 
 def test_the_trainers_notes_in_chinese():
     series = RunSeries()
-    series.extend([{"t": 1.0, "type": "message", "level": "info", "text": "69,632 trainable parameters of 609,920 (11.42%)"}])
+    text = "69,632 trainable parameters of 609,920 (11.42%)"
+    series.extend([{"t": 1.0, "type": "message", "level": "info", "text": text}])
     assert "可训练参数 69,632，共 609,920 个参数（11.42%）" in views.run_summary_markdown(None, series, "zh")

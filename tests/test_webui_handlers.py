@@ -305,7 +305,8 @@ def test_runs_list_pick_compare_open_and_delete(ctx):
     assert _table_ids(runs.list_runs(ctx, {"runs.filter": "bob", "runs.status": []})) == [b]
     assert _table_ids(runs.list_runs(ctx, {"runs.filter": "", "runs.status": ["finished"]})) == []
     zh = runs.list_runs(ctx, {"runs.filter": "", "runs.status": []}, lang="zh")
-    assert list(zh["runs.table"].data.columns)[:3] == ["运行 ID", "名称", "状态"] and "排队中" in zh["runs.table"].data.iloc[0, 2]
+    table = zh["runs.table"].data
+    assert list(table.columns)[:3] == ["运行 ID", "名称", "状态"] and "排队中" in table.iloc[0, 2]
 
     picked = runs.pick_row(ctx, {"runs.picked": []}, row=[a, "first"])["runs.picked"]["value"]
     picked = runs.pick_row(ctx, {"runs.picked": picked}, row=[b, "second"])["runs.picked"]["value"]

@@ -116,7 +116,8 @@ def loss_figure(series: RunSeries, smoothing: float = 0.6, log_scale: bool = Fal
         if log_scale:
             xs, ys = _positive(xs, ys)
         if xs:
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=t(lang, "chart.loss_smoothed", value=f"{smoothing:g}"),
+            name = t(lang, "chart.loss_smoothed", value=f"{smoothing:g}")
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
                                      line={"color": PALETTE[0], "width": 2.5}))
     bad = series.nonfinite_loss_steps
     if bad:
@@ -132,10 +133,6 @@ def loss_figure(series: RunSeries, smoothing: float = 0.6, log_scale: bool = Fal
     if log_scale:
         fig.update_yaxes(type="log")
     return fig
-
-
-MEMORY_LABELS = {key: t(None, f"mem.{key}") for key in (
-    "allocated_gb", "reserved_gb", "peak_gb", "device_used_gb", "device_total_gb", "rss_gb", "system_total_gb")}
 
 
 def memory_figure(series: RunSeries, max_points: int | None = None, lang: str | None = None) -> go.Figure:

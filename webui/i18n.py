@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 
-from trainer.config import GROUPS, field_specs
+from trainer.config import GROUPS
 
-from .form import bounds_text
+from .form import bounds_text, controls
 from .i18n_fields import FIELD_ZH, GROUP_ZH, HELP_ZH
 
 LANGUAGES = {"English": "en", "中文": "zh-CN"}  # the top bar's choice -> Gradio's locale
@@ -204,7 +204,8 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "chart.memory": ("Memory", "内存"), "chart.elapsed": ("elapsed (s)", "已用时间（秒）"),
     "chart.waiting_memory": ("waiting for the first memory reading…", "等待第一次内存读数……"),
     "chart.of_ram": ("of {value} GB system RAM", "系统内存共 {value} GB"),
-    "mem.allocated_gb": ("allocated (PyTorch)", "已分配（PyTorch）"), "mem.reserved_gb": ("reserved (PyTorch)", "已保留（PyTorch）"),
+    "mem.allocated_gb": ("allocated (PyTorch)", "已分配（PyTorch）"),
+    "mem.reserved_gb": ("reserved (PyTorch)", "已保留（PyTorch）"),
     "mem.peak_gb": ("peak allocated", "峰值分配"), "mem.device_used_gb": ("device used (whole card)", "设备已用（整卡）"),
     "mem.device_total_gb": ("device total", "设备总量"), "mem.rss_gb": ("process RAM (RSS)", "进程内存（RSS）"),
     "mem.system_total_gb": ("system RAM total", "系统内存总量"),
@@ -283,9 +284,9 @@ def translations() -> dict[str, dict[str, str]]:
     for key, title, _ in GROUPS:
         en[f"group.{key}"] = title
         zh[f"group.{key}"] = GROUP_ZH.get(key, title)
-    for spec in field_specs():
-        en[f"field.{spec.name}"] = spec.label
-        zh[f"field.{spec.name}"] = FIELD_ZH.get(spec.name, spec.label)
-        en[f"help.{spec.name}"] = help_text(EN, spec.name, spec.help, bounds_text(spec))
-        zh[f"help.{spec.name}"] = help_text(ZH, spec.name, spec.help, bounds_text(spec))
+    for control in controls():
+        en[f"field.{control.name}"] = control.label
+        zh[f"field.{control.name}"] = FIELD_ZH.get(control.name, control.label)
+        en[f"help.{control.name}"] = control.info
+        zh[f"help.{control.name}"] = help_text(ZH, control.name, control.help, bounds_text(control.spec))
     return {"en": en, "zh-CN": zh, "zh": zh}

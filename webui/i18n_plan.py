@@ -1,5 +1,6 @@
 """The run plan's sentences (trainer/plan/resolve.py writes them in English, with their numbers) and the
-trainer's notes to the page (its "message" events) in Chinese, matched by pattern so the numbers carry over. A sentence without a pattern here stays in English: the
+trainer's notes to the page (its "message" events) in Chinese, matched by pattern so the numbers carry
+over. A sentence without a pattern here stays in English: the
 page still shows it rather than hide a warning."""
 
 from __future__ import annotations

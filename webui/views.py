@@ -214,7 +214,8 @@ def runs_table(infos: Iterable[Any], text_filter: str = "", statuses: Sequence[s
         if statuses and info.status not in statuses:
             continue
         best = info.best_loss
-        row = [info.id, info.name, status_word(info.status, lang), info.model or "", info.dataset or "", info.method or "",
+        row = [info.id, info.name, status_word(info.status, lang), info.model or "", info.dataset or "",
+               info.method or "",
                "" if best is None or not math.isfinite(best) else round(best, 4),
                f"{info.step or 0}/{info.total_steps or '?'}",
                format_duration(run_duration(info)), info.owner, _when(info.created_at)]
@@ -269,7 +270,8 @@ def run_summary_markdown(info: Any, series: RunSeries, lang: str | None = None) 
         parts.append(t(lang, "finished_note") + (": " + ", ".join(bits) if bits else "."))
     if status.get("status") in ("failed", "interrupted", "aborted") and status.get("reason"):
         word = status_word(status["status"], lang)
-        parts.append(t(lang, "reason_note", status=word[:1].upper() + word[1:], reason=html.escape(str(status["reason"]))))
+        parts.append(t(lang, "reason_note", status=word[:1].upper() + word[1:],
+                       reason=html.escape(str(status["reason"]))))
     advice = status.get("advice") or []
     if isinstance(advice, list) and advice:
         parts.append("\n".join(f"- {html.escape(str(a))}" for a in advice))

@@ -162,7 +162,8 @@ def render(ui: UI) -> None:
     with gr.Row(equal_height=True):
         ui.add("runs.filter", gr.Textbox(label=i18n("filter"), placeholder=i18n("filter_placeholder"),
                                          elem_id="runs-filter", scale=3))
-        ui.add("runs.status", gr.CheckboxGroup(choices=STATUSES, label=i18n("status_filter"), elem_id="runs-status", scale=4))
+        ui.add("runs.status", gr.CheckboxGroup(choices=STATUSES, label=i18n("status_filter"), elem_id="runs-status",
+                                               scale=4))
         ui.add("runs.refresh_btn", gr.Button(i18n("refresh"), elem_id="runs-refresh", scale=1))
     ui.add("runs.table", gr.Dataframe(headers=views.RUNS_TABLE_HEADERS, value=[], interactive=False,
                                       elem_id="runs-table", wrap=False, max_height=520))

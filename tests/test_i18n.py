@@ -56,6 +56,7 @@ def test_badges_progress_charts_health_and_log_follow_the_language():
     assert "第 <span id='td-step'>1</span> / ? 步" in progress and "已用" in progress
     assert "没有警报" in health_markdown(series, "zh") and "no alerts" in health_markdown(series)
     assert "尚无记录" in health_markdown(RunSeries(), "zh")  # a run with no steps is not called healthy
+    assert "no logged steps" in health_markdown(RunSeries()) and "finite" not in health_markdown(RunSeries())
     log = views.log_tail_html(["step 1", "finished <ok>"])
     assert log.index("step 1") < log.index("finished &lt;ok&gt;") and "td-log" in log
 

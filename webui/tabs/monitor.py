@@ -177,10 +177,12 @@ def health_markdown(series: RunSeries, lang: str | None = None) -> str:
     its numbers; the charts beside it show them)."""
     max_grad = (series.plan or {}).get("max_grad_norm")
     found = alerts.health_alerts(series, max_grad)
+    if not found and not series.last_step:  # nothing logged (a run that failed early): nothing to call healthy
+        return t(lang, "health_none")
     if lang != ZH:
         return alerts.alerts_markdown(found)
     if not found:
-        return t(lang, "health_ok" if series.last_step else "health_none")
+        return t(lang, "health_ok")
     return "\n\n".join(f"**{t(lang, f'level.{a.level}')}：** {t(lang, f'alert.{a.code}')}" for a in found)
 
 

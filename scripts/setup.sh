@@ -18,3 +18,7 @@ python -m pip install -q -e ".[dev]"
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser test will be skipped"
 fi
+# Chinese glyphs for the Chinese page's browser test and its README screenshot.
+if ! fc-list :lang=zh 2>/dev/null | grep -q . && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  apt-get install -y -qq fonts-noto-cjk >/dev/null || echo "fonts-noto-cjk not installed: Chinese screenshots show boxes"
+fi

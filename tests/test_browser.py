@@ -60,10 +60,15 @@ def test_start_watch_reload_restart_abort(tmp_path):
             _wait(lambda: "Effective batch" in page.locator("#run-plan").inner_text(), 60, "the run plan")
             # 200 epochs: thousands of steps, so even a fast machine is still training when the test aborts.
             epochs = page.locator("#field-num_train_epochs input")
-            epochs.fill("200")
-            epochs.press("Tab")
-            _wait(lambda: re.search(r"Epochs \(effective\)\s+200\b", page.locator("#run-plan").inner_text()), 60,
-                  "the plan to follow the form")
+
+            def epochs_in_plan():
+                # The preset's own values may still be arriving (a loaded page answers its load events
+                # first): type the edit again until it holds.
+                if epochs.input_value() != "200":
+                    epochs.fill("200")
+                    epochs.press("Tab")
+                return re.search(r"Epochs \(effective\)\s+200\b", page.locator("#run-plan").inner_text())
+            _wait(epochs_in_plan, 90, "the plan to follow the form", interval=2)
 
             page.locator("#start-btn").click()
             page.wait_for_selector("#loss-chart", state="visible")

@@ -12,6 +12,7 @@ import pytest
 from trainer.config import TrainConfig
 from trainer.fieldspecs import field_specs
 from trainer.jobs.manager import JobManager
+from trainer.jobs.registry import Registry
 from trainer.run.events import EventWriter
 from webui.components import (CONFIG_OUTPUTS, FEEDBACK_OUTPUTS, FIELDS, INFO, UI, WARNING, apply_config,
                               initial_shown, to_outputs)
@@ -136,7 +137,8 @@ def test_plan_refresh_and_the_one_fix_these_path(ctx):
     assert bad["learning_rate"]["elem_classes"] == ["td-field-error"] and bad["learning_rate"]["info"].startswith("⚠")
     assert set(bad["train.shown"]["errors"]) == {"learning_rate", "max_samples"}
     fixed = train.refresh_plan(ctx, plan_values(values, bad["train.shown"]))
-    assert fixed["learning_rate"]["elem_classes"] == [] and not fixed["learning_rate"]["info"].startswith("⚠")
+    # Fixed, the field shows its help again, in the page's language (a key Gradio's i18n translates).
+    assert fixed["learning_rate"]["elem_classes"] == [] and "help.learning_rate" in str(fixed["learning_rate"]["info"])
     assert fixed["train.errors"]["visible"] is False and fixed["train.shown"]["errors"] == {}
     # A GPU picked in "Plan for": the plan names it.
     gpu = train.refresh_plan(ctx, {**plan_values(values), "train.plan_hw": "24"})
@@ -152,7 +154,7 @@ def test_preview_shows_the_command_and_the_config(ctx):
 
 def test_start_queues_a_run_or_says_what_to_fix(ctx):
     bad = train.start(ctx, {"train.shown": {}, **form(learning_rate=0)}, user=None)
-    replied(bad, [*FEEDBACK_OUTPUTS, "monitor.run_select", "page.tabs"])
+    replied(bad, train.START_OUTPUTS)
     assert "Not started" in bad[WARNING] and bad["train.errors"]["visible"] is True
     assert ctx.jobs.list_runs() == []
     reply = train.start(ctx, {"train.shown": {}, **form(run_name="mine")}, user="alice")
@@ -161,6 +163,63 @@ def test_start_queues_a_run_or_says_what_to_fix(ctx):
     info = ctx.jobs.get(run_id)
     assert (info.status, info.owner, info.name) == ("queued", "alice", "mine")
     assert ctx.jobs.read_config(run_id).run_name == "mine"
+    # The Monitor is reset for the new run at once: no step count of the run it showed before.
+    assert reply["monitor.progress"] == "" and reply["monitor.drawn"] == {} and "queued" in reply["monitor.status"]
+
+
+def test_start_refuses_what_check_refuses_at_the_field(ctx, tmp_path):
+    """A missing dataset file, a JSONL with a bad line, a missing local model folder: refused before
+    anything is queued, the field marked red, in the page's language."""
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": "d"}\n{not json\n')
+    cases = [("dataset", str(tmp_path / "nope.jsonl"), "nope.jsonl"), ("dataset", str(broken), "line 3"),
+             ("model_name_or_path", str(tmp_path / "no-model"), "no-model")]
+    for field, value, said in cases:
+        values = form(TrainConfig(model_name_or_path="demo", dataset="demo"), **{field: value})
+        refused = train.start(ctx, {"train.shown": {}, **values})
+        replied(refused, train.START_OUTPUTS)
+        assert "Not started" in refused[WARNING] and said in refused["train.errors"]["value"], (field, refused)
+        assert refused[field]["elem_classes"] == ["td-field-error"] and "page.tabs" not in refused
+        # The plan marks the same field while the form is edited, before Start is pressed.
+        assert train.refresh_plan(ctx, plan_values(values))[field]["elem_classes"] == ["td-field-error"]
+    zh = train.start(ctx, {"train.shown": {}, **form(dataset=str(tmp_path / "nope.jsonl"))}, lang="zh")
+    assert "未开始" in zh[WARNING] and "数据集" in zh["train.errors"]["value"]
+    assert ctx.jobs.list_runs() == []
+
+
+def test_page_opens_on_the_monitor_of_the_live_or_asked_run(ctx):
+    assert "page.tabs" not in monitor.page_opened(ctx, {}, query={})  # nothing live: the Train tab
+    run_id = ctx.jobs.submit(TrainConfig(), owner="local")
+    opened = monitor.page_opened(ctx, {}, query={})
+    assert opened["monitor.run_select"]["value"] == run_id and opened["page.tabs"].selected == "monitor"
+    ctx.jobs.abort(run_id)
+    asked = monitor.page_opened(ctx, {}, query={"run": run_id})
+    assert asked["monitor.run_select"]["value"] == run_id and asked["page.tabs"].selected == "monitor"
+    assert "page.tabs" not in monitor.page_opened(ctx, {}, query={"run": "no-such-run"})
+
+
+def test_the_form_comes_back_from_the_browser(ctx):
+    values = form(num_train_epochs=9, finetuning_type="full")
+    assert train.refresh_plan(ctx, plan_values(values))["train.saved_form"]["num_train_epochs"] == 9
+    restored = train.restore_form(ctx, {"train.saved_form": values})
+    assert restored["num_train_epochs"] == 9 and restored["top.method"] == "Full"
+    assert train.restore_form(ctx, {"train.saved_form": None}) == {}
+
+
+def test_the_queue_panel_says_position_what_is_ahead_and_when(ctx):
+    first = ctx.jobs.submit(TrainConfig(), owner="local", name="first")
+    second = ctx.jobs.submit(TrainConfig(), owner="local", name="second")
+    out = monitor.tick(ctx, {"monitor.run_select": second, "monitor.drawn": {}})
+    assert "#1" in out["monitor.queue"] and "#2" in out["monitor.queue"] and out["train.live"] == out["monitor.queue"]
+    assert "first" in out["monitor.status"]  # the queued run says what it waits for
+    with ctx.jobs.registry.transaction(write=True) as conn:
+        Registry.update(conn, first, status="running", started_at=1.0)
+    from webui.queue_view import estimated_starts, queue_markdown
+    infos = ctx.jobs.list_runs()
+    assert estimated_starts(infos, lambda i: 120.0, slots=1) == {second: 120.0}
+    assert estimated_starts(infos, lambda i: None, slots=1) == {second: None}
+    text = queue_markdown(infos, lambda i: 120.0, 1, lang="zh", now=0)
+    assert "第 1 位" in text and "first" in text and "约 2m 00s 后" in text and "正在进行" in text
 
 
 def test_presets_load_save_and_refuse_a_path(ctx):
@@ -235,18 +294,27 @@ def test_the_page_opens_on_the_run_in_the_url_or_the_newest_live_one(ctx):
 
 # --- runs ---------------------------------------------------------------------------------------
 
+def _table_ids(reply):
+    return list(reply["runs.table"].data.iloc[:, 0])
+
+
 def test_runs_list_pick_compare_open_and_delete(ctx):
     a = ctx.jobs.submit(TrainConfig(learning_rate=1e-4), owner="alice", name="first")
     b = ctx.jobs.submit(TrainConfig(learning_rate=2e-4), owner="bob", name="second")
     listed = runs.list_runs(ctx, {"runs.filter": "", "runs.status": []})
-    assert [row[0] for row in listed["runs.table"]] == [b, a]
-    assert [row[0] for row in runs.list_runs(ctx, {"runs.filter": "bob", "runs.status": []})["runs.table"]] == [b]
-    assert runs.list_runs(ctx, {"runs.filter": "", "runs.status": ["finished"]})["runs.table"] == []
+    assert _table_ids(listed) == [b, a]
+    assert _table_ids(runs.list_runs(ctx, {"runs.filter": "bob", "runs.status": []})) == [b]
+    assert _table_ids(runs.list_runs(ctx, {"runs.filter": "", "runs.status": ["finished"]})) == []
+    zh = runs.list_runs(ctx, {"runs.filter": "", "runs.status": []}, lang="zh")
+    table = zh["runs.table"].data
+    assert list(table.columns)[:3] == ["运行 ID", "名称", "状态"] and "排队中" in table.iloc[0, 2]
 
-    picked = runs.pick_row(ctx, {"runs.picked": []}, row=[a, "first"])["runs.picked"]
-    picked = runs.pick_row(ctx, {"runs.picked": picked}, row=[b, "second"])["runs.picked"]
-    assert picked == [a, b] and runs.pick_row(ctx, {"runs.picked": picked}, row=[a])["runs.picked"] == [b]
+    picked = runs.pick_row(ctx, {"runs.picked": []}, row=[a, "first"])["runs.picked"]["value"]
+    picked = runs.pick_row(ctx, {"runs.picked": picked}, row=[b, "second"])["runs.picked"]["value"]
+    assert picked == [a, b] and runs.pick_row(ctx, {"runs.picked": picked}, row=[a])["runs.picked"]["value"] == [b]
     assert runs.pick_row(ctx, {"runs.picked": picked}, row=None) == {}
+    html_table = runs.pick_row(ctx, {"runs.picked": []}, row=[a])["runs.table"].to_html()
+    assert runs.PICKED_STYLE.split(":")[1].strip() in html_table  # the picked row is highlighted
 
     assert WARNING in runs.compare(ctx, {"runs.picked": [a]})
     compared = runs.compare(ctx, {"runs.picked": [a, b], "monitor.smoothing": 0.6, "monitor.log_scale": False})
@@ -257,12 +325,31 @@ def test_runs_list_pick_compare_open_and_delete(ctx):
     assert opened["monitor.run_select"]["value"] == b and opened["page.tabs"].selected == "monitor"
     assert WARNING in runs.open_run(ctx, {"runs.picked": []})
 
-    refused = runs.delete(ctx, {"runs.picked": [a], "runs.filter": "", "runs.status": []}, user="bob")
+    # Delete has its own selection: runs picked to compare are never deleted.
+    assert WARNING in runs.ask_delete(ctx, {"runs.picked": [a, b], "runs.delete_picked": []})
+    asked = runs.ask_delete(ctx, {"runs.delete_picked": [a]})
+    assert asked["runs.confirm_box"]["visible"] is True and "first" in asked["runs.confirm_text"] and b not in \
+        asked["runs.confirm_text"]
+    cancelled = runs.cancel_delete(ctx, {})
+    assert cancelled["runs.confirm_box"]["visible"] is False and ctx.jobs.get(a)
+    refused = runs.delete(ctx, {"runs.delete_picked": [a], "runs.filter": "", "runs.status": []}, user="bob")
     assert WARNING in refused and ctx.jobs.get(a)  # alice's run stays
     ctx.jobs.abort(a, owner="alice")  # a queued run aborted at once: now it may be deleted
-    deleted = runs.delete(ctx, {"runs.picked": [a], "runs.filter": "", "runs.status": []}, user="alice")
-    assert a in deleted[INFO] and [row[0] for row in deleted["runs.table"]] == [b]
-    assert deleted["runs.picked"]["value"] == [] and not ctx.jobs.run_dir(a).exists()
+    deleted = runs.delete(ctx, {"runs.picked": [a, b], "runs.delete_picked": [a], "runs.filter": "",
+                                "runs.status": []}, user="alice")
+    assert a in deleted[INFO] and _table_ids(deleted) == [b]
+    assert deleted["runs.delete_picked"]["value"] == [] and deleted["runs.picked"]["value"] == [b]
+    assert not ctx.jobs.run_dir(a).exists() and ctx.jobs.get(b)
+
+
+def test_delete_names_a_finished_run_and_says_its_adapter_goes(ctx):
+    run_id = ctx.jobs.submit(TrainConfig(), owner="local", name="keeper")
+    with ctx.jobs.registry.transaction(write=True) as conn:  # the registry's row as a finished run leaves it
+        Registry.update(conn, run_id, status="finished")
+    asked = runs.ask_delete(ctx, {"runs.delete_picked": [run_id]})
+    assert ctx.jobs.get(run_id).status == "finished" and "adapter is deleted too" in asked["runs.confirm_text"]
+    zh = runs.ask_delete(ctx, {"runs.delete_picked": [run_id]}, lang="zh")
+    assert "删除 1 个运行" in zh["runs.confirm_text"] and "keeper" in zh["runs.confirm_text"]
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -335,3 +422,18 @@ def test_presets_upload_import_and_export_round_trip(ctx, tmp_path):
 
 def test_controls_of_the_form_are_registered_by_their_field_names():
     assert FIELDS == [c.name for c in controls()] == [s.name for s in field_specs()]
+
+
+def test_the_badge_says_aborted_as_soon_as_the_run_says_so(ctx):
+    """The trainer's own "aborted" event is shown at once, not "running — abort requested" until the
+    scheduler next updates the registry; an older final event (before a resume) is not."""
+    run_id = ctx.jobs.submit(TrainConfig(), owner="local")
+    with ctx.jobs.registry.transaction(write=True) as conn:
+        Registry.update(conn, run_id, status="running", started_at=100.0, abort_requested_at=101.0)
+    writer = EventWriter(ctx.jobs.run_dir(run_id))
+    writer.emit("status", status="aborted", t=50.0)  # a previous attempt's end: the run is running again
+    first = monitor.tick(ctx, {"monitor.run_select": run_id, "monitor.drawn": {}})
+    assert "data-status='running'" in first["monitor.status"] and "abort requested" in first["monitor.status"]
+    writer.emit("status", status="aborted", t=105.0)
+    second = monitor.tick(ctx, {"monitor.run_select": run_id, "monitor.drawn": first["monitor.drawn"]})
+    assert "data-status='aborted'" in second["monitor.status"] and "abort requested" not in second["monitor.status"]

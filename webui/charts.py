@@ -14,6 +14,8 @@ import plotly.graph_objects as go
 
 from trainer.run.series import DEFAULT_MAX_POINTS, RunSeries
 
+from .i18n import t
+
 # One palette for every chart, so a run keeps its colour from chart to chart.
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
 
@@ -92,17 +94,18 @@ def _positive(xs: list[Any], ys: list[float]) -> tuple[list[Any], list[float]]:
 
 
 def loss_figure(series: RunSeries, smoothing: float = 0.6, log_scale: bool = False,
-                max_points: int | None = None, title: str = "Loss") -> go.Figure:
+                max_points: int | None = None, title: str | None = None, lang: str | None = None) -> go.Figure:
     """Raw loss faint, smoothed loss bold, eval loss as points, non-finite losses marked."""
-    fig = _layout(go.Figure(), title, x_title="step", y_title="loss" + (" (log scale)" if log_scale else ""))
+    y_title = t(lang, "chart.loss_axis") + (t(lang, "chart.log_axis") if log_scale else "")
+    fig = _layout(go.Figure(), title or t(lang, "chart.loss"), x_title=t(lang, "chart.step"), y_title=y_title)
     raw_x, raw_y = _points(series, "loss", lambda: [(s, v) for s, v in zip(series.steps, series.loss)
                                                     if math.isfinite(v)], max_points)
     if log_scale:
         raw_x, raw_y = _positive(raw_x, raw_y)
     if not raw_x and not series.eval_loss:
-        return _empty(fig, "waiting for the first logged step…")
+        return _empty(fig, t(lang, "chart.waiting_step"))
     if raw_x:
-        fig.add_trace(go.Scatter(x=raw_x, y=raw_y, mode="lines", name="loss (raw)",
+        fig.add_trace(go.Scatter(x=raw_x, y=raw_y, mode="lines", name=t(lang, "chart.loss_raw"),
                                  line={"color": PALETTE[0], "width": 1}, opacity=0.3))
         smoothed = series.smoothed(smoothing)
         if max_points is None:
@@ -113,43 +116,33 @@ def loss_figure(series: RunSeries, smoothing: float = 0.6, log_scale: bool = Fal
         if log_scale:
             xs, ys = _positive(xs, ys)
         if xs:
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"loss (smoothed {smoothing:g})",
+            name = t(lang, "chart.loss_smoothed", value=f"{smoothing:g}")
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
                                      line={"color": PALETTE[0], "width": 2.5}))
     bad = series.nonfinite_loss_steps
     if bad:
         anchor = max(raw_y, default=1.0)
-        fig.add_trace(go.Scatter(x=list(bad), y=[anchor] * len(bad), mode="markers", name="NaN / inf loss",
+        fig.add_trace(go.Scatter(x=list(bad), y=[anchor] * len(bad), mode="markers", name=t(lang, "chart.nan"),
                                  marker={"symbol": "x", "size": 10, "color": PALETTE[1]}))
     evals = [(s, v) for s, v in zip(series.eval_steps, series.eval_loss)
              if math.isfinite(v) and (v > 0 or not log_scale)]
     if evals:
         fig.add_trace(go.Scatter(x=[s for s, _ in evals], y=[v for _, v in evals], mode="markers+lines",
-                                 name="eval loss", line={"color": PALETTE[3], "width": 1, "dash": "dot"},
+                                 name=t(lang, "chart.eval_loss"), line={"color": PALETTE[3], "width": 1, "dash": "dot"},
                                  marker={"size": 8, "color": PALETTE[3]}))
     if log_scale:
         fig.update_yaxes(type="log")
     return fig
 
 
-MEMORY_LABELS = {
-    "allocated_gb": "allocated (PyTorch)",
-    "reserved_gb": "reserved (PyTorch)",
-    "peak_gb": "peak allocated",
-    "device_used_gb": "device used (whole card)",
-    "device_total_gb": "device total",
-    "rss_gb": "process RAM (RSS)",
-    "system_total_gb": "system RAM total",
-}
-
-
-def memory_figure(series: RunSeries, max_points: int | None = None) -> go.Figure:
+def memory_figure(series: RunSeries, max_points: int | None = None, lang: str | None = None) -> go.Figure:
     """GPU allocated/reserved/peak and device used vs total; on a CPU the process's RAM, labelled so."""
     points = series.memory
     on_gpu = any(key.startswith("memory:cuda:") for key in series._decimators)
-    title = "GPU memory" if on_gpu else ("CPU: process memory (RSS)" if points else "Memory")
-    fig = _layout(go.Figure(), title, x_title="elapsed (s)", y_title="GB")
+    title = t(lang, "chart.gpu_memory" if on_gpu else ("chart.cpu_memory" if points else "chart.memory"))
+    fig = _layout(go.Figure(), title, x_title=t(lang, "chart.elapsed"), y_title="GB")
     if not points:
-        return _empty(fig, "waiting for the first memory reading…")
+        return _empty(fig, t(lang, "chart.waiting_memory"))
     group = "cuda" if on_gpu else "cpu"
     keys = ("allocated_gb", "reserved_gb", "peak_gb", "device_used_gb", "device_total_gb") if on_gpu else ("rss_gb",)
     for i, key in enumerate(keys):
@@ -160,12 +153,12 @@ def memory_figure(series: RunSeries, max_points: int | None = None) -> go.Figure
             continue
         xs, ys = series.break_at_gaps(xs, ys)
         total = key.endswith("total_gb")
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=MEMORY_LABELS[key],
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=t(lang, f"mem.{key}"),
                                  line={"color": "#111827" if total else PALETTE[(i + 2) % len(PALETTE)],
                                        "width": 1.5, "dash": "dash" if total else "solid"}))
     last = points[-1].values
     if not on_gpu and "system_total_gb" in last:
-        fig.add_annotation(text=f"of {last['system_total_gb']:.1f} GB system RAM", showarrow=False,
+        fig.add_annotation(text=t(lang, "chart.of_ram", value=f"{last['system_total_gb']:.1f}"), showarrow=False,
                            xref="paper", yref="paper", x=1, y=1.08, xanchor="right",
                            font={"size": 11, "color": "#6b7280"})
     fig.update_yaxes(rangemode="tozero")
@@ -177,11 +170,11 @@ def _finite_pairs(pairs: list[tuple[int, float]]) -> Callable[[], list[tuple[int
 
 
 def _twin_axis_figure(series: RunSeries, title: str, left: tuple[str, str, str], right: tuple[str, str, str],
-                      max_points: int | None) -> go.Figure:
+                      max_points: int | None, lang: str | None = None) -> go.Figure:
     """Two series of a run on one step axis: ``left`` and ``right`` are (RunSeries attribute, name, colour)."""
-    fig = _layout(go.Figure(), title, x_title="step", y_title=left[1])
+    fig = _layout(go.Figure(), title, x_title=t(lang, "chart.step"), y_title=left[1])
     if not getattr(series, left[0]) and not getattr(series, right[0]):
-        return _empty(fig, "waiting for the first logged step…")
+        return _empty(fig, t(lang, "chart.waiting_step"))
     for (key, name, color), axis in ((left, "y"), (right, "y2")):
         xs, ys = _points(series, key, _finite_pairs(getattr(series, key)), max_points)
         if not xs:
@@ -193,26 +186,28 @@ def _twin_axis_figure(series: RunSeries, title: str, left: tuple[str, str, str],
     return fig
 
 
-def lr_gradnorm_figure(series: RunSeries, max_points: int | None = None) -> go.Figure:
-    fig = _twin_axis_figure(series, "Learning rate and gradient norm", ("learning_rate", "learning rate", PALETTE[4]),
-                            ("grad_norm", "gradient norm", PALETTE[5]), max_points)
+def lr_gradnorm_figure(series: RunSeries, max_points: int | None = None, lang: str | None = None) -> go.Figure:
+    fig = _twin_axis_figure(series, t(lang, "chart.lr"), ("learning_rate", t(lang, "chart.lr_axis"), PALETTE[4]),
+                            ("grad_norm", t(lang, "chart.grad_norm"), PALETTE[5]), max_points, lang)
     fig.update_yaxes(exponentformat="e", selector={"anchor": "x"})
     return fig
 
 
-def throughput_figure(series: RunSeries, max_points: int | None = None) -> go.Figure:
-    fig = _twin_axis_figure(series, "Throughput", ("tokens_per_second", "tokens / s", PALETTE[2]),
-                            ("samples_per_second", "samples / s", PALETTE[3]), max_points)
+def throughput_figure(series: RunSeries, max_points: int | None = None, lang: str | None = None) -> go.Figure:
+    fig = _twin_axis_figure(series, t(lang, "chart.throughput"), ("tokens_per_second", t(lang, "chart.tokens_s"),
+                                                                  PALETTE[2]),
+                            ("samples_per_second", t(lang, "chart.samples_s"), PALETTE[3]), max_points, lang)
     fig.update_yaxes(rangemode="tozero")
     return fig
 
 
 def compare_loss_figure(runs: Sequence[tuple[str, RunSeries]], smoothing: float = 0.6, log_scale: bool = False,
-                        max_points: int | None = None) -> go.Figure:
+                        max_points: int | None = None, lang: str | None = None) -> go.Figure:
     """Smoothed loss of several runs overlaid (eval loss as diamonds in the same colour)."""
-    fig = _layout(go.Figure(), "Smoothed loss, compared", x_title="step", y_title="loss", height=380)
+    fig = _layout(go.Figure(), t(lang, "chart.compare"), x_title=t(lang, "chart.step"),
+                  y_title=t(lang, "chart.loss_axis"), height=380)
     if not runs:
-        return _empty(fig, "select two or more runs to compare")
+        return _empty(fig, t(lang, "chart.compare_empty"))
     for i, (name, series) in enumerate(runs):
         colour = PALETTE[i % len(PALETTE)]
         smoothed = series.smoothed(smoothing)
@@ -228,7 +223,7 @@ def compare_loss_figure(runs: Sequence[tuple[str, RunSeries]], smoothing: float 
         evals = [(s, v) for s, v in zip(series.eval_steps, series.eval_loss) if math.isfinite(v)]
         if evals:
             fig.add_trace(go.Scatter(x=[s for s, _ in evals], y=[v for _, v in evals], mode="markers",
-                                     name=f"{name} (eval)", marker={"color": colour, "size": 7, "symbol": "diamond"}))
+                                     name=t(lang, "chart.eval_suffix", name=name), marker={"color": colour, "size": 7, "symbol": "diamond"}))
     if log_scale:
         fig.update_yaxes(type="log")
     return fig

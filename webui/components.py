@@ -6,7 +6,8 @@ inputs to their values, and the reply maps names of outputs to new values (a nam
 component as it is). `UI.on` turns it into a Gradio listener; tests call it directly. The names of the
 form's controls are the schema's field names; every other name is "<area>.<what>" ("train.start_btn").
 A handler may ask for `user` (the logged-in user name, None when the page is open), `query` (the page
-URL's query parameters) or `row` (the values of a clicked table row).
+URL's query parameters), `row` (the values of a clicked table row) or `lang` ("en" or "zh": the language
+the page shows, from the top bar; every handler that writes words asks for it).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from gradio.i18n import I18nData
 from trainer.config import TrainConfig
 
 from .form import config_to_values, controls, field_errors_text, hidden_fields, method_of, shown_groups
+from .i18n import field_label, field_message, lang_of, t
 
 INFO = "toast.info"  # reply keys shown as a toast, not components
 WARNING = "toast.warning"
 FIELDS = [c.name for c in controls()]  # the form's controls, in schema order
 TOP_BAR_FIELDS = ("model_name_or_path", "quantization_bit", "template")  # rendered in the top bar, not the form
+LANGUAGE = "top.language"  # the top bar's language choice: a handler asking for `lang` reads it
 
 Reply = dict[str, Any]
 Handler = Callable[..., Reply | None]
@@ -63,20 +66,30 @@ class UI:
     def on(self, triggers: Any, handler: Handler, inputs: Iterable[str] = (), outputs: Iterable[str] = (),
            **kwargs: Any) -> Any:
         """gr.on(triggers, ...) for a handler of names; returns the dependency (for `.then`)."""
-        inputs, outputs = list(inputs), list(outputs)
+        inputs, outputs = self._inputs(handler, inputs), list(outputs)
         triggers = triggers if isinstance(triggers, (list, tuple)) else [triggers]
         return gr.on(list(triggers), self.listener(handler, inputs, outputs), [self[n] for n in inputs],
                      [self[n] for n in outputs], **kwargs)
 
     def then(self, dependency: Any, handler: Handler, inputs: Iterable[str] = (), outputs: Iterable[str] = (),
              **kwargs: Any) -> Any:
-        inputs, outputs = list(inputs), list(outputs)
+        inputs, outputs = self._inputs(handler, inputs), list(outputs)
         return dependency.then(self.listener(handler, inputs, outputs), [self[n] for n in inputs],
                                [self[n] for n in outputs], **kwargs)
+
+    @staticmethod
+    def _inputs(handler: Handler, inputs: Iterable[str]) -> list[str]:
+        """The handler's inputs, and the language choice last when it asks for `lang`."""
+        names = list(inputs)
+        if "lang" in inspect.signature(handler).parameters:
+            names.append(LANGUAGE)
+        return names
 
     def listener(self, handler: Handler, inputs: Sequence[str], outputs: Sequence[str]) -> Callable[..., Any]:
         wants = set(inspect.signature(handler).parameters)
         ctx = self.ctx
+        if "lang" in wants:
+            inputs = list(inputs)[:-1]  # the language choice `_inputs` appended: passed as `lang`
 
         def call(request: gr.Request | None, row: Any, raw: tuple) -> Any:
             extra: dict[str, Any] = {}
@@ -86,6 +99,8 @@ class UI:
                 extra["query"] = dict(getattr(request, "query_params", None) or {})
             if "row" in wants:
                 extra["row"] = row
+            if "lang" in wants:
+                extra["lang"], raw = lang_of(raw[-1]), raw[:-1]
             return to_outputs(handler(ctx, dict(zip(inputs, raw)), **extra), outputs)
 
         if "row" in wants:
@@ -161,20 +176,22 @@ def initial_shown(values: dict[str, Any]) -> dict[str, Any]:
 def _plain_info(name: str) -> Any:
     if name in TOP_BAR_INFO:
         return TOP_BAR_INFO[name]
-    return next(c.info for c in controls() if c.name == name)
+    return I18nData(f"help.{name}")
 
 
-def form_feedback(values: dict[str, Any], errors: dict[str, str], shown: dict[str, Any] | None) -> Reply:
+def form_feedback(values: dict[str, Any], errors: dict[str, str], shown: dict[str, Any] | None,
+                  lang: str | None = None) -> Reply:
     """The one "fix these before starting" path: the error box, each field marked (or cleared), and which
     controls and groups show; only what changed since `shown` (the "train.shown" state) is sent."""
     shown = shown or {}
+    errors = {name: field_message(lang, message) for name, message in errors.items()}
     before_errors: dict[str, str] = shown.get("errors") or {}
     before_hidden = set(shown.get("hidden") or ())
     hidden = hidden_fields(values, errors)
     reply: Reply = {}
     if errors:
-        reply["train.errors"] = gr.update(value="**Fix these before starting:**\n\n" + field_errors_text(errors),
-                                          visible=True)
+        text = field_errors_text(errors, lambda name, label: field_label(lang, name, label))
+        reply["train.errors"] = gr.update(value=f"**{t(lang, 'fix_these')}**\n\n{text}", visible=True)
     else:
         reply["train.errors"] = gr.update(value="", visible=False)
     for name in FIELDS:

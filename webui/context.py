@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import TrainConfig
-from trainer.datasets import load_examples, resolve_source
+from trainer.datasets import DataError, load_examples, resolve_source
+from trainer.engine.model import DEMO_NAME, ModelNotFoundError, looks_like_local_path, model_source
 from trainer.plan.catalog import GPU_CHOICES, gpu_choice
 from trainer.plan.resolve import CPU, Hardware
 
 from .after import Commands, SharedChat
+from .i18n import t
 from .state import EventCache
 from .views import error_text, run_choice_label, short
 
@@ -55,10 +57,10 @@ class Context:
 
 # --- hardware choices for the plan ----------------------------------------------------------------
 
-def hardware_choices(local: Hardware) -> list[tuple[str, str]]:
+def hardware_choices(local: Hardware, lang: str | None = None) -> list[tuple[str, str]]:
     """The plan's "Plan for" choices: this machine, then the catalog's GPU sizes."""
-    here = (f"this machine: {local.gpu_name} ({local.gpu_total_gb:g} GB)" if local.device == "cuda"
-            else "this machine: CPU")
+    here = (t(lang, "this_machine_gpu", name=local.gpu_name, gb=f"{local.gpu_total_gb:g}") if local.device == "cuda"
+            else t(lang, "this_machine_cpu"))
     return [(here, "local")] + [(c.label, c.key) for c in GPU_CHOICES]
 
 
@@ -77,6 +79,9 @@ class DatasetFacts:
     num_train: int | None
     note: str
     token_lengths: list[int] | None = None
+    problem: str | None = None  # why a run of this dataset would be refused before it starts (as `check` says)
+    format: str | None = None
+    skipped: int = 0
 
 
 class DatasetFactsCache:
@@ -114,7 +119,7 @@ class DatasetFactsCache:
     def facts(self, cfg: TrainConfig) -> DatasetFacts:
         stamp = self._source_stamp(cfg.dataset)
         if stamp[0] == "error":
-            return DatasetFacts(None, stamp[1])
+            return DatasetFacts(None, stamp[1], problem=stamp[1])
         if stamp[0] == "hub":
             return DatasetFacts(None, "a Hub dataset: the row count is known once it is loaded")
         key = self.key(cfg, stamp)
@@ -124,17 +129,50 @@ class DatasetFactsCache:
             try:
                 loaded = load_examples(cfg)
                 note = f"{loaded.format} format" + (f", {loaded.skipped} invalid rows skipped" if loaded.skipped else "")
-                cached = DatasetFacts(len(loaded.train), note)
+                problem = None
+                if cfg.eval_strategy != "no" and not loaded.eval:  # the same refusal as `trainer check`
+                    problem = "val_size: the validation split is empty: raise val_size or set eval_strategy no"
+                cached = DatasetFacts(len(loaded.train), note, problem=problem, format=loaded.format,
+                                      skipped=loaded.skipped)
+            except DataError as exc:  # a file that cannot be read, a bad line: a run would be refused
+                cached = DatasetFacts(None, short(str(exc)), problem=short(str(exc), 600))
             except Exception as exc:  # noqa: BLE001 - shown in the plan, never a traceback
                 cached = DatasetFacts(None, short(str(exc)))
             with self._lock:
                 self._facts[key] = cached
         with self._lock:
             lengths = self._lengths.get(self._lengths_key(key, cfg))
-        return DatasetFacts(cached.num_train, cached.note, lengths)
+        return DatasetFacts(cached.num_train, cached.note, lengths, cached.problem, cached.format, cached.skipped)
 
     def set_lengths(self, cfg: TrainConfig, lengths: list[int]) -> None:
         stamp = self._source_stamp(cfg.dataset)
         if stamp[0] == "file":
             with self._lock:
                 self._lengths[self._lengths_key(self.key(cfg, stamp), cfg)] = list(lengths)
+
+
+def model_problem(cfg: TrainConfig) -> str | None:
+    """Why the model cannot be loaded, where that is known without loading it: a local directory that is
+    missing or not a saved model (the demo is built by the trainer; a Hub id is judged when it loads)."""
+    name = cfg.model_name_or_path.strip()
+    if name.lower() == DEMO_NAME or not looks_like_local_path(name):
+        return None
+    try:
+        model_source(cfg)
+    except ModelNotFoundError as exc:
+        return str(exc)
+    return None
+
+
+def start_problems(ctx: Context, cfg: TrainConfig) -> dict[str, str]:
+    """{field: message} for what `trainer check` would refuse about the dataset and the model: fast (the
+    dataset's facts are cached per file version), and nothing is loaded with torch."""
+    problems: dict[str, str] = {}
+    facts = ctx.datasets.facts(cfg)
+    if facts.problem:
+        field = "val_size" if facts.problem.startswith("val_size:") else "dataset"
+        problems[field] = facts.problem.removeprefix("val_size: ")
+    model = model_problem(cfg)
+    if model:
+        problems["model_name_or_path"] = model
+    return problems

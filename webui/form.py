@@ -296,13 +296,19 @@ def shown_groups(hidden: Collection[str], left_out: Collection[str] = ()) -> dic
     return out
 
 
-def field_errors_text(errors: dict[str, str]) -> str:
-    """An error box naming each field by its label."""
+def field_errors_text(errors: dict[str, str], label_of: Any = None, message_of: Any = None) -> str:
+    """An error box naming each field by its label (and its schema name, unless the label already says it).
+
+    `label_of(name, english_label)` and `message_of(message)` put them in the page's language."""
     labels = {c.name: c.label for c in controls()}
     lines = []
     for name, message in errors.items():
+        message = message_of(message) if message_of else message
         if name:
-            lines.append(f"- **{labels.get(name, name)}** (`{name}`): {message}")
+            label = labels.get(name, name)
+            label = label_of(name, label) if label_of else label
+            named = "" if name in label else f" (`{name}`)"
+            lines.append(f"- **{label}**{named}: {message}")
         else:
             lines.append(f"- {message}")
     return "\n".join(lines)

@@ -1,19 +1,27 @@
-"""Words of the page in English and Chinese, for Gradio's own i18n (gr.I18n).
+"""Every word of the page, in English and Chinese: one message table.
 
-English comes from the schema (field labels, group titles) and the UI_TEXT table; Chinese from the
-tables below. A key without a Chinese entry falls back to English, so a new schema field never breaks
-the page: it shows its English label until someone translates it.
+Static words (labels, help, tab names, buttons) reach the browser through Gradio's own i18n (gr.I18n, the
+`translations()` below) and switch without a round trip; words the server writes (the run plan, toasts,
+status badges, progress, charts, tables, errors) are rendered with `t(lang, key, ...)` in the language the
+page shows, which every handler that writes words receives as `lang`. English labels and help come from
+the schema; their Chinese from webui/i18n_fields.py. A key without a Chinese entry falls back to English.
 """
 
 from __future__ import annotations
 
-from trainer.config import GROUPS
-from trainer.fieldspecs import field_specs
+import re
 
-LANGUAGES = {"English": "en", "中文": "zh-CN"}
+from trainer.config import GROUPS
+
+from .form import bounds_text, controls
+from .i18n_fields import FIELD_ZH, GROUP_ZH, HELP_ZH
+
+LANGUAGES = {"English": "en", "中文": "zh-CN"}  # the top bar's choice -> Gradio's locale
+EN, ZH = "en", "zh"
 
 UI_TEXT: dict[str, tuple[str, str]] = {
-    # key: (English, Chinese)
+    # key: (English, Chinese); {name} placeholders are filled by t(). A dotted key ("status.running") is a
+    # path in the browser's i18n: no plain key may equal the part before a dot ("status" would show an object).
     "title": ("tunedeck — fine-tune language models", "tunedeck — 大语言模型微调"),
     "model": ("Model", "模型"),
     "model_info": ("demo, a listed model, a Hub id or a local path", "demo、列表中的模型、Hub ID 或本地路径"),
@@ -28,9 +36,11 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "tab_presets": ("Presets", "预设"),
     "preset": ("Preset", "预设"),
     "load_preset": ("Load preset", "加载预设"),
+    "load_anyway": ("Load, ignoring unknown keys", "加载，忽略未知键"),
     "save_preset": ("Save preset", "保存预设"),
     "preset_name": ("Save as", "另存为"),
     "preview": ("Preview", "预览"),
+    "command": ("Command", "命令"),
     "start": ("Start", "开始"),
     "abort": ("Abort", "中止"),
     "resume": ("Resume", "继续训练"),
@@ -44,20 +54,179 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "alerts": ("Health", "健康检查"),
     "refresh": ("Refresh", "刷新"),
     "filter": ("Filter", "筛选"),
+    "filter_placeholder": ("model, dataset, owner, status…", "模型、数据集、所有者、状态……"),
+    "status_filter": ("Status", "状态"),
     "compare": ("Compare", "比较"),
     "delete": ("Delete", "删除"),
     "open_monitor": ("Open in monitor", "在监控中打开"),
-    "selected_runs": ("Selected runs", "选中的运行"),
+    "selected_runs": ("Picked runs (click rows) — to open or compare", "选中的运行（点击表格行）——用于打开或比较"),
+    "delete_runs": ("Runs to delete", "要删除的运行"),
+    "confirm_delete": ("Yes, delete", "确认删除"),
+    "cancel": ("Cancel", "取消"),
     "dataset_preview": ("Preview the dataset", "预览数据集"),
     "upload_dataset": ("Upload a dataset file", "上传数据集文件"),
     "upload_preset": ("Upload a preset file", "上传预设文件"),
     "download": ("Download", "下载"),
+    "file": ("File", "文件"),
     "rename": ("Rename", "重命名"),
     "new_name": ("New name", "新名称"),
     "import_lf": ("Import a LLaMA-Factory YAML", "导入 LLaMA-Factory YAML"),
     "export_lf": ("Export as LLaMA-Factory YAML", "导出为 LLaMA-Factory YAML"),
     "export_script": ("Export as a Python script", "导出为 Python 脚本"),
+    "upload_anyway": ("Load the rest, ignoring the unknown keys", "加载其余部分，忽略未知键"),
     "page": ("Page", "页"),
+    "run_config": ("config.yaml of this run", "本次运行的 config.yaml"),
+    "reuse_config": ("Use this config in the form (to start a new run from it)", "把此配置填入表单（以它开始新运行）"),
+    "queue": ("Queue", "队列"),
+    "choose_preset": ("Choose a preset first.", "请先选择一个预设。"),
+    "builtin_preset": ("built-in (read-only)", "内置（只读）"),
+    "your_preset": ("yours, in `{path}`", "你的，位于 `{path}`"),
+    "preset_renamed": ("Renamed '{old}' to '{new}'.", "已将“{old}”重命名为“{new}”。"),
+    "preset_deleted": ("Deleted preset '{name}'.", "已删除预设“{name}”。"),
+    "loaded_upload": ("Loaded from the uploaded file (save it to keep it). ", "已从上传的文件加载（保存为预设以保留）。"),
+    "imported_from": ("Imported from {name}", "从 {name} 导入"),
+    "imported_lf": ("Imported from a LLaMA-Factory YAML (save it as a preset to keep it). ",
+                    "已从 LLaMA-Factory YAML 导入（保存为预设以保留）。"),
+    "quant.none": ("none (16-bit)", "无（16 位）"), "quant.4": ("4-bit (QLoRA)", "4 位（QLoRA）"),
+    "quant.8": ("8-bit", "8 位"),
+    "methods.lora": ("LoRA", "LoRA"), "methods.qlora4": ("QLoRA (4-bit)", "QLoRA（4 位）"),
+    "methods.qlora8": ("QLoRA (8-bit)", "QLoRA（8 位）"), "methods.full": ("Full", "全量微调"),
+    # status badges
+    "status.queued": ("queued", "排队中"), "status.running": ("running", "运行中"),
+    "status.finished": ("finished", "已完成"), "status.aborted": ("aborted", "已中止"),
+    "status.failed": ("failed", "失败"), "status.interrupted": ("interrupted", "已中断"),
+    "status.unknown": ("unknown", "未知"),
+    "no_run": ("no run selected: press Start, or pick one", "未选择运行：点击“开始”，或选择一个运行"),
+    "abort_requested": ("abort requested: stopping at the next step", "已请求中止：将在下一步停止"),
+    # progress
+    "progress": ("step {step} / {total}", "第 {step} / {total} 步"),
+    "elapsed": ("elapsed {value}", "已用 {value}"),
+    "remaining": ("remaining {value}", "剩余 {value}"),
+    # toasts and messages
+    "fix_red": ("Fix the fields marked in red: {detail}", "请修正标红的字段：{detail}"),
+    "not_started_fix": ("Not started: fix the fields marked in red.", "未开始：请修正标红的字段。"),
+    "not_started": ("Not started: {detail}", "未开始：{detail}"),
+    "fix_these": ("Fix these before starting:", "开始前请修正："),
+    "run_queued": ("Run {run_id} queued.", "运行 {run_id} 已加入队列。"),
+    "preset_saved": ("Saved preset '{name}'.", "已保存预设“{name}”。"),
+    "secrets_removed": (" Secrets removed: {names}", " 已移除密钥：{names}"),
+    "preset_is": ("Preset: **{name}**", "预设：**{name}**"),
+    "yours": (" (yours)", "（你的）"),
+    "broken_file": (" — broken file", " —— 文件已损坏"),
+    "not_loaded": ("Not loaded: {keys}", "未加载：{keys}"),
+    "select_run_first": ("Select a run first.", "请先选择一个运行。"),
+    "abort_sent": ("Abort requested for {run_id}: it stops at the next step and saves a checkpoint.",
+                   "已请求中止 {run_id}：它会在下一步停止并保存检查点。"),
+    "resume_sent": ("Run {run_id} queued again: it resumes from its newest checkpoint.",
+                    "运行 {run_id} 已重新排队：将从最新的检查点继续。"),
+    "reuse_note": ("Config of run **{run_id}** — change what you like and press Start for a new run.",
+                   "运行 **{run_id}** 的配置——按需修改后点击“开始”以新建运行。"),
+    "pick_in_table": ("Select a run in the table first.", "请先在表格中选择一个运行。"),
+    "pick_two": ("Select two or more runs to compare.", "请选择两个或更多运行进行比较。"),
+    "pick_delete": ("Choose the runs to delete first (Runs to delete).", "请先选择要删除的运行（“要删除的运行”）。"),
+    "confirm_delete_text": ("Delete {count} run(s)? This removes their directories (checkpoints, adapter, logs) "
+                            "and cannot be undone:", "删除 {count} 个运行？这会删除它们的目录（检查点、适配器、日志），无法撤销："),
+    "finished_warning": ("finished: its trained adapter is deleted too", "已完成：训练好的适配器也会被删除"),
+    "deleted": ("Deleted {runs}.", "已删除 {runs}。"),
+    "delete_cancelled": ("Nothing deleted.", "未删除任何运行。"),
+    "configs_identical": ("The configs are identical.", "这些配置完全相同。"),
+    "compare_need_two": ("Select two or more runs to compare their configs.", "请选择两个或更多运行来比较它们的配置。"),
+    "diff_field": ("field", "字段"),
+    "no_output": ("(no output yet)", "（尚无输出）"),
+    "plan_failed": ("The plan could not be computed: {detail}", "无法计算训练计划：{detail}"),
+    "dataset_label": ("Dataset: `{dataset}`", "数据集：`{dataset}`"),
+    "fix_form_first": ("Fix the form first: {detail}", "请先修正表单：{detail}"),
+    # run notes
+    "finished_note": ("**Finished**", "**已完成**"),
+    "saved_to": ("saved to `{path}`", "已保存到 `{path}`"),
+    "best_eval": ("best eval loss {value}", "最佳评估损失 {value}"),
+    "best_checkpoint": ("best checkpoint `{name}`", "最佳检查点 `{name}`"),
+    "reason_note": ("**{status}:** {reason}", "**{status}：** {reason}"),
+    # the queue
+    "queue_empty": ("Queue: nothing waiting.", "队列：没有等待中的运行。"),
+    "queue_live": ("Live: {runs}", "正在进行：{runs}"),
+    "queue_row": ("#{position} {run} — waits for {ahead}; estimated start {eta}",
+                  "第 {position} 位 {run} —— 等待 {ahead}；预计开始 {eta}"),
+    "queue_free": ("a free slot", "空闲位置"),
+    "queue_soon": ("as soon as the scheduler picks it up", "调度器接手后立即开始"),
+    "queue_unknown": ("unknown (a run ahead has no pace yet)", "未知（前面的运行还没有速度数据）"),
+    "queue_in": ("in about {value} ({clock})", "约 {value} 后（{clock}）"),
+    "waits_for": ("waiting for {ahead}", "正在等待 {ahead}"),
+    # health
+    "health_ok": ("**Health:** no alerts — no NaN loss, no spike, no gradient blow-up so far.",
+                  "**健康检查：** 没有警报——目前没有 NaN 损失、没有尖峰、没有梯度暴增。"),
+    "health_none": ("**Health:** nothing to judge yet — no logged steps.", "**健康检查：** 还没有可判断的数据——尚无记录的步。"),
+    "level.error": ("Error", "错误"), "level.warning": ("Warning", "警告"), "level.info": ("Note", "提示"),
+    "alert.nan_loss": ("The loss is not finite: training has diverged.",
+                       "损失出现 NaN 或无穷大：训练已发散。请降低学习率，保持梯度裁剪（max_grad_norm 1.0），优先用 bf16 而不是 fp16。"),
+    "alert.warmup_spike": ("The loss rose far above its first value during warm-up.",
+                           "预热期间损失远高于最初的值：学习率升得太高。请降低学习率或延长预热。"),
+    "alert.no_steps": ("No training step was logged yet.", "尚未记录任何训练步：等损失出现后才能判断健康状况。"),
+    "alert.loss_spike": ("The loss spiked.", "损失出现尖峰：远高于最近的水平。请降低学习率或增加预热，并保持梯度裁剪。"),
+    "alert.grad_norm_blowup": ("The gradient norm blew up.", "梯度范数突然暴增。请降低学习率并保持梯度裁剪（max_grad_norm）。"),
+    "alert.plateau": ("The loss has stopped falling.", "损失已停止下降：更多步数收益可能很小；若仍偏高，请提高学习率或 LoRA 秩，或检查数据。"),
+    "alert.overfitting": ("Eval loss is rising.", "评估损失在上升而训练损失仍在下降：模型在记忆训练数据。请提前停止（减少轮数、"
+                          "early_stopping_patience）、加载最佳检查点，或增加数据。"),
+    # the run plan
+    "plan.effective_batch": ("Effective batch", "有效批次"),
+    "plan.effective_batch_value": ("{total} = {micro} × {accumulation} × {devices} device(s)",
+                                   "{total} = {micro} × {accumulation} × {devices} 个设备"),
+    "plan.training_rows": ("Training rows", "训练行数"),
+    "plan.format": ("{format} format", "{format} 格式"),
+    "plan.steps_per_epoch": ("Steps per epoch", "每轮步数"),
+    "plan.total_steps": ("Total optimizer steps", "优化器总步数"),
+    "plan.warmup_steps": ("Warmup steps", "预热步数"),
+    "plan.epochs": ("Epochs (effective)", "实际轮数"),
+    "plan.precision": ("Precision · attention", "精度 · 注意力"),
+    "plan.packing": ("Packing · group by length", "打包 · 按长度分组"),
+    "plan.on": ("on", "开"), "plan.off": ("off", "关"), "plan.unknown": ("unknown", "未知"),
+    "plan.real_tokens": ("Real tokens / processed", "有效 token / 处理 token"),
+    "plan.trainable": ("Trainable parameters", "可训练参数"),
+    "plan.of": ("{part} of {whole} ({share})", "{whole} 中的 {part}（{share}）"),
+    "plan.memory": ("Peak memory estimate", "峰值显存估计"),
+    "plan.memory_of": (" of {total} GB", " / {total} GB"),
+    "plan.largest_micro": ("Largest micro-batch that fits", "能放下的最大微批次"),
+    "plan.with_accumulation": (" (with accumulation {value} for about the same effective batch)",
+                               "（配合梯度累积 {value}，有效批次大致不变）"),
+    "plan.by_gpu": ("By GPU size", "按 GPU 显存"),
+    "plan.breakdown": ("Memory breakdown", "显存构成"),
+    "plan.planned_for": ("Planned for", "规划硬件"),
+    "plan.warnings": ("Warnings", "警告"),
+    "verdict.fits": ("fits", "放得下"), "verdict.tight": ("tight: little headroom", "偏紧：余量很少"),
+    "verdict.will not fit": ("will NOT fit", "放不下"), "verdict.unknown": ("unknown (model shape not known)",
+                                                                       "未知（模型结构未知）"),
+    "this_machine_cpu": ("this machine: CPU", "本机：CPU"),
+    "this_machine_gpu": ("this machine: {name} ({gb} GB)", "本机：{name}（{gb} GB）"),
+    # charts
+    "chart.loss": ("Loss", "损失"), "chart.step": ("step", "步"), "chart.loss_axis": ("loss", "损失"),
+    "chart.log_axis": (" (log scale)", "（对数坐标）"),
+    "chart.waiting_step": ("waiting for the first logged step…", "等待第一个记录的步……"),
+    "chart.loss_raw": ("loss (raw)", "损失（原始）"), "chart.loss_smoothed": ("loss (smoothed {value})", "损失（平滑 {value}）"),
+    "chart.nan": ("NaN / inf loss", "NaN / 无穷大损失"), "chart.eval_loss": ("eval loss", "评估损失"),
+    "chart.gpu_memory": ("GPU memory", "GPU 显存"), "chart.cpu_memory": ("CPU: process memory (RSS)", "CPU：进程内存（RSS）"),
+    "chart.memory": ("Memory", "内存"), "chart.elapsed": ("elapsed (s)", "已用时间（秒）"),
+    "chart.waiting_memory": ("waiting for the first memory reading…", "等待第一次内存读数……"),
+    "chart.of_ram": ("of {value} GB system RAM", "系统内存共 {value} GB"),
+    "mem.allocated_gb": ("allocated (PyTorch)", "已分配（PyTorch）"),
+    "mem.reserved_gb": ("reserved (PyTorch)", "已保留（PyTorch）"),
+    "mem.peak_gb": ("peak allocated", "峰值分配"), "mem.device_used_gb": ("device used (whole card)", "设备已用（整卡）"),
+    "mem.device_total_gb": ("device total", "设备总量"), "mem.rss_gb": ("process RAM (RSS)", "进程内存（RSS）"),
+    "mem.system_total_gb": ("system RAM total", "系统内存总量"),
+    "chart.lr": ("Learning rate and gradient norm", "学习率与梯度范数"),
+    "chart.lr_axis": ("learning rate", "学习率"), "chart.grad_norm": ("gradient norm", "梯度范数"),
+    "chart.throughput": ("Throughput", "吞吐量"), "chart.tokens_s": ("tokens / s", "token / 秒"),
+    "chart.samples_s": ("samples / s", "样本 / 秒"),
+    "chart.compare": ("Smoothed loss, compared", "平滑损失对比"),
+    "chart.compare_empty": ("select two or more runs to compare", "请选择两个或更多运行进行比较"),
+    "chart.eval_suffix": ("{name} (eval)", "{name}（评估）"),
+    # the runs table
+    "col.id": ("run id", "运行 ID"), "col.name": ("name", "名称"), "col.status": ("status", "状态"),
+    "col.model": ("model", "模型"), "col.dataset": ("dataset", "数据集"), "col.method": ("method", "方法"),
+    "col.best": ("best train loss", "最佳训练损失"), "col.step": ("step", "步"), "col.duration": ("duration", "时长"),
+    "col.owner": ("owner", "所有者"), "col.created": ("created", "创建时间"),
+    # start checks
+    "check.dataset": ("dataset: {detail}", "数据集：{detail}"),
+    "check.model": ("model: {detail}", "模型：{detail}"),
     # after training: the Chat and Evaluate & export tabs
     "tab_chat": ("Chat", "对话"),
     "tab_export": ("Evaluate & export", "评估与导出"),
@@ -84,42 +253,67 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "push": ("Push", "推送"),
 }
 
-GROUP_ZH = {
-    "model": "模型", "method": "方法", "data": "数据", "batch": "批次与步数", "optimizer": "优化器与学习率调度",
-    "lora": "LoRA", "memory": "量化与显存", "eval": "评估与检查点", "logging": "日志",
-}
+# Messages that come from the schema's validation (pydantic and our rules), in Chinese by pattern: the
+# field is already named by the form, so the message says what is wrong with its value.
+ERROR_PATTERNS_ZH: list[tuple[str, str]] = [
+    (r"^a number is required.*", "需要一个数字"),
+    (r"^must be a whole number.*", "必须是整数"),
+    (r"^must be a finite number.*", "必须是有限的数"),
+    (r"^(?:Input should be|must be) greater than or equal to (\S+)$", r"必须大于或等于 \1"),
+    (r"^(?:Input should be|must be) greater than (\S+)$", r"必须大于 \1"),
+    (r"^(?:Input should be|must be) less than or equal to (\S+)$", r"必须小于或等于 \1"),
+    (r"^(?:Input should be|must be) less than (\S+)$", r"必须小于 \1"),
+    (r"^choose one of (.*)$", r"请从以下选择：\1"),
+    (r"^(?:Input should be a valid integer|.*whole number).*", "必须是整数"),
+    (r"^(?:Input should be a valid number).*", "需要一个数字"),
+    (r".*not found.*|.*does not exist.*", "找不到：请检查路径"),
+]
 
-FIELD_ZH = {
-    "model_name_or_path": "模型", "template": "对话模板", "trust_remote_code": "信任远程代码",
-    "attn_implementation": "注意力实现", "stage": "训练阶段", "finetuning_type": "微调方法",
-    "quantization_bit": "量化位数", "dataset": "数据集", "dataset_format": "数据格式", "dataset_split": "数据划分",
-    "dataset_subset": "数据子集", "column_mapping": "列名映射", "cutoff_len": "最大长度 (cutoff_len)",
-    "max_samples": "最大样本数", "val_size": "验证集大小", "train_on_prompt": "在提示上计算损失",
-    "skip_invalid_rows": "跳过无效行", "packing": "序列打包", "group_by_length": "按长度分组",
-    "per_device_train_batch_size": "微批次大小", "gradient_accumulation_steps": "梯度累积",
-    "per_device_eval_batch_size": "评估批次大小", "num_train_epochs": "训练轮数", "max_steps": "最大步数",
-    "learning_rate": "学习率", "lr_scheduler_type": "学习率调度", "warmup_ratio": "预热比例",
-    "warmup_steps": "预热步数", "weight_decay": "权重衰减", "max_grad_norm": "最大梯度范数", "optim": "优化器",
-    "seed": "随机种子", "lora_rank": "LoRA 秩", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
-    "lora_target": "LoRA 目标层", "lora_bias": "LoRA 偏置", "use_rslora": "使用 rsLoRA", "use_dora": "使用 DoRA",
-    "quantization_type": "4 位量化类型", "double_quantization": "双重量化", "gradient_checkpointing": "梯度检查点",
-    "offload_activations": "激活卸载到内存", "precision": "计算精度", "use_liger_kernel": "使用 Liger 内核",
-    "oom_recovery": "显存不足时自动恢复", "eval_strategy": "评估策略", "eval_steps": "评估间隔步数",
-    "save_strategy": "保存策略", "save_steps": "保存间隔步数", "save_total_limit": "最多保留检查点数",
-    "load_best_model_at_end": "结束时加载最佳模型", "early_stopping_patience": "早停耐心",
-    "early_stopping_threshold": "早停阈值", "resume_from_checkpoint": "从检查点继续", "run_name": "运行名称",
-    "logging_steps": "日志间隔步数", "neftune_noise_alpha": "NEFTune 噪声强度",
-}
+
+def t(lang: str | None, key: str, **values: object) -> str:
+    """The message `key` in `lang` ("en" or "zh"), its {placeholders} filled."""
+    pair = UI_TEXT[key]
+    text = pair[1] if lang == ZH else pair[0]
+    return text.format(**values) if values else text
+
+
+def lang_of(choice: str | None) -> str:
+    """The top bar's language choice ("English" / "中文") as "en" / "zh"."""
+    return ZH if LANGUAGES.get(choice or "", "en").startswith("zh") else EN
+
+
+def field_label(lang: str | None, name: str, english: str) -> str:
+    return FIELD_ZH.get(name, english) if lang == ZH else english
+
+
+def field_message(lang: str | None, message: str) -> str:
+    """A validation message of a field in the page's language; one without a Chinese pattern stays as is."""
+    if lang != ZH:
+        return message
+    got = re.search(r"\s*\(got (.*)\)$", message, flags=re.DOTALL)
+    base = message[:got.start()] if got else message
+    suffix = f"（当前为 {got.group(1)}）" if got else ""
+    for pattern, replacement in ERROR_PATTERNS_ZH:
+        if re.match(pattern, base, flags=re.IGNORECASE | re.DOTALL):
+            return re.sub(pattern, replacement, base, flags=re.IGNORECASE | re.DOTALL) + suffix
+    return message
+
+
+def help_text(lang: str | None, name: str, english: str, bounds: str) -> str:
+    text = HELP_ZH.get(name, english) if lang == ZH else english
+    return f"{text} {bounds}".strip()
 
 
 def translations() -> dict[str, dict[str, str]]:
-    """{locale: {key: text}} for gr.I18n: UI words, group titles and every field label."""
+    """{locale: {key: text}} for gr.I18n: UI words, group titles, every field's label and help."""
     en: dict[str, str] = {key: pair[0] for key, pair in UI_TEXT.items()}
     zh: dict[str, str] = {key: pair[1] for key, pair in UI_TEXT.items()}
     for key, title, _ in GROUPS:
         en[f"group.{key}"] = title
         zh[f"group.{key}"] = GROUP_ZH.get(key, title)
-    for spec in field_specs():
-        en[f"field.{spec.name}"] = spec.label
-        zh[f"field.{spec.name}"] = FIELD_ZH.get(spec.name, spec.label)
+    for control in controls():
+        en[f"field.{control.name}"] = control.label
+        zh[f"field.{control.name}"] = FIELD_ZH.get(control.name, control.label)
+        en[f"help.{control.name}"] = control.info
+        zh[f"help.{control.name}"] = help_text(ZH, control.name, control.help, bounds_text(control.spec))
     return {"en": en, "zh-CN": zh, "zh": zh}

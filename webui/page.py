@@ -22,15 +22,16 @@ from trainer.run.layout import default_runs_root
 from trainer.plan.catalog import list_models
 from trainer.templates import template_names
 
-from .components import UI, initial_shown
+from .components import UI, Reply, initial_shown
 from .context import Context
 from .form import EMPTY, METHODS, config_to_values, controls, method_of
-from .i18n import LANGUAGES, translations
+from .i18n import LANGUAGES, t, translations
 from .tabs import TABS
 
 STATIC = Path(__file__).resolve().parent / "static"
-QUANT_LABELS = {EMPTY: "none (16-bit)", "4": "4-bit (QLoRA)", "8": "8-bit"}
-BROWSER_LANGUAGE_JS = "() => ((navigator.language || '').toLowerCase().startsWith('zh') ? '中文' : 'English')"
+QUANT_KEYS = {EMPTY: "quant.none", "4": "quant.4", "8": "quant.8"}
+METHOD_KEYS = {"LoRA": "methods.lora", "QLoRA (4-bit)": "methods.qlora4", "QLoRA (8-bit)": "methods.qlora8",
+               "Full": "methods.full"}
 
 
 @dataclass
@@ -83,23 +84,40 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
         for tab in TABS:
             tab.wire(ui)
         ui["top.language"].input(None, [ui["top.language"]], [ui["top.language"]], js=language_js())
-        # The page opens in the browser's language (Gradio's i18n picks it); show that in the top bar too.
-        demo.load(None, None, [ui["top.language"]], js=BROWSER_LANGUAGE_JS)
+        # The page opens in the language chosen last in this browser, else the browser's own; the top bar
+        # shows it, and its change re-renders what the server wrote in words.
+        demo.load(None, None, [ui["top.language"]], js=language_js())
+        ui.on(ui["top.language"].change, top_bar_words, ["top.method", "quantization_bit"],
+              ["top.method", "quantization_bit"], show_progress="hidden")
     return demo
+
+
+def quantization_choices(lang: str | None = None) -> list[tuple[str, str]]:
+    quant = next(c for c in controls() if c.name == "quantization_bit")
+    return [(t(lang, QUANT_KEYS[c]) if c in QUANT_KEYS else f"{c}-bit", c) for c in quant.choices]
+
+
+def method_choices(lang: str | None = None) -> list[tuple[str, str]]:
+    return [(t(lang, METHOD_KEYS[m]), m) for m in METHODS]
+
+
+def top_bar_words(ctx: Context, v: dict, lang: str | None = None) -> Reply:
+    """The top bar's choices in the page's language (the value is sent again so its shown label follows)."""
+    return {"top.method": gr.update(choices=method_choices(lang), value=v.get("top.method")),
+            "quantization_bit": gr.update(choices=quantization_choices(lang), value=v.get("quantization_bit"))}
 
 
 def _render_top_bar(ui: UI) -> None:
     i18n, values = ui.i18n, ui.initial.values
-    quant = next(c for c in controls() if c.name == "quantization_bit")
     with gr.Row(equal_height=True, elem_id="td-topbar"):
         gr.Markdown("# tunedeck", elem_id="td-header")
         ui.add("model_name_or_path", gr.Dropdown(
             choices=["demo"] + [m.name for m in list_models()], value=values["model_name_or_path"],
             allow_custom_value=True, label=i18n("model"), info=i18n("model_info"), elem_id="model-input", scale=3))
-        ui.add("top.method", gr.Dropdown(choices=list(METHODS), value=method_of(values), label=i18n("method"),
+        ui.add("top.method", gr.Dropdown(choices=method_choices(), value=method_of(values), label=i18n("method"),
                                          elem_id="method-input", scale=1))
         ui.add("quantization_bit", gr.Dropdown(
-            choices=[(QUANT_LABELS.get(c, f"{c}-bit"), c) for c in quant.choices], value=values["quantization_bit"],
+            choices=quantization_choices(), value=values["quantization_bit"],
             label=i18n("quantization"), elem_id="field-quantization_bit", scale=1))
         ui.add("template", gr.Dropdown(choices=template_names(), value=values["template"], allow_custom_value=True,
                                        label=i18n("template"), elem_id="field-template", scale=1))

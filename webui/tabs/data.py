@@ -19,6 +19,7 @@ from ..components import FIELDS, INFO, UI, WARNING, Reply, form_values
 from ..context import Context
 from ..data_view import dataset_view
 from ..form import values_to_config
+from ..i18n import t
 from .train import then_refresh_plan
 
 ID = "data"
@@ -30,7 +31,7 @@ PREVIEW_OUTPUTS = ["data.summary", "data.histogram", "data.rows"]
 
 # --- handlers -------------------------------------------------------------------------------------
 
-def preview(ctx: Context, v: dict[str, Any]) -> Reply:
+def preview(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     """Summary (format, rows, problems), histogram and a page of rendered rows of the form's dataset.
 
     The preview tokenizes the rows: their lengths then feed the run plan (padding waste, packing).
@@ -38,7 +39,8 @@ def preview(ctx: Context, v: dict[str, Any]) -> Reply:
     try:
         cfg = values_to_config(form_values(v))
     except ConfigError as exc:
-        return {"data.summary": f"⚠ Fix the form first: {html.escape(views.short(str(exc), 400))}", "data.rows": ""}
+        return {"data.summary": "⚠ " + t(lang, "fix_form_first", detail=html.escape(views.short(str(exc), 400))),
+                "data.rows": ""}
     try:
         page = max(1, int(v.get("data.page") or 1))
     except (TypeError, ValueError, OverflowError):
@@ -65,12 +67,12 @@ def uploaded(ctx: Context, v: dict[str, Any]) -> Reply:
             "data.source": source_text(str(saved))}
 
 
-def dataset_changed(ctx: Context, v: dict[str, Any]) -> Reply:
-    return {"data.source": source_text(v.get("dataset") or "")}
+def dataset_changed(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    return {"data.source": source_text(v.get("dataset") or "", lang)}
 
 
-def source_text(dataset: str) -> str:
-    return f"Dataset: `{dataset}`"
+def source_text(dataset: str, lang: str | None = None) -> str:
+    return t(lang, "dataset_label", dataset=dataset)
 
 
 def _safe_upload_name(name: str) -> str:
@@ -130,4 +132,5 @@ def wire(ui: UI) -> None:
     upload = then_refresh_plan(ui, ui.on(ui["data.upload"].upload, uploaded, ["data.upload"],
                                          ["dataset", "data.source"]))
     then_refresh_plan(ui, ui.then(upload, preview, inputs, PREVIEW_OUTPUTS))
-    ui.on(ui["dataset"].change, dataset_changed, ["dataset"], ["data.source"], show_progress="hidden")
+    ui.on([ui["dataset"].change, ui["top.language"].change], dataset_changed, ["dataset"], ["data.source"],
+          show_progress="hidden")

@@ -17,9 +17,10 @@ from trainer.run.events import tail_lines
 from trainer.run.layout import config_path, stdout_path
 from trainer.run.series import MAX_SMOOTHING, RunSeries
 
-from .. import alerts, charts, views
+from .. import alerts, charts, queue_view, views
 from ..components import CONFIG_OUTPUTS, INFO, UI, WARNING, Reply, apply_config
 from ..context import Context
+from ..i18n import ZH, t
 from .train import then_refresh_plan
 
 ID = "monitor"
@@ -29,17 +30,19 @@ LOG_TAIL_LINES = 30
 TICK_INPUTS = ["monitor.run_select", "monitor.smoothing", "monitor.log_scale", "monitor.drawn"]
 TICK_OUTPUTS = ["monitor.status", "monitor.progress", "monitor.notes", "monitor.loss_plot", "monitor.memory_plot",
                 "monitor.lr_plot", "monitor.throughput_plot", "monitor.alerts", "monitor.log", "monitor.abort_btn",
-                "monitor.resume_btn", "monitor.run_select", "monitor.config", "monitor.drawn"]
+                "monitor.resume_btn", "monitor.run_select", "monitor.config", "monitor.queue", "train.live",
+                "monitor.drawn"]
+QUEUE_ETA_STEP_S = 15  # the queue panel's estimates are redrawn when they move by this much
 
 
 # --- handlers -------------------------------------------------------------------------------------
 
-def tick(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+def tick(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     """Redraw what changed since `monitor.drawn` (what this page last drew), and nothing else."""
     last = dict(v.get("monitor.drawn") or {})
     try:
         return _tick(ctx, v.get("monitor.run_select"), float(v.get("monitor.smoothing") or 0),
-                     bool(v.get("monitor.log_scale")), last, user)
+                     bool(v.get("monitor.log_scale")), last, user, lang)
     except Exception as exc:  # noqa: BLE001 - a tick must never pop an error every 1.5 s; log it once
         key = repr(exc)
         if last.get("error") != key:
@@ -47,72 +50,107 @@ def tick(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
         return {"monitor.drawn": {**last, "error": key}}
 
 
-def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict, user: str | None) -> Reply:
+def _remaining_s(ctx: Context, info: Any) -> float | None:
+    """A running run's remaining time at its current pace (None until it has one)."""
+    try:
+        return charts.progress(ctx.cache.poll(info.run_dir).series, now=time.time()).remaining_s
+    except OSError:
+        return None
+
+
+def _queue(ctx: Context, infos: list, last: dict, lang: str | None) -> Reply:
+    """The queue panel (Train and Monitor), redrawn when a run changes state or an estimate moves."""
+    live = [i for i in infos if i.status in ("running", "queued")]
+    remaining = {i.id: _remaining_s(ctx, i) for i in live if i.status == "running"}
+    key = [lang, [(i.id, i.status, i.step) for i in live],
+           sorted((k, None if v is None else round(v / QUEUE_ETA_STEP_S)) for k, v in remaining.items())]
+    if key == last.get("queue"):
+        return {}
+    last["queue"] = key
+    text = queue_view.queue_markdown(infos, lambda i: remaining.get(i.id), getattr(ctx.jobs, "max_concurrent", 1),
+                                     lang) if live else ""
+    return {"monitor.queue": text, "train.live": text}
+
+
+def _shown_status(info: Any, series: RunSeries) -> str:
+    """The status to show: the registry's, unless the run's own events already say it ended in this
+    attempt (the registry learns it when the scheduler next looks, seconds later)."""
+    ended_at = series.summary.final_status_at
+    if info.status == "running" and ended_at is not None and ended_at >= (info.started_at or 0):
+        return str(series.state)
+    return info.status
+
+
+def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict, user: str | None,
+          lang: str | None = None) -> Reply:
     reply: Reply = {}
     # The run list changes when a run starts or ends anywhere: refresh the dropdown only then.
     try:
         infos = ctx.jobs.list_runs()
     except Exception:  # noqa: BLE001 - a locked or missing db must not break the page
         infos = []
-    list_key = [(i.id, i.status) for i in infos]
+    list_key = [lang, [(i.id, i.status) for i in infos]]
     if list_key != last.get("runs"):
         last["runs"] = list_key
-        reply["monitor.run_select"] = gr.update(choices=[(views.run_choice_label(i), i.id) for i in infos])
+        reply["monitor.run_select"] = gr.update(choices=[(views.run_choice_label(i, lang), i.id) for i in infos])
+    reply.update(_queue(ctx, infos, last, lang))
     if not run_id:
-        if last.get("run") is None and not reply:
+        if last.get("run") == ("", lang) and not reply:
             return {"monitor.drawn": last}
-        last["run"] = None
+        last["run"] = ("", lang)
         empty = RunSeries()
-        return {**reply, "monitor.status": views.status_badge(None, "no run selected: press Start, or pick one"),
-                "monitor.progress": "", "monitor.notes": "", "monitor.loss_plot": charts.loss_figure(empty),
-                "monitor.memory_plot": charts.memory_figure(empty), "monitor.lr_plot": charts.lr_gradnorm_figure(empty),
-                "monitor.throughput_plot": charts.throughput_figure(empty), "monitor.alerts": "", "monitor.log": "",
-                "monitor.abort_btn": gr.update(interactive=False), "monitor.resume_btn": gr.update(interactive=False),
-                "monitor.config": "", "monitor.drawn": last}
+        return {**reply, "monitor.status": views.status_badge(None, t(lang, "no_run"), lang),
+                "monitor.progress": "", "monitor.notes": "", "monitor.loss_plot": charts.loss_figure(empty, lang=lang),
+                "monitor.memory_plot": charts.memory_figure(empty, lang=lang),
+                "monitor.lr_plot": charts.lr_gradnorm_figure(empty, lang=lang),
+                "monitor.throughput_plot": charts.throughput_figure(empty, lang=lang), "monitor.alerts": "",
+                "monitor.log": "", "monitor.abort_btn": gr.update(interactive=False),
+                "monitor.resume_btn": gr.update(interactive=False), "monitor.config": "", "monitor.drawn": last}
     info = next((i for i in infos if i.id == run_id), None)
     if info is None:
         try:
             info = ctx.jobs.get(run_id)
         except Exception as exc:  # noqa: BLE001 - an unknown or deleted run
-            return {"monitor.status": views.status_badge("unknown", views.short(views.error_text(exc))),
+            return {**reply, "monitor.status": views.status_badge("unknown", views.short(views.error_text(exc)), lang),
                     "monitor.drawn": last}
     cached = ctx.cache.poll(info.run_dir)
     series = cached.series
-    status = info.status
+    status = _shown_status(info, series)
     detail = info.reason or ""
     if info.abort_requested and status == "running":
-        detail = "abort requested: stopping at the next step"
+        detail = t(lang, "abort_requested")
+    elif status == "queued":
+        detail = t(lang, "waits_for", ahead=queue_view.waits_for(info, infos, lang))
     keys = {
-        "status": (run_id, status, detail),
-        "progress": (run_id, cached.version, status),
-        "notes": (run_id, cached.version, status),
-        "loss": (run_id, cached.version, round(smooth, 3), log),
-        "data": (run_id, cached.version),
-        "log": (run_id, _size(stdout_path(info.run_dir))),
+        "status": (run_id, status, detail, lang),
+        "progress": (run_id, cached.version, status, lang),
+        "notes": (run_id, cached.version, status, lang),
+        "loss": (run_id, cached.version, round(smooth, 3), log, lang),
+        "data": (run_id, cached.version, lang),
+        "log": (run_id, _size(stdout_path(info.run_dir)), lang),
         "buttons": (run_id, status, user),
         "config": (run_id, status),  # resume rewrites the run's config.yaml, so it follows the status
     }
     changed = {name for name, key in keys.items() if key != last.get(name)}
     running = status in ("running", "queued")
     if "status" in changed:
-        reply["monitor.status"] = views.status_badge(status, detail)
+        reply["monitor.status"] = views.status_badge(status, detail, lang)
     if running or "progress" in changed:
         prog = charts.progress(series, now=time.time() if status == "running" else None)
         if prog.total is None and info.total_steps:
             prog.total = info.total_steps
-        reply["monitor.progress"] = views.progress_html(prog, status)
+        reply["monitor.progress"] = views.progress_html(prog, status, lang)
     if "notes" in changed:
-        reply["monitor.notes"] = views.run_summary_markdown(info, series)
+        reply["monitor.notes"] = views.run_summary_markdown(info, series, lang)
     if "loss" in changed:
-        reply["monitor.loss_plot"] = charts.loss_figure(series, smooth, log)
+        reply["monitor.loss_plot"] = charts.loss_figure(series, smooth, log, lang=lang)
     if "data" in changed:
-        reply["monitor.memory_plot"] = charts.memory_figure(series)
-        reply["monitor.lr_plot"] = charts.lr_gradnorm_figure(series)
-        reply["monitor.throughput_plot"] = charts.throughput_figure(series)
-        max_grad = (series.plan or {}).get("max_grad_norm")
-        reply["monitor.alerts"] = alerts.alerts_markdown(alerts.health_alerts(series, max_grad))
+        reply["monitor.memory_plot"] = charts.memory_figure(series, lang=lang)
+        reply["monitor.lr_plot"] = charts.lr_gradnorm_figure(series, lang=lang)
+        reply["monitor.throughput_plot"] = charts.throughput_figure(series, lang=lang)
+        reply["monitor.alerts"] = health_markdown(series, lang)
     if "log" in changed:
-        reply["monitor.log"] = views.log_tail_text(tail_lines(stdout_path(info.run_dir), LOG_TAIL_LINES))
+        reply["monitor.log"] = views.log_tail_html(tail_lines(stdout_path(info.run_dir), LOG_TAIL_LINES), lang)
     if "buttons" in changed:
         mine = user is None or user == info.owner
         reply["monitor.abort_btn"] = gr.update(interactive=mine and running)
@@ -134,47 +172,70 @@ def _size(path: Any) -> int:
         return -1
 
 
+def health_markdown(series: RunSeries, lang: str | None = None) -> str:
+    """The Health panel. In Chinese each alert is said by its code (alerts.py words it in English, with
+    its numbers; the charts beside it show them)."""
+    max_grad = (series.plan or {}).get("max_grad_norm")
+    found = alerts.health_alerts(series, max_grad)
+    if lang != ZH:
+        return alerts.alerts_markdown(found)
+    if not found:
+        return t(lang, "health_ok")
+    if [a.code for a in found] == ["no_steps"]:  # nothing logged (a run that failed early): nothing to judge
+        return t(lang, "health_none")
+    return "\n\n".join(f"**{t(lang, f'level.{a.level}')}：** {t(lang, f'alert.{a.code}')}" for a in found)
+
+
 def run_action(action: Callable[[Context, str, str | None], Any], done: str) -> Callable[..., Reply]:
-    """A Monitor button acting on the selected run; `done` may name it with {run_id}."""
-    def handler(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+    """A Monitor button acting on the selected run; `done` is the message key of what it did."""
+    def handler(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
         run_id = v.get("monitor.run_select")
         if not run_id:
-            return {WARNING: "Select a run first."}
+            return {WARNING: t(lang, "select_run_first")}
         try:
             action(ctx, run_id, user)
         except Exception as exc:  # noqa: BLE001 - not yours, not abortable, unknown: say it
             return {WARNING: views.short(views.error_text(exc))}
-        return {INFO: done.format(run_id=run_id)}
+        return {INFO: t(lang, done, run_id=run_id)}
     return handler
 
 
-abort = run_action(lambda ctx, run_id, user: ctx.jobs.abort(run_id, owner=user),
-                   "Abort requested for {run_id}: it stops at the next step and saves a checkpoint.")
-resume = run_action(lambda ctx, run_id, user: ctx.jobs.resume(run_id, owner=user),
-                    "Run {run_id} queued again: it resumes from its newest checkpoint.")
+abort = run_action(lambda ctx, run_id, user: ctx.jobs.abort(run_id, owner=user), "abort_sent")
+resume = run_action(lambda ctx, run_id, user: ctx.jobs.resume(run_id, owner=user), "resume_sent")
 
 
-def reuse_config(ctx: Context, v: dict[str, Any]) -> Reply:
+def reuse_config(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     """The selected run's config into the form, for a new run (a resume pointer is dropped)."""
     run_id = v.get("monitor.run_select")
     if not run_id:
-        return {WARNING: "Select a run first."}
+        return {WARNING: t(lang, "select_run_first")}
     try:
         cfg = ctx.jobs.read_config(run_id)
     except Exception as exc:  # noqa: BLE001 - ConfigError, unknown run: say it
         return {WARNING: views.short(views.error_text(exc))}
     if cfg.resume_from_checkpoint:
         cfg = cfg.replace(resume_from_checkpoint=None)
-    note = f"Config of run **{html.escape(run_id)}** — change what you like and press Start for a new run."
+    note = t(lang, "reuse_note", run_id=html.escape(run_id))
     return {**apply_config(cfg, note), "page.tabs": gr.Tabs(selected="train")}
 
 
 def page_opened(ctx: Context, v: dict[str, Any], query: dict[str, str] | None = None) -> Reply:
-    """The run the page opens on: `/?run=<id>` when it exists, else the newest live run, else the newest."""
+    """The run the page opens on: `/?run=<id>` when it exists, else the newest live run, else the newest.
+
+    With a `?run=` or a live run the page opens on the Monitor (a reload or a restarted server lands
+    where the user was watching); otherwise on the Train tab."""
     choices = ctx.run_choices()
+    ids = [value for _, value in choices]
     wanted = (query or {}).get("run")
-    value = wanted if wanted in [value for _, value in choices] else ctx.default_run()
-    return {"monitor.run_select": gr.update(choices=choices, value=value)}
+    value = wanted if wanted in ids else ctx.default_run()
+    reply: Reply = {"monitor.run_select": gr.update(choices=choices, value=value)}
+    try:
+        live = any(i.status in ("running", "queued") for i in ctx.jobs.list_runs())
+    except Exception:  # noqa: BLE001 - a locked or missing db must not break the page
+        live = False
+    if wanted in ids or live:
+        reply["page.tabs"] = gr.Tabs(selected="monitor")
+    return reply
 
 
 # --- layout and wiring ----------------------------------------------------------------------------
@@ -189,6 +250,7 @@ def render(ui: UI) -> None:
                                               interactive=False))
         ui.add("monitor.resume_btn", gr.Button(i18n("resume"), elem_id="resume-btn", scale=1, interactive=False))
     ui.add("monitor.status", gr.HTML(views.status_badge(None), elem_id="run-status"))
+    ui.add("monitor.queue", gr.Markdown("", elem_id="monitor-queue"))
     ui.add("monitor.progress", gr.HTML("", elem_id="run-progress"))
     ui.add("monitor.notes", gr.Markdown("", elem_id="run-notes"))
     with gr.Row():
@@ -203,12 +265,11 @@ def render(ui: UI) -> None:
         ui.add("monitor.throughput_plot", gr.Plot(charts.throughput_figure(empty), elem_id="throughput-chart",
                                                   show_label=False))
     ui.add("monitor.alerts", gr.Markdown("", elem_id="alerts"))
-    ui.add("monitor.log", gr.Textbox(label=i18n("log_tail"), lines=14, max_lines=14, interactive=False,
-                                     elem_id="log-tail", autoscroll=True))
-    with gr.Accordion("config.yaml of this run", open=False, elem_id="run-config-accordion"):
+    ui.add("monitor.log", gr.HTML("", label=i18n("log_tail"), show_label=True, container=True,
+                                  elem_id="log-tail"))
+    with gr.Accordion(i18n("run_config"), open=False, elem_id="run-config-accordion"):
         ui.add("monitor.config", gr.Code(language="yaml", label="config.yaml", elem_id="run-config", lines=10))
-        ui.add("monitor.reuse_btn", gr.Button("Use this config in the form (to start a new run from it)",
-                                              elem_id="reuse-config-btn"))
+        ui.add("monitor.reuse_btn", gr.Button(i18n("reuse_config"), elem_id="reuse-config-btn"))
     ui.add("monitor.drawn", gr.State({}))  # what this page last drew (display only, to skip redrawing)
     ui.add("monitor.timer", gr.Timer(TIMER_SECONDS))
 
@@ -218,7 +279,7 @@ def wire(ui: UI) -> None:
     ui.on(ui["monitor.timer"].tick, tick, TICK_INPUTS, TICK_OUTPUTS, queue=False, **quiet)
     ui.on([ui["monitor.run_select"].change, ui["monitor.smoothing"].release, ui["monitor.log_scale"].change], tick,
           TICK_INPUTS, TICK_OUTPUTS, **quiet)
-    ui.on(ui.demo.load, page_opened, [], ["monitor.run_select"])
+    ui.on(ui.demo.load, page_opened, [], ["monitor.run_select", "page.tabs"])
     ui.on(ui["monitor.abort_btn"].click, abort, ["monitor.run_select"])
     ui.on(ui["monitor.resume_btn"].click, resume, ["monitor.run_select"])
     then_refresh_plan(ui, ui.on(ui["monitor.reuse_btn"].click, reuse_config, ["monitor.run_select"],

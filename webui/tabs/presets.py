@@ -20,6 +20,7 @@ from .. import views
 from ..components import CONFIG_OUTPUTS, FIELDS, INFO, UI, WARNING, Reply, apply_config, form_values
 from ..context import Context
 from ..form import values_to_config
+from ..i18n import t
 from .train import load_preset, preset_choices, then_refresh_plan
 
 ID = "presets"
@@ -30,18 +31,18 @@ UPLOAD_OUTPUTS = [*CONFIG_OUTPUTS, "presets.messages", "presets.upload_anyway_bt
 
 # --- handlers -------------------------------------------------------------------------------------
 
-def choices(ctx: Context, value: Any = None, *, set_value: bool = False) -> Reply:
+def choices(ctx: Context, value: Any = None, *, set_value: bool = False, lang: str | None = None) -> Reply:
     """New choices for both preset dropdowns; this tab's value only when `set_value`."""
-    listed = preset_choices(ctx.runs_root)
+    listed = preset_choices(ctx.runs_root, lang)
     mine = gr.update(choices=listed, value=value) if set_value else gr.update(choices=listed)
     return {"presets.select": mine, "train.preset_select": gr.update(choices=listed)}
 
 
-def refresh_choices(ctx: Context, v: dict[str, Any]) -> Reply:
-    return choices(ctx)
+def refresh_choices(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    return choices(ctx, lang=lang)
 
 
-def details(ctx: Context, v: dict[str, Any]) -> Reply:
+def details(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     name = v.get("presets.select")
     if not name:
         return {"presets.details": ""}
@@ -49,39 +50,41 @@ def details(ctx: Context, v: dict[str, Any]) -> Reply:
         info = presets_mod.find_preset(name, ctx.runs_root)
     except ConfigError as exc:
         return {"presets.details": f"⚠ {html.escape(views.short(str(exc), 400))}"}
-    kind = "built-in (read-only)" if info.builtin else f"yours, in `{info.path}`"
-    text = f"**{html.escape(info.title)}** — {kind}\n\n{html.escape(' '.join(info.description.split()))}"
+    kind = t(lang, "builtin_preset") if info.builtin else t(lang, "your_preset", path=info.path)
+    title, description = views.preset_words(name if info.builtin else None, info.title,
+                                            " ".join(info.description.split()), lang)
+    text = f"**{html.escape(title)}** — {kind}\n\n{html.escape(description)}"
     if info.error:
         text += f"\n\n⚠ {html.escape(info.error)}"
     return {"presets.details": text}
 
 
-def load_into_form(ctx: Context, v: dict[str, Any]) -> Reply:
+def load_into_form(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     """The chosen preset into the form, and the Train tab, where its note (or what stopped it) shows."""
     name = v.get("presets.select")
     if not name:
-        return {WARNING: "Choose a preset first."}
-    return {**load_preset(ctx, name, v.get("train.plan_hw")), "train.preset_select": gr.update(value=name),
+        return {WARNING: t(lang, "choose_preset")}
+    return {**load_preset(ctx, name, v.get("train.plan_hw"), lang=lang), "train.preset_select": gr.update(value=name),
             "page.tabs": gr.Tabs(selected="train")}
 
 
-def rename(ctx: Context, v: dict[str, Any]) -> Reply:
+def rename(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     old, new = v.get("presets.select"), v.get("presets.new_name") or ""
     try:
         presets_mod.rename_user_preset(old, new, ctx.runs_root)
         new_name = presets_mod.validate_name(new)
     except (ConfigError, OSError) as exc:
         return {WARNING: views.short(views.error_text(exc), 400)}
-    return {**choices(ctx, new_name, set_value=True), INFO: f"Renamed '{old}' to '{new_name}'."}
+    return {**choices(ctx, new_name, set_value=True, lang=lang), INFO: t(lang, "preset_renamed", old=old, new=new_name)}
 
 
-def delete(ctx: Context, v: dict[str, Any]) -> Reply:
+def delete(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     name = v.get("presets.select")
     try:
         presets_mod.delete_user_preset(name, ctx.runs_root)
     except (ConfigError, OSError) as exc:
         return {WARNING: views.short(views.error_text(exc), 400)}
-    return {**choices(ctx, None, set_value=True), INFO: f"Deleted preset '{name}'."}
+    return {**choices(ctx, None, set_value=True, lang=lang), INFO: t(lang, "preset_deleted", name=name)}
 
 
 def download(ctx: Context, v: dict[str, Any]) -> Reply:
@@ -97,11 +100,11 @@ def download(ctx: Context, v: dict[str, Any]) -> Reply:
 
 def exporter(kind: str, render: Callable[[TrainConfig], str], suffix: str) -> Callable[..., Reply]:
     """A handler writing the form's config as `kind` into a temp file offered for download."""
-    def handler(ctx: Context, v: dict[str, Any]) -> Reply:
+    def handler(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
         try:
             cfg = values_to_config(form_values(v))
         except ConfigError as exc:
-            return {WARNING: "Fix the form first: " + views.short(str(exc), 200)}
+            return {WARNING: t(lang, "fix_form_first", detail=views.short(str(exc), 200))}
         try:
             text = render(cfg)
         except Exception as exc:  # noqa: BLE001 - a config the export cannot express: say which
@@ -116,12 +119,13 @@ export_llamafactory = exporter("llamafactory", to_llamafactory_yaml, ".yaml")
 export_plain_script = exporter("script", export_script, ".py")
 
 
-def _loaded(cfg: TrainConfig, meta: dict[str, Any], ignored: dict[str, str], prefix: str) -> Reply:
-    note = prefix + views.preset_note(meta, ignored)
+def _loaded(cfg: TrainConfig, meta: dict[str, Any], ignored: dict[str, str], prefix: str,
+            lang: str | None = None) -> Reply:
+    note = prefix + views.preset_note(meta, ignored, lang)
     return {**apply_config(cfg, note), "presets.messages": note}
 
 
-def upload_preset(ctx: Context, v: dict[str, Any], allow_unknown: bool = False) -> Reply:
+def upload_preset(ctx: Context, v: dict[str, Any], allow_unknown: bool = False, lang: str | None = None) -> Reply:
     """An uploaded preset into the form. Unknown keys are named first and ignored only on request."""
     path = v.get("presets.upload")
     if not path:
@@ -134,15 +138,15 @@ def upload_preset(ctx: Context, v: dict[str, Any], allow_unknown: bool = False) 
     except (ConfigError, OSError) as exc:
         return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}",
                 "presets.upload_anyway_btn": gr.update(visible=False)}
-    return {**_loaded(cfg, meta, ignored, "Loaded from the uploaded file (save it to keep it). "),
+    return {**_loaded(cfg, meta, ignored, t(lang, "loaded_upload"), lang),
             "presets.upload_anyway_btn": gr.update(visible=False)}
 
 
-def upload_preset_anyway(ctx: Context, v: dict[str, Any]) -> Reply:
-    return upload_preset(ctx, v, allow_unknown=True)
+def upload_preset_anyway(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    return upload_preset(ctx, v, allow_unknown=True, lang=lang)
 
 
-def import_llamafactory(ctx: Context, v: dict[str, Any]) -> Reply:
+def import_llamafactory(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     path = v.get("presets.import_lf")
     if not path:
         return {}
@@ -150,8 +154,8 @@ def import_llamafactory(ctx: Context, v: dict[str, Any]) -> Reply:
         result = import_llamafactory_file(path)
     except Exception as exc:  # noqa: BLE001 - ConfigError, DataError, OSError: say it
         return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}"}
-    reply = _loaded(result.config, {"title": f"Imported from {Path(path).name}"}, dict(result.unmapped),
-                    "Imported from a LLaMA-Factory YAML (save it as a preset to keep it). ")
+    reply = _loaded(result.config, {"title": t(lang, "imported_from", name=Path(path).name)}, dict(result.unmapped),
+                    t(lang, "imported_lf"), lang)
     if result.notes:
         reply["presets.messages"] += "\n\n" + "\n".join(f"- {html.escape(n)}" for n in result.notes)
     return reply
@@ -173,7 +177,7 @@ def render(ui: UI) -> None:
         ui.add("presets.download_btn", gr.Button(i18n("download"), elem_id="presets-download-btn"))
         ui.add("presets.export_lf_btn", gr.Button(i18n("export_lf"), elem_id="presets-export-lf-btn"))
         ui.add("presets.export_script_btn", gr.Button(i18n("export_script"), elem_id="presets-export-script-btn"))
-    ui.add("presets.download_file", gr.File(label="File", interactive=False, elem_id="presets-download-file",
+    ui.add("presets.download_file", gr.File(label=i18n("file"), interactive=False, elem_id="presets-download-file",
                                             height=60))
     with gr.Row():
         ui.add("presets.upload", gr.File(label=i18n("upload_preset"), file_types=[".yaml", ".yml"],
@@ -181,15 +185,15 @@ def render(ui: UI) -> None:
         ui.add("presets.import_lf", gr.File(label=i18n("import_lf"), file_types=[".yaml", ".yml"],
                                             elem_id="presets-import-lf", height=120))
     ui.add("presets.messages", gr.Markdown("", elem_id="presets-messages"))
-    ui.add("presets.upload_anyway_btn", gr.Button("Load the rest, ignoring the unknown keys", visible=False,
+    ui.add("presets.upload_anyway_btn", gr.Button(i18n("upload_anyway"), visible=False,
                                                   variant="stop", elem_id="presets-upload-anyway-btn"))
 
 
 def wire(ui: UI) -> None:
     quiet = dict(show_progress="hidden")
     ui.on(ui["presets.select"].change, details, ["presets.select"], ["presets.details"], **quiet)
-    ui.on([ui["train.preset_select"].focus, ui.demo.load, ui["tab.presets"].select], refresh_choices, [],
-          CHOICES_OUTPUTS, **quiet)
+    ui.on([ui["train.preset_select"].focus, ui.demo.load, ui["tab.presets"].select, ui["top.language"].change],
+          refresh_choices, [], CHOICES_OUTPUTS, **quiet)
     then_refresh_plan(ui, ui.on(ui["presets.load_btn"].click, load_into_form, ["presets.select", "train.plan_hw"],
                                 [*CONFIG_OUTPUTS, "train.preset_select", "page.tabs"]))
     ui.on(ui["presets.rename_btn"].click, rename, ["presets.select", "presets.new_name"], CHOICES_OUTPUTS)

@@ -15,72 +15,90 @@ from trainer.plan.resolve import resolve_plan
 from .. import views
 from ..components import (CONFIG_OUTPUTS, FEEDBACK_OUTPUTS, FIELDS, INFO, TOP_BAR_FIELDS, UI, WARNING, Reply,
                           apply_config, form_feedback, form_values, group_name, preset_reference)
-from ..context import Context, hardware_choices, hardware_for
+from ..context import Context, hardware_choices, hardware_for, start_problems
 from ..form import METHODS, Control, grouped_controls, method_of, values_to_config
+from ..i18n import t
 from trainer.run.layout import train_command
 
 ID = "train"
 TITLE = "tab_train"
 PLAN_INPUTS = ["train.plan_hw", "train.preset_ref", "train.shown", *FIELDS]
-PLAN_OUTPUTS = [*FEEDBACK_OUTPUTS, "train.plan"]
+PLAN_OUTPUTS = [*FEEDBACK_OUTPUTS, "train.plan", "train.saved_form"]
+START_OUTPUTS = [*FEEDBACK_OUTPUTS, "monitor.run_select", "monitor.status", "monitor.progress", "monitor.notes",
+                 "monitor.drawn", "page.tabs"]
 
 
 # --- handlers -------------------------------------------------------------------------------------
 
-def refresh_plan(ctx: Context, v: dict[str, Any]) -> Reply:
-    """The form changed: mark what to fix, show and hide controls, and recompute the run plan."""
+def refresh_plan(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    """The form changed: mark what to fix (the schema's rules, and the dataset and model checks Start
+    runs), show and hide controls, and recompute the run plan."""
     values = form_values(v)
     try:
         cfg = values_to_config(values)
     except ConfigError as exc:
-        return form_feedback(values, exc.by_field(), v.get("train.shown"))
-    reply = form_feedback(values, {}, v.get("train.shown"))
-    reply["train.plan"] = plan_text(ctx, cfg, v.get("train.plan_hw"), v.get("train.preset_ref") or {})
+        return form_feedback(values, exc.by_field(), v.get("train.shown"), lang)
+    reply = form_feedback(values, start_problems(ctx, cfg), v.get("train.shown"), lang)
+    reply["train.plan"] = plan_text(ctx, cfg, v.get("train.plan_hw"), v.get("train.preset_ref") or {}, lang)
+    reply["train.saved_form"] = values  # kept in the browser: a reload or a restarted server loses no edit
     return reply
 
 
-def plan_text(ctx: Context, cfg: TrainConfig, hw_key: str | None, reference: dict[str, Any]) -> str:
+def plan_text(ctx: Context, cfg: TrainConfig, hw_key: str | None, reference: dict[str, Any],
+              lang: str | None = None) -> str:
     hw = hardware_for(hw_key, ctx.hardware)
     facts = ctx.datasets.facts(cfg)
+    note = facts.note
+    if facts.format:
+        note = t(lang, "plan.format", format=facts.format) + (f", {facts.skipped}" if facts.skipped else "")
     try:
         # The preset's effective batch on this hardware: its micro-batch × accumulation × these devices.
         batch = reference.get("effective_batch")
         plan = resolve_plan(cfg, facts.num_train, hw=hw, token_lengths=facts.token_lengths,
                             reference_effective_batch=batch * max(1, hw.num_devices) if batch else None,
                             reference_learning_rate=reference.get("learning_rate"))
-        return views.plan_markdown(plan, num_samples=facts.num_train, dataset_note=facts.note,
-                                   hardware_label=views.hardware_label(hw))
+        return views.plan_markdown(plan, num_samples=facts.num_train, dataset_note=note,
+                                   hardware_label=views.hardware_label(hw), lang=lang, on_gpu=hw.device == "cuda")
     except Exception as exc:  # noqa: BLE001 - a plan problem is shown, never a traceback
-        return f"The plan could not be computed: {views.short(views.error_text(exc))}"
+        return t(lang, "plan_failed", detail=views.short(views.error_text(exc)))
 
 
-def preview(ctx: Context, v: dict[str, Any]) -> Reply:
+def preview(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     """The exact config.yaml and command line Start would run."""
     try:
         cfg = values_to_config(form_values(v))
     except ConfigError as exc:
-        return {WARNING: "Fix the fields marked in red: " + views.short(str(exc), 200)}
+        return {WARNING: t(lang, "fix_red", detail=views.short(str(exc), 200))}
     return {"train.preview_cmd": train_command(ctx.runs_root / "<run_id>"), "train.preview_yaml": cfg.to_yaml(),
             "train.preview_acc": gr.update(open=True)}
 
 
-def start(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
-    """Queue a run of the form's config and follow it in the Monitor."""
+def start(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
+    """Queue a run of the form's config and follow it in the Monitor.
+
+    What `trainer check` refuses (a dataset file that is missing or has a bad line, a model directory that
+    is not there) is refused here too, at the field: no run is queued only to fail seconds later."""
     values = form_values(v)
+    shown = v.get("train.shown")
     try:
         cfg = values_to_config(values)
+        problems = start_problems(ctx, cfg)
+        if problems:
+            return {**form_feedback(values, problems, shown, lang), WARNING: t(lang, "not_started_fix")}
         run_id = ctx.jobs.submit(cfg, owner=user or "local", name=cfg.run_name)
     except ConfigError as exc:
-        return {**form_feedback(values, exc.by_field(), v.get("train.shown")),
-                WARNING: "Not started: fix the fields marked in red."}
+        return {**form_feedback(values, exc.by_field(), shown, lang), WARNING: t(lang, "not_started_fix")}
     except Exception as exc:  # noqa: BLE001 - JobError, OSError: say it, keep the page alive
-        return {WARNING: "Not started: " + views.short(views.error_text(exc))}
-    return {**form_feedback(values, {}, v.get("train.shown")), INFO: f"Run {run_id} queued.",
+        return {WARNING: t(lang, "not_started", detail=views.short(views.error_text(exc)))}
+    # The Monitor shows the new run from its first moment: nothing of the run it showed before.
+    return {**form_feedback(values, {}, shown, lang), INFO: t(lang, "run_queued", run_id=run_id),
             "monitor.run_select": gr.update(choices=ctx.run_choices(), value=run_id),
-            "page.tabs": gr.Tabs(selected="monitor")}
+            "monitor.status": views.status_badge("queued", lang=lang), "monitor.progress": "",
+            "monitor.notes": "", "monitor.drawn": {}, "page.tabs": gr.Tabs(selected="monitor")}
 
 
-def load_preset(ctx: Context, name: str | None, hw_key: str | None, allow_unknown: bool = False) -> Reply:
+def load_preset(ctx: Context, name: str | None, hw_key: str | None, allow_unknown: bool = False,
+                lang: str | None = None) -> Reply:
     """A preset by name into the form (to CONFIG_OUTPUTS); unknown keys are named, and ignored only on request."""
     try:
         meta, cfg, ignored = presets_mod.load_named_preset(name or "demo", allow_unknown=allow_unknown,
@@ -91,30 +109,42 @@ def load_preset(ctx: Context, name: str | None, hw_key: str | None, allow_unknow
         return {WARNING: views.short(views.error_text(exc)), "train.preset_note": f"⚠ {views.md_lines(str(exc))}",
                 "train.load_anyway_btn": gr.update(visible=False)}
     cfg = presets_mod.resolve_auto_micro_batch(meta, cfg, hardware_for(hw_key, ctx.hardware))
-    return apply_config(cfg, views.preset_note(meta, ignored))
+    return apply_config(cfg, views.preset_note({"name": name, **meta}, ignored, lang))
 
 
-def load_selected(ctx: Context, v: dict[str, Any]) -> Reply:
-    return load_preset(ctx, v["train.preset_select"], v["train.plan_hw"])
+def load_selected(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    return load_preset(ctx, v["train.preset_select"], v["train.plan_hw"], lang=lang)
 
 
-def load_selected_anyway(ctx: Context, v: dict[str, Any]) -> Reply:
-    return load_preset(ctx, v["train.preset_select"], v["train.plan_hw"], allow_unknown=True)
+def load_selected_anyway(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    return load_preset(ctx, v["train.preset_select"], v["train.plan_hw"], allow_unknown=True, lang=lang)
 
 
-def save_preset(ctx: Context, v: dict[str, Any]) -> Reply:
+def save_preset(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     try:
         cfg = values_to_config(form_values(v))
         # Saving under an existing name of yours updates it: the name was typed on purpose.
         saved = presets_mod.save_user_preset(v["train.save_name"], cfg, runs_root=ctx.runs_root, overwrite=True)
     except (ConfigError, OSError) as exc:
         return {WARNING: views.short(views.error_text(exc))}
-    message = f"Saved preset '{saved.name}'."
+    message = t(lang, "preset_saved", name=saved.name)
     if saved.stripped:
-        message += " Secrets removed: " + ", ".join(saved.stripped)
-    choices = preset_choices(ctx.runs_root)
+        message += t(lang, "secrets_removed", names=", ".join(saved.stripped))
+    choices = preset_choices(ctx.runs_root, lang)
     return {INFO: message, "train.preset_select": gr.update(choices=choices, value=saved.name),
-            "train.preset_note": f"Preset: **{saved.name}**", "presets.select": gr.update(choices=choices)}
+            "train.preset_note": t(lang, "preset_is", name=saved.name), "presets.select": gr.update(choices=choices)}
+
+
+def restore_form(ctx: Context, v: dict[str, Any]) -> Reply:
+    """The page opened: the form's unsaved values from the browser, where it kept some (a reload, a
+    restarted server); the plan and the form's feedback follow."""
+    saved = v.get("train.saved_form")
+    if not isinstance(saved, dict):
+        return {}
+    values = {name: saved[name] for name in FIELDS if name in saved}
+    if not values:
+        return {}
+    return {**values, "top.method": method_of(values)}
 
 
 def method_chosen(ctx: Context, v: dict[str, Any]) -> Reply:
@@ -126,13 +156,30 @@ def method_followed(ctx: Context, v: dict[str, Any]) -> Reply:
     return {"top.method": method_of(v)}
 
 
-def preset_choices(runs_root: Path) -> list[tuple[str, str]]:
+def preset_choices(runs_root: Path, lang: str | None = None) -> list[tuple[str, str]]:
     out = []
     for p in presets_mod.list_presets(runs_root):
         label = p.title if p.title and p.title != p.name else p.name
-        tag = "" if p.builtin else " (yours)"
-        out.append((f"{label}{tag}" + (" — broken file" if p.error else ""), p.name))
+        label = views.preset_title(p.name, label, lang) if p.builtin else label
+        tag = "" if p.builtin else t(lang, "yours")
+        out.append((f"{label}{tag}" + (t(lang, "broken_file") if p.error else ""), p.name))
     return out
+
+
+def language_changed(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    """Words the server wrote in the old language: the preset note, the preset and hardware choices."""
+    reply: Reply = {"train.preset_select": gr.update(choices=preset_choices(ctx.runs_root, lang)),
+                    "train.plan_hw": gr.update(choices=hardware_choices(ctx.hardware, lang))}
+    name = v.get("train.preset_select") or "demo"
+    try:
+        meta, _, _ = presets_mod.load_named_preset(name, allow_unknown=True, runs_root=ctx.runs_root)
+    except (ConfigError, OSError):
+        return reply
+    meta = {**meta, "name": name}
+    # Only a note that is this preset's own is rewritten: a run's config or an upload keeps its note.
+    if v.get("train.preset_note") in (views.preset_note(meta, lang=other) for other in ("en", "zh")):
+        reply["train.preset_note"] = views.preset_note(meta, lang=lang)
+    return reply
 
 
 def then_refresh_plan(ui: UI, dependency: Any) -> Any:
@@ -145,14 +192,15 @@ def then_refresh_plan(ui: UI, dependency: Any) -> Any:
 def render(ui: UI) -> None:
     i18n, initial = ui.i18n, ui.initial
     hidden = set(initial.shown["hidden"])
-    with gr.Row():
-        with gr.Column(scale=3):
+    ui.add("train.live", gr.Markdown("", elem_id="train-live"))
+    with gr.Row(elem_id="td-train-row"):
+        with gr.Column(scale=3, elem_id="td-form-column"):
             with gr.Row(equal_height=True):
                 ui.add("train.preset_select", gr.Dropdown(
                     choices=preset_choices(ui.ctx.runs_root), value=initial.meta.get("name", "demo"),
                     label=i18n("preset"), elem_id="preset-select", scale=3))
                 ui.add("train.load_preset_btn", gr.Button(i18n("load_preset"), elem_id="load-preset-btn", scale=1))
-                ui.add("train.load_anyway_btn", gr.Button("Load, ignoring unknown keys", visible=False,
+                ui.add("train.load_anyway_btn", gr.Button(i18n("load_anyway"), visible=False,
                                                           elem_id="load-anyway-btn", scale=1, variant="stop"))
             ui.add("train.preset_note", gr.Markdown(views.preset_note(initial.meta), elem_id="preset-note"))
             for key, _, is_open, common, advanced in grouped_controls():
@@ -187,16 +235,19 @@ def render(ui: UI) -> None:
                                                 label=i18n("plan_gpu"), elem_id="plan-gpu"))
             ui.add("train.plan", gr.Markdown("", elem_id="run-plan"))
             with ui.add("train.preview_acc", gr.Accordion(i18n("preview"), open=False, elem_id="preview-accordion")):
-                ui.add("train.preview_cmd", gr.Code(language="shell", label="Command", elem_id="preview-command",
+                ui.add("train.preview_cmd", gr.Code(language="shell", label=i18n("command"), elem_id="preview-command",
                                                     lines=2))
                 ui.add("train.preview_yaml", gr.Code(language="yaml", label="config.yaml", elem_id="preview-yaml",
                                                      lines=12))
     ui.add("train.shown", gr.State(initial.shown))  # errors and hidden controls now shown (display only)
+    # The form's values in the browser's localStorage under a fixed key, so they outlive a reload and a
+    # restarted server; nothing secret is in the form (tokens come from the environment only).
+    ui.add("train.saved_form", gr.BrowserState(None, storage_key="tunedeck-form", secret="tunedeck-form"))
     ui.add("train.preset_ref", gr.State(preset_reference(initial.cfg)))
 
 
 def render_control(c: Control, value: Any, i18n: gr.I18n, visible: bool = True) -> Any:
-    common = dict(label=i18n(f"field.{c.name}"), info=c.info, elem_id=f"field-{c.name}", value=value,
+    common = dict(label=i18n(f"field.{c.name}"), info=i18n(f"help.{c.name}"), elem_id=f"field-{c.name}", value=value,
                   min_width=200, visible=visible)
     if c.widget == "checkbox":
         return gr.Checkbox(**common)
@@ -224,8 +275,11 @@ def _float_step(value: Any) -> float:
 
 def wire(ui: UI) -> None:
     quiet = dict(show_progress="hidden")
-    ui.on([ui[name].input for name in FIELDS] + [ui["train.plan_hw"].change, ui.demo.load], refresh_plan,
-          PLAN_INPUTS, PLAN_OUTPUTS, trigger_mode="always_last", **quiet)
+    ui.on([ui[name].input for name in FIELDS] + [ui["train.plan_hw"].change, ui["top.language"].change],
+          refresh_plan, PLAN_INPUTS, PLAN_OUTPUTS, trigger_mode="always_last", **quiet)
+    then_refresh_plan(ui, ui.on(ui.demo.load, restore_form, ["train.saved_form"], [*FIELDS, "top.method"], **quiet))
+    ui.on(ui["top.language"].change, language_changed, ["train.preset_select", "train.preset_note"],
+          ["train.preset_select", "train.plan_hw", "train.preset_note"], **quiet)
     then_refresh_plan(ui, ui.on(ui["top.method"].input, method_chosen, ["top.method"],
                                 ["finetuning_type", "quantization_bit"]))
     ui.on([ui["finetuning_type"].input, ui["quantization_bit"].input], method_followed,
@@ -237,5 +291,4 @@ def wire(ui: UI) -> None:
                                     CONFIG_OUTPUTS))
     ui.on(ui["train.save_preset_btn"].click, save_preset, ["train.save_name", *FIELDS],
           ["train.preset_select", "train.preset_note", "presets.select"])
-    ui.on(ui["train.start_btn"].click, start, ["train.shown", *FIELDS],
-          [*FEEDBACK_OUTPUTS, "monitor.run_select", "page.tabs"])
+    ui.on(ui["train.start_btn"].click, start, ["train.shown", *FIELDS], START_OUTPUTS)

@@ -1,0 +1,90 @@
+"""The message table: every schema field and every message in both languages, with the same placeholders;
+the words the server writes (plan, badges, progress, charts, health, log) follow the page's language."""
+
+from __future__ import annotations
+
+import re
+import string
+
+from trainer.config import GROUPS, TrainConfig
+from trainer.fieldspecs import field_specs
+from trainer.plan.resolve import resolve_plan
+from trainer.run.series import RunSeries
+from webui import charts, views
+from webui.i18n import UI_TEXT, field_message, t, translations
+from webui.i18n_fields import FIELD_ZH, GROUP_ZH, HELP_ZH
+from webui.tabs.monitor import health_markdown
+
+ENGLISH_WORD = re.compile(r"\b[A-Za-z]{4,}\b")
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def test_every_field_group_and_message_has_chinese_with_the_same_placeholders():
+    names = {spec.name for spec in field_specs()}
+    assert names <= set(FIELD_ZH) and names <= set(HELP_ZH), sorted(names - set(FIELD_ZH) - set(HELP_ZH))
+    assert {key for key, _, _ in GROUPS} <= set(GROUP_ZH)
+    for key, (en, zh) in UI_TEXT.items():
+        assert zh and _placeholders(en) == _placeholders(zh), key
+    prefixes = {key.split(".")[0] for key in translations()["en"] if "." in key}
+    assert not prefixes & set(UI_TEXT), prefixes & set(UI_TEXT)  # the browser's i18n reads dots as paths
+    zh_table = translations()["zh-CN"]
+    assert zh_table["help.learning_rate"].startswith("峰值学习率") and "[> 0, ≤ 1]" in zh_table["help.learning_rate"]
+
+
+def test_the_plan_in_chinese_has_no_english_sentence():
+    cfg = TrainConfig(model_name_or_path="demo", dataset="demo")
+    plan = resolve_plan(cfg, 324)
+    zh = views.plan_markdown(plan, num_samples=324, dataset_note=t("zh", "plan.format", format="alpaca"),
+                             hardware_label="CPU", lang="zh", on_gpu=False)
+    assert "有效批次" in zh and "可训练参数" in zh or "训练行数" in zh
+    words = set(ENGLISH_WORD.findall(zh)) - {"alpaca", "sdpa"}
+    assert not words, words
+    english = views.plan_markdown(plan, num_samples=324, hardware_label="CPU", on_gpu=False)
+    assert "Effective batch" in english and "By GPU size" not in english  # a CPU plan has no per-GPU verdicts
+
+
+def test_badges_progress_charts_health_and_log_follow_the_language():
+    assert ">运行中<" in views.status_badge("running", lang="zh") and ">running<" in views.status_badge("running")
+    series = RunSeries()
+    assert charts.loss_figure(series, lang="zh").layout.title.text == "损失"
+    assert charts.memory_figure(series, lang="zh").layout.xaxis.title.text == "已用时间（秒）"
+    series.extend([{"t": 1.0, "type": "log", "step": 1, "loss": 2.0, "learning_rate": 1e-4}])
+    assert [tr.name for tr in charts.loss_figure(series, lang="zh").data][0] == "损失（原始）"
+    progress = views.progress_html(charts.progress(series), "running", lang="zh")
+    assert "第 <span id='td-step'>1</span> / ? 步" in progress and "已用" in progress
+    assert "没有警报" in health_markdown(series, "zh") and "no alerts" in health_markdown(series)
+    assert "尚无记录" in health_markdown(RunSeries(), "zh")  # a run with no steps is not called healthy
+    assert "No training step logged" in health_markdown(RunSeries()) and "finite" not in health_markdown(RunSeries())
+    log = views.log_tail_html(["step 1", "finished <ok>"])
+    assert log.index("step 1") < log.index("finished &lt;ok&gt;") and "td-log" in log
+
+
+def test_field_messages_are_mapped_to_chinese_by_pattern():
+    assert field_message("zh", "Input should be greater than 0") == "必须大于 0"
+    assert field_message("zh", "Input should be greater than 0 (got -1.0)") == "必须大于 0（当前为 -1.0）"
+    assert field_message("zh", "a number is required (got 'x')") == "需要一个数字（当前为 'x'）"
+    assert field_message("en", "a number is required") == "a number is required"
+
+
+def test_the_plans_warnings_in_chinese_keep_their_numbers():
+    configs = [TrainConfig(finetuning_type="full", learning_rate=1e-3, save_strategy="no", val_size=0, max_steps=500),
+               TrainConfig(learning_rate=1e-6, lora_rank=64, lora_alpha=8, per_device_train_batch_size=64),
+               TrainConfig(num_train_epochs=1, per_device_train_batch_size=64)]
+    for cfg in configs:
+        plan = resolve_plan(cfg, 100, reference_effective_batch=4, reference_learning_rate=2e-4)
+        zh = views.plan_markdown(plan, num_samples=100, lang="zh", on_gpu=False)
+        # Left: the schema's and the config's own names (code), and the format's name.
+        words = set(ENGLISH_WORD.findall(zh)) - {"max_steps", "num_train_epochs", "learning_rate", "lora_alpha",
+                                                 "lora_rank", "save_strategy", "val_size", "sdpa", "LoRA", "alpha"}
+        assert not words, (words, zh)
+    assert "1e-06" in views.plan_markdown(resolve_plan(configs[1], 100), num_samples=100, lang="zh")
+
+
+def test_the_trainers_notes_in_chinese():
+    series = RunSeries()
+    text = "69,632 trainable parameters of 609,920 (11.42%)"
+    series.extend([{"t": 1.0, "type": "message", "level": "info", "text": text}])
+    assert "可训练参数 69,632，共 609,920 个参数（11.42%）" in views.run_summary_markdown(None, series, "zh")

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # one real training, then real loading, generation and subprocesses
 
 TINY = dict(model_name_or_path="demo", dataset="demo", max_samples=48, val_size=8, cutoff_len=64,
-            per_device_train_batch_size=4, gradient_accumulation_steps=1, max_steps=6, learning_rate=0.005,
+            per_device_train_batch_size=4, gradient_accumulation_steps=1, max_steps=6, learning_rate=0.02,
             warmup_ratio=0.0, lora_rank=8, lora_alpha=16, eval_strategy="steps", eval_steps=3, save_steps=3,
             logging_steps=1, gradient_checkpointing=False)
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=24)

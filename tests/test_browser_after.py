@@ -37,7 +37,7 @@ val_size: 8
 cutoff_len: 64
 per_device_train_batch_size: 4
 max_steps: 6
-learning_rate: 0.005
+learning_rate: 0.02
 warmup_ratio: 0.0
 eval_strategy: "no"
 save_steps: 3

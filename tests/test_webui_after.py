@@ -25,7 +25,7 @@ from webui.tabs import chat, export, runs
 pytestmark = pytest.mark.slow  # one real training, then a worker process and trainer subprocesses
 
 TINY = dict(model_name_or_path="demo", dataset="demo", max_samples=48, val_size=8, cutoff_len=64,
-            per_device_train_batch_size=4, gradient_accumulation_steps=1, max_steps=4, learning_rate=0.005,
+            per_device_train_batch_size=4, gradient_accumulation_steps=1, max_steps=4, learning_rate=0.05,
             warmup_ratio=0.0, lora_rank=8, lora_alpha=16, eval_strategy="no", save_steps=2, logging_steps=1,
             gradient_checkpointing=False, template="chatml")
 

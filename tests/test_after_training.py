@@ -323,7 +323,7 @@ def test_model_card_holds_the_runs_real_numbers(run_dir, evaluated, tmp_path):
     card = model_card(run_dir, "me/demo-lora")
     assert f"| Final train loss | {last_loss:.4g} |" in card
     assert f"| Final eval loss | {last_eval:.4g} |" in card
-    assert "| Steps | 6 |" in card and "| lora_rank | 8 |" in card and "| learning_rate | 0.005 |" in card
+    assert "| Steps | 6 |" in card and "| lora_rank | 8 |" in card and "| learning_rate | 0.02 |" in card
     assert "| Hardware | CPU, fp32 |" in card and "Training time | 0m 0" in card
     assert 'PeftModel.from_pretrained(base, "me/demo-lora")' in card
     assert (f"| validation split | 8 | {evaluated['eval_loss']:.4g} | {evaluated['perplexity']:.4g} | "

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ValidationInfo, field_validator, model_validator
 
 from trainer.errors import CombinationError
+from trainer.secret_shapes import secret_refusal
 from trainer.templates import template_names, unknown_template_message
 
 LORA_TARGET_ALL = "all-linear"
@@ -59,6 +60,18 @@ class ConfigRules(BaseModel):
         """YAML's true/false is not a number: `learning_rate: true` must not train at 1.0."""
         if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in _NUMBER_TYPES:
             raise ValueError("expects a number, not true/false")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_secrets(cls, value: Any) -> Any:
+        """A token typed into any text field would be written to every file and page of the run: refuse it."""
+        texts = (list(value.keys()) + list(value.values()) if isinstance(value, dict)
+                 else value if isinstance(value, (list, tuple)) else [value])
+        for text in texts:
+            message = secret_refusal(text)
+            if message:
+                raise ValueError(message)
         return value
 
     @field_validator("lora_target", mode="before", check_fields=False)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from trainer.config import TrainConfig, load_config
+from trainer.config import ConfigError, TrainConfig, load_config
 from trainer.jobs.processes import pid_is_trainer_of, terminate
 from trainer.jobs.registry import JobError, Registry, RunInfo, UnknownRunError, check_run_id
 from trainer.jobs.scheduler import Scheduler
@@ -40,6 +40,7 @@ from trainer.run.layout import (
     RESUME_LATEST, checkpoint_step, default_runs_root, latest_checkpoint, new_run_id, read_run_config, request_abort,
     write_run_config,
 )
+from trainer.secret_shapes import secret_refusal
 
 __all__ = ["JobError", "JobManager", "RunInfo", "UnknownRunError"]
 
@@ -130,6 +131,8 @@ class JobManager(Scheduler):
         cfg = _with_absolute_paths(cfg)
         owner = str(owner or "local")
         name = (name or "").strip() or cfg.display_name
+        if secret_refusal(name):
+            raise ConfigError([("run_name", secret_refusal(name))])
         for _ in range(20):
             run_id = new_run_id()
             staging = self.runs_root / f".staging-{run_id}"

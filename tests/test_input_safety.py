@@ -1,0 +1,112 @@
+"""Input safety without a server: YAML bombs, deep nesting, duplicate keys and oversize files are refused
+everywhere YAML is read (presets, imports, `check`, `convert`), each with a message and fast; token-shaped
+values are refused at the field and never echoed back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer.config import ConfigError, TrainConfig
+from trainer.interop.llamafactory import import_llamafactory_text
+from trainer.interop.presets import preset_from_bytes
+from trainer.textio import MAX_YAML_BYTES, parse_yaml, read_text_file
+
+ROOT = Path(__file__).resolve().parents[1]
+HF_TOKEN_LIKE = "hf_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3f"
+
+ALIAS_BOMB = "a: &a ['lol','lol','lol','lol','lol','lol','lol','lol','lol']\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9))
+DEEP = "model_name_or_path: " + "[" * 100_000 + "]" * 100_000 + "\n"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (ALIAS_BOMB, "anchors and aliases"),
+    ("x: 1\ny: *nowhere\n", "alias"),
+    (DEEP, "nested too deeply"),
+    ("".join("  " * i + f"k{i}:\n" for i in range(80)), "nested too deeply"),
+    ("learning_rate: 1e-4\nseed: 3\nlearning_rate: 2e-4\n", "duplicate key 'learning_rate' (first on line 1)"),
+    ("a: 1\n" * 10 + "x: " + "y" * MAX_YAML_BYTES, "too large"),
+])
+def test_every_yaml_reader_refuses_bombs_with_a_message_naming_the_line(text, expected):
+    started = time.monotonic()
+    for read in (lambda: parse_yaml(text, "f.yaml"), lambda: TrainConfig.from_yaml_text(text, "f.yaml"),
+                 lambda: preset_from_bytes(text.encode(), "f.yaml"), lambda: import_llamafactory_text(text, "f.yaml")):
+        with pytest.raises(ConfigError) as err:
+            read()
+        assert expected in str(err.value) and "f.yaml" in str(err.value)
+    assert time.monotonic() - started < 10
+
+
+def test_duplicate_key_names_the_line_of_the_second():
+    with pytest.raises(ConfigError) as err:
+        parse_yaml("seed: 1\nlr: 2\nseed: 3\n")
+    assert "line 3" in str(err.value) and "'seed'" in str(err.value)
+
+
+def test_a_device_or_fifo_is_refused_before_a_byte_is_read(tmp_path):
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_text_file("/dev/zero", "YAML file")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * (MAX_YAML_BYTES + 10))
+    with pytest.raises(ConfigError, match="too large"):
+        read_text_file(big, "YAML file")
+
+
+def test_a_boolean_is_refused_for_an_integer_field():
+    with pytest.raises(ConfigError, match="per_device_train_batch_size: expects a number"):
+        TrainConfig.from_yaml_text("per_device_train_batch_size: true\n")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("run_name", f"my run {HF_TOKEN_LIKE}"),
+    ("dataset", "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0"),
+    ("model_name_or_path", "ghp_" + "a" * 36),
+    ("template", "AKIA" + "ABCDEFGHIJKLMNOP"),
+    ("column_mapping", {"instruction": HF_TOKEN_LIKE}),
+])
+def test_a_token_in_any_text_field_is_refused_at_the_field_and_not_echoed(field, value):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({field: value})
+    assert err.value.by_field().get(field, "").startswith("looks like")
+    assert HF_TOKEN_LIKE not in str(err.value) and "A1b2C3d4" not in str(err.value)
+
+
+def test_ordinary_names_are_not_mistaken_for_tokens():
+    cfg = TrainConfig.from_dict({"run_name": "task-sketch hf_demo ask-me", "dataset": "data/mask-fill.jsonl"})
+    assert cfg.run_name == "task-sketch hf_demo ask-me"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("text, expected", [
+    (ALIAS_BOMB, "anchors and aliases"),
+    (DEEP, "nested too deeply"),
+    (None, "too large"),  # 50 MB
+    ("learning_rate: 1e-4\nlearning_rate: 2e-4\n", "duplicate key"),
+    ("resume_from_checkpoint: /nonexistent/checkpoint-9\n", "resume_from_checkpoint: no checkpoint directory"),
+])
+def test_check_and_convert_exit_2_within_seconds_without_a_traceback(tmp_path, text, expected):
+    path = tmp_path / "in.yaml"
+    if text is None:
+        with open(path, "w") as fh:
+            for _ in range(50):
+                fh.write(("k: " + "v" * 1_048_570 + "\n"))
+    else:
+        path.write_text(text)
+    started = time.monotonic()
+    for args in (["check", str(path)], ["convert", "--from", "llamafactory", str(path), str(tmp_path / "o.yaml")],
+                 ["convert", "--to", "llamafactory", str(path), str(tmp_path / "o2.yaml")]):
+        if args[0] == "convert" and "resume_from" in (text or ""):
+            continue
+        done = _cli(*args, cwd=tmp_path)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert time.monotonic() - started < 30

@@ -6,17 +6,19 @@ runs root and call them directly.
 
 from __future__ import annotations
 
-import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config import TrainConfig
-from trainer.datasets import load_examples, resolve_source
+from trainer.access import Access, access_from_env
+from trainer.config import ConfigError, TrainConfig
+from trainer.jobs.sandbox import SandboxError, run_job
 from trainer.plan.catalog import GPU_CHOICES, gpu_choice
 from trainer.plan.resolve import CPU, Hardware
 
+from .data_view import file_stamp
 from .state import EventCache
 from .views import error_text, run_choice_label, short
 
@@ -63,7 +65,24 @@ def hardware_for(key: str | None, local: Hardware) -> Hardware:
                     bf16_supported=choice.bf16)
 
 
-# --- dataset facts for the plan, cached per dataset ----------------------------------------------
+# --- who may read what: one function builds the access policy of a request -------------------------
+
+UPLOADS_SUBDIR = "uploads"
+
+
+def uploads_dir(runs_root: Path, user: str | None) -> Path:
+    """A user's own upload folder: <runs root>/uploads/<user> ("local" on a page without sign-in)."""
+    name = re.sub(r"[^\w.\-]+", "_", user or "local").strip("._") or "user"
+    return Path(runs_root) / UPLOADS_SUBDIR / name
+
+
+def access_for(ctx: "Context", user: str | None) -> Access:
+    """The access policy of one request: shared when a sign-in is configured (TUNEDECK_AUTH), admins from
+    TUNEDECK_ADMINS, readable folders TUNEDECK_ALLOWED_PATHS plus the user's own uploads."""
+    return access_from_env(user, own_roots=[uploads_dir(ctx.runs_root, user)])
+
+
+# --- dataset facts for the plan, cached per dataset file version ---------------------------------
 
 @dataclass
 class DatasetFacts:
@@ -73,27 +92,13 @@ class DatasetFacts:
 
 
 class DatasetFactsCache:
-    """Row counts of local datasets (cheap), token lengths once the Data tab has computed them."""
+    """Row counts of local datasets (counted by the data worker, once per file version), token lengths once
+    the Data tab has computed them."""
 
     def __init__(self) -> None:
         self._facts: dict[tuple, DatasetFacts] = {}
         self._lengths: dict[tuple, list[int]] = {}
         self._lock = threading.Lock()
-
-    @staticmethod
-    def _source_stamp(dataset: str) -> Any:
-        """("file", path, mtime, size) for a local file, ("hub", id) for a Hub id, ("error", message)."""
-        try:
-            kind, where = resolve_source(dataset)
-        except Exception as exc:  # noqa: BLE001 - DataError: a path that does not exist, ...
-            return ("error", short(error_text(exc)))
-        if kind != "file":
-            return ("hub", where)
-        try:
-            stat = os.stat(where)
-            return ("file", where, stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            return ("file", where, None, None)
 
     @staticmethod
     def key(cfg: TrainConfig, stamp: Any) -> tuple:
@@ -104,10 +109,15 @@ class DatasetFactsCache:
     def _lengths_key(key: tuple, cfg: TrainConfig) -> tuple:
         return (key, cfg.cutoff_len, cfg.template, cfg.model_name_or_path)
 
-    def facts(self, cfg: TrainConfig) -> DatasetFacts:
-        stamp = self._source_stamp(cfg.dataset)
+    def facts(self, cfg: TrainConfig, access: Access | None = None) -> DatasetFacts:
+        if access is not None:
+            try:
+                access.check_path(cfg.dataset, "dataset")
+            except ConfigError as exc:
+                return DatasetFacts(None, short(error_text(exc)))
+        stamp = file_stamp(cfg.dataset, None, cfg.dataset_split)
         if stamp[0] == "error":
-            return DatasetFacts(None, stamp[1])
+            return DatasetFacts(None, short(stamp[1]))
         if stamp[0] == "hub":
             return DatasetFacts(None, "a Hub dataset: the row count is known once it is loaded")
         key = self.key(cfg, stamp)
@@ -115,10 +125,11 @@ class DatasetFactsCache:
             cached = self._facts.get(key)
         if cached is None:
             try:
-                loaded = load_examples(cfg)
-                note = f"{loaded.format} format" + (f", {loaded.skipped} invalid rows skipped" if loaded.skipped else "")
-                cached = DatasetFacts(len(loaded.train), note)
-            except Exception as exc:  # noqa: BLE001 - shown in the plan, never a traceback
+                counted = run_job("facts", {"config": cfg.to_dict()})
+                note = f"{counted['format']} format" + (f", {counted['skipped']} invalid rows skipped"
+                                                         if counted["skipped"] else "")
+                cached = DatasetFacts(counted["num_train"], note)
+            except SandboxError as exc:  # shown in the plan, never a traceback
                 cached = DatasetFacts(None, short(str(exc)))
             with self._lock:
                 self._facts[key] = cached
@@ -127,7 +138,7 @@ class DatasetFactsCache:
         return DatasetFacts(cached.num_train, cached.note, lengths)
 
     def set_lengths(self, cfg: TrainConfig, lengths: list[int]) -> None:
-        stamp = self._source_stamp(cfg.dataset)
+        stamp = file_stamp(cfg.dataset, None, cfg.dataset_split)
         if stamp[0] == "file":
             with self._lock:
                 self._lengths[self._lengths_key(self.key(cfg, stamp), cfg)] = list(lengths)

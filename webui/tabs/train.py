@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from trainer.access import Access
 from trainer.config import ConfigError, TrainConfig
 from trainer.interop import presets as presets_mod
 from trainer.plan.resolve import resolve_plan
@@ -15,7 +16,7 @@ from trainer.plan.resolve import resolve_plan
 from .. import views
 from ..components import (CONFIG_OUTPUTS, FEEDBACK_OUTPUTS, FIELDS, INFO, TOP_BAR_FIELDS, UI, WARNING, Reply,
                           apply_config, form_feedback, form_values, group_name, preset_reference)
-from ..context import Context, hardware_choices, hardware_for
+from ..context import Context, access_for, hardware_choices, hardware_for
 from ..form import METHODS, Control, grouped_controls, method_of, values_to_config
 from trainer.run.layout import train_command
 
@@ -27,21 +28,28 @@ PLAN_OUTPUTS = [*FEEDBACK_OUTPUTS, "train.plan"]
 
 # --- handlers -------------------------------------------------------------------------------------
 
-def refresh_plan(ctx: Context, v: dict[str, Any]) -> Reply:
-    """The form changed: mark what to fix, show and hide controls, and recompute the run plan."""
+def refresh_plan(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+    """The form changed: mark what to fix, show and hide controls, and recompute the run plan.
+
+    A path this user may not read, or trust_remote_code for a non-admin on a shared server, is marked at
+    its field like any other problem; nothing of such a path is read for the plan."""
     values = form_values(v)
+    access = access_for(ctx, user)
     try:
         cfg = values_to_config(values)
+        warnings = access.check_config(cfg)
     except ConfigError as exc:
         return form_feedback(values, exc.by_field(), v.get("train.shown"))
     reply = form_feedback(values, {}, v.get("train.shown"))
-    reply["train.plan"] = plan_text(ctx, cfg, v.get("train.plan_hw"), v.get("train.preset_ref") or {})
+    plan = plan_text(ctx, cfg, v.get("train.plan_hw"), v.get("train.preset_ref") or {}, access)
+    reply["train.plan"] = "".join(f"⚠️ {w}\n\n" for w in warnings) + plan
     return reply
 
 
-def plan_text(ctx: Context, cfg: TrainConfig, hw_key: str | None, reference: dict[str, Any]) -> str:
+def plan_text(ctx: Context, cfg: TrainConfig, hw_key: str | None, reference: dict[str, Any],
+              access: Access | None = None) -> str:
     hw = hardware_for(hw_key, ctx.hardware)
-    facts = ctx.datasets.facts(cfg)
+    facts = ctx.datasets.facts(cfg, access)
     try:
         # The preset's effective batch on this hardware: its micro-batch × accumulation × these devices.
         batch = reference.get("effective_batch")
@@ -69,13 +77,14 @@ def start(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
     values = form_values(v)
     try:
         cfg = values_to_config(values)
+        warnings = access_for(ctx, user).check_config(cfg)
         run_id = ctx.jobs.submit(cfg, owner=user or "local", name=cfg.run_name)
     except ConfigError as exc:
         return {**form_feedback(values, exc.by_field(), v.get("train.shown")),
                 WARNING: "Not started: fix the fields marked in red."}
     except Exception as exc:  # noqa: BLE001 - JobError, OSError: say it, keep the page alive
         return {WARNING: "Not started: " + views.short(views.error_text(exc))}
-    return {**form_feedback(values, {}, v.get("train.shown")), INFO: f"Run {run_id} queued.",
+    return {**form_feedback(values, {}, v.get("train.shown")), INFO: " ".join([f"Run {run_id} queued.", *warnings]),
             "monitor.run_select": gr.update(choices=ctx.run_choices(), value=run_id),
             "page.tabs": gr.Tabs(selected="monitor")}
 

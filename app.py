@@ -56,9 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from trainer.jobs.registry import JobError
     from webui.page import build, launch_options
 
-    demo = build(args.runs_dir)
+    try:
+        demo = build(args.runs_dir)
+    except JobError as exc:  # a damaged runs.db, a full disk: what to do, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"tunedeck: runs in {os.path.abspath(args.runs_dir)}", flush=True)
     try:
         demo.queue(default_concurrency_limit=8).launch(

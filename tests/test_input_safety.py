@@ -110,3 +110,70 @@ def test_check_and_convert_exit_2_within_seconds_without_a_traceback(tmp_path, t
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert time.monotonic() - started < 30
+
+
+# --- events, the registry, a full disk --------------------------------------------------------------
+
+def test_an_oversize_event_line_is_skipped_and_said_with_bounded_reads(tmp_path):
+    from trainer.run.events import MAX_EVENT_LINE_BYTES, MAX_READ_BYTES, EventReader, append_event, read_events
+
+    append_event(tmp_path, "log", step=1, loss=1.0)
+    with open(tmp_path / "events.jsonl", "ab") as fh:
+        fh.write(b'{"type":"log","junk":"' + b"x" * (3 * MAX_READ_BYTES) + b'"}\n')
+    append_event(tmp_path, "log", step=2, loss=0.5)
+    reader = EventReader.for_run(tmp_path)
+    polls, events = 0, []
+    while True:
+        before = reader.offset
+        events += reader.read_new()
+        polls += 1
+        assert reader.offset - before <= MAX_READ_BYTES and len(reader._partial) <= MAX_EVENT_LINE_BYTES
+        if reader.offset == before:
+            break
+    assert polls >= 4
+    assert [e.get("step") for e in events if e["type"] == "log"] == [1, 2]
+    said = [e for e in events if e["type"] == "message"]
+    assert len(said) == 1 and "skipped" in said[0]["text"] and said[0]["level"] == "warning"
+    assert [e.get("step") for e in read_events(tmp_path) if e["type"] == "log"] == [1, 2]
+
+
+def test_a_damaged_or_full_registry_is_a_message_that_says_what_to_do(tmp_path):
+    import sqlite3
+
+    from trainer.jobs.manager import JobManager
+    from trainer.jobs.registry import RegistryError, registry_problem
+
+    jm = JobManager(tmp_path, autostart=False)
+    try:
+        jm.submit(TrainConfig())
+        db = tmp_path / "runs.db"
+        data = db.read_bytes()
+        db.write_bytes(data[:100] + b"\0" * 50 + data[150:4096])  # a truncated, overwritten file
+        for wal in tmp_path.glob("runs.db-*"):
+            wal.unlink()
+        with pytest.raises(RegistryError, match="damaged.*move the file away"):
+            jm.list_runs()
+    finally:
+        jm.close()
+    full = sqlite3.OperationalError("database or disk is full")
+    assert "is full: free some space" in registry_problem(full, tmp_path / "runs.db")
+    assert registry_problem(sqlite3.OperationalError("database is locked"), tmp_path / "runs.db") is None
+
+
+def test_a_full_disk_during_training_is_classified_with_advice():
+    import errno
+
+    from trainer.engine.telemetry import classify_failure, failure_kind
+
+    exc = OSError(errno.ENOSPC, "No space left on device", "/runs/x/checkpoints/checkpoint-9/model.safetensors")
+    assert failure_kind(exc) == "disk_full"
+    try:
+        try:
+            raise exc
+        except OSError as inner:
+            raise RuntimeError("saving the checkpoint failed") from inner
+    except RuntimeError as wrapped:
+        assert failure_kind(wrapped) == "disk_full"
+    reason, advice = classify_failure(exc, TrainConfig())
+    assert reason.startswith("The disk is full") and "checkpoint-9" in reason
+    assert any("save_total_limit" in a for a in advice) and any("Resume" in a for a in advice)

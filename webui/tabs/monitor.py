@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from trainer.jobs.registry import JobError
 from trainer.run.events import tail_lines
 from trainer.run.layout import config_path, stdout_path
 from trainer.run.series import MAX_SMOOTHING, RunSeries
@@ -52,6 +53,11 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
     # The run list changes when a run starts or ends anywhere: refresh the dropdown only then.
     try:
         infos = ctx.jobs.list_runs()
+    except JobError as exc:  # a damaged runs.db or a full disk: said once, not an empty list every second
+        infos = []
+        if last.get("registry_error") != str(exc):
+            last["registry_error"] = str(exc)
+            reply[WARNING] = f"The run list cannot be read: {exc}"
     except Exception:  # noqa: BLE001 - a locked or missing db must not break the page
         infos = []
     list_key = [(i.id, i.status) for i in infos]

@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from trainer.config import ConfigError
+from trainer.jobs.registry import JobError
 
 from .. import charts, views
 from ..components import INFO, UI, WARNING, Reply
@@ -24,7 +25,10 @@ def _picked(v: dict[str, Any]) -> list[str]:
 
 def list_runs(ctx: Context, v: dict[str, Any]) -> Reply:
     """The table, filtered by the text and the statuses; the picker's choices (what was picked stays)."""
-    infos = ctx.jobs.list_runs()
+    try:
+        infos = ctx.jobs.list_runs()
+    except JobError as exc:  # a damaged runs.db or a full disk: say so, not an empty table
+        return {WARNING: f"The run list cannot be read: {exc}"}
     return {"runs.table": views.runs_table(infos, v.get("runs.filter") or "", v.get("runs.status") or ()),
             "runs.picked": gr.update(choices=[(views.run_choice_label(i), i.id) for i in infos])}
 

@@ -177,3 +177,29 @@ def test_a_full_disk_during_training_is_classified_with_advice():
     reason, advice = classify_failure(exc, TrainConfig())
     assert reason.startswith("The disk is full") and "checkpoint-9" in reason
     assert any("save_total_limit" in a for a in advice) and any("Resume" in a for a in advice)
+
+
+# --- uploads -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("tokenization_evil.py", b"import os\n", "only .jsonl, .json, .csv, .parquet"),
+    ("data.parquet", b"not parquet at all", "not a Parquet file"),
+    ("data.jsonl", b'{"a": 1}\x00\x00', "binary file"),
+])
+def test_an_upload_of_the_wrong_type_is_refused_before_it_is_kept(tmp_path, name, content, expected):
+    from webui.tabs.data import save_upload
+
+    src = tmp_path / name
+    src.write_bytes(content)
+    with pytest.raises(ValueError, match=expected):
+        save_upload(tmp_path / "kept", str(src))
+    assert not (tmp_path / "kept").exists() or not any((tmp_path / "kept").iterdir())
+
+
+def test_upload_names_keep_their_suffix():
+    from webui.tabs.data import safe_upload_name
+
+    assert safe_upload_name("..jsonl") == "upload.jsonl"
+    long = safe_upload_name("x" * 300 + ".parquet")
+    assert long.endswith(".parquet") and len(long) == 100
+    assert safe_upload_name("../../etc/My Data (1).CSV") == "My_Data_1.csv"

@@ -14,6 +14,7 @@ the environment, and checks values; it reads nothing but the path names' resolve
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -24,6 +25,7 @@ from trainer.errors import ConfigError
 AUTH_ENV = "TUNEDECK_AUTH"  # "user:password,...": any sign-in makes the server shared
 ADMINS_ENV = "TUNEDECK_ADMINS"  # "alice,carol": who may turn on trust_remote_code on a shared server
 ALLOWED_PATHS_ENV = "TUNEDECK_ALLOWED_PATHS"  # folders every user may read, separated by os.pathsep or ","
+UPLOADS_SUBDIR = "uploads"
 PATH_FIELDS = ("model_name_or_path", "dataset", "resume_from_checkpoint")
 BUILTIN_NAMES = frozenset({"demo", *SHIPPED_DATASETS})  # the shipped demo model and datasets: never local paths
 REMOTE_CODE_WARNING = ("trust_remote_code is on: the model repository's own Python code will run in the "
@@ -93,20 +95,25 @@ def looks_local(name: str) -> bool:
             or (len(name) > 1 and name[1] == ":") or name.lower().endswith(FILE_SUFFIXES) or os.path.lexists(name))
 
 
+def user_uploads_dir(runs_root: str | Path, user: Optional[str]) -> Path:
+    """A user's own upload folder: <runs root>/uploads/<user> ("local" on a page without sign-in)."""
+    name = re.sub(r"[^\w.\-]+", "_", user or "local").strip("._") or "user"
+    return Path(runs_root) / UPLOADS_SUBDIR / name
+
+
 def env_list(name: str, environ: Optional[dict[str, str]] = None) -> list[str]:
     raw = (environ if environ is not None else os.environ).get(name, "")
     return [part.strip() for part in raw.replace(",", os.pathsep).split(os.pathsep) if part.strip()]
 
 
-def access_from_env(user: Optional[str], own_roots: Iterable[str | Path] = (),
-                    environ: Optional[dict[str, str]] = None) -> Access:
+def access_from_env(user: Optional[str], runs_root: str | Path, environ: Optional[dict[str, str]] = None) -> Access:
     """The policy for `user` as the environment configures it: shared when TUNEDECK_AUTH is set; admins from
-    TUNEDECK_ADMINS; allowed folders TUNEDECK_ALLOWED_PATHS plus `own_roots` (the user's uploads)."""
+    TUNEDECK_ADMINS; allowed folders TUNEDECK_ALLOWED_PATHS plus the user's own uploads in `runs_root`."""
     environ = environ if environ is not None else dict(os.environ)
     shared = bool(environ.get(AUTH_ENV, "").strip())
     if not shared:
         return Access(user=user)
     admins = set(env_list(ADMINS_ENV, environ))
-    roots = [*env_list(ALLOWED_PATHS_ENV, environ), *map(str, own_roots)]
+    roots = [*env_list(ALLOWED_PATHS_ENV, environ), str(user_uploads_dir(runs_root, user))]
     return Access(user=user, admin=bool(user) and user in admins, shared=True,
                   allowed_roots=tuple(Path(os.path.realpath(Path(r).expanduser())) for r in roots))

@@ -6,7 +6,6 @@ runs root and call them directly.
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,19 +66,10 @@ def hardware_for(key: str | None, local: Hardware) -> Hardware:
 
 # --- who may read what: one function builds the access policy of a request -------------------------
 
-UPLOADS_SUBDIR = "uploads"
-
-
-def uploads_dir(runs_root: Path, user: str | None) -> Path:
-    """A user's own upload folder: <runs root>/uploads/<user> ("local" on a page without sign-in)."""
-    name = re.sub(r"[^\w.\-]+", "_", user or "local").strip("._") or "user"
-    return Path(runs_root) / UPLOADS_SUBDIR / name
-
-
 def access_for(ctx: "Context", user: str | None) -> Access:
     """The access policy of one request: shared when a sign-in is configured (TUNEDECK_AUTH), admins from
     TUNEDECK_ADMINS, readable folders TUNEDECK_ALLOWED_PATHS plus the user's own uploads."""
-    return access_from_env(user, own_roots=[uploads_dir(ctx.runs_root, user)])
+    return access_from_env(user, ctx.runs_root)
 
 
 # --- dataset facts for the plan, cached per dataset file version ---------------------------------

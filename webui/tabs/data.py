@@ -14,13 +14,14 @@ from typing import Any
 import gradio as gr
 from gradio.utils import get_upload_folder
 
+from trainer.access import user_uploads_dir
 from trainer.config import ConfigError
 from trainer.datasets.sources import FILE_SUFFIXES
 from trainer.jobs.sandbox import SandboxError
 
 from .. import views
 from ..components import FIELDS, INFO, UI, WARNING, Reply, form_values
-from ..context import Context, access_for, uploads_dir
+from ..context import Context, access_for
 from ..data_view import dataset_view
 from ..form import values_to_config
 from .train import then_refresh_plan
@@ -68,7 +69,7 @@ def uploaded(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
     if not path:
         return {}
     try:
-        saved = save_upload(uploads_dir(ctx.runs_root, user), path)
+        saved = save_upload(user_uploads_dir(ctx.runs_root, user), path)
     except (OSError, ValueError) as exc:
         return {WARNING: f"Upload refused: {views.short(str(exc))}"}
     finally:

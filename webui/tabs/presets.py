@@ -127,8 +127,9 @@ def upload_preset(ctx: Context, v: dict[str, Any], allow_unknown: bool = False) 
     if not path:
         return {}
     try:
-        meta, cfg, ignored = presets_mod.preset_from_bytes(Path(path).read_bytes(), Path(path).name,
-                                                           allow_unknown=allow_unknown)
+        with open(path, "rb") as fh:  # no more than a preset can be: a larger file is refused by its size
+            data = fh.read(presets_mod.MAX_PRESET_BYTES + 1)
+        meta, cfg, ignored = presets_mod.preset_from_bytes(data, Path(path).name, allow_unknown=allow_unknown)
     except presets_mod.UnknownKeysError as exc:
         return {"presets.messages": "⚠ " + views.md_lines(str(exc)), "presets.upload_anyway_btn": gr.update(visible=True)}
     except (ConfigError, OSError) as exc:

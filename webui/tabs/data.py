@@ -73,7 +73,7 @@ def uploaded(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
     except (OSError, ValueError) as exc:
         return {WARNING: f"Upload refused: {views.short(str(exc))}"}
     finally:
-        _forget_gradio_copy(path)
+        forget_gradio_copy(path)
     return {INFO: f"Saved as {saved.name}; the form's dataset now points at it.", "dataset": str(saved),
             "data.source": source_text(str(saved))}
 
@@ -141,7 +141,7 @@ def save_upload(dest_dir: Path, temp_path: str) -> Path:
     return dest
 
 
-def _forget_gradio_copy(path: str) -> None:
+def forget_gradio_copy(path: str) -> None:
     """Gradio keeps every upload in its cache folder: once stored (or refused) the copy goes, with its
     per-upload folder. Only files inside that cache are touched."""
     cache = Path(os.path.realpath(get_upload_folder()))

@@ -20,6 +20,7 @@ from .. import views
 from ..components import CONFIG_OUTPUTS, FIELDS, INFO, UI, WARNING, Reply, apply_config, form_values
 from ..context import Context
 from ..form import values_to_config
+from .data import forget_gradio_copy
 from .train import load_preset, preset_choices, then_refresh_plan
 
 ID = "presets"
@@ -133,8 +134,10 @@ def upload_preset(ctx: Context, v: dict[str, Any], allow_unknown: bool = False) 
     except presets_mod.UnknownKeysError as exc:
         return {"presets.messages": "⚠ " + views.md_lines(str(exc)), "presets.upload_anyway_btn": gr.update(visible=True)}
     except (ConfigError, OSError) as exc:
+        forget_gradio_copy(path)
         return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}",
                 "presets.upload_anyway_btn": gr.update(visible=False)}
+    forget_gradio_copy(path)
     return {**_loaded(cfg, meta, ignored, "Loaded from the uploaded file (save it to keep it). "),
             "presets.upload_anyway_btn": gr.update(visible=False)}
 
@@ -151,6 +154,8 @@ def import_llamafactory(ctx: Context, v: dict[str, Any]) -> Reply:
         result = import_llamafactory_file(path)
     except Exception as exc:  # noqa: BLE001 - ConfigError, DataError, OSError: say it
         return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}"}
+    finally:
+        forget_gradio_copy(path)
     reply = _loaded(result.config, {"title": f"Imported from {Path(path).name}"}, dict(result.unmapped),
                     "Imported from a LLaMA-Factory YAML (save it as a preset to keep it). ")
     if result.notes:

@@ -203,3 +203,48 @@ def test_upload_names_keep_their_suffix():
     long = safe_upload_name("x" * 300 + ".parquet")
     assert long.endswith(".parquet") and len(long) == 100
     assert safe_upload_name("../../etc/My Data (1).CSV") == "My_Data_1.csv"
+
+
+# --- the access policy ------------------------------------------------------------------------------
+
+SHARED_ENV = {"TUNEDECK_AUTH": "alice:pw1,bob:pw2", "TUNEDECK_ADMINS": "alice"}
+
+
+def test_a_single_user_page_reads_any_path_and_only_warns_about_remote_code(tmp_path):
+    from trainer.access import REMOTE_CODE_WARNING, access_from_env
+
+    access = access_from_env(None, tmp_path, environ={})
+    assert not access.shared and access.admin
+    assert access.check_config(TrainConfig(dataset="/etc/hosts.jsonl", trust_remote_code=True)) == [REMOTE_CODE_WARNING]
+
+
+def test_a_shared_server_limits_paths_to_allowed_folders_and_own_uploads(tmp_path):
+    from trainer.access import access_from_env, user_uploads_dir
+
+    team = tmp_path / "team"
+    team.mkdir()
+    (team / "link.jsonl").symlink_to("/etc/passwd")
+    bob = access_from_env("bob", tmp_path / "runs", environ={**SHARED_ENV, "TUNEDECK_ALLOWED_PATHS": str(team)})
+    ok = [str(team / "a.jsonl"), str(user_uploads_dir(tmp_path / "runs", "bob") / "x.csv"), "demo",
+          "Qwen/Qwen2.5-0.5B", "last"]
+    for value in ok:
+        bob.check_path(value, "dataset")
+    refused = [str(team / "link.jsonl"), str(team / ".." / "secret.json"), "/etc/passwd", "~/.ssh/id_rsa",
+               str(user_uploads_dir(tmp_path / "runs", "alice") / "x.csv"), "../up.jsonl", "/"]
+    for value in refused:
+        with pytest.raises(ConfigError, match="is not allowed on this shared server") as err:
+            bob.check_path(value, "dataset")
+        assert err.value.errors[0][0] == "dataset"
+    with pytest.raises(ConfigError) as err:
+        bob.check_config(TrainConfig(model_name_or_path="/opt/models/x", dataset="/etc/x.csv", trust_remote_code=True))
+    assert set(err.value.by_field()) == {"model_name_or_path", "dataset", "trust_remote_code"}
+    alice = access_from_env("alice", tmp_path / "runs", environ=SHARED_ENV)
+    assert alice.admin and alice.check_remote_code(True)
+
+
+def test_a_hostile_dataset_is_refused_by_the_worker_not_read(tmp_path):
+    from trainer.jobs.sandbox import SandboxError, run_job
+
+    for dataset, expected in (("/dev/zero", "not a regular file"),):
+        with pytest.raises(SandboxError, match=expected):
+            run_job("facts", {"config": TrainConfig(dataset=dataset).to_dict()}, timeout_s=60)

@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 from trainer.access import looks_local
 from trainer.config import TrainConfig
 from trainer.datasets import SHIPPED_DATASETS
-from trainer.jobs.sandbox import run_job
+from trainer.jobs.sandbox import SandboxError, run_job
 
 PAGE_SIZE = 5
 MAX_LISTED_ISSUES = 20
@@ -192,12 +192,20 @@ def _cached_answer(cfg: TrainConfig, page: int, page_size: int, base_dir: Any) -
         cached = _answers.get(key)
         if cached is not None:
             _answers.move_to_end(key)
+            if "refused" in cached:  # over a limit once: the same file is not tried again until it changes
+                raise SandboxError(cached["refused"], "limit")
             page = min(page, cached["last_page"])
             if page in cached["pages"] or not cached["pages"]:
                 return cached
     request = {"config": cfg.to_dict(), "page": page, "page_size": page_size, "pages": PAGES_PER_ANSWER,
                "base_dir": None if base_dir is None else str(base_dir)}
-    answer = run_job("preview", request)
+    try:
+        answer = run_job("preview", request)
+    except SandboxError as exc:
+        if exc.kind in ("memory", "timeout"):
+            with _answers_lock:
+                _answers[key] = {"refused": str(exc)}
+        raise
     answer["pages"] = {p["page"]: p for p in answer["pages"]}
     with _answers_lock:
         if cached is not None:

@@ -110,13 +110,15 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
     if "notes" in changed:
         reply["monitor.notes"] = views.run_summary_markdown(info, series)
     if "loss" in changed:
-        reply["monitor.loss_plot"] = charts.loss_figure(series, smooth, log)
+        reply["monitor.loss_plot"] = cached.drawn(("loss", round(smooth, 3), log),
+                                                  lambda: charts.loss_figure(series, smooth, log))
     if "data" in changed:
-        reply["monitor.memory_plot"] = charts.memory_figure(series)
-        reply["monitor.lr_plot"] = charts.lr_gradnorm_figure(series)
-        reply["monitor.throughput_plot"] = charts.throughput_figure(series)
+        reply["monitor.memory_plot"] = cached.drawn(("memory",), lambda: charts.memory_figure(series))
+        reply["monitor.lr_plot"] = cached.drawn(("lr",), lambda: charts.lr_gradnorm_figure(series))
+        reply["monitor.throughput_plot"] = cached.drawn(("throughput",), lambda: charts.throughput_figure(series))
         max_grad = (series.plan or {}).get("max_grad_norm")
-        reply["monitor.alerts"] = alerts.alerts_markdown(alerts.health_alerts(series, max_grad))
+        reply["monitor.alerts"] = cached.drawn(("alerts",), lambda: alerts.alerts_markdown(
+            alerts.health_alerts(series, max_grad)))
     if "log" in changed:
         reply["monitor.log"] = views.log_tail_text(tail_lines(stdout_path(info.run_dir), LOG_TAIL_LINES))
     if "buttons" in changed:

@@ -62,7 +62,8 @@ class Session:
     def __init__(self, url: str, user: str, password: str):
         from gradio_client import Client
 
-        self.client = Client(url, auth=(user, password), verbose=False)
+        self.client = Client(url, auth=(user, password), verbose=False, httpx_kwargs={"timeout": 120},
+                             analytics_enabled=False)
         config = self.client.config
         self.components = {c["id"]: c for c in config["components"]}
         self.dependencies = config["dependencies"]
@@ -110,6 +111,7 @@ def main() -> int:
         db, run_id = runs / "runs.db", None
         latencies: list[float] = []
         windows: list[dict] = []
+        failures: list[str] = []
         server = start_server(runs, port, Path(tmp) / "server.log")
         try:
             url = f"http://127.0.0.1:{port}/"
@@ -128,6 +130,11 @@ def main() -> int:
             time.sleep(10)  # past the first steps' warm-up
             viewers = [Session(url, "bob", "pw2") for _ in range(args.viewers)]
             tick = viewers[0].index(lambda c, e: c.get("type") == "timer" and e == "tick")
+            for viewer in viewers:  # an opened tab: its run list (the dropdown's choices) is filled on load
+                opened = next(i for i, d in enumerate(viewer.dependencies)
+                              if any(t[1] == "load" for t in d["targets"]) and not d["inputs"]
+                              and [viewer.components[o]["props"].get("elem_id") for o in d["outputs"]] == ["run-select"])
+                viewer.client.predict(fn_index=opened)
             for phase in ["none", "viewers"] * args.rounds + ["none"]:
                 stop = threading.Event()
                 threads = []
@@ -136,7 +143,11 @@ def main() -> int:
                         values = session.inputs(tick, **{"run-select": run_id})
                         while not stop.is_set():
                             started = time.monotonic()
-                            session.client.predict(*values, fn_index=tick)
+                            try:
+                                session.client.predict(*values, fn_index=tick)
+                            except Exception as exc:  # noqa: BLE001 - counted and reported, the others go on
+                                failures.append(f"{type(exc).__name__}: {exc}"[:200])
+                                continue
                             took = time.monotonic() - started
                             latencies.append(took)
                             stop.wait(max(0.0, TIMER_SECONDS - took))
@@ -168,7 +179,8 @@ def main() -> int:
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
         "cpus": os.cpu_count(), "load_average": os.getloadavg(), "viewers": args.viewers,
-        "window_s": args.window, "rounds": args.rounds, "polls": len(latencies),
+        "window_s": args.window, "rounds": args.rounds, "polls": len(latencies), "failed_polls": len(failures),
+        "failures": sorted(set(failures))[:5],
         "poll_median_s": statistics.median(latencies) if latencies else None,
         "poll_p95_s": sorted(latencies)[int(0.95 * (len(latencies) - 1))] if latencies else None,
         "poll_max_s": max(latencies) if latencies else None,

@@ -16,15 +16,29 @@ is read.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import stat
+import resource
 import sys
-from typing import Any
 
-from trainer.config import ConfigError, TrainConfig
-from trainer.datasets import DataError, inspect_dataset, load_examples, preview_rows, resolve_source
+
+def _cap_memory(argv: list[str]) -> None:
+    """RLIMIT_AS from `--memory-bytes N`, before anything else is imported or allocated."""
+    if "--memory-bytes" in argv:
+        limit = int(argv[argv.index("--memory-bytes") + 1])
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+if __name__ == "__main__":
+    _cap_memory(sys.argv)
+
+import json  # noqa: E402 - after the cap: every allocation from here on counts against it
+import math  # noqa: E402
+import os  # noqa: E402
+import stat  # noqa: E402
+from typing import Any  # noqa: E402
+
+from trainer.config import ConfigError, TrainConfig  # noqa: E402
+from trainer.datasets import DataError, inspect_dataset, load_examples, preview_rows, resolve_source  # noqa: E402
 
 MAX_DATASET_BYTES = int(os.environ.get("TUNEDECK_MAX_DATASET_BYTES", str(2 * 1024**3)))
 MAX_RAW_ROW_CHARS = 2000  # an untokenized row shown as text: a long document would swamp the page

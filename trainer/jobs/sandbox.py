@@ -1,7 +1,7 @@
 """Run a named job of the data worker (trainer/engine/data_worker.py) in a capped child process.
 
 The web server calls `run_job("preview", {...})` instead of loading datasets or tokenizers itself: the
-child gets an address-space limit (RLIMIT_AS), a deadline, its own session (killed as a group), an
+child gets an address-space limit (RLIMIT_AS, set by the child before its first import), a deadline, its own session (killed as a group), an
 environment without the server's logins, and at most MAX_WORKERS run at once. The answer is JSON; every
 failure is a SandboxError with a message a user can act on (too much memory, too slow, too busy).
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -38,20 +37,13 @@ class SandboxError(RuntimeError):
         super().__init__(message)
 
 
-def _limits(memory_bytes: int) -> Any:
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
-
-
 def run_job(job: str, request: dict[str, Any], *, memory_gb: float | None = None, timeout_s: float | None = None,
             python: str = sys.executable) -> dict[str, Any]:
     """The job's result (a dict), or SandboxError. Waits at most `timeout_s` for a free slot too."""
     memory_gb = MEMORY_LIMIT_GB if memory_gb is None else memory_gb
     timeout_s = TIME_LIMIT_S if timeout_s is None else timeout_s
     if not _slots.acquire(timeout=timeout_s):
-        raise SandboxError(f"the data worker is busy with other users' previews: try again in a moment", "busy")
+        raise SandboxError("the data worker is busy with other users' previews: try again in a moment", "busy")
     try:
         return _run(job, request, memory_gb, timeout_s, python)
     finally:
@@ -62,9 +54,11 @@ def _run(job: str, request: dict[str, Any], memory_gb: float, timeout_s: float, 
     env = {k: v for k, v in os.environ.items() if k not in _HIDDEN_ENV}
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen([python, "-m", "trainer.engine.data_worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=errors, env=env, start_new_session=True,
-                                preexec_fn=_limits(int(memory_gb * 1024**3)))
+        # The child caps itself (--memory-bytes, before its imports): a preexec_fn could deadlock in a
+        # threaded server.
+        proc = subprocess.Popen([python, "-m", "trainer.engine.data_worker", "--memory-bytes",
+                                 str(int(memory_gb * 1024**3))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=errors, env=env, start_new_session=True)
         try:
             out, _ = proc.communicate(json.dumps({**request, "job": job}).encode(), timeout=timeout_s)
         except subprocess.TimeoutExpired:

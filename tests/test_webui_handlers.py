@@ -367,7 +367,7 @@ def test_data_preview_upload_and_source(ctx, tmp_path):
     upload = tmp_path / "mine.jsonl"
     upload.write_text('{"instruction": "hi", "output": "there"}\n')
     reply = data.uploaded(ctx, {"data.upload": str(upload)})
-    assert reply["dataset"] == str(ctx.runs_root / "uploads" / "mine.jsonl") and "mine.jsonl" in reply["data.source"]
+    assert reply["dataset"] == str(ctx.runs_root / "uploads" / "local" / "mine.jsonl") and "mine.jsonl" in reply["data.source"]
     assert data.uploaded(ctx, {"data.upload": None}) == {}
     assert data.dataset_changed(ctx, {"dataset": "x.jsonl"}) == {"data.source": "Dataset: `x.jsonl`"}
 

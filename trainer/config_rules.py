@@ -14,6 +14,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ValidationInfo, field_validator, model_validator
 
 from trainer.errors import CombinationError
+from trainer.secret_shapes import secret_refusal
 from trainer.templates import template_names, unknown_template_message
 
 LORA_TARGET_ALL = "all-linear"
@@ -82,6 +83,18 @@ class ConfigRules(BaseModel):
                 raise ValueError(f"expects a whole number; it is not rounded: type "
                                  f"{math.floor(number)} or {math.ceil(number)}")
             return int(number)
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_secrets(cls, value: Any) -> Any:
+        """A token typed into any text field would be written to every file and page of the run: refuse it."""
+        texts = (list(value.keys()) + list(value.values()) if isinstance(value, dict)
+                 else value if isinstance(value, (list, tuple)) else [value])
+        for text in texts:
+            message = secret_refusal(text)
+            if message:
+                raise ValueError(message)
         return value
 
     @field_validator("lora_target", mode="before", check_fields=False)

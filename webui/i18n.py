@@ -121,6 +121,7 @@ UI_TEXT: dict[str, tuple[str, str]] = {
                     "运行 {run_id} 已重新排队：将从最新的检查点继续。"),
     "reuse_note": ("Config of run **{run_id}** — change what you like and press Start for a new run.",
                    "运行 **{run_id}** 的配置——按需修改后点击“开始”以新建运行。"),
+    "runs_unreadable": ("The run list cannot be read: {detail}", "无法读取运行列表：{detail}"),
     "pick_in_table": ("Select a run in the table first.", "请先在表格中选择一个运行。"),
     "pick_two": ("Select two or more runs to compare.", "请选择两个或更多运行进行比较。"),
     "pick_delete": ("Choose the runs to delete first (Runs to delete).", "请先选择要删除的运行（“要删除的运行”）。"),

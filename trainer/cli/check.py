@@ -95,6 +95,15 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     from trainer.engine.model import DEMO_NAME, ModelNotFoundError, hub_offline, looks_like_local_path
     from trainer.plan.resolve import resolve_plan
 
+    from trainer.config import ConfigError
+    from trainer.run.layout import RESUME_LATEST, resolve_resume
+
+    resume = (cfg.resume_from_checkpoint or "").strip()
+    if resume and resume.lower() not in RESUME_LATEST:
+        try:  # `train` refuses a checkpoint path that is not there: so does `check`
+            resolve_resume(resume, ".")
+        except ConfigError as exc:
+            raise _Invalid("config", str(exc)) from None
     warnings: list[str] = []
     unknown: list[str] = []
     dataset_info: dict[str, Any] = {"name": cfg.dataset}

@@ -15,6 +15,7 @@ torch is imported lazily: importing this module is cheap.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -355,10 +356,27 @@ def oom_advice(cfg: TrainConfig) -> list[str]:
     return advice
 
 
+def _is_disk_full(exc: BaseException) -> bool:
+    """No space left on the device (ENOSPC, EDQUOT), however deep the library wrapped it: a checkpoint, a
+    TensorBoard file or the events file could not be written."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if "no space left on device" in text or "disk quota exceeded" in text or "database or disk is full" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def failure_kind(exc: BaseException) -> str:
-    """One of trainer.run.events.FAILURE_KINDS: oom, not_found, template, nan, config, data, other."""
+    """One of trainer.run.events.FAILURE_KINDS: oom, disk_full, not_found, template, nan, config, data, other."""
     if _is_oom(exc):
         return "oom"
+    if _is_disk_full(exc):
+        return "disk_full"
     if isinstance(exc, NaNLossError):
         return "nan"
     if isinstance(exc, ConfigError):
@@ -389,6 +407,13 @@ def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
         where = "GPU" if "cuda" in text.lower() or "gpu" in text.lower() else "device"
         reason = f"Out of memory: the {where} ran out of memory during training ({first_line[:300]})."
         return reason, (oom_advice(cfg) if cfg else ["Lower the micro-batch size or cutoff_len."])
+    if _is_disk_full(exc):
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        return (f"The disk is full: a file of the run could not be written{where}.",
+                ["Free space on the disk that holds the runs folder: delete old runs (each keeps its checkpoints) "
+                 "or move them elsewhere, then Resume: training continues from the last checkpoint.",
+                 "Keep fewer checkpoints: save_total_limit 1 or 2, or a larger save_steps.",
+                 "Or point the server at a larger disk (--runs-dir / TUNEDECK_RUNS_DIR)."])
     if isinstance(exc, NaNLossError):
         advice = []
         if cfg is not None:

@@ -22,7 +22,9 @@ from typing import Any, Iterable
 
 from trainer.config import ConfigError
 from trainer.jobs.processes import is_zombie, kill_group, pid_is_trainer_of, signal_name, spawn_trainer
-from trainer.jobs.registry import QUEUE_ORDER_SQL, JobError, Registry, RunInfo, UnknownRunError, summary_columns
+from trainer.jobs.registry import (
+    QUEUE_ORDER_SQL, JobError, Registry, RegistryError, RunInfo, UnknownRunError, summary_columns,
+)
 from trainer.plan.batching import smaller_micro_batch
 from trainer.run.events import (
     ABORTED, FAILED, FAILURE_KINDS, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, EventReader, append_event, tail_lines,
@@ -61,6 +63,7 @@ class Scheduler:
         self._zombies_seen: dict[int, float] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self.last_error: str | None = None  # a registry problem the last tick met (damaged runs.db, full disk)
         self._wake_event = threading.Event()  # set to make the scheduler tick now rather than at the next poll
         self._thread: threading.Thread | None = None
 
@@ -108,6 +111,11 @@ class Scheduler:
                 return
             try:
                 self.refresh()
+                self.last_error = None
+            except RegistryError as exc:  # said once, not every tick; the page shows it where runs are listed
+                if str(exc) != self.last_error:
+                    print(f"tunedeck jobs: {exc}", file=sys.stderr)
+                self.last_error = str(exc)
             except sqlite3.OperationalError as exc:
                 if "no such table" not in str(exc):
                     print(f"tunedeck jobs: refresh failed: {exc!r}", file=sys.stderr)

@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from trainer.access import Access
 from trainer.config import ConfigError, TrainConfig
 from trainer.interop import presets as presets_mod
 from trainer.plan.resolve import resolve_plan
@@ -15,7 +16,7 @@ from trainer.plan.resolve import resolve_plan
 from .. import views
 from ..components import (CONFIG_OUTPUTS, FEEDBACK_OUTPUTS, FIELDS, INFO, TOP_BAR_FIELDS, UI, WARNING, Reply,
                           apply_config, form_feedback, form_values, group_name, preset_reference)
-from ..context import Context, hardware_choices, hardware_for, start_problems
+from ..context import Context, access_for, hardware_choices, hardware_for, start_problems
 from ..form import METHODS, Control, grouped_controls, method_of, values_to_config
 from ..i18n import t
 from trainer.run.layout import train_command
@@ -30,24 +31,30 @@ START_OUTPUTS = [*FEEDBACK_OUTPUTS, "monitor.run_select", "monitor.status", "mon
 
 # --- handlers -------------------------------------------------------------------------------------
 
-def refresh_plan(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+def refresh_plan(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     """The form changed: mark what to fix (the schema's rules, and the dataset and model checks Start
-    runs), show and hide controls, and recompute the run plan."""
+    runs), show and hide controls, and recompute the run plan.
+
+    A path this user may not read, or trust_remote_code for a non-admin on a shared server, is marked at
+    its field like any other problem; nothing of such a path is read for the plan."""
     values = form_values(v)
+    access = access_for(ctx, user)
     try:
         cfg = values_to_config(values)
+        warnings = access.check_config(cfg)
     except ConfigError as exc:
         return form_feedback(values, exc.by_field(), v.get("train.shown"), lang)
-    reply = form_feedback(values, start_problems(ctx, cfg), v.get("train.shown"), lang)
-    reply["train.plan"] = plan_text(ctx, cfg, v.get("train.plan_hw"), v.get("train.preset_ref") or {}, lang)
+    reply = form_feedback(values, start_problems(ctx, cfg, access), v.get("train.shown"), lang)
+    plan = plan_text(ctx, cfg, v.get("train.plan_hw"), v.get("train.preset_ref") or {}, lang, access)
+    reply["train.plan"] = "".join(f"⚠️ {w}\n\n" for w in warnings) + plan
     reply["train.saved_form"] = values  # kept in the browser: a reload or a restarted server loses no edit
     return reply
 
 
 def plan_text(ctx: Context, cfg: TrainConfig, hw_key: str | None, reference: dict[str, Any],
-              lang: str | None = None) -> str:
+              lang: str | None = None, access: Access | None = None) -> str:
     hw = hardware_for(hw_key, ctx.hardware)
-    facts = ctx.datasets.facts(cfg)
+    facts = ctx.datasets.facts(cfg, access)
     note = facts.note
     if facts.format:
         note = t(lang, "plan.format", format=facts.format) + (f", {facts.skipped}" if facts.skipped else "")
@@ -82,7 +89,9 @@ def start(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | 
     shown = v.get("train.shown")
     try:
         cfg = values_to_config(values)
-        problems = start_problems(ctx, cfg)
+        access = access_for(ctx, user)
+        warnings = access.check_config(cfg)
+        problems = start_problems(ctx, cfg, access)
         if problems:
             return {**form_feedback(values, problems, shown, lang), WARNING: t(lang, "not_started_fix")}
         run_id = ctx.jobs.submit(cfg, owner=user or "local", name=cfg.run_name)
@@ -91,7 +100,7 @@ def start(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | 
     except Exception as exc:  # noqa: BLE001 - JobError, OSError: say it, keep the page alive
         return {WARNING: t(lang, "not_started", detail=views.short(views.error_text(exc)))}
     # The Monitor shows the new run from its first moment: nothing of the run it showed before.
-    return {**form_feedback(values, {}, shown, lang), INFO: t(lang, "run_queued", run_id=run_id),
+    return {**form_feedback(values, {}, shown, lang), INFO: " ".join([t(lang, "run_queued", run_id=run_id), *warnings]),
             "monitor.run_select": gr.update(choices=ctx.run_choices(), value=run_id),
             "monitor.status": views.status_badge("queued", lang=lang), "monitor.progress": "",
             "monitor.notes": "", "monitor.drawn": {}, "page.tabs": gr.Tabs(selected="monitor")}

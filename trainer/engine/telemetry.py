@@ -32,10 +32,11 @@ from transformers import TrainerCallback  # noqa: E402
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.datasets import DataError
+from trainer.engine.distributed import rank, world_size
 from trainer.engine.model import ModelNotFoundError
 from trainer.plan.batching import smaller_micro_batch
 from trainer.plan.hardware import nvml_memory
-from trainer.run.events import EventWriter
+from trainer.run.events import FAILED, EventWriter
 from trainer.run.layout import ABORT_FILE
 
 GB = 1024**3
@@ -65,7 +66,8 @@ def memory_snapshot(device: Optional[str] = None) -> dict[str, Any]:
             "peak_gb": _gb(torch.cuda.max_memory_allocated(index)),
         }
         data.update(nvml_memory(index))
-        if torch.cuda.device_count() > 1:
+        # In a run of several processes each reads its own device; rank 0 gathers them (gather_memory).
+        if torch.cuda.device_count() > 1 and world_size() == 1:
             data["devices"] = [
                 {"device": f"cuda:{i}", "allocated_gb": _gb(torch.cuda.memory_allocated(i)),
                  "reserved_gb": _gb(torch.cuda.memory_reserved(i)), "peak_gb": _gb(torch.cuda.max_memory_allocated(i)),
@@ -81,6 +83,54 @@ def memory_snapshot(device: Optional[str] = None) -> dict[str, Any]:
     except Exception:  # psutil missing or /proc unreadable: no reading rather than no run
         pass
     return data
+
+
+class RankEventWriter:
+    """The run's events as one run: rank 0 writes them all; another rank only its own failure (tagged with
+    its rank), so the run fails with the reason of the rank that crashed."""
+
+    def __init__(self, run_dir: str | Path, this_rank: int | None = None):
+        self.rank = rank() if this_rank is None else this_rank
+        self._writer = EventWriter(run_dir)
+
+    def emit(self, type: str, **data: Any) -> dict[str, Any] | None:
+        if self.rank == 0:
+            return self._writer.emit(type, **data)
+        if type == "status" and data.get("status") == FAILED:
+            data["reason"] = f"rank {self.rank}: {data.get('reason')}"
+            return self._writer.emit(type, rank=self.rank, **data)
+        return None
+
+
+def _distributed() -> bool:
+    if world_size() <= 1:
+        return False
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def gather_memory(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Rank 0's reading with every rank's under `devices` (one collective: every rank must call it)."""
+    if not _distributed():
+        return snapshot
+    import torch.distributed as dist
+
+    readings: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(readings, {**snapshot, "rank": rank()})
+    return {**snapshot, "devices": readings}
+
+
+def any_rank(flag: bool, device: Any) -> bool:
+    """Whether any rank raised `flag`: the ranks stop at the same step, or the others would wait forever."""
+    if not _distributed():
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 # --- abort ----------------------------------------------------------------------------------------
@@ -244,7 +294,10 @@ class TelemetryCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step = state.global_step
-        if self.abort.requested and self.aborted_at_step is None:
+        requested = any_rank(self.abort.requested, args.device)
+        if requested and not self.abort.requested:
+            self.abort.request("stopped by the user (abort requested)")
+        if requested and self.aborted_at_step is None:
             self.aborted_at_step = state.global_step
             control.should_save = True  # even with save_strategy "no": an aborted run must be resumable
             control.should_training_stop = True
@@ -267,12 +320,15 @@ class TelemetryCallback(TrainerCallback):
             "samples_per_second": round(steps * self.effective_batch_size / elapsed, 3) if steps else None,
             "tokens_per_second": round((tokens - self._last_tokens) / elapsed, 1) if tokens else None,
             "tokens_seen": tokens or None,
-            "memory": memory_snapshot(self.device),
+            "memory": gather_memory(memory_snapshot(self.device)),
         }
         for key in ("mean_token_accuracy", "entropy"):  # TRL's extra metrics, when present
             if key in logs:
                 event[key] = logs[key]
         self._last_log_time, self._last_log_step, self._last_tokens = now, state.global_step, tokens
+        if world_size() > 1:  # every rank says it trained this step, in the shared stdout.log
+            print(f"tunedeck: rank {rank()}/{world_size()} step {state.global_step} loss {logs.get('loss')}",
+                  flush=True)
         self.writer.emit("log", **{k: v for k, v in event.items() if v is not None})
         for what in ("loss", "grad_norm"):
             value = logs.get(what)

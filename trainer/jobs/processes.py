@@ -77,12 +77,17 @@ def is_zombie(pid: int) -> bool:
 
 
 def terminate(pid: int | None) -> None:
-    """SIGTERM to the trainer: it stops at the next step, after saving a checkpoint."""
+    """SIGTERM to the trainer and every process it started (its session: the ranks of a multi-process run):
+    each stops at the next step, after saving a checkpoint. A trainer started by hand, which leads no
+    group of its own, gets the signal alone."""
     if not pid:
         return
     try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGTERM)
+            return
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
 
 

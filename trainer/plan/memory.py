@@ -75,11 +75,16 @@ class MemorySettings:
     unsorted_varied_batches: bool = False  # plain shuffled batching of varied lengths: fragments the allocator
     kbit_upcast_fp32: bool = True  # peft's prepare_model_for_kbit_training upcasts unquantised weights
     fused_lm_head: bool = True  # TRL's SFTTrainer never builds the full logits; a plain script does
+    sharding: str = "ddp"  # ddp | fsdp | deepspeed_zero2 | deepspeed_zero3: what is split over the devices
+    devices: int = 1  # processes of the run (on every machine): the shards' count
+    offload_optimizer: bool = False
+    offload_params: bool = False
 
     @classmethod
     def from_config(cls, cfg: Any, *, precision: str, attn_implementation: str = "sdpa",
                     use_liger_kernel: bool = False, micro_batch: Optional[int] = None,
-                    seq_len: Optional[int] = None, unsorted_varied_batches: bool = False) -> "MemorySettings":
+                    seq_len: Optional[int] = None, unsorted_varied_batches: bool = False,
+                    devices: int = 1) -> "MemorySettings":
         """From a TrainConfig and the plan's resolved choices. seq_len defaults to cutoff_len (worst case)."""
         return cls(
             micro_batch=micro_batch or cfg.per_device_train_batch_size,
@@ -98,6 +103,10 @@ class MemorySettings:
             use_liger_kernel=use_liger_kernel,
             attn_implementation=attn_implementation,
             unsorted_varied_batches=unsorted_varied_batches,
+            sharding=cfg.distributed_type,
+            devices=devices,
+            offload_optimizer=cfg.offload_optimizer,
+            offload_params=cfg.offload_params,
         )
 
     def with_batch(self, micro_batch: int) -> "MemorySettings":
@@ -318,6 +327,7 @@ def estimate_memory(shape: ModelShape, settings: MemorySettings) -> MemoryEstima
         breakdown["lora_gradients"] = float(trainable * 4)
         breakdown["optimizer_state"] = optimizer_state_bytes(trainable, settings.optim, param_bytes=4,
                                                              matrices=_trainable_matrices(shape, settings))
+    _shard(breakdown, settings, notes)
     if settings.optim in PAGED_OPTIMIZERS:
         notes.append("paged optimizer: its state moves to CPU RAM when the GPU runs short")
     acts = activation_bytes(shape, settings)
@@ -345,6 +355,30 @@ def estimate_memory(shape: ModelShape, settings: MemorySettings) -> MemoryEstima
     breakdown["allocator_overhead"] = reserved - allocated
     return MemoryEstimate(breakdown=breakdown, trainable_parameters=trainable, total_parameters=total_params,
                           settings=settings, notes=notes)
+
+
+def _shard(breakdown: dict[str, float], settings: MemorySettings, notes: list[str]) -> None:
+    """One device's share under FSDP/ZeRO: ZeRO-2 splits gradients and optimizer state over the devices,
+    ZeRO-3 and FSDP the weights too; offloaded parts live in CPU RAM instead (FSDP offloads all three)."""
+    kind, devices = settings.sharding, max(1, settings.devices)
+    if kind == "ddp":
+        return
+    weights = "weights" if "weights" in breakdown else "lora_weights"
+    gradients = "gradients" if "gradients" in breakdown else "lora_gradients"
+    split = ["optimizer_state", gradients] + ([weights, "base_weights"] if kind in ("fsdp", "deepspeed_zero3") else [])
+    for key in split:
+        if key in breakdown:
+            breakdown[key] /= devices
+    offloaded = []
+    if settings.offload_optimizer or (kind == "fsdp" and settings.offload_params):
+        offloaded.append("optimizer_state")
+    if settings.offload_params and kind in ("fsdp", "deepspeed_zero3"):
+        offloaded += [weights, "base_weights"] + ([gradients] if kind == "fsdp" else [])
+    for key in offloaded:
+        if key in breakdown:
+            breakdown[key] = 0.0
+    notes.append(f"{kind} over {devices} device{'s' if devices > 1 else ''}: per-device share"
+                 + (f"; {', '.join(k for k in offloaded if k in breakdown)} in CPU RAM" if offloaded else ""))
 
 
 # --- verdicts ------------------------------------------------------------------------------------
@@ -429,7 +463,7 @@ def plan_memory(shape: ModelShape, settings: MemorySettings, gpu_bytes: Optional
 
 def memory_plan_for_config(cfg: Any, *, precision: str, attn_implementation: str, use_liger_kernel: bool,
                            gpu_memory_gb: Optional[float] = None, gpu_label: Optional[str] = None,
-                           unsorted_varied_batches: bool = False
+                           unsorted_varied_batches: bool = False, devices: int = 1
                            ) -> tuple[Optional[float], dict[str, Any], list[str]]:
     """(estimate in GB or None when the model is unknown, plan extras, warnings) for a TrainConfig.
 
@@ -447,7 +481,7 @@ def memory_plan_for_config(cfg: Any, *, precision: str, attn_implementation: str
             "directory with a config.json."]
     settings = MemorySettings.from_config(cfg, precision=precision, attn_implementation=attn_implementation,
                                           use_liger_kernel=use_liger_kernel,
-                                          unsorted_varied_batches=unsorted_varied_batches)
+                                          unsorted_varied_batches=unsorted_varied_batches, devices=devices)
     gpu_bytes = gpu_memory_gb * GB if gpu_memory_gb else None
     extra = plan_memory(shape, settings, gpu_bytes, gpu_label)
     est_gb = round(estimate_memory(shape, settings).total_gb, 2)

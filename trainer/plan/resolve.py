@@ -171,7 +171,10 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     reference_*: the preset's effective batch and learning rate, for the learning-rate note.
     gpu_memory_gb: the card (GiB) to judge the memory estimate against; default the detected GPU.
     """
-    devices = max(1, hw.num_devices)
+    from trainer.engine.distributed import processes_per_machine
+
+    per_machine = processes_per_machine(cfg, hw.num_devices if hw.device == "cuda" else 0)
+    devices = per_machine * cfg.num_machines
     micro, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
     effective = micro * accum * devices
     packing, group = resolve_packing(cfg, hw)
@@ -231,8 +234,14 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         epochs_effective = float(cfg.num_train_epochs)
         summary.append(f"{_num(cfg.num_train_epochs)} epochs × {steps_per_epoch} steps per epoch = "
                        f"{total_steps} optimizer steps (max_steps not set).")
-    summary.insert(0, f"Effective batch = {micro} (micro-batch) × {accum} (accumulation) × {devices} "
-                      f"(device{'s' if devices > 1 else ''}) = {effective} rows per optimizer step.")
+    machines = f" × {cfg.num_machines} (machines)" if cfg.num_machines > 1 else ""
+    summary.insert(0, f"Effective batch = {micro} (micro-batch) × {accum} (accumulation) × {per_machine} "
+                      f"(device{'s' if per_machine > 1 else ''}){machines} = {effective} rows per optimizer step.")
+    if devices > 1 or cfg.distributed_type != "ddp":
+        summary.append(_launch_line(cfg, per_machine))
+    if hw.device == "cuda" and per_machine > hw.num_devices:
+        warnings.append(f"{per_machine} processes per machine but {hw.num_devices} GPU"
+                        f"{'s' if hw.num_devices != 1 else ''} here: one process per GPU.")
 
     warmup = None
     if total_steps is not None:
@@ -281,7 +290,7 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     memory_gb, memory_extra, memory_warnings = memory_plan_for_config(
         cfg, precision=memory_precision, attn_implementation=resolve_attention(cfg, hw), use_liger_kernel=bool(liger),
         gpu_memory_gb=card_gb, gpu_label=hw.gpu_name if card_gb and not gpu_memory_gb else None,
-        unsorted_varied_batches=not packing and not group)
+        unsorted_varied_batches=not packing and not group, devices=devices)
     extra.update(memory_extra)
     warnings.extend(memory_warnings)
     return Plan(
@@ -306,6 +315,17 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         warnings=warnings,
         extra=extra,
     )
+
+
+def _launch_line(cfg: TrainConfig, per_machine: int) -> str:
+    how = {"ddp": "DDP: each device holds the whole model", "fsdp": "FSDP: weights, gradients and optimizer state "
+           "sharded over the devices", "deepspeed_zero2": "DeepSpeed ZeRO-2: gradients and optimizer state sharded",
+           "deepspeed_zero3": "DeepSpeed ZeRO-3: weights, gradients and optimizer state sharded"}[cfg.distributed_type]
+    offload = [what for what, on in (("optimizer", cfg.offload_optimizer), ("weights", cfg.offload_params)) if on]
+    where = f" on {cfg.num_machines} machines" if cfg.num_machines > 1 else ""
+    extra = f"; {' and '.join(offload)} offloaded to CPU RAM" if offload else ""
+    return (f"Launched through accelerate: {per_machine} process{'es' if per_machine > 1 else ''} per machine{where}; "
+            f"{how}{extra}. The memory estimate is per device.")
 
 
 def _num(value: float) -> str:

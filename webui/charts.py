@@ -150,6 +150,8 @@ def memory_figure(series: RunSeries, max_points: int | None = None) -> go.Figure
     fig = _layout(go.Figure(), title, x_title="elapsed (s)", y_title="GB")
     if not points:
         return _empty(fig, "waiting for the first memory reading…")
+    if len(series.memory_devices) > 1:
+        return _per_device_memory(fig, series, on_gpu, max_points)
     group = "cuda" if on_gpu else "cpu"
     keys = ("allocated_gb", "reserved_gb", "peak_gb", "device_used_gb", "device_total_gb") if on_gpu else ("rss_gb",)
     for i, key in enumerate(keys):
@@ -167,6 +169,22 @@ def memory_figure(series: RunSeries, max_points: int | None = None) -> go.Figure
         fig.add_annotation(text=f"of {last['system_total_gb']:.1f} GB system RAM", showarrow=False,
                            xref="paper", yref="paper", x=1, y=1.08, xanchor="right",
                            font={"size": 11, "color": "#6b7280"})
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def _per_device_memory(fig: go.Figure, series: RunSeries, on_gpu: bool, max_points: int | None) -> go.Figure:
+    """A run of several processes: each device's allocated (solid), reserved (dashed) and peak (dotted) on a
+    GPU, each process's RAM on a CPU; one colour per device."""
+    keys = (("allocated_gb", "solid"), ("reserved_gb", "dash"), ("peak_gb", "dot")) if on_gpu else (("rss_gb", "solid"),)
+    for i, label in enumerate(series.memory_devices):
+        for key, dash in keys:
+            trace = f"memory:device:{label}:{key}"
+            xs, ys = _points(series, trace, lambda: list(zip(*series.decimated(trace))), max_points)  # noqa: B023
+            if xs:
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{label} {MEMORY_LABELS[key]}",
+                                         line={"color": PALETTE[i % len(PALETTE)], "width": 1.5, "dash": dash}))
+    fig.update_layout(title={"text": f"{'GPU' if on_gpu else 'CPU'} memory of {len(series.memory_devices)} devices"})
     fig.update_yaxes(rangemode="tozero")
     return fig
 

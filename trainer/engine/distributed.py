@@ -84,14 +84,12 @@ def machine_problems(cfg: TrainConfig, gpus: list[str]) -> list[tuple[str, str]]
     elif gpus and cfg.num_processes is not None and cfg.num_processes > len(gpus):
         problems.append(("num_processes", f"{cfg.num_processes} processes but this machine has {len(gpus)} "
                          f"GPU{'s' if len(gpus) != 1 else ''}: one process per GPU"))
-    if cfg.distributed_type.startswith("deepspeed"):
-        if not gpus:
-            problems.append(("distributed_type", "DeepSpeed trains on GPUs only: use ddp on a machine without GPUs"))
-        elif importlib.util.find_spec("deepspeed") is None:
-            problems.append(("distributed_type", f"{cfg.distributed_type} needs the deepspeed package, which is not "
-                             "installed: pip install deepspeed (or use fsdp, which ships with PyTorch)"))
-    elif cfg.distributed_type == "fsdp" and not gpus:
-        problems.append(("distributed_type", "FSDP trains on GPUs only: use ddp on a machine without GPUs"))
+    if cfg.distributed_type.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        problems.append(("distributed_type", f"{cfg.distributed_type} needs the deepspeed package, which is not "
+                         "installed here: pip install deepspeed (or use fsdp, which ships with PyTorch)"))
+    if cfg.distributed_type != "ddp" and not gpus:
+        problems.append(("distributed_type", f"{cfg.distributed_type} shards the model over GPUs and this machine "
+                         "has none: use ddp (several CPU processes) here"))
     return problems
 
 

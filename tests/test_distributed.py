@@ -318,3 +318,25 @@ def test_two_cpu_processes_train_one_run_and_abort_stops_both(tmp_path):
     finally:
         jm.close()
         _kill_leftovers(jm)
+
+
+@pytest.mark.slow
+def test_a_crash_of_one_rank_fails_the_run_with_that_ranks_reason(tmp_path, monkeypatch):
+    from test_jobs import _kill_leftovers, status_is, wait_for
+
+    from trainer.jobs.manager import JobManager
+
+    monkeypatch.setenv("TUNEDECK_FAULT", "oom@2")  # the real forward pass of rank 1 alone runs out of memory
+    monkeypatch.setenv("TUNEDECK_FAULT_RANK", "1")
+    jm = JobManager(tmp_path / "runs", max_concurrent=1, poll_interval_s=0.3, abort_grace_s=120)
+    try:
+        run_id = jm.submit(_two_process_config(max_steps=20, save_steps=1000))
+        info = wait_for(status_is(jm, run_id, "finished", "failed", "aborted", "interrupted"), "the crash", manager=jm)
+        assert info.status == "failed", info.reason
+        assert info.reason.startswith("rank 1: Out of memory"), info.reason
+        assert info.failure_kind == "oom"
+        wait_for(lambda: not [pid for pid in run_processes(info.pid) if _alive(pid)] if info.pid else True,
+                 "every process of the run to end", timeout=60)
+    finally:
+        jm.close()
+        _kill_leftovers(jm)

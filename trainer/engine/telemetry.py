@@ -8,7 +8,7 @@
   next optimizer step, after saving a checkpoint.
 - `classify_failure(exc, cfg, log_tail)`: a reason a user can act on, and advice computed from the config.
 - `FaultInjector`: `TUNEDECK_FAULT=oom@STEP` / `nan@STEP` makes the real forward pass fail at that step,
-  so the failure paths are tested end to end.
+  so the failure paths are tested end to end (`TUNEDECK_FAULT_RANK=1`: in one rank only).
 
 torch is imported lazily: importing this module is cheap.
 """
@@ -198,6 +198,10 @@ class FaultInjector:
 
     @classmethod
     def from_env(cls) -> "FaultInjector":
+        """From TUNEDECK_FAULT; with TUNEDECK_FAULT_RANK=R only rank R of a multi-process run fails."""
+        only = os.environ.get("TUNEDECK_FAULT_RANK", "").strip()
+        if only.isdigit() and int(only) != rank():
+            return cls(None)
         return cls(os.environ.get("TUNEDECK_FAULT"))
 
     def attach(self, model) -> None:

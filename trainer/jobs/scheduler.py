@@ -275,7 +275,9 @@ class Scheduler:
         final = None
         for event in reader.read_new():
             if event.get("type") == "status" and event.get("status") in FINAL_STATUSES:
-                final = event
+                # Several ranks may fail, one after the other: the first one says why (the rest lost it).
+                if not (final is not None and final.get("status") == FAILED and event.get("status") == FAILED):
+                    final = event
         kind = None
         if final is not None:
             status = final["status"]

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from trainer.plan.memory import MemorySettings, estimate_memory
 from trainer.plan.catalog import model_shape
 from trainer.plan.resolve import Hardware, resolve_plan
 from trainer.run.events import read_events
-from trainer.run.layout import machine_commands, train_argv
+from trainer.run.layout import latest_checkpoint, machine_commands, train_argv, write_run_config
 from trainer.run.series import RunSeries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -314,7 +312,19 @@ def test_two_cpu_processes_train_one_run_and_abort_stops_both(tmp_path):
         aborted = wait_for(status_is(jm, long_run, "aborted", "failed", "interrupted"), "the abort", manager=jm)
         assert aborted.status == "aborted", aborted.reason
         wait_for(lambda: not [pid for pid in pids if _alive(pid)], "every process of the run to end", timeout=60)
-        assert any(e.get("type") == "checkpoint" for e in read_events(aborted.run_dir))
+        checkpoint = latest_checkpoint(aborted.run_dir)
+        assert checkpoint is not None
+
+        # Resume from the shared checkpoint: both ranks load it and the steps go on from there.
+        stopped_at = int(checkpoint.name.split("-")[1])
+        write_run_config(jm.read_config(long_run).replace(max_steps=stopped_at + 2), aborted.run_dir)
+        before = len(read_events(aborted.run_dir))
+        jm.resume(long_run)
+        resumed = wait_for(status_is(jm, long_run, "finished", "failed", "aborted", "interrupted"), "the resumed run",
+                           manager=jm)
+        assert resumed.status == "finished", resumed.reason
+        steps = [e["step"] for e in read_events(resumed.run_dir)[before:] if e.get("type") == "log"]
+        assert steps == [stopped_at + 1, stopped_at + 2]
     finally:
         jm.close()
         _kill_leftovers(jm)
@@ -340,3 +350,28 @@ def test_a_crash_of_one_rank_fails_the_run_with_that_ranks_reason(tmp_path, monk
     finally:
         jm.close()
         _kill_leftovers(jm)
+
+
+def test_the_page_previews_the_launch_plans_the_devices_and_refuses_a_missing_gpu(tmp_path):
+    from test_webui_handlers import form, plan_values
+
+    from trainer.jobs.manager import JobManager
+    from webui.components import WARNING
+    from webui.context import Context
+    from webui.tabs import train
+
+    jobs = JobManager(tmp_path / "runs", autostart=False)
+    try:
+        ctx = Context(runs_root=tmp_path / "runs", jobs=jobs)
+        two = train.preview(ctx, form(num_processes=2))["train.preview_cmd"]
+        assert "-m accelerate.commands.launch --config_file" in two and "accelerate_config.yaml" in two
+        machines = train.preview(ctx, form(num_machines=2, main_process_ip="10.0.0.1"))["train.preview_cmd"]
+        assert "# machine 1" in machines and "--machine_rank 1" in machines
+        plan = train.refresh_plan(ctx, plan_values(form(num_processes=2)))["train.plan"]
+        assert "× 2 (devices)" in plan
+        if not jobs.gpus:  # this machine has no GPU 7 (nor any): Start names the field, nothing is queued
+            reply = train.start(ctx, {**form(gpu_ids="7", num_processes=1), "train.shown": None})
+            assert "Not started" in reply[WARNING] and jobs.list_runs() == []
+            assert "GPU 7 does not exist here" in reply["gpu_ids"]["info"]
+    finally:
+        jobs.close()

@@ -6,8 +6,8 @@ its run directory (`write_launch_files`): accelerate's own YAML, plus a DeepSpee
 choices (batch, accumulation, clipping and precision left "auto": the Trainer fills them in from the
 same SFTConfig as a single-process run). Every process runs the same ``python -m trainer train``.
 
-Inside the training processes, `rank()` / `world_size()` say which process this is: only rank 0 writes
-the run directory (trainer.engine.train, trainer.engine.telemetry).
+Inside the training processes, trainer.engine.ranks says which process this is: only rank 0 writes the
+run directory.
 
 No torch, no accelerate import here: the scheduler and the web server build the command line too.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,21 +29,6 @@ ACCELERATE_CONFIG_FILE = "accelerate_config.yaml"
 DEEPSPEED_CONFIG_FILE = "deepspeed_config.json"
 SHARDED = ("fsdp", "deepspeed_zero3")  # weights sharded over the devices, not only gradients/optimizer
 _ZERO_STAGE = {"deepspeed_zero2": 2, "deepspeed_zero3": 3}
-
-
-# --- inside a training process --------------------------------------------------------------------
-
-def rank() -> int:
-    """This process's global rank (0 when not launched by accelerate/torchrun)."""
-    return int(os.environ.get("RANK", "0") or 0)
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
-
-
-def is_main_process() -> bool:
-    return rank() == 0
 
 
 # --- how many processes ---------------------------------------------------------------------------

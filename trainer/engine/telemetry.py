@@ -32,11 +32,11 @@ from transformers import TrainerCallback  # noqa: E402
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.datasets import DataError
-from trainer.engine.distributed import rank, world_size
+from trainer.engine.ranks import any_rank, gather_memory, rank, world_size
 from trainer.engine.model import ModelNotFoundError
 from trainer.plan.batching import smaller_micro_batch
 from trainer.plan.hardware import nvml_memory
-from trainer.run.events import FAILED, EventWriter
+from trainer.run.events import EventWriter
 from trainer.run.layout import ABORT_FILE
 
 GB = 1024**3
@@ -83,54 +83,6 @@ def memory_snapshot(device: Optional[str] = None) -> dict[str, Any]:
     except Exception:  # psutil missing or /proc unreadable: no reading rather than no run
         pass
     return data
-
-
-class RankEventWriter:
-    """The run's events as one run: rank 0 writes them all; another rank only its own failure (tagged with
-    its rank), so the run fails with the reason of the rank that crashed."""
-
-    def __init__(self, run_dir: str | Path, this_rank: int | None = None):
-        self.rank = rank() if this_rank is None else this_rank
-        self._writer = EventWriter(run_dir)
-
-    def emit(self, type: str, **data: Any) -> dict[str, Any] | None:
-        if self.rank == 0:
-            return self._writer.emit(type, **data)
-        if type == "status" and data.get("status") == FAILED:
-            data["reason"] = f"rank {self.rank}: {data.get('reason')}"
-            return self._writer.emit(type, rank=self.rank, **data)
-        return None
-
-
-def _distributed() -> bool:
-    if world_size() <= 1:
-        return False
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized()
-
-
-def gather_memory(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """Rank 0's reading with every rank's under `devices` (one collective: every rank must call it)."""
-    if not _distributed():
-        return snapshot
-    import torch.distributed as dist
-
-    readings: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(readings, {**snapshot, "rank": rank()})
-    return {**snapshot, "devices": readings}
-
-
-def any_rank(flag: bool, device: Any) -> bool:
-    """Whether any rank raised `flag`: the ranks stop at the same step, or the others would wait forever."""
-    if not _distributed():
-        return flag
-    import torch
-    import torch.distributed as dist
-
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
 
 
 # --- abort ----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trainer.config import ConfigError, TrainConfig
-from trainer.engine.distributed import rank, world_size
+from trainer.engine.ranks import RankEventWriter, rank, world_size
 from trainer.run.events import ABORTED, FAILED, FINISHED, RUNNING, tail_lines
 from trainer.run.layout import (
     ADAPTER_DIR, CHECKPOINTS_DIR, STDOUT_FILE, TENSORBOARD_DIR, latest_checkpoint, resolve_resume, write_run_config,
@@ -33,8 +33,6 @@ class _Run:
     def __init__(self, cfg: TrainConfig, run_dir: Path):
         self.cfg = cfg
         self.run_dir = run_dir
-        from trainer.engine.telemetry import RankEventWriter
-
         # Several processes train one run: rank 0 alone writes its events, checkpoints and adapter.
         self.writer = RankEventWriter(run_dir)
         self.callback = None

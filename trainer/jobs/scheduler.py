@@ -249,9 +249,12 @@ class Scheduler:
             offset = (run_dir / EVENTS_FILE).stat().st_size
         except FileNotFoundError:
             offset = 0
-        cfg = read_run_config(run_dir)
         count = len(gpu.split(",")) if gpu else 0
-        if distributed.uses_launcher(cfg, count):
+        try:
+            cfg = read_run_config(run_dir)
+        except ConfigError:
+            cfg = None  # started anyway: the trainer refuses it with a status event naming the field
+        if cfg is not None and distributed.uses_launcher(cfg, count):
             distributed.write_launch_files(cfg, run_dir, count)
         proc = spawn_trainer(train_argv(run_dir, self.python, cfg, count), run_dir, attempt=info.attempt + 1, gpu=gpu)
         return proc, offset

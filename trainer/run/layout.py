@@ -123,8 +123,8 @@ def train_argv(run_dir: str | Path, python: str | None = None, cfg: Optional["Tr
     """
     run_dir = Path(run_dir)
     train_args = _train_args(run_dir)
-    if cfg is None and config_path(run_dir).is_file():
-        cfg = read_run_config(run_dir)
+    if cfg is None:
+        cfg = _config_if_valid(run_dir)
     if cfg is not None:
         from trainer.engine import distributed
         from trainer.plan.hardware import gpu_count as visible_gpu_count
@@ -133,6 +133,17 @@ def train_argv(run_dir: str | Path, python: str | None = None, cfg: Optional["Tr
         if distributed.uses_launcher(cfg, count):
             return distributed.launch_argv(run_dir, train_args, python)
     return [python or sys.executable, "-m", *train_args]
+
+
+def _config_if_valid(run_dir: Path) -> Optional["TrainConfig"]:
+    """The run's config, None when it has none or a broken one: the trainer then refuses it in its own words
+    (a status event naming the field), which a launcher would only delay."""
+    from trainer.config import ConfigError
+
+    try:
+        return read_run_config(run_dir)
+    except (ConfigError, OSError):
+        return None
 
 
 def _train_args(run_dir: Path) -> list[str]:

@@ -194,10 +194,12 @@ def test_launch_commands_cli_writes_the_run_directory_and_prints_each_machine(tm
 
 def test_gpu_sets_are_reserved_for_a_run():
     gpus = ["0", "1", "2", "3"]
-    # Single-GPU runs side by side: each on the least busy GPU.
+    # Single-GPU runs side by side, each on a GPU of its own; sharing one only where max_concurrent allows.
     assert pick_gpus(gpus, [], 1) == "0"
     assert pick_gpus(gpus, ["0"], 1) == "1"
     assert pick_gpus(gpus, ["0", "1,2"], 1) == "3"
+    assert pick_gpus(gpus, ["0,1,2", "3"], 1) is False
+    assert pick_gpus(gpus, ["0,1", "2", "3", "2"], 1, share=True) == "0"
     # A two-GPU run takes two free ones, waits while too few are free.
     assert pick_gpus(gpus, ["0"], 2) == "1,2"
     assert pick_gpus(gpus, ["0,1", "2"], 2) is False

@@ -51,17 +51,19 @@ def gpus_in_use(in_use: Iterable[str | None]) -> list[str]:
     return [gpu for entry in in_use if entry for gpu in entry.split(",")]
 
 
-def pick_gpus(gpus: list[str], in_use: Iterable[str | None], count: int, wanted: str | None = None) -> str | None | bool:
+def pick_gpus(gpus: list[str], in_use: Iterable[str | None], count: int, wanted: str | None = None,
+              share: bool = False) -> str | None | bool:
     """The GPU set ("0,1") of a run that needs `count` GPUs, or False while they are not free.
 
-    One GPU with no choice made: the least busy one (runs may share a GPU when max_concurrent allows).
-    Several, or named ones (gpu_ids): each must be free, since a sharded run cannot share its devices.
-    None on a machine without GPUs."""
+    One GPU with no choice made: a free one, else (`share`: max_concurrent above the GPU count allows it)
+    the least busy one. Several, or named ones (gpu_ids): each must be free, since the run's processes
+    cannot share their devices. None on a machine without GPUs."""
     if not gpus or count == 0:
         return None
-    if count == 1 and not wanted:
-        return pick_gpu(gpus, in_use)
     used = set(gpus_in_use(in_use))
+    if count == 1 and not wanted:
+        free = [g for g in gpus if g not in used]
+        return free[0] if free else (pick_gpu(gpus, in_use) if share else False)
     candidates = wanted.split(",") if wanted else [g for g in gpus if g not in used][:count]
     if len(candidates) < count or used & set(candidates):
         return False
@@ -238,7 +240,8 @@ class Scheduler:
             cfg = read_run_config(info.run_dir)
         except (ConfigError, OSError):
             return pick_gpu(self.gpus, in_use)
-        return pick_gpus(self.gpus, in_use, distributed.gpus_needed(cfg, len(self.gpus)), cfg.gpu_ids)
+        return pick_gpus(self.gpus, in_use, distributed.gpus_needed(cfg, len(self.gpus)), cfg.gpu_ids,
+                         share=self.max_concurrent > len(self.gpus))
 
     def _spawn(self, info: RunInfo, gpu: str | None) -> tuple[subprocess.Popen, int]:
         run_dir = info.run_dir

@@ -88,7 +88,8 @@ def test_visible_when_names_real_fields_and_their_values():
         for name, allowed in spec.visible_when:
             assert name in specs and name != spec.name, (spec.name, name)
             assert specs[name].choices and set(allowed) <= set(specs[name].choices), (spec.name, allowed)
-    assert set(governing_fields()) == {"finetuning_type", "quantization_bit", "eval_strategy", "save_strategy"}
+    assert set(governing_fields()) == {"finetuning_type", "quantization_bit", "eval_strategy", "save_strategy",
+                                      "distributed_type"}
 
 
 def test_hidden_fields_and_groups_follow_the_governing_values():

@@ -184,6 +184,11 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     if plan.attn_implementation == "flash_attention_2" and not _importable("flash_attn"):
         warnings.append("attn_implementation is flash_attention_2 but the flash_attn package is not installed "
                         "here: training will stop at once. Use auto (it picks FlashAttention only where it works).")
+    if not gpu_gb:  # judged against this machine: what it lacks for the launch (GPUs, DeepSpeed)
+        from trainer.engine.distributed import machine_problems
+        from trainer.plan.hardware import visible_gpus
+
+        warnings += [f"{name}: {text}" for name, text in machine_problems(cfg, visible_gpus())]
     report = plan.to_dict()
     report["warnings"] = warnings + list(plan.warnings)
     report.update(valid=True, unknown=sorted(set(unknown)), dataset=dataset_info, model=model_info,

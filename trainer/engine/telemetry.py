@@ -8,7 +8,7 @@
   next optimizer step, after saving a checkpoint.
 - `classify_failure(exc, cfg, log_tail)`: a reason a user can act on, and advice computed from the config.
 - `FaultInjector`: `TUNEDECK_FAULT=oom@STEP` / `nan@STEP` makes the real forward pass fail at that step,
-  so the failure paths are tested end to end.
+  so the failure paths are tested end to end (`TUNEDECK_FAULT_RANK=1`: in one rank only).
 
 torch is imported lazily: importing this module is cheap.
 """
@@ -33,6 +33,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.datasets import DataError
+from trainer.engine.ranks import any_rank, gather_memory, rank, world_size
 from trainer.engine.model import ModelNotFoundError
 from trainer.plan.batching import smaller_micro_batch
 from trainer.plan.hardware import nvml_memory
@@ -66,7 +67,8 @@ def memory_snapshot(device: Optional[str] = None) -> dict[str, Any]:
             "peak_gb": _gb(torch.cuda.max_memory_allocated(index)),
         }
         data.update(nvml_memory(index))
-        if torch.cuda.device_count() > 1:
+        # In a run of several processes each reads its own device; rank 0 gathers them (gather_memory).
+        if torch.cuda.device_count() > 1 and world_size() == 1:
             data["devices"] = [
                 {"device": f"cuda:{i}", "allocated_gb": _gb(torch.cuda.memory_allocated(i)),
                  "reserved_gb": _gb(torch.cuda.memory_reserved(i)), "peak_gb": _gb(torch.cuda.max_memory_allocated(i)),
@@ -149,6 +151,10 @@ class FaultInjector:
 
     @classmethod
     def from_env(cls) -> "FaultInjector":
+        """From TUNEDECK_FAULT; with TUNEDECK_FAULT_RANK=R only rank R of a multi-process run fails."""
+        only = os.environ.get("TUNEDECK_FAULT_RANK", "").strip()
+        if only.isdigit() and int(only) != rank():
+            return cls(None)
         return cls(os.environ.get("TUNEDECK_FAULT"))
 
     def attach(self, model) -> None:
@@ -245,7 +251,10 @@ class TelemetryCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step = state.global_step
-        if self.abort.requested and self.aborted_at_step is None:
+        requested = any_rank(self.abort.requested, args.device)
+        if requested and not self.abort.requested:
+            self.abort.request("stopped by the user (abort requested)")
+        if requested and self.aborted_at_step is None:
             self.aborted_at_step = state.global_step
             control.should_save = True  # even with save_strategy "no": an aborted run must be resumable
             control.should_training_stop = True
@@ -268,12 +277,15 @@ class TelemetryCallback(TrainerCallback):
             "samples_per_second": round(steps * self.effective_batch_size / elapsed, 3) if steps else None,
             "tokens_per_second": round((tokens - self._last_tokens) / elapsed, 1) if tokens else None,
             "tokens_seen": tokens or None,
-            "memory": memory_snapshot(self.device),
+            "memory": gather_memory(memory_snapshot(self.device)),
         }
         for key in ("mean_token_accuracy", "entropy"):  # TRL's extra metrics, when present
             if key in logs:
                 event[key] = logs[key]
         self._last_log_time, self._last_log_step, self._last_tokens = now, state.global_step, tokens
+        if world_size() > 1:  # every rank says it trained this step, in the shared stdout.log
+            print(f"tunedeck: rank {rank()}/{world_size()} step {state.global_step} loss {logs.get('loss')}",
+                  flush=True)
         self.writer.emit("log", **{k: v for k, v in event.items() if v is not None})
         for what in ("loss", "grad_norm"):
             value = logs.get(what)

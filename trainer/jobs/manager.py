@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from trainer.config import ConfigError, TrainConfig, load_config
+from trainer.engine.distributed import machine_problems
 from trainer.jobs.processes import pid_is_trainer_of, terminate
 from trainer.jobs.queue import QueueEntry, queue_view
 from trainer.jobs.registry import QUEUE_ORDER_SQL, JobError, Registry, RunInfo, UnknownRunError, check_run_id
@@ -139,6 +140,9 @@ class JobManager(Scheduler):
             # A config copied from a resumed run: its new directory has no checkpoint, `last` means nothing.
             cfg = cfg.replace(resume_from_checkpoint=None)
         cfg = _with_absolute_paths(cfg)
+        problems = machine_problems(cfg, self.gpus)  # GPUs that are not here, DeepSpeed not installed
+        if problems:
+            raise ConfigError(problems)
         owner = str(owner or "local")
         name = (name or "").strip() or cfg.display_name
         if secret_refusal(name):

@@ -10,7 +10,9 @@ import gradio as gr
 
 from trainer.access import Access
 from trainer.config import ConfigError, TrainConfig
+from trainer.engine.distributed import total_processes
 from trainer.interop import presets as presets_mod
+from trainer.plan.hardware import gpu_list
 from trainer.plan.resolve import resolve_plan
 
 from .. import views
@@ -19,7 +21,7 @@ from ..components import (CONFIG_OUTPUTS, FEEDBACK_OUTPUTS, FIELDS, INFO, TOP_BA
 from ..context import Context, access_for, hardware_choices, hardware_for, start_problems
 from ..form import METHODS, Control, grouped_controls, method_of, values_to_config
 from ..i18n import t
-from trainer.run.layout import train_command
+from trainer.run.layout import machine_commands, train_command
 
 ID = "train"
 TITLE = "tab_train"
@@ -59,15 +61,25 @@ def plan_text(ctx: Context, cfg: TrainConfig, hw_key: str | None, reference: dic
     if facts.format:
         note = t(lang, "plan.format", format=facts.format) + (f", {facts.skipped}" if facts.skipped else "")
     try:
-        # The preset's effective batch on this hardware: its micro-batch × accumulation × these devices.
+        # The preset's effective batch on this run: its micro-batch × accumulation × the run's processes.
         batch = reference.get("effective_batch")
+        processes = total_processes(cfg, hw.num_devices if hw.device == "cuda" else 0)
         plan = resolve_plan(cfg, facts.num_train, hw=hw, token_lengths=facts.token_lengths,
-                            reference_effective_batch=batch * max(1, hw.num_devices) if batch else None,
+                            reference_effective_batch=batch * processes if batch else None,
                             reference_learning_rate=reference.get("learning_rate"))
         return views.plan_markdown(plan, num_samples=facts.num_train, dataset_note=note,
-                                   hardware_label=views.hardware_label(hw), lang=lang, on_gpu=hw.device == "cuda")
+                                   hardware_label=views.hardware_label(hw), lang=lang, on_gpu=hw.device == "cuda") + gpus_found_text()
     except Exception as exc:  # noqa: BLE001 - a plan problem is shown, never a traceback
         return t(lang, "plan_failed", detail=views.short(views.error_text(exc)))
+
+
+def gpus_found_text() -> str:
+    """The GPUs of this machine, under the plan: the numbers to pick in Devices & machines → GPU ids."""
+    found = gpu_list()
+    if len(found) < 2:
+        return ""
+    cards = " · ".join(f"`{gpu}` {name}" + (f" ({total:g} GB)" if total else "") for gpu, name, total in found)
+    return f"\n\n**GPUs found** (pick them in *Devices & machines → GPU ids*): {cards}"
 
 
 def preview(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
@@ -76,7 +88,11 @@ def preview(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
         cfg = values_to_config(form_values(v))
     except ConfigError as exc:
         return {WARNING: t(lang, "fix_red", detail=views.short(str(exc), 200))}
-    return {"train.preview_cmd": train_command(ctx.runs_root / "<run_id>"), "train.preview_yaml": cfg.to_yaml(),
+    run_dir = ctx.runs_root / "<run_id>"
+    command = train_command(run_dir, cfg=cfg)
+    if cfg.num_machines > 1:  # Start runs machine 0 here; the others run their own line on the shared run directory
+        command = "\n".join(f"# machine {machine}\n{line}" for machine, line in machine_commands(cfg, run_dir))
+    return {"train.preview_cmd": command, "train.preview_yaml": cfg.to_yaml(),
             "train.preview_acc": gr.update(open=True)}
 
 

@@ -69,11 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --runs-dir {args.runs_dir}: cannot create it ({exc.strerror})", file=sys.stderr)
         return 2
     from trainer.jobs.manager import JobManager
+    from trainer.jobs.registry import JobError
     from webui.api import server_extension
     from webui.api_tokens import TokenStore
     from webui.page import build, launch_options
 
-    jobs = JobManager(args.runs_dir, max_queued_per_owner=max_queued)
+    try:
+        jobs = JobManager(args.runs_dir, max_queued_per_owner=max_queued)
+    except JobError as exc:  # a damaged runs.db, a full disk: what to do, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         loopback_only = sign_in.is_open and is_loopback(args.host) and not args.share
         extension = server_extension(jobs, sign_in, TokenStore(args.runs_dir), loopback_only)
@@ -81,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         jobs.close()
         print(f"error: Hugging Face sign-in needs `pip install authlib itsdangerous` ({exc})", file=sys.stderr)
         return 2
-    demo = build(args.runs_dir, jobs=jobs)
+    try:
+        demo = build(args.runs_dir, jobs=jobs)
+    except JobError as exc:  # a damaged runs.db, a full disk: what to do, not a traceback
+        jobs.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"tunedeck: runs in {os.path.abspath(args.runs_dir)}", flush=True)
     print(f"tunedeck: {sign_in.describe()}; API at /api", flush=True)
     warning = storage_warning(args.runs_dir)

@@ -112,7 +112,7 @@ def test_data_preview_upload_and_presets(tmp_path):
             assert "Traceback" not in text
             assert "invalid JSON" in text, text
             assert "small.jsonl" in page.locator("#dataset-source").inner_text()
-            assert (runs_dir / "uploads" / "small.jsonl").is_file()
+            assert (runs_dir / "uploads" / "local" / "small.jsonl").is_file()  # the user's own upload folder
             train_rows = int(re.search(r"(\d+) training rows", text).group(1))
             assert 1 <= train_rows < len(GOOD_WORDS) + 1, text  # the good rows only (a few go to validation)
             rows = page.locator("#dataset-rows .td-row")

@@ -114,22 +114,23 @@ def test_logins_come_from_the_environment_only(monkeypatch):
     assert (args.port, args.runs_dir, args.share, args.host) == (7999, "/tmp/x", True, "127.0.0.1")
 
 
-def test_uploads_are_kept_under_the_runs_root_without_clobbering(tmp_path):
+def test_uploads_are_kept_in_the_users_folder_without_clobbering(tmp_path):
     from webui.tabs.data import save_upload
 
     src_dir = tmp_path / "gradio-temp"
     src_dir.mkdir()
+    kept = tmp_path / "runs" / "uploads" / "alice"
     first = src_dir / "my data (v1).jsonl"
     first.write_text('{"text": "a"}\n')
-    saved = save_upload(tmp_path / "runs", str(first))
-    assert saved == tmp_path / "runs" / "uploads" / "my_data_v1_.jsonl" and saved.read_text() == first.read_text()
-    assert save_upload(tmp_path / "runs", str(first)) == saved  # the same file again: the same path
+    saved = save_upload(kept, str(first))
+    assert saved == kept / "my_data_v1.jsonl" and saved.read_text() == first.read_text()
+    assert save_upload(kept, str(first)) == saved  # the same file again: the same path
     first.write_text('{"text": "b"}\n')  # another file under the same name must not replace the first
-    other = save_upload(tmp_path / "runs", str(first))
-    assert other.name == "my_data_v1_-2.jsonl" and saved.read_text() == '{"text": "a"}\n'
+    other = save_upload(kept, str(first))
+    assert other.name == "my_data_v1-2.jsonl" and saved.read_text() == '{"text": "a"}\n'
     evil = src_dir / "..%2F..%2Fetc.jsonl"
     evil.write_text("{}\n")
-    assert save_upload(tmp_path / "runs", str(evil)).parent == tmp_path / "runs" / "uploads"
+    assert save_upload(kept, str(evil)).parent == kept
 
 
 def test_a_fraction_in_an_integer_field_reaches_the_schema_unrounded_and_is_refused_by_name():

@@ -211,7 +211,7 @@ def test_registry_file_problems_are_explained_or_upgraded(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / DB_FILE).write_text("this is not a database, just text " * 100)
-    with pytest.raises(JobError, match="not a usable run registry"):
+    with pytest.raises(JobError, match="is damaged.*move the file away"):
         JobManager(broken, autostart=False)
 
     older = tmp_path / "older"  # a runs.db from before some columns existed still opens and works

@@ -6,9 +6,10 @@ import pytest
 
 from trainer.plan.catalog import GPU_CHOICES, model_shape, shape_from_config
 from trainer.config import TrainConfig
+from trainer.plan.fit import largest_fitting, largest_micro_batch, verdict
 from trainer.plan.memory import (
-    GB, MemorySettings, base_weight_bytes, estimate_memory, largest_fitting, largest_micro_batch,
-    logits_bytes, lora_parameter_count, optimizer_state_bytes, quantized_bytes, verdict,
+    GB, MemorySettings, base_weight_bytes, estimate_memory, logits_bytes, lora_parameter_count,
+    optimizer_state_bytes, quantized_bytes,
 )
 from trainer.plan.resolve import Hardware, resolve_plan
 

@@ -30,11 +30,23 @@ def test_max_steps_overrides_epochs_in_words_and_numbers():
 
 
 def test_devices_multiply_the_effective_batch():
-    cfg = TrainConfig(per_device_train_batch_size=2, gradient_accumulation_steps=4, num_train_epochs=1)
-    plan = resolve_plan(cfg, 100, hw=Hardware(device="cuda", num_devices=4, bf16_supported=True))
-    assert plan.effective_batch_size == 32
-    assert plan.steps_per_epoch == 4  # 100 rows / (2*4) = 13 micro-batches per device; / 4 = 3.25 -> 4
-    assert plan.precision == "bf16"
+    four_gpus = Hardware(device="cuda", num_devices=4, bf16_supported=True)
+    for processes in (4, "auto"):  # auto: every visible GPU
+        cfg = TrainConfig.from_dict(dict(per_device_train_batch_size=2, gradient_accumulation_steps=4,
+                                         num_train_epochs=1, num_processes=processes))
+        plan = resolve_plan(cfg, 100, hw=four_gpus)
+        assert plan.effective_batch_size == 32 and plan.num_devices == 4
+        assert plan.steps_per_epoch == 4  # 100 rows / (2*4) = 13 micro-batches per device; / 4 = 3.25 -> 4
+        assert plan.precision == "bf16"
+    # One process (the default) trains on one of the four GPUs: the others do not count.
+    one = resolve_plan(TrainConfig(per_device_train_batch_size=2, gradient_accumulation_steps=4), 100, hw=four_gpus)
+    assert one.effective_batch_size == 8 and one.num_devices == 1
+    # Machines multiply too.
+    cfg = TrainConfig(per_device_train_batch_size=2, gradient_accumulation_steps=4, num_processes=4, num_machines=2,
+                      main_process_ip="10.0.0.1")
+    plan = resolve_plan(cfg, 100, hw=four_gpus)
+    assert plan.effective_batch_size == 64 and plan.num_devices == 8
+    assert "× 4 (devices) × 2 (machines) = 64" in plan.summary[0]
 
 
 def test_unknown_dataset_size_leaves_step_numbers_unknown():

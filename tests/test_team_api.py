@@ -209,7 +209,7 @@ def test_crafted_requests_get_a_clear_4xx_and_the_server_keeps_answering(server)
     assert field_errors[0]["field"] == "learning_rate"
     assert api(base, "POST", "/api/runs", ALICE, content=b"\xff\xfe bad").status_code == 400
     for refused_config, words in [(config_yaml(trust_remote_code=True), "only an admin"),
-                                  (config_yaml(dataset="/etc/passwd"), "outside your upload folder")]:
+                                  (config_yaml(dataset="/etc/passwd"), "not allowed on this shared server")]:
         response = api(base, "POST", "/api/runs", BOB, content=refused_config)
         assert response.status_code == 403 and words in response.json()["detail"]
     assert api(base, "POST", "/api/tokens", ALICE, content=b"{" * 10_000).status_code == 413

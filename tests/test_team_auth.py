@@ -142,7 +142,7 @@ def test_a_shared_server_keeps_team_members_to_their_own_files(tmp_path):
         assert auth.config_refusal(bob, cfg, runs) is None
     for cfg, words in [(TrainConfig(trust_remote_code=True), "trust_remote_code"),
                        (TrainConfig(dataset="/etc/passwd"), "dataset"),
-                       (TrainConfig(dataset=str(theirs / "secret.jsonl")), "outside your upload folder"),
+                       (TrainConfig(dataset=str(theirs / "secret.jsonl")), "not allowed on this shared server"),
                        (TrainConfig(dataset=str(mine / ".." / "alice" / "secret.jsonl")), "dataset"),
                        (TrainConfig(model_name_or_path="~/models/x"), "model_name_or_path")]:
         assert words in (auth.config_refusal(bob, cfg, runs) or ""), cfg

@@ -88,7 +88,8 @@ def test_visible_when_names_real_fields_and_their_values():
         for name, allowed in spec.visible_when:
             assert name in specs and name != spec.name, (spec.name, name)
             assert specs[name].choices and set(allowed) <= set(specs[name].choices), (spec.name, allowed)
-    assert set(governing_fields()) == {"finetuning_type", "quantization_bit", "eval_strategy", "save_strategy"}
+    assert set(governing_fields()) == {"finetuning_type", "quantization_bit", "eval_strategy", "save_strategy",
+                                      "distributed_type"}
 
 
 def test_hidden_fields_and_groups_follow_the_governing_values():
@@ -367,7 +368,7 @@ def test_data_preview_upload_and_source(ctx, tmp_path):
     upload = tmp_path / "mine.jsonl"
     upload.write_text('{"instruction": "hi", "output": "there"}\n')
     reply = data.uploaded(ctx, {"data.upload": str(upload)})
-    assert reply["dataset"] == str(ctx.runs_root / "uploads" / "mine.jsonl") and "mine.jsonl" in reply["data.source"]
+    assert reply["dataset"] == str(ctx.runs_root / "uploads" / "local" / "mine.jsonl") and "mine.jsonl" in reply["data.source"]
     assert data.uploaded(ctx, {"data.upload": None}) == {}
     assert data.dataset_changed(ctx, {"dataset": "x.jsonl"}) == {"data.source": "Dataset: `x.jsonl`"}
 

@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("trainer.cli.check", "validate a config and its dataset; print the resolved plan"),
     "convert": ("trainer.cli.convert", "LLaMA-Factory YAML <-> tunedeck preset: --from/--to llamafactory IN OUT"),
     "export-script": ("trainer.cli.export", "write the plain transformers+peft+trl script of a config: CONFIG OUT.py"),
+    "launch-commands": ("trainer.cli.launch_commands", "write the accelerate config of a multi-device or multi-machine "
+                        "run and print each machine's command: CONFIG.yaml [--run-dir DIR]"),
     "probe": ("trainer.cli.probe", "measure the largest micro-batch that fits the GPU (a few real steps each)"),
     "chat": ("trainer.cli.chat", "talk to a run's model (or its base): RUN_DIR [--prompt TEXT] [--base]"),
     "evaluate": ("trainer.cli.evaluate", "loss and perplexity of a run beside its base: RUN_DIR [--dataset D] [--json]"),

@@ -30,6 +30,7 @@ GROUPS: list[tuple[str, str, bool]] = [
     ("memory", "Quantization & memory", False),
     ("eval", "Evaluation & checkpoints", False),
     ("logging", "Logging", False),
+    ("distributed", "Devices & machines", False),
 ]
 GROUP_KEYS = [g[0] for g in GROUPS]
 
@@ -52,6 +53,9 @@ SCHEDULERS = (
     "inverse_sqrt",
     "cosine_with_min_lr",
 )
+DISTRIBUTED_TYPES = ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3")
+_LAUNCH_SKIP = ("LLaMA-Factory takes the launch from its command line (FORCE_TORCHRUN, NNODES, NODE_RANK, "
+                "MASTER_ADDR) and a DeepSpeed JSON, not from the training YAML")
 DATASET_FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text")
 PRESET_META_KEY = "preset"  # preset files carry their title and description under this key
 _SAME = object()  # lf_default not given: LLaMA-Factory's default is ours
@@ -345,6 +349,56 @@ class TrainConfig(ConfigRules):
                                      sft="run_name", lf="run_name")
     logging_steps: int = _field(1, "logging", "Log loss and learning rate every N steps.", ge=1,
                                 sft="logging_steps", lf="logging_steps", lf_default=500)
+
+    # --- devices & machines ------------------------------------------------------------------------
+    num_processes: Optional[int] = _field(
+        1, "distributed",
+        "Devices of this machine to train on, one process each (launched through accelerate). 1 trains in "
+        "one process as usual. Empty or `auto` = every visible GPU. On a machine without GPUs, 2 or more "
+        "runs that many CPU processes (gloo), for testing.", label="Devices (processes)", ge=1, le=1024,
+        used_by=("trainer.engine.distributed",), lf_skip=_LAUNCH_SKIP)
+    gpu_ids: Optional[str] = _field(
+        None, "distributed",
+        "Which GPUs of this machine to use, e.g. `0,1` (their numbers as nvidia-smi lists them). Empty: the "
+        "scheduler picks free ones. Give as many as the devices above.", label="GPU ids",
+        used_by=("trainer.engine.distributed",), lf_skip=_LAUNCH_SKIP)
+    distributed_type: Literal[DISTRIBUTED_TYPES] = _field(  # type: ignore[valid-type]
+        "ddp", "distributed",
+        "How several devices share the work. ddp: each holds the whole model (fastest, if it fits one "
+        "device). fsdp: weights, gradients and optimizer state are sharded over the devices. "
+        "deepspeed_zero2: gradients and optimizer state sharded. deepspeed_zero3: everything sharded "
+        "(the largest models). DeepSpeed needs `pip install deepspeed`.", label="Distribution",
+        used_by=("trainer.engine.distributed", "trainer.plan"), lf_skip=_LAUNCH_SKIP)
+    offload_optimizer: bool = _field(
+        False, "distributed",
+        "Keep the optimizer state in CPU RAM instead of on the GPUs (ZeRO/FSDP offload): much less GPU "
+        "memory, slower steps. FSDP offloads weights and optimizer state together.", advanced=True,
+        used_by=("trainer.engine.distributed", "trainer.plan"), lf_skip=_LAUNCH_SKIP,
+        visible_when={"distributed_type": ("fsdp", "deepspeed_zero2", "deepspeed_zero3")})
+    offload_params: bool = _field(
+        False, "distributed",
+        "Keep the sharded weights in CPU RAM too, fetched for each layer (ZeRO-3/FSDP): the least GPU "
+        "memory, the slowest steps.", advanced=True,
+        used_by=("trainer.engine.distributed", "trainer.plan"), lf_skip=_LAUNCH_SKIP,
+        visible_when={"distributed_type": ("fsdp", "deepspeed_zero3")})
+    num_machines: int = _field(
+        1, "distributed",
+        "Machines that train this run together. Above 1, start the printed command on every machine "
+        "(python -m trainer launch-commands CONFIG.yaml), with the run directory on storage they share.",
+        label="Machines", ge=1, le=4096,
+        used_by=("trainer.engine.distributed", "trainer.plan"), lf_skip=_LAUNCH_SKIP)
+    machine_rank: int = _field(
+        0, "distributed", "This machine's number among the machines: 0 is the main one, which writes the run.",
+        advanced=True, ge=0,
+        used_by=("trainer.engine.distributed",), lf_skip=_LAUNCH_SKIP)
+    main_process_ip: Optional[str] = _field(
+        None, "distributed", "Address of machine 0, which every machine can reach (needed with several machines).",
+        advanced=True, max_length=255,
+        used_by=("trainer.engine.distributed",), lf_skip=_LAUNCH_SKIP)
+    main_process_port: int = _field(
+        29500, "distributed", "A free TCP port on machine 0 for the processes to meet.", advanced=True,
+        ge=1, le=65535,
+        used_by=("trainer.engine.distributed",), lf_skip=_LAUNCH_SKIP)
 
     # --- I/O ----------------------------------------------------------------------------------
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ValidationInfo, field_validator, model_validator
 
 from trainer.errors import CombinationError
+from trainer.secret_shapes import secret_refusal
 from trainer.templates import template_names, unknown_template_message
 
 LORA_TARGET_ALL = "all-linear"
@@ -50,6 +51,8 @@ class ConfigRules(BaseModel):
         for key in _optional_fields(cls):
             if data.get(key) in ("", "none", "None"):
                 data[key] = None
+        if isinstance(data.get("num_processes"), str) and data["num_processes"].strip().lower() == "auto":
+            data["num_processes"] = None
         if data.get("max_steps") is None and "max_steps" in data:
             data["max_steps"] = -1
         return data
@@ -84,6 +87,18 @@ class ConfigRules(BaseModel):
             return int(number)
         return value
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_secrets(cls, value: Any) -> Any:
+        """A token typed into any text field would be written to every file and page of the run: refuse it."""
+        texts = (list(value.keys()) + list(value.values()) if isinstance(value, dict)
+                 else value if isinstance(value, (list, tuple)) else [value])
+        for text in texts:
+            message = secret_refusal(text)
+            if message:
+                raise ValueError(message)
+        return value
+
     @field_validator("lora_target", mode="before", check_fields=False)
     @classmethod
     def _lora_target(cls, value: Any) -> Any:
@@ -100,6 +115,23 @@ class ConfigRules(BaseModel):
                 raise ValueError("name at least one layer, or use all-linear")
             return LORA_TARGET_ALL if names in (["all"], ["all-linear"]) else names
         return value
+
+    @field_validator("gpu_ids", mode="before", check_fields=False)
+    @classmethod
+    def _gpu_ids(cls, value: Any) -> Any:
+        """`0,1`, `0, 1`, [0, 1] or a single 0 all mean GPUs 0 and 1 / GPU 0: kept as `0,1`."""
+        if value is None or isinstance(value, bool):
+            return value
+        entries = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        ids = [str(e).strip() for e in entries if str(e).strip()]
+        if not ids:
+            return None
+        bad = [i for i in ids if not i.isdigit()]
+        if bad:
+            raise ValueError(f"'{bad[0]}' is not a GPU number: list them as 0,1,...")
+        if len(set(ids)) != len(ids):
+            raise ValueError("a GPU is listed twice")
+        return ",".join(str(int(i)) for i in ids)
 
     @field_validator("template", check_fields=False)
     @classmethod
@@ -156,6 +188,34 @@ class ConfigRules(BaseModel):
         if self.packing and self.group_by_length:
             problems.append(("group_by_length", "packed rows all have the same length: turn off packing or "
                              "group_by_length"))
+        problems.extend(self._distributed_problems())
         if problems:
             raise CombinationError(problems)
         return self
+
+    def _distributed_problems(self) -> list[tuple[str, str]]:
+        """The launch settings against each other (trainer.engine.distributed checks them against the machine)."""
+        problems: list[tuple[str, str]] = []
+        if self.gpu_ids and self.num_processes is not None and len(self.gpu_ids.split(",")) != self.num_processes:
+            count = len(self.gpu_ids.split(","))
+            problems.append(("gpu_ids", f"{count} GPU{'s' if count > 1 else ''} listed ({self.gpu_ids}) for "
+                             f"num_processes {self.num_processes}: list one GPU per process, or empty num_processes "
+                             "to use every listed GPU"))
+        sharded = self.distributed_type in ("fsdp", "deepspeed_zero3")
+        if self.offload_params and not sharded:
+            problems.append(("offload_params", f"only sharded weights can be offloaded: distributed_type "
+                             f"'{self.distributed_type}' keeps whole weights on each device; use deepspeed_zero3 or "
+                             "fsdp, or turn offload_params off"))
+        if self.offload_optimizer and self.distributed_type == "ddp":
+            problems.append(("offload_optimizer", "DDP cannot offload the optimizer: use distributed_type "
+                             "deepspeed_zero2, deepspeed_zero3 or fsdp, or turn offload_optimizer off"))
+        if sharded and self.quantization_bit == 8:
+            problems.append(("distributed_type", f"{self.distributed_type} cannot shard 8-bit (LLM.int8) weights: "
+                             "use quantization_bit 4 (QLoRA), leave it empty, or use ddp / deepspeed_zero2"))
+        if self.num_machines > 1 and not (self.main_process_ip or "").strip():
+            problems.append(("main_process_ip", f"num_machines is {self.num_machines}: give the address of machine "
+                             "0, which the other machines connect to"))
+        if self.machine_rank >= self.num_machines:
+            problems.append(("machine_rank", f"machine_rank {self.machine_rank} with num_machines "
+                             f"{self.num_machines}: the machines are numbered 0 to {self.num_machines - 1}"))
+        return problems

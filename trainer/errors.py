@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from trainer.secret_shapes import looks_like_secret_value
+
 
 class ConfigError(ValueError):
     """A config that cannot be used. ``errors`` is a list of (field, message), field "" for the whole."""
@@ -50,7 +52,9 @@ def pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         got = err.get("input")
-        if err.get("type") not in ("missing",) and not isinstance(got, (dict, list)) and field:
+        # A secret-shaped value is never echoed back: the message would carry it into logs and pages.
+        if err.get("type") not in ("missing",) and not isinstance(got, (dict, list)) and field \
+                and not looks_like_secret_value(got):
             msg = f"{msg} (got {got!r})"
         if (field, msg) not in errors:
             errors.append((field, msg))

@@ -37,15 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-AUTH_ENV = "TUNEDECK_AUTH"
-USERS_FILE_ENV = "TUNEDECK_USERS_FILE"
-ADMINS_ENV = "TUNEDECK_ADMINS"
+from trainer.access import (
+    ADMINS_ENV, AUTH_ENV, USER_NAME, USERS_FILE_ENV, Access, hf_oauth_available, signed_in_access, user_uploads_dir,
+)
+from trainer.errors import ConfigError
+
 HF_ORGS_ENV = "TUNEDECK_HF_ORGS"
 LOCAL = "local"  # the owner of runs made on an open page, and of those made before logins were turned on
 
 OPEN, PASSWORD, HUGGING_FACE = "open", "password", "huggingface"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2 ** 14, 8, 1  # ~16 MB and tens of ms per check: slow for a guesser
 _MAX_SECRET_BYTES = 1024  # a longer "password" is refused before it costs a hash
 
@@ -61,7 +62,7 @@ LOCAL_USER = User(LOCAL, is_admin=True)  # an open page: whoever reaches it is t
 
 def check_user_name(name: str) -> str:
     """A login name usable as an owner and a folder name; ValueError naming the rule otherwise."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
         raise ValueError(f"user name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
                          "or digit")
     if name == LOCAL:
@@ -253,15 +254,6 @@ def _names(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
-_HF_OAUTH_VARIABLES = ("SPACE_ID", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL")
-
-
-def hf_oauth_available(environ: Mapping[str, str]) -> bool:
-    """On a Space whose README asks for `hf_oauth: true`: the Space then sets these variables (and
-    SYSTEM=spaces, which Gradio's OAuth checks too)."""
-    return environ.get("SYSTEM") == "spaces" and all(environ.get(name) for name in _HF_OAUTH_VARIABLES)
-
-
 def sign_in_from_env(environ: Mapping[str, str] | None = None) -> SignIn:
     """The sign-in this server uses; ValueError (one line, naming the variable) for a bad setting."""
     environ = os.environ if environ is None else environ
@@ -331,31 +323,15 @@ def require_modify(user: User | None, owner: str, action: str, what: str = "run"
                               f"(you are '{who}')")
 
 
-_LOCAL_FILE_FIELDS = ("model_name_or_path", "dataset", "resume_from_checkpoint")
-_SHIPPED = ("demo", "last", "latest", "true")  # names that are not files: the demo model/data, "resume mine"
-
-
 def config_refusal(user: User, cfg: Any, runs_root: str | Path) -> str | None:
-    """Why `user` may not start `cfg` on a shared server, or None. A team member's run may read files on the
-    server only from their own upload folder, and may not run a model repository's own code; admins (and an
-    open page's operator) may do both. For the API and the page's Start alike."""
-    if user.is_admin:
-        return None
-    if getattr(cfg, "trust_remote_code", False):
-        return ("trust_remote_code: it runs code from the model's repository on the server, so only an admin may "
-                "turn it on")
-    own = upload_dir(runs_root, user).resolve()
-    for name in _LOCAL_FILE_FIELDS:
-        value = getattr(cfg, name, None)
-        if not value or str(value).strip().lower() in _SHIPPED:
-            continue
-        path = Path(str(value)).expanduser()
-        if not (str(value).startswith(("/", "~", ".")) or path.exists()):
-            continue  # a Hub id
-        if path.resolve().is_relative_to(own):
-            continue
-        return (f"{name}: {value} is a file on the server outside your upload folder; upload the file (it is kept "
-                "in your folder) or name a Hub id")
+    """Why `user` may not start `cfg` on this server, or None: the one access policy (trainer/access.py) —
+    on a shared server, local paths only from the allowed folders and the user's own uploads, and
+    trust_remote_code only for admins. For the API and the page's Start alike."""
+    access = Access(user=user.name) if user.name == LOCAL else signed_in_access(user.name, user.is_admin, runs_root)
+    try:
+        access.check_config(cfg)
+    except ConfigError as exc:
+        return " ".join(str(exc).split())
     return None
 
 
@@ -380,8 +356,7 @@ def open_notice(user: User) -> str | None:
 
 def upload_dir(runs_root: str | Path, user: User) -> Path:
     """`<runs root>/uploads/<user>/`: each uploader's files apart, so nobody replaces another's."""
-    name = user.name if user.name == LOCAL else check_user_name(user.name)  # never a path like ../x
-    return Path(runs_root) / "uploads" / name
+    return user_uploads_dir(runs_root, user.name)
 
 
 # --- `python -m webui.auth add-user NAME` -------------------------------------------------------------

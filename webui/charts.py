@@ -143,6 +143,8 @@ def memory_figure(series: RunSeries, max_points: int | None = None, lang: str | 
     fig = _layout(go.Figure(), title, x_title=t(lang, "chart.elapsed"), y_title="GB")
     if not points:
         return _empty(fig, t(lang, "chart.waiting_memory"))
+    if len(series.memory_devices) > 1:
+        return _per_device_memory(fig, series, on_gpu, max_points, lang)
     group = "cuda" if on_gpu else "cpu"
     keys = ("allocated_gb", "reserved_gb", "peak_gb", "device_used_gb", "device_total_gb") if on_gpu else ("rss_gb",)
     for i, key in enumerate(keys):
@@ -161,6 +163,24 @@ def memory_figure(series: RunSeries, max_points: int | None = None, lang: str | 
         fig.add_annotation(text=t(lang, "chart.of_ram", value=f"{last['system_total_gb']:.1f}"), showarrow=False,
                            xref="paper", yref="paper", x=1, y=1.08, xanchor="right",
                            font={"size": 11, "color": "#6b7280"})
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def _per_device_memory(fig: go.Figure, series: RunSeries, on_gpu: bool, max_points: int | None,
+                       lang: str | None = None) -> go.Figure:
+    """A run of several processes: each device's allocated (solid), reserved (dashed) and peak (dotted) on a
+    GPU, each process's RAM on a CPU; one colour per device."""
+    keys = (("allocated_gb", "solid"), ("reserved_gb", "dash"), ("peak_gb", "dot")) if on_gpu else (("rss_gb", "solid"),)
+    for i, label in enumerate(series.memory_devices):
+        for key, dash in keys:
+            trace = f"memory:device:{label}:{key}"
+            xs, ys = _points(series, trace, lambda: list(zip(*series.decimated(trace))), max_points)  # noqa: B023
+            if xs:
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{label} {t(lang, f'mem.{key}')}",
+                                         line={"color": PALETTE[i % len(PALETTE)], "width": 1.5, "dash": dash}))
+    fig.update_layout(title={"text": t(lang, "chart.devices_memory", kind="GPU" if on_gpu else "CPU",
+                                       count=len(series.memory_devices))})
     fig.update_yaxes(rangemode="tozero")
     return fig
 

@@ -6,19 +6,20 @@ runs root and call them directly.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config import TrainConfig
-from trainer.datasets import DataError, load_examples, resolve_source
+from trainer.access import Access, access_from_env
+from trainer.config import ConfigError, TrainConfig
 from trainer.engine.model import DEMO_NAME, ModelNotFoundError, looks_like_local_path, model_source
+from trainer.jobs.sandbox import SandboxError, run_job
 from trainer.plan.catalog import GPU_CHOICES, gpu_choice
 from trainer.plan.resolve import CPU, Hardware
 
 from .after import Commands, SharedChat
+from .data_view import file_stamp
 from .i18n import t
 from .state import EventCache
 from .views import error_text, run_choice_label, short
@@ -72,7 +73,16 @@ def hardware_for(key: str | None, local: Hardware) -> Hardware:
                     bf16_supported=choice.bf16)
 
 
-# --- dataset facts for the plan, cached per dataset ----------------------------------------------
+# --- who may read what: one function builds the access policy of a request -------------------------
+
+def access_for(ctx: "Context", user: str | None) -> Access:
+    """The access policy of one request (trainer/access.py): shared when a sign-in is configured (passwords,
+    a users file or Hugging Face), admins from TUNEDECK_ADMINS, readable folders TUNEDECK_ALLOWED_PATHS
+    plus the user's own uploads."""
+    return access_from_env(user, ctx.runs_root)
+
+
+# --- dataset facts for the plan, cached per dataset file version ---------------------------------
 
 @dataclass
 class DatasetFacts:
@@ -85,27 +95,13 @@ class DatasetFacts:
 
 
 class DatasetFactsCache:
-    """Row counts of local datasets (cheap), token lengths once the Data tab has computed them."""
+    """Row counts of local datasets (counted by the data worker, once per file version), token lengths once
+    the Data tab has computed them."""
 
     def __init__(self) -> None:
         self._facts: dict[tuple, DatasetFacts] = {}
         self._lengths: dict[tuple, list[int]] = {}
         self._lock = threading.Lock()
-
-    @staticmethod
-    def _source_stamp(dataset: str) -> Any:
-        """("file", path, mtime, size) for a local file, ("hub", id) for a Hub id, ("error", message)."""
-        try:
-            kind, where = resolve_source(dataset)
-        except Exception as exc:  # noqa: BLE001 - DataError: a path that does not exist, ...
-            return ("error", short(error_text(exc)))
-        if kind != "file":
-            return ("hub", where)
-        try:
-            stat = os.stat(where)
-            return ("file", where, stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            return ("file", where, None, None)
 
     @staticmethod
     def key(cfg: TrainConfig, stamp: Any) -> tuple:
@@ -116,10 +112,15 @@ class DatasetFactsCache:
     def _lengths_key(key: tuple, cfg: TrainConfig) -> tuple:
         return (key, cfg.cutoff_len, cfg.template, cfg.model_name_or_path)
 
-    def facts(self, cfg: TrainConfig) -> DatasetFacts:
-        stamp = self._source_stamp(cfg.dataset)
+    def facts(self, cfg: TrainConfig, access: Access | None = None) -> DatasetFacts:
+        if access is not None:
+            try:
+                access.check_path(cfg.dataset, "dataset")
+            except ConfigError as exc:
+                return DatasetFacts(None, short(error_text(exc)))
+        stamp = file_stamp(cfg.dataset, None, cfg.dataset_split)
         if stamp[0] == "error":
-            return DatasetFacts(None, stamp[1], problem=stamp[1])
+            return DatasetFacts(None, short(stamp[1]), problem=stamp[1])
         if stamp[0] == "hub":
             return DatasetFacts(None, "a Hub dataset: the row count is known once it is loaded")
         key = self.key(cfg, stamp)
@@ -127,17 +128,17 @@ class DatasetFactsCache:
             cached = self._facts.get(key)
         if cached is None:
             try:
-                loaded = load_examples(cfg)
-                note = f"{loaded.format} format" + (f", {loaded.skipped} invalid rows skipped" if loaded.skipped else "")
+                counted = run_job("facts", {"config": cfg.to_dict()})
+                note = f"{counted['format']} format" + (f", {counted['skipped']} invalid rows skipped"
+                                                         if counted["skipped"] else "")
                 problem = None
-                if cfg.eval_strategy != "no" and not loaded.eval:  # the same refusal as `trainer check`
+                if cfg.eval_strategy != "no" and not counted["num_eval"]:  # the same refusal as `trainer check`
                     problem = "val_size: the validation split is empty: raise val_size or set eval_strategy no"
-                cached = DatasetFacts(len(loaded.train), note, problem=problem, format=loaded.format,
-                                      skipped=loaded.skipped)
-            except DataError as exc:  # a file that cannot be read, a bad line: a run would be refused
-                cached = DatasetFacts(None, short(str(exc)), problem=short(str(exc), 600))
-            except Exception as exc:  # noqa: BLE001 - shown in the plan, never a traceback
-                cached = DatasetFacts(None, short(str(exc)))
+                cached = DatasetFacts(counted["num_train"], note, problem=problem, format=counted["format"],
+                                      skipped=counted["skipped"])
+            except SandboxError as exc:  # shown in the plan, never a traceback; bad input: a run would be refused
+                problem = short(str(exc), 600) if exc.kind == "input" else None
+                cached = DatasetFacts(None, short(str(exc)), problem=problem)
             with self._lock:
                 self._facts[key] = cached
         with self._lock:
@@ -145,7 +146,7 @@ class DatasetFactsCache:
         return DatasetFacts(cached.num_train, cached.note, lengths, cached.problem, cached.format, cached.skipped)
 
     def set_lengths(self, cfg: TrainConfig, lengths: list[int]) -> None:
-        stamp = self._source_stamp(cfg.dataset)
+        stamp = file_stamp(cfg.dataset, None, cfg.dataset_split)
         if stamp[0] == "file":
             with self._lock:
                 self._lengths[self._lengths_key(self.key(cfg, stamp), cfg)] = list(lengths)
@@ -164,11 +165,11 @@ def model_problem(cfg: TrainConfig) -> str | None:
     return None
 
 
-def start_problems(ctx: Context, cfg: TrainConfig) -> dict[str, str]:
+def start_problems(ctx: Context, cfg: TrainConfig, access: Access | None = None) -> dict[str, str]:
     """{field: message} for what `trainer check` would refuse about the dataset and the model: fast (the
     dataset's facts are cached per file version), and nothing is loaded with torch."""
     problems: dict[str, str] = {}
-    facts = ctx.datasets.facts(cfg)
+    facts = ctx.datasets.facts(cfg, access)
     if facts.problem:
         field = "val_size" if facts.problem.startswith("val_size:") else "dataset"
         problems[field] = facts.problem.removeprefix("val_size: ")

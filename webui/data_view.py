@@ -1,9 +1,11 @@
 """The Data tab's content as pure functions: preview HTML with loss masks, the token-length histogram,
 the summary of problems and statistics.
 
-No gradio here and no torch at import time: `preview_html`, `histogram_figure` and `summary_markdown`
-work on the plain dicts of trainer.data. `dataset_view` ties them together for the page; it loads the
-model's tokenizer lazily (transformers is imported only then) and caches it.
+No gradio and no torch here: `preview_html`, `histogram_figure` and `summary_markdown` work on plain
+dicts. `dataset_view` ties them together for the page: the dataset is read and tokenized by the data
+worker (trainer/jobs/sandbox.py: a child process with a memory and time cap, so neither a model's own
+code nor a hostile file runs in the web server), and its answer is kept per file version and config so
+turning pages and refreshing the plan do not start a worker again.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import plotly.graph_objects as go
 
+from trainer.access import looks_local
 from trainer.config import TrainConfig
-from trainer.datasets import DataError, DatasetReport, inspect_dataset, preview_rows, resolve_source
+from trainer.datasets import SHIPPED_DATASETS
+from trainer.jobs.sandbox import SandboxError, run_job
 
 PAGE_SIZE = 5
 MAX_LISTED_ISSUES = 20
@@ -124,91 +129,95 @@ def stats_markdown(stats: Optional[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(report: DatasetReport, note: str = "") -> str:
-    """Source, format, counts; why a run would be refused; row problems; warnings and advice; the table."""
+def summary_markdown(answer: dict[str, Any]) -> str:
+    """Source, format, counts; why a run would be refused; row problems; warnings and advice; the table.
+
+    `answer` is the data worker's preview answer (trainer/engine/data_worker.py)."""
     out: list[str] = []
-    loaded = report.loaded
+    loaded, error = answer.get("loaded"), answer.get("error")
     if loaded is not None:
-        train = report.train_rows
         # While the run would be refused nothing is skipped yet: the rows shown are the usable ones.
-        dropped = f", {loaded.skipped} {'invalid' if report.error else 'skipped'}" if loaded.skipped else ""
-        validation = len(loaded.eval)
-        out.append(f"**{html.escape(loaded.source)}** — {loaded.format} format, {train} training "
+        dropped = f", {loaded['skipped']} {'invalid' if error else 'skipped'}" if loaded["skipped"] else ""
+        train, validation = loaded["train_rows"], loaded["eval_rows"]
+        out.append(f"**{html.escape(loaded['source'])}** — {loaded['format']} format, {train} training "
                    f"row{'' if train == 1 else 's'}, {validation} validation row{'' if validation == 1 else 's'}"
                    f"{dropped}")
-    if report.error:
-        out.append("⚠️ **A run would be refused:**\n\n```\n" + report.error + "\n```")
-    if note:
-        out.append(f"ℹ️ {html.escape(note)}")
-    if loaded is not None and loaded.errors and not report.error:
-        listed = [f"- {html.escape(str(i))}" for i in loaded.errors[:MAX_LISTED_ISSUES]]
-        if len(loaded.errors) > MAX_LISTED_ISSUES:
-            listed.append(f"- … and {len(loaded.errors) - MAX_LISTED_ISSUES} more")
+    if error:
+        out.append("⚠️ **A run would be refused:**\n\n```\n" + error + "\n```")
+    if answer.get("note"):
+        out.append(f"ℹ️ {html.escape(answer['note'])}")
+    errors = (loaded or {}).get("errors") or []
+    if errors and not error:
+        listed = [f"- {html.escape(i)}" for i in errors[:MAX_LISTED_ISSUES]]
+        if len(errors) > MAX_LISTED_ISSUES:
+            listed.append(f"- … and {len(errors) - MAX_LISTED_ISSUES} more")
         out.append("**Skipped rows** (skip_invalid_rows is on):\n\n" + "\n".join(listed))
-    if report.warnings:
-        listed = [f"- {html.escape(w)}" for w in report.warnings[:MAX_LISTED_ISSUES]]
-        if len(report.warnings) > MAX_LISTED_ISSUES:
-            listed.append(f"- … and {len(report.warnings) - MAX_LISTED_ISSUES} more")
+    warnings = answer.get("warnings") or []
+    if warnings:
+        listed = [f"- {html.escape(w)}" for w in warnings[:MAX_LISTED_ISSUES]]
+        if len(warnings) > MAX_LISTED_ISSUES:
+            listed.append(f"- … and {len(warnings) - MAX_LISTED_ISSUES} more")
         out.append("**Warnings and advice:**\n\n" + "\n".join(listed))
-    table = stats_markdown(report.stats)
+    table = stats_markdown(answer.get("stats"))
     if table:
         out.append(table)
     return "\n\n".join(out)
 
 
-# --- the page's entry point -----------------------------------------------------------------------
+# --- the page's entry point: the data worker's answers, kept per file version -----------------------
 
-_tokenizers: dict[tuple, Any] = {}
-_tokenizers_lock = threading.Lock()
-
-
-def load_tokenizer_cached(cfg: TrainConfig) -> Any:
-    """The model's tokenizer (transformers imported here, lazily), cached per model."""
-    key = (cfg.model_name_or_path, cfg.trust_remote_code)
-    with _tokenizers_lock:
-        if key in _tokenizers:
-            return _tokenizers[key]
-    from trainer.engine.model import load_tokenizer
-
-    tokenizer = load_tokenizer(cfg)
-    with _tokenizers_lock:
-        _tokenizers[key] = tokenizer
-    return tokenizer
+PAGES_PER_ANSWER = 10  # one worker answer carries this many pages: turning pages needs no new worker
+MAX_CACHED_ANSWERS = 8
+_answers: "OrderedDict[tuple, dict[str, Any]]" = OrderedDict()
+_answers_lock = threading.Lock()
 
 
-_reports: "OrderedDict[tuple, DatasetReport]" = OrderedDict()
-MAX_CACHED_REPORTS = 4
-
-
-def _file_stamp(cfg: TrainConfig, base_dir: Any) -> Any:
-    """What identifies the dataset's content: path, size and mtime of a local file; the id of a Hub one."""
+def file_stamp(dataset: str, base_dir: Any = None, split: str = "train") -> Any:
+    """What identifies the dataset's content: path, size and mtime of a local file or folder; the id of a
+    Hub one. One stat, never a directory walk: `/` as the dataset must not make the server read the disk
+    (the worker finds the data file in a folder, under its time limit)."""
+    name = dataset.strip()
+    path = SHIPPED_DATASETS.get(name) or Path(name).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
     try:
-        kind, where = resolve_source(cfg.dataset, base_dir, cfg.dataset_split)
-    except DataError as exc:
-        return ("error", str(exc))
-    if kind == "hub":
-        return ("hub", where)
-    try:
-        stat = os.stat(where)
+        stat = os.stat(path)
     except OSError:
-        return ("file", where, None)
-    return ("file", where, stat.st_size, stat.st_mtime_ns)
+        return ("error", f"dataset file not found: {path}") if looks_local(name) else ("hub", name)
+    return ("file", str(path), stat.st_size, stat.st_mtime_ns, split)
 
 
-def _cached_report(cfg: TrainConfig, tokenizer: Any, base_dir: Any) -> DatasetReport:
-    """Turning pages re-renders one page only: the report (load, tokenize, statistics) is kept per dataset
-    file version and config."""
-    key = (_file_stamp(cfg, base_dir), cfg.model_dump_json(), id(tokenizer), str(base_dir))
-    with _tokenizers_lock:
-        if key in _reports:
-            _reports.move_to_end(key)
-            return _reports[key]
-    report = inspect_dataset(cfg, tokenizer, base_dir)
-    with _tokenizers_lock:
-        _reports[key] = report
-        while len(_reports) > MAX_CACHED_REPORTS:
-            _reports.popitem(last=False)
-    return report
+def _cached_answer(cfg: TrainConfig, page: int, page_size: int, base_dir: Any) -> dict[str, Any]:
+    """The worker's answer for the config's dataset with `page` among its pages; asks the worker only for a
+    new file version, config, or a page outside the pages already fetched."""
+    key = (file_stamp(cfg.dataset, base_dir, cfg.dataset_split), cfg.model_dump_json(), page_size, str(base_dir))
+    with _answers_lock:
+        cached = _answers.get(key)
+        if cached is not None:
+            _answers.move_to_end(key)
+            if "refused" in cached:  # over a limit once: the same file is not tried again until it changes
+                raise SandboxError(cached["refused"], "limit")
+            page = min(page, cached["last_page"])
+            if page in cached["pages"] or not cached["pages"]:
+                return cached
+    request = {"config": cfg.to_dict(), "page": page, "page_size": page_size, "pages": PAGES_PER_ANSWER,
+               "base_dir": None if base_dir is None else str(base_dir)}
+    try:
+        answer = run_job("preview", request)
+    except SandboxError as exc:
+        if exc.kind in ("memory", "timeout"):
+            with _answers_lock:
+                _answers[key] = {"refused": str(exc)}
+        raise
+    answer["pages"] = {p["page"]: p for p in answer["pages"]}
+    with _answers_lock:
+        if cached is not None:
+            cached["pages"].update(answer["pages"])
+            return cached
+        _answers[key] = answer
+        while len(_answers) > MAX_CACHED_ANSWERS:
+            _answers.popitem(last=False)
+    return answer
 
 
 @dataclass
@@ -217,29 +226,22 @@ class DatasetView:
     histogram: go.Figure
     rows_html: str
     lengths: list[int] = field(default_factory=list)
-    report: Optional[DatasetReport] = None
+    report: Optional[dict[str, Any]] = None  # the data worker's answer it was made from
 
 
-def dataset_view(cfg: TrainConfig, page: int = 1, runs_root: Any = None, page_size: int = PAGE_SIZE,
-                 base_dir: Any = None) -> DatasetView:
-    """Everything the Data tab shows for a config's dataset. Never raises for bad data or a missing model."""
-    note = ""
-    try:
-        tokenizer = load_tokenizer_cached(cfg)
-    except Exception as exc:  # noqa: BLE001 - a model that cannot be loaded: show the rows untokenized
-        tokenizer = None
-        note = (f"The tokenizer of '{cfg.model_name_or_path}' could not be loaded ({' '.join(str(exc).split())[:300]}): "
-                "rows are shown without the template, masks and lengths.")
-    report = _cached_report(cfg, tokenizer, base_dir)
+def dataset_view(cfg: TrainConfig, page: int = 1, page_size: int = PAGE_SIZE, base_dir: Any = None) -> DatasetView:
+    """Everything the Data tab shows for a config's dataset. Raises SandboxError when the worker could not
+    answer (over its memory or time limit); bad data and a missing model are shown, not raised."""
+    page = max(1, int(page))
+    answer = _cached_answer(cfg, page, page_size, base_dir)
     rows_html = ""
-    if report.loaded is not None and tokenizer is not None and report.tokenized is not None:
-        try:
-            rows_html = preview_html(preview_rows(report.loaded.train, tokenizer, cfg, page, page_size))
-        except Exception as exc:  # noqa: BLE001 - a template failing on one row
-            rows_html = f"<p>⚠️ {html.escape(str(exc))}</p>"
-    elif report.loaded is not None:
-        start = (max(1, page) - 1) * page_size
-        rows_html = "".join(f"<pre style='white-space:pre-wrap'>{html.escape(str(dict(ex)))[:2000]}</pre>"
-                            for ex in report.loaded.train[start:start + page_size])
-    return DatasetView(summary_markdown(report, note), histogram_figure(report.stats), rows_html,
-                       report.lengths, report)
+    shown = answer["pages"].get(min(page, answer["last_page"]))
+    if answer.get("rows_error"):
+        rows_html = f"<p>⚠️ {html.escape(answer['rows_error'])}</p>"
+    elif shown is not None and "raw" in shown:
+        rows_html = "".join(f"<pre style='white-space:pre-wrap'>{html.escape(text)}</pre>" for text in shown["raw"])
+    elif shown is not None:
+        rows_html = preview_html(shown)
+    return DatasetView(summary_markdown(answer), histogram_figure(answer.get("stats")), rows_html,
+                       list(answer.get("lengths") or []), answer)
+

@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Collection, Sequence
 
-import yaml
 
 from trainer.config import GROUPS, ConfigError, TrainConfig
 from trainer.fieldspecs import FieldSpec, field_specs
+from trainer.textio import parse_yaml
 
 EMPTY = "empty"  # the choice that means None for an optional field
 AUTO = "auto"  # ... for an optional on/off field, where None means "decide for me"
@@ -166,8 +166,8 @@ def from_control_value(control: Control, raw: Any) -> Any:
         if not text:
             return {}
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
+            data = parse_yaml(text, spec.name)
+        except ConfigError:
             raise _FieldProblem("write a mapping such as {question: instruction, answer: output}") from None
         if not isinstance(data, dict):
             raise _FieldProblem("write a mapping such as {question: instruction, answer: output}")

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 GROUP_ZH = {
     "model": "模型", "method": "方法", "data": "数据", "batch": "批次与步数", "optimizer": "优化器与学习率调度",
-    "lora": "LoRA", "memory": "量化与显存", "eval": "评估与检查点", "logging": "日志",
+    "lora": "LoRA", "memory": "量化与显存", "eval": "评估与检查点", "logging": "日志", "distributed": "设备与多机",
 }
 
 FIELD_ZH = {
+    "num_processes": "设备数（进程数）", "gpu_ids": "GPU 编号", "distributed_type": "分布式方式",
+    "offload_optimizer": "优化器状态卸载到 CPU", "offload_params": "权重卸载到 CPU", "num_machines": "机器数",
+    "machine_rank": "本机序号", "main_process_ip": "主机地址", "main_process_port": "主机端口",
     "model_name_or_path": "模型", "template": "对话模板", "trust_remote_code": "信任远程代码",
     "attn_implementation": "注意力实现", "stage": "训练阶段", "finetuning_type": "微调方法",
     "quantization_bit": "量化位数", "dataset": "数据集", "dataset_format": "数据格式", "dataset_split": "数据划分",
@@ -31,6 +34,15 @@ FIELD_ZH = {
 }
 
 HELP_ZH = {
+    "num_processes": "在本机的几个设备上训练，每个设备一个进程（通过 accelerate 启动）。1 表示照常单进程训练。留空或 `auto` = 所有可见的 GPU。没有 GPU 的机器上，2 个或更多会用 gloo 后端启动多个 CPU 进程。",
+    "gpu_ids": "使用本机的哪些 GPU，例如 `0,1`（nvidia-smi 列出的编号）。留空：由调度器挑选空闲的 GPU。数量须与上面的设备数相同。",
+    "distributed_type": "多个设备如何分担工作。ddp：每个设备持有完整模型（放得下时最快）。fsdp：权重、梯度和优化器状态分片到各设备。deepspeed_zero2：梯度和优化器状态分片。deepspeed_zero3：权重、梯度和优化器状态都分片（需要安装 deepspeed）。",
+    "offload_optimizer": "把优化器状态放在 CPU 内存而不是 GPU 上（ZeRO/FSDP 卸载）：GPU 显存少得多，每步更慢。FSDP 会同时卸载权重和优化器状态。",
+    "offload_params": "把分片后的权重也放在 CPU 内存中，每层用时再取（ZeRO-3/FSDP）：显存最少，速度最慢。",
+    "num_machines": "一起训练这个运行的机器数。大于 1 时，在每台机器上运行打印出的命令（python -m trainer launch-commands CONFIG.yaml），运行目录放在各机器共享的存储上。",
+    "machine_rank": "本机在这些机器中的序号：0 是主机，由它写入运行结果。",
+    "main_process_ip": "0 号机器的地址，每台机器都必须能访问（多机时必填）。",
+    "main_process_port": "0 号机器上一个空闲的 TCP 端口，供各进程会合。",
     "model_name_or_path": "基础模型：`demo`（离线构建的小模型，用于试用）、含 config.json 的本地目录，或 Hugging Face Hub ID，"
                           "如 meta-llama/Llama-3.1-8B。",
     "template": "把对话转成文本的对话模板。`auto` 使用分词器自带的模板，没有时使用简单的后备模板；也可指定名称"

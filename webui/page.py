@@ -27,6 +27,7 @@ from .context import Context
 from .form import EMPTY, METHODS, config_to_values, controls, method_of
 from .i18n import LANGUAGES, t, translations
 from .tabs import TABS
+from .tabs.data import MAX_UPLOAD_BYTES
 
 STATIC = Path(__file__).resolve().parent / "static"
 QUANT_KEYS = {EMPTY: "quant.none", "4": "quant.4", "8": "quant.8"}
@@ -64,7 +65,7 @@ def i18n_for_launch() -> gr.I18n:
 
 def launch_options() -> dict[str, Any]:
     """What `demo.launch(...)` needs besides the address: the page's words and its style."""
-    return dict(i18n=i18n_for_launch(), css=css(), show_error=False, footer_links=["settings"], max_file_size="2gb")
+    return dict(i18n=i18n_for_launch(), css=css(), show_error=False, footer_links=["settings"], max_file_size=MAX_UPLOAD_BYTES)
 
 
 def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks:

@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from trainer.run.events import EventReader
 
@@ -24,6 +25,21 @@ class CachedRun:
     series: RunSeries = field(default_factory=RunSeries)
     version: int = 0  # bumped whenever new events arrive: the page redraws only when it changed
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _drawn: dict = field(default_factory=dict, repr=False)  # (what, version, options) -> value, for this version
+
+    def drawn(self, what: tuple, make: Callable[[], Any]) -> Any:
+        """`make()` once per events version and `what` (a chart and its options), shared by every viewer of the
+        run: twenty open tabs cost one drawing per new event, not twenty."""
+        key = (self.version, *what)
+        with self.lock:
+            if key in self._drawn:
+                return self._drawn[key]
+        value = make()
+        with self.lock:
+            if key[0] == self.version:
+                self._drawn = {k: v for k, v in self._drawn.items() if k[0] == self.version}
+                self._drawn[key] = value
+        return value
 
     def poll(self) -> int:
         """Read the new events; returns how many arrived."""

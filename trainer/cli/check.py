@@ -95,6 +95,15 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     from trainer.engine.model import DEMO_NAME, ModelNotFoundError, hub_offline, looks_like_local_path
     from trainer.plan.resolve import resolve_plan
 
+    from trainer.config import ConfigError
+    from trainer.run.layout import RESUME_LATEST, resolve_resume
+
+    resume = (cfg.resume_from_checkpoint or "").strip()
+    if resume and resume.lower() not in RESUME_LATEST:
+        try:  # `train` refuses a checkpoint path that is not there: so does `check`
+            resolve_resume(resume, ".")
+        except ConfigError as exc:
+            raise _Invalid("config", str(exc)) from None
     warnings: list[str] = []
     unknown: list[str] = []
     dataset_info: dict[str, Any] = {"name": cfg.dataset}
@@ -175,6 +184,11 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     if plan.attn_implementation == "flash_attention_2" and not _importable("flash_attn"):
         warnings.append("attn_implementation is flash_attention_2 but the flash_attn package is not installed "
                         "here: training will stop at once. Use auto (it picks FlashAttention only where it works).")
+    if not gpu_gb:  # judged against this machine: what it lacks for the launch (GPUs, DeepSpeed)
+        from trainer.engine.distributed import machine_problems
+        from trainer.plan.hardware import visible_gpus
+
+        warnings += [f"{name}: {text}" for name, text in machine_problems(cfg, visible_gpus())]
     report = plan.to_dict()
     report["warnings"] = warnings + list(plan.warnings)
     report.update(valid=True, unknown=sorted(set(unknown)), dataset=dataset_info, model=model_info,

@@ -43,6 +43,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"invalid config: {exc}", file=sys.stderr)
         _record_invalid(run_dir, exc)
         return 2
+    try:  # the page checked this for its user; a config.yaml edited or submitted otherwise is checked again
+        for warning in _owner_access(run_dir).check_config(cfg):
+            print(f"warning: {warning}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"invalid config: {exc}", file=sys.stderr)
+        _record_invalid(run_dir, exc)
+        return 2
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / ".write-test").touch()
@@ -54,6 +61,23 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"tunedeck: run directory {run_dir.resolve()}", flush=True)
     return run_training(cfg, run_dir)
+
+
+def _owner_access(run_dir: Path):
+    """The access policy of the run's owner (its row in the registry next to the run directory). A run the
+    registry does not know was started from a shell, by someone who reads these files anyway."""
+    from trainer.access import Access, access_from_env
+    from trainer.jobs.registry import JobError, Registry
+    from trainer.run.layout import DB_FILE, is_run_id
+
+    runs_root = run_dir.resolve().parent
+    if not is_run_id(run_dir.name) or not (runs_root / DB_FILE).is_file():
+        return Access()
+    try:
+        owner = Registry(runs_root).get(run_dir.name).owner
+    except JobError:
+        return Access()
+    return access_from_env(owner, runs_root)
 
 
 def _record_invalid(run_dir: Path, exc: Exception) -> None:

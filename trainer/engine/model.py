@@ -16,6 +16,7 @@ from typing import Any
 
 from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig
 from trainer.engine.demo import DEMO_NAME, resolve_model_path
+from trainer.engine.distributed import SHARDED
 
 # bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional kernel package is missing;
 # the fallback it uses works, so the warning would only alarm the reader of stdout.log.
@@ -113,6 +114,8 @@ def quantization_config(cfg: TrainConfig, precision: str):
         bnb_4bit_quant_type=cfg.quantization_type,
         bnb_4bit_use_double_quant=cfg.double_quantization,
         bnb_4bit_compute_dtype=torch_dtype(precision),
+        # FSDP and ZeRO-3 shard only tensors of one float dtype: the 4-bit weights are stored in that dtype.
+        **({"bnb_4bit_quant_storage": torch_dtype(precision)} if cfg.distributed_type in SHARDED else {}),
     )
 
 
@@ -132,7 +135,8 @@ def load_model(cfg: TrainConfig, *, precision: str = "fp32", device: str = "cpu"
     quant = quantization_config(cfg, precision)
     if quant is not None:
         kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": _local_device(device)}
+        if cfg.distributed_type not in SHARDED:  # sharded: FSDP/ZeRO-3 place the shards themselves
+            kwargs["device_map"] = {"": _local_device(device)}  # each process's model on its own GPU
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:

@@ -6,7 +6,7 @@ loading and SFTTrainer construction as `train`, in a fresh subprocess (so an out
 only that try and every try starts from an empty card). A candidate fits when it finishes and
 torch.cuda.max_memory_reserved() plus what lives outside torch's pool (the CUDA context) stays under
 90% of the card. Candidates are searched by doubling and
-then bisection (memory.largest_fitting), starting at the memory plan's estimate, and the result keeps
+then bisection (plan/fit.py largest_fitting), starting at the memory plan's estimate, and the result keeps
 the effective batch by adjusting gradient accumulation (trainer.plan.batching, the rule the memory plan
 and the out-of-memory advice use too).
 """
@@ -25,7 +25,8 @@ from typing import Any, Callable, Optional
 
 from trainer.config import TrainConfig
 from trainer.plan.batching import keep_effective_batch
-from trainer.plan.memory import FITS_BELOW, largest_fitting
+from trainer.plan.fit import largest_fitting
+from trainer.plan.memory import FITS_BELOW
 from trainer.run.layout import write_run_config
 
 PROBE_STEPS = 2
@@ -75,7 +76,8 @@ def run_probe(cfg: TrainConfig, *, max_share: float = FITS_BELOW, limit: Optiona
     """Search the micro-batch on the GPU. Raises ProbeNeedsGPU on a machine without CUDA."""
     from trainer.plan.catalog import model_shape
     from trainer.plan.hardware import detect
-    from trainer.plan.memory import GB, MemorySettings, largest_micro_batch
+    from trainer.plan.fit import largest_micro_batch
+    from trainer.plan.memory import GB, MemorySettings
     from trainer.plan.resolve import resolve_attention, resolve_precision
 
     hw = detect()

@@ -28,6 +28,8 @@ FIXED = {
     "completion_only_loss": True,  # the rows carry completion_mask: loss on the answers only
     "logging_first_step": True,
     "logging_nan_inf_filter": False,  # a NaN loss must be seen, not averaged away
+    # LoRA leaves the frozen base without gradients on purpose: DDP need not search for unused parameters.
+    "ddp_find_unused_parameters": False,
 }
 
 # Below 1, transformers reads warmup_steps as a fraction of the steps: this is "all of them".

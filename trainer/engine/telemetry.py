@@ -8,13 +8,14 @@
   next optimizer step, after saving a checkpoint.
 - `classify_failure(exc, cfg, log_tail)`: a reason a user can act on, and advice computed from the config.
 - `FaultInjector`: `TUNEDECK_FAULT=oom@STEP` / `nan@STEP` makes the real forward pass fail at that step,
-  so the failure paths are tested end to end.
+  so the failure paths are tested end to end (`TUNEDECK_FAULT_RANK=1`: in one rank only).
 
 torch is imported lazily: importing this module is cheap.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -32,6 +33,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.datasets import DataError
+from trainer.engine.ranks import any_rank, gather_memory, rank, world_size
 from trainer.engine.model import ModelNotFoundError
 from trainer.plan.batching import smaller_micro_batch
 from trainer.plan.hardware import nvml_memory
@@ -65,7 +67,8 @@ def memory_snapshot(device: Optional[str] = None) -> dict[str, Any]:
             "peak_gb": _gb(torch.cuda.max_memory_allocated(index)),
         }
         data.update(nvml_memory(index))
-        if torch.cuda.device_count() > 1:
+        # In a run of several processes each reads its own device; rank 0 gathers them (gather_memory).
+        if torch.cuda.device_count() > 1 and world_size() == 1:
             data["devices"] = [
                 {"device": f"cuda:{i}", "allocated_gb": _gb(torch.cuda.memory_allocated(i)),
                  "reserved_gb": _gb(torch.cuda.memory_reserved(i)), "peak_gb": _gb(torch.cuda.max_memory_allocated(i)),
@@ -148,6 +151,10 @@ class FaultInjector:
 
     @classmethod
     def from_env(cls) -> "FaultInjector":
+        """From TUNEDECK_FAULT; with TUNEDECK_FAULT_RANK=R only rank R of a multi-process run fails."""
+        only = os.environ.get("TUNEDECK_FAULT_RANK", "").strip()
+        if only.isdigit() and int(only) != rank():
+            return cls(None)
         return cls(os.environ.get("TUNEDECK_FAULT"))
 
     def attach(self, model) -> None:
@@ -244,7 +251,10 @@ class TelemetryCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step = state.global_step
-        if self.abort.requested and self.aborted_at_step is None:
+        requested = any_rank(self.abort.requested, args.device)
+        if requested and not self.abort.requested:
+            self.abort.request("stopped by the user (abort requested)")
+        if requested and self.aborted_at_step is None:
             self.aborted_at_step = state.global_step
             control.should_save = True  # even with save_strategy "no": an aborted run must be resumable
             control.should_training_stop = True
@@ -267,12 +277,15 @@ class TelemetryCallback(TrainerCallback):
             "samples_per_second": round(steps * self.effective_batch_size / elapsed, 3) if steps else None,
             "tokens_per_second": round((tokens - self._last_tokens) / elapsed, 1) if tokens else None,
             "tokens_seen": tokens or None,
-            "memory": memory_snapshot(self.device),
+            "memory": gather_memory(memory_snapshot(self.device)),
         }
         for key in ("mean_token_accuracy", "entropy"):  # TRL's extra metrics, when present
             if key in logs:
                 event[key] = logs[key]
         self._last_log_time, self._last_log_step, self._last_tokens = now, state.global_step, tokens
+        if world_size() > 1:  # every rank says it trained this step, in the shared stdout.log
+            print(f"tunedeck: rank {rank()}/{world_size()} step {state.global_step} loss {logs.get('loss')}",
+                  flush=True)
         self.writer.emit("log", **{k: v for k, v in event.items() if v is not None})
         for what in ("loss", "grad_norm"):
             value = logs.get(what)
@@ -355,10 +368,27 @@ def oom_advice(cfg: TrainConfig) -> list[str]:
     return advice
 
 
+def _is_disk_full(exc: BaseException) -> bool:
+    """No space left on the device (ENOSPC, EDQUOT), however deep the library wrapped it: a checkpoint, a
+    TensorBoard file or the events file could not be written."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if "no space left on device" in text or "disk quota exceeded" in text or "database or disk is full" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def failure_kind(exc: BaseException) -> str:
-    """One of trainer.run.events.FAILURE_KINDS: oom, not_found, template, nan, config, data, other."""
+    """One of trainer.run.events.FAILURE_KINDS: oom, disk_full, not_found, template, nan, config, data, other."""
     if _is_oom(exc):
         return "oom"
+    if _is_disk_full(exc):
+        return "disk_full"
     if isinstance(exc, NaNLossError):
         return "nan"
     if isinstance(exc, ConfigError):
@@ -389,6 +419,13 @@ def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
         where = "GPU" if "cuda" in text.lower() or "gpu" in text.lower() else "device"
         reason = f"Out of memory: the {where} ran out of memory during training ({first_line[:300]})."
         return reason, (oom_advice(cfg) if cfg else ["Lower the micro-batch size or cutoff_len."])
+    if _is_disk_full(exc):
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        return (f"The disk is full: a file of the run could not be written{where}.",
+                ["Free space on the disk that holds the runs folder: delete old runs (each keeps its checkpoints) "
+                 "or move them elsewhere, then Resume: training continues from the last checkpoint.",
+                 "Keep fewer checkpoints: save_total_limit 1 or 2, or a larger save_steps.",
+                 "Or point the server at a larger disk (--runs-dir / TUNEDECK_RUNS_DIR)."])
     if isinstance(exc, NaNLossError):
         advice = []
         if cfg is not None:

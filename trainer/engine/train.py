@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trainer.config import ConfigError, TrainConfig
-from trainer.run.events import ABORTED, FAILED, FINISHED, RUNNING, EventWriter, tail_lines
+from trainer.engine.ranks import RankEventWriter, rank, world_size
+from trainer.run.events import ABORTED, FAILED, FINISHED, RUNNING, tail_lines
 from trainer.run.layout import (
     ADAPTER_DIR, CHECKPOINTS_DIR, STDOUT_FILE, TENSORBOARD_DIR, latest_checkpoint, resolve_resume, write_run_config,
 )
@@ -32,7 +33,8 @@ class _Run:
     def __init__(self, cfg: TrainConfig, run_dir: Path):
         self.cfg = cfg
         self.run_dir = run_dir
-        self.writer = EventWriter(run_dir)
+        # Several processes train one run: rank 0 alone writes its events, checkpoints and adapter.
+        self.writer = RankEventWriter(run_dir)
         self.callback = None
         self.trainer = None
         self.torch_threads: Optional[int] = None  # to give back when run in someone else's process
@@ -109,13 +111,16 @@ def _rows(count: int, kind: str) -> str:
 
 
 def _say(text: str) -> None:
-    print(f"tunedeck: {text}", flush=True)
+    who = f"[rank {rank()}]" if world_size() > 1 else ""
+    print(f"tunedeck{who}: {text}", flush=True)
 
 
 def _train(run: _Run, abort) -> int:
     cfg, run_dir, writer = run.cfg, run.run_dir, run.writer
-    write_run_config(cfg, run_dir)
-    writer.emit("status", status=RUNNING, pid=os.getpid())
+    main = rank() == 0
+    if main:
+        write_run_config(cfg, run_dir)
+    writer.emit("status", status=RUNNING, pid=os.getpid(), processes=world_size())
     resume_from = resolve_resume(cfg.resume_from_checkpoint, run_dir)
 
     from trainer.datasets import chat_template_for_saving, load_examples, tokenize_cached
@@ -213,8 +218,9 @@ def _train(run: _Run, abort) -> int:
         return EXIT_ABORTED
 
     out_dir = run_dir / ADAPTER_DIR
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    trainer.save_model(str(out_dir))  # on every rank: FSDP/ZeRO-3 gather the shards; only rank 0 writes
+    if main:
+        tokenizer.save_pretrained(str(out_dir))
     metrics = result.metrics if result is not None else {}
     summary = {k: metrics[k] for k in ("train_loss", "train_runtime", "train_samples_per_second") if k in metrics}
     best = trainer.state.best_model_checkpoint

@@ -1,5 +1,5 @@
 """Secrets never reach a preset: keys whose name says they hold one (token, password, secret, API key,
-...) and values that look like one (``hf_...``, ``sk-...``, ``ghp_...``, a private key, ...) are
+...) and values that look like one (trainer/secret_shapes.py: ``hf_...``, ``sk-...``, a private key, ...) are
 stripped, and each is reported with why."""
 
 from __future__ import annotations
@@ -8,24 +8,17 @@ import re
 from typing import Any
 
 from trainer.config import TrainConfig
+from trainer.secret_shapes import looks_like_secret_value
 
 _SECRET_KEY_RE = re.compile(
     r"(^|[_\-.])(hf_?token|token|access_?token|auth_?token|api_?token|password|passwd|pwd|secret|"
     r"client_?secret|api_?key|apikey|access_?key|secret_?key|private_?key|credentials?|auth)($|[_\-.])",
     re.IGNORECASE)
-_SECRET_VALUE_RE = re.compile(
-    r"(\bhf_[A-Za-z0-9]{20,}|\bsk-[A-Za-z0-9_\-]{16,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"
-    r"|\bAKIA[0-9A-Z]{16}\b|\bxox[baprs]-[A-Za-z0-9\-]{10,}|\bglpat-[A-Za-z0-9_\-]{20,}|\bBearer\s+[A-Za-z0-9._\-]{16,}"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----)")
 
 
 def looks_like_secret_key(key: str) -> bool:
     """A key whose name says it holds a secret. Schema fields never do (none is a secret)."""
     return key not in TrainConfig.model_fields and bool(_SECRET_KEY_RE.search(key))
-
-
-def looks_like_secret_value(value: Any) -> bool:
-    return isinstance(value, str) and bool(_SECRET_VALUE_RE.search(value))
 
 
 def strip_secrets(data: dict[str, Any], _prefix: str = "") -> tuple[dict[str, Any], dict[str, str]]:

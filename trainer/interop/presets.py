@@ -219,26 +219,8 @@ def preset_from_data(data: Any, source: str | None = None, *, allow_unknown: boo
     return LoadedPreset(meta, config, ignored)
 
 
-def _reject_aliases(text: str, source: str | None) -> None:
-    """YAML aliases (*name) can expand a few lines into billions of nodes: a preset has no use for them."""
-    if "*" not in text:
-        return
-    try:
-        for token in yaml.scan(text):
-            if isinstance(token, yaml.AliasToken):
-                mark = token.start_mark
-                raise ConfigError([("", f"line {mark.line + 1}, column {mark.column + 1}: YAML aliases (*{token.value}) "
-                                    "are not allowed in a preset; write the value out")], source)
-    except yaml.YAMLError:
-        return  # parse_yaml reports the syntax error with its line
-
-
 def preset_from_text(text: str, source: str | None = None, *, allow_unknown: bool = False) -> LoadedPreset:
-    _reject_aliases(text, source)
-    try:
-        data = parse_yaml(text, source)
-    except RecursionError:
-        raise ConfigError([("", "nested too deeply to be a preset")], source) from None
+    data = parse_yaml(text, source)
     if data == {} and not text.strip():
         raise ConfigError([("", "the file is empty: not a preset")], source)
     return preset_from_data(data, source, allow_unknown=allow_unknown)
@@ -265,7 +247,7 @@ def preset_from_file(path: Union[str, Path], *, allow_unknown: bool = False) -> 
 
 def _info(path: Path, builtin: bool) -> PresetInfo:
     try:
-        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        data = parse_yaml(read_text_file(path, "preset file"), str(path))
         meta, _ = _split_meta(data, str(path))
         meta, _ = strip_secrets(meta)
         return PresetInfo(path.stem, str(meta.get("title") or path.stem), str(meta.get("description") or "").strip(),
@@ -414,8 +396,8 @@ def rename_user_preset(old: str, new: str, runs_root: Union[str, Path, None] = N
         raise PresetError(f"a preset named '{new}' already exists", field="new")
     text = old_path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        data = parse_yaml(text, str(old_path))
+    except ConfigError:
         data = None
     if isinstance(data, dict) and isinstance(data.get(PRESET_META_KEY), dict) \
             and data[PRESET_META_KEY].get("title") == old:

@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from trainer.config import TrainConfig, load_config
+from trainer.config import ConfigError, TrainConfig, load_config
+from trainer.engine.distributed import machine_problems
 from trainer.jobs.processes import pid_is_trainer_of, terminate
 from trainer.jobs.queue import QueueEntry, queue_view
 from trainer.jobs.registry import QUEUE_ORDER_SQL, JobError, Registry, RunInfo, UnknownRunError, check_run_id
@@ -44,6 +45,7 @@ from trainer.run.layout import (
     RESUME_LATEST, checkpoint_step, default_runs_root, latest_checkpoint, new_run_id, read_run_config, request_abort,
     write_run_config,
 )
+from trainer.secret_shapes import secret_refusal
 
 __all__ = ["JobError", "JobManager", "QueueEntry", "QueueFullError", "RunInfo", "UnknownRunError"]
 
@@ -138,8 +140,13 @@ class JobManager(Scheduler):
             # A config copied from a resumed run: its new directory has no checkpoint, `last` means nothing.
             cfg = cfg.replace(resume_from_checkpoint=None)
         cfg = _with_absolute_paths(cfg)
+        problems = machine_problems(cfg, self.gpus)  # GPUs that are not here, DeepSpeed not installed
+        if problems:
+            raise ConfigError(problems)
         owner = str(owner or "local")
         name = (name or "").strip() or cfg.display_name
+        if secret_refusal(name):
+            raise ConfigError([("run_name", secret_refusal(name))])
         for _ in range(20):
             run_id = new_run_id()
             staging = self.runs_root / f".staging-{run_id}"

@@ -76,24 +76,58 @@ def is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0:1] == ["Z"]
 
 
-def terminate(pid: int | None) -> None:
-    """SIGTERM to the trainer: it stops at the next step, after saving a checkpoint."""
+def run_processes(pid: int | None) -> list[int]:
+    """The trainer and every live process it started, found by parent links in /proc (a multi-process
+    run's launcher starts each rank in a session of its own, so its process group does not hold them)."""
+    if not pid:
+        return []
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return [pid]
+    for entry in entries:
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _signal_run(pid: int | None, signum: int) -> None:
+    """`signum` to the trainer's session (it leads it when the scheduler started it) and to every process it
+    started, collected first: a rank whose launcher is gone could not be found any more."""
     if not pid:
         return
+    members = run_processes(pid)
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
         pass
+    for member in members:
+        try:
+            os.kill(member, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def terminate(pid: int | None) -> None:
+    """SIGTERM to the trainer and every process it started (the ranks of a multi-process run): each stops
+    at the next step, after saving a checkpoint."""
+    _signal_run(pid, signal.SIGTERM)
 
 
 def kill_group(pid: int | None) -> None:
-    """SIGKILL to the trainer's whole session (it is the group leader): it and anything it started."""
-    if not pid:
-        return
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """SIGKILL to the trainer's whole session and every process it started, wherever their session is."""
+    _signal_run(pid, signal.SIGKILL)
 
 
 def signal_name(signum: int) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 from trainer.config import ConfigError, TrainConfig
 from trainer.jobs.processes import pid_is_trainer_of
 from trainer.run.events import (
-    FAILED, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, STATUSES, EventReader, append_event, number,
+    FAILED, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, STATUSES, append_event, number, read_events,
 )
 from trainer.run.layout import DB_FILE, EVENTS_FILE, clear_abort_request, config_path, is_run_id
 from trainer.run.series import RunSummary
@@ -61,6 +61,22 @@ _INFO_FIELDS = [name for name, _ in _COLUMNS]
 
 class JobError(ValueError):
     """A request the registry refuses (wrong state, no checkpoint, ...); the message says why."""
+
+
+class RegistryError(JobError):
+    """runs.db cannot be used: damaged, or the disk under it is full. The message says what to do."""
+
+
+def registry_problem(exc: BaseException, db_path: Path) -> str | None:
+    """What a user should know and do about a database error of runs.db; None for an ordinary error."""
+    text = str(exc).lower()
+    if "disk is full" in text or "no space" in text:
+        return (f"the disk holding {db_path.parent} is full: free some space (old runs' checkpoints are the "
+                "largest files); runs cannot be recorded or started until then")
+    if "malformed" in text or "not a database" in text or "disk i/o error" in text or "file is encrypted" in text:
+        return (f"{db_path} is damaged ({exc}): stop the server, move the file away (e.g. to runs.db.broken) "
+                "and start again; a fresh one is rebuilt from the run directories")
+    return None
 
 
 class UnknownRunError(JobError, KeyError):
@@ -142,6 +158,19 @@ class Registry:
 
     @contextmanager
     def transaction(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection for one short transaction. A damaged runs.db or a full disk is a RegistryError that
+        says so, not a bare sqlite error."""
+        try:
+            with self._transaction(write) as conn:
+                yield conn
+        except sqlite3.DatabaseError as exc:
+            problem = registry_problem(exc, self.db_path)
+            if problem is None:
+                raise
+            raise RegistryError(problem) from None
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
         conn = self.connect()
         try:
             if write:
@@ -171,8 +200,9 @@ class Registry:
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
-            raise JobError(f"{self.db_path} is not a usable run registry ({exc}); move it away and a fresh one is "
-                           "rebuilt from the run directories next to it") from None
+            raise RegistryError(registry_problem(exc, self.db_path) or
+                                f"{self.db_path} is not a usable run registry ({exc}); move it away and a fresh "
+                                "one is rebuilt from the run directories next to it") from None
 
     def row_to_info(self, row: sqlite3.Row) -> RunInfo:
         data = {key: row[key] for key in _INFO_FIELDS if key in row.keys()}  # a newer runs.db may have more
@@ -261,7 +291,7 @@ class Registry:
                 cfg = TrainConfig.from_yaml(config_path(entry))
             except ConfigError:
                 cfg = None
-            events = EventReader.for_run(entry).read_new()
+            events = read_events(entry)
             statuses = [e for e in events if e.get("type") == "status"]
             first = statuses[0] if statuses else {}
             last = statuses[-1] if statuses else {}

@@ -21,8 +21,11 @@ import time
 from typing import Any, Iterable
 
 from trainer.config import ConfigError
+from trainer.engine import distributed
 from trainer.jobs.processes import is_zombie, kill_group, pid_is_trainer_of, signal_name, spawn_trainer
-from trainer.jobs.registry import QUEUE_ORDER_SQL, JobError, Registry, RunInfo, UnknownRunError, summary_columns
+from trainer.jobs.registry import (
+    QUEUE_ORDER_SQL, JobError, Registry, RegistryError, RunInfo, UnknownRunError, summary_columns,
+)
 from trainer.plan.batching import smaller_micro_batch
 from trainer.run.events import (
     ABORTED, FAILED, FAILURE_KINDS, FINAL_STATUSES, INTERRUPTED, QUEUED, RUNNING, EventReader, append_event, tail_lines,
@@ -41,8 +44,32 @@ def pick_gpu(gpus: list[str], in_use: Iterable[str | None]) -> str | None:
     """The least busy GPU (the first of equals) for the next run; None on a machine without GPUs."""
     if not gpus:
         return None
-    used = list(in_use)
+    used = gpus_in_use(in_use)
     return min(gpus, key=lambda gpu: (used.count(gpu), gpus.index(gpu)))
+
+
+def gpus_in_use(in_use: Iterable[str | None]) -> list[str]:
+    """The GPUs of running runs, from their gpu columns ("1" or a set "0,1")."""
+    return [gpu for entry in in_use if entry for gpu in entry.split(",")]
+
+
+def pick_gpus(gpus: list[str], in_use: Iterable[str | None], count: int, wanted: str | None = None,
+              share: bool = False) -> str | None | bool:
+    """The GPU set ("0,1") of a run that needs `count` GPUs, or False while they are not free.
+
+    One GPU with no choice made: a free one, else (`share`: max_concurrent above the GPU count allows it)
+    the least busy one. Several, or named ones (gpu_ids): each must be free, since the run's processes
+    cannot share their devices. None on a machine without GPUs."""
+    if not gpus or count == 0:
+        return None
+    used = set(gpus_in_use(in_use))
+    if count == 1 and not wanted:
+        free = [g for g in gpus if g not in used]
+        return free[0] if free else (pick_gpu(gpus, in_use) if share else False)
+    candidates = wanted.split(",") if wanted else [g for g in gpus if g not in used][:count]
+    if len(candidates) < count or used & set(candidates):
+        return False
+    return ",".join(candidates)
 
 
 class Scheduler:
@@ -61,6 +88,7 @@ class Scheduler:
         self._zombies_seen: dict[int, float] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self.last_error: str | None = None  # a registry problem the last tick met (damaged runs.db, full disk)
         self._wake_event = threading.Event()  # set to make the scheduler tick now rather than at the next poll
         self._thread: threading.Thread | None = None
 
@@ -108,6 +136,11 @@ class Scheduler:
                 return
             try:
                 self.refresh()
+                self.last_error = None
+            except RegistryError as exc:  # said once, not every tick; the page shows it where runs are listed
+                if str(exc) != self.last_error:
+                    print(f"tunedeck jobs: {exc}", file=sys.stderr)
+                self.last_error = str(exc)
             except sqlite3.OperationalError as exc:
                 if "no such table" not in str(exc):
                     print(f"tunedeck jobs: refresh failed: {exc!r}", file=sys.stderr)
@@ -188,9 +221,12 @@ class Scheduler:
                                   (QUEUED, free)).fetchall()
             for row in queued:
                 info = self.registry.row_to_info(row)
-                # One run per GPU: the trainer sees only the GPU it was given (CUDA_VISIBLE_DEVICES).
+                # A run gets its own GPUs: the trainer sees only those (CUDA_VISIBLE_DEVICES), and a
+                # multi-GPU run waits until as many are free.
                 in_use = [r[0] for r in conn.execute("SELECT gpu FROM runs WHERE status = ?", (RUNNING,))]
-                gpu = pick_gpu(self.gpus, in_use)
+                gpu = self._gpus_for(info, in_use)
+                if gpu is False:
+                    continue
                 # The claim: only one manager can move this row out of `queued` (we hold the write lock).
                 if not self.registry.update(conn, info.id, "AND status = ?", (QUEUED,), status=RUNNING,
                                             started_at=time.time(), attempt=info.attempt + 1, gpu=gpu):
@@ -206,6 +242,15 @@ class Scheduler:
                 self._children[info.id] = proc
                 self.registry.update(conn, info.id, pid=proc.pid, events_offset=offset)
 
+    def _gpus_for(self, info: RunInfo, in_use: list[str | None]) -> str | None | bool:
+        """The run's GPU set, None without GPUs, False while it must wait (a bad config fails at its spawn)."""
+        try:
+            cfg = read_run_config(info.run_dir)
+        except (ConfigError, OSError):
+            return pick_gpu(self.gpus, in_use)
+        return pick_gpus(self.gpus, in_use, distributed.gpus_needed(cfg, len(self.gpus)), cfg.gpu_ids,
+                         share=self.max_concurrent > len(self.gpus))
+
     def _spawn(self, info: RunInfo, gpu: str | None) -> tuple[subprocess.Popen, int]:
         run_dir = info.run_dir
         if not config_path(run_dir).is_file():
@@ -215,7 +260,14 @@ class Scheduler:
             offset = (run_dir / EVENTS_FILE).stat().st_size
         except FileNotFoundError:
             offset = 0
-        proc = spawn_trainer(train_argv(run_dir, self.python), run_dir, attempt=info.attempt + 1, gpu=gpu)
+        count = len(gpu.split(",")) if gpu else 0
+        try:
+            cfg = read_run_config(run_dir)
+        except ConfigError:
+            cfg = None  # started anyway: the trainer refuses it with a status event naming the field
+        if cfg is not None and distributed.uses_launcher(cfg, count):
+            distributed.write_launch_files(cfg, run_dir, count)
+        proc = spawn_trainer(train_argv(run_dir, self.python, cfg, count), run_dir, attempt=info.attempt + 1, gpu=gpu)
         return proc, offset
 
     # --- how a run ended ------------------------------------------------------------------------
@@ -237,7 +289,9 @@ class Scheduler:
         final = None
         for event in reader.read_new():
             if event.get("type") == "status" and event.get("status") in FINAL_STATUSES:
-                final = event
+                # Several ranks may fail, one after the other: the first one says why (the rest lost it).
+                if not (final is not None and final.get("status") == FAILED and event.get("status") == FAILED):
+                    final = event
         kind = None
         if final is not None:
             status = final["status"]

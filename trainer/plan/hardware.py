@@ -91,6 +91,25 @@ def nvml_memory(index: int) -> dict[str, float]:
     return {"device_used_gb": round(info.used / GB, 3), "device_total_gb": round(info.total / GB, 3)}
 
 
+def gpu_list() -> list[tuple[str, str, float | None]]:
+    """(id, name, total GB) of every visible GPU, through NVML (no torch): what the form offers to pick.
+    The name is "GPU <id>" and the size None where NVML cannot read the card."""
+    nvml = _nvml()
+    found = []
+    for index, entry in enumerate(visible_gpus()):
+        name, total = f"GPU {entry}", None
+        if nvml is not None:
+            try:
+                handle = _nvml_handle(nvml, index)
+                raw = nvml.nvmlDeviceGetName(handle)
+                name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                total = round(nvml.nvmlDeviceGetMemoryInfo(handle).total / GB, 1)
+            except Exception:  # noqa: BLE001 - listed but unreadable: still offered by its number
+                pass
+        found.append((entry, name, total))
+    return found
+
+
 def detect_light() -> Hardware:
     """The first visible GPU through NVML (no torch import: the web server stays light); the CPU when there
     is none. FlashAttention and Liger are reported absent: only the trainer's `detect()` checks them."""

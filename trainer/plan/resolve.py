@@ -174,7 +174,10 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     token_lengths_sample_of: token_lengths are a sample of this many training rows (a big dataset is
     measured, not tokenized whole): the packed sequences are scaled up to them.
     """
-    devices = max(1, hw.num_devices)
+    from trainer.engine.distributed import processes_per_machine
+
+    per_machine = processes_per_machine(cfg, hw.num_devices if hw.device == "cuda" else 0)
+    devices = per_machine * cfg.num_machines
     micro, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
     effective = micro * accum * devices
     packing, group = resolve_packing(cfg, hw)
@@ -236,8 +239,14 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         epochs_effective = float(cfg.num_train_epochs)
         summary.append(f"{_num(cfg.num_train_epochs)} epochs × {steps_per_epoch} steps per epoch = "
                        f"{total_steps} optimizer steps (max_steps not set).")
-    summary.insert(0, f"Effective batch = {micro} (micro-batch) × {accum} (accumulation) × {devices} "
-                      f"(device{'s' if devices > 1 else ''}) = {effective} rows per optimizer step.")
+    machines = f" × {cfg.num_machines} (machines)" if cfg.num_machines > 1 else ""
+    summary.insert(0, f"Effective batch = {micro} (micro-batch) × {accum} (accumulation) × {per_machine} "
+                      f"(device{'s' if per_machine > 1 else ''}){machines} = {effective} rows per optimizer step.")
+    if devices > 1 or cfg.distributed_type != "ddp":
+        summary.append(_launch_line(cfg, per_machine))
+    if hw.device == "cuda" and per_machine > hw.num_devices:
+        warnings.append(f"{per_machine} processes per machine but {hw.num_devices} GPU"
+                        f"{'s' if hw.num_devices != 1 else ''} here: one process per GPU.")
 
     warmup = None
     if total_steps is not None:
@@ -275,7 +284,7 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     liger = cfg.use_liger_kernel if cfg.use_liger_kernel is not None else (hw.device == "cuda" and hw.liger)
 
     # Peak GPU memory from the model's shape (catalog or local config.json): trainer/memory.py.
-    from trainer.plan.memory import memory_plan_for_config
+    from trainer.plan.fit import memory_plan_for_config
 
     # Judged against a GPU (picked, or this machine's), `auto` means what it will mean there: 16-bit. With
     # neither, the run trains on this CPU: the estimate is of RAM, at the CPU's precision.
@@ -287,7 +296,7 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     memory_gb, memory_extra, memory_warnings = memory_plan_for_config(
         cfg, precision=memory_precision, attn_implementation=resolve_attention(cfg, hw), use_liger_kernel=bool(liger),
         gpu_memory_gb=card_gb, gpu_label=hw.gpu_name if card_gb and not gpu_memory_gb else None,
-        unsorted_varied_batches=not packing and not group, device=memory_device)
+        unsorted_varied_batches=not packing and not group, device=memory_device, devices=devices)
     extra.update(memory_extra)
     warnings.extend(memory_warnings)
     return Plan(
@@ -342,6 +351,17 @@ def _absurd_values(cfg: TrainConfig, total_steps: Optional[int], warmup: Optiona
         out.append(f"Warmup takes {warmup} of the {total_steps} steps: most of the run trains at a reduced learning "
                    "rate (warmup_ratio 0.03-0.1 is typical).")
     return out
+
+
+def _launch_line(cfg: TrainConfig, per_machine: int) -> str:
+    how = {"ddp": "DDP: each device holds the whole model", "fsdp": "FSDP: weights, gradients and optimizer state "
+           "sharded over the devices", "deepspeed_zero2": "DeepSpeed ZeRO-2: gradients and optimizer state sharded",
+           "deepspeed_zero3": "DeepSpeed ZeRO-3: weights, gradients and optimizer state sharded"}[cfg.distributed_type]
+    offload = [what for what, on in (("optimizer", cfg.offload_optimizer), ("weights", cfg.offload_params)) if on]
+    where = f" on {cfg.num_machines} machines" if cfg.num_machines > 1 else ""
+    extra = f"; {' and '.join(offload)} offloaded to CPU RAM" if offload else ""
+    return (f"Launched through accelerate: {per_machine} process{'es' if per_machine > 1 else ''} per machine{where}; "
+            f"{how}{extra}. The memory estimate is per device.")
 
 
 def _num(value: float) -> str:

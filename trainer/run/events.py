@@ -37,7 +37,7 @@ FINAL_STATUSES = (FINISHED, ABORTED, FAILED, INTERRUPTED)
 EVENT_TYPES = ("plan", "log", "eval", "checkpoint", "memory", "heartbeat", "status", "message")
 
 # Failure kinds the trainer puts in a failed run's final status event (`kind`); the registry stores them.
-FAILURE_KINDS = ("oom", "not_found", "template", "nan", "config", "data", "other")
+FAILURE_KINDS = ("oom", "disk_full", "not_found", "template", "nan", "config", "data", "other")
 
 
 def _clean(value: Any) -> Any:
@@ -90,14 +90,23 @@ def append_event(run_dir: str | Path, type: str, **data: Any) -> dict[str, Any]:
     return EventWriter(run_dir).emit(type, **data)
 
 
+MAX_EVENT_LINE_BYTES = 1_000_000  # a plan or failure event is a few KB; a longer line is not ours to parse
+MAX_READ_BYTES = 8_000_000  # per poll: a huge file is caught up over several polls, memory stays bounded
+
+
 @dataclass
 class EventReader:
-    """Reads only the new complete lines of an events file, by byte offset."""
+    """Reads only the new complete lines of an events file, by byte offset, at most MAX_READ_BYTES a call.
+
+    A line longer than MAX_EVENT_LINE_BYTES is skipped without being held in memory, and said: a
+    `message` event (level warning) takes its place."""
 
     path: Path
     offset: int = 0
     bad_lines: int = 0
+    skipped_lines: int = 0
     _partial: bytes = field(default=b"", repr=False)
+    _skipping: int = field(default=0, repr=False)  # bytes of an over-long line dropped so far, 0 when none
 
     @classmethod
     def for_run(cls, run_dir: str | Path) -> "EventReader":
@@ -107,17 +116,28 @@ class EventReader:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
-                chunk = fh.read()
+                chunk = fh.read(MAX_READ_BYTES)
         except FileNotFoundError:
             return []
         if not chunk:
             return []
         self.offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
+        events: list[dict[str, Any]] = []
+        if self._skipping:
+            end = chunk.find(b"\n")
+            if end < 0:
+                self._skipping += len(chunk)
+                return []
+            events.append(self._skipped(self._skipping + end))
+            chunk, self._skipping = chunk[end + 1:], 0
+        lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop()  # an incomplete last line waits for the next read
-        events = []
+        if len(self._partial) > MAX_EVENT_LINE_BYTES:
+            self._skipping, self._partial = len(self._partial), b""
         for raw in lines:
+            if len(raw) > MAX_EVENT_LINE_BYTES:
+                events.append(self._skipped(len(raw)))
+                continue
             if not raw.strip():
                 continue
             try:
@@ -129,10 +149,22 @@ class EventReader:
                 events.append(event)
         return events
 
+    def _skipped(self, size: int) -> dict[str, Any]:
+        self.skipped_lines += 1
+        return {"t": round(time.time(), 3), "type": "message", "level": "warning",
+                "text": f"{self.path.name}: a line of {size:,} bytes was skipped (events are at most "
+                        f"{MAX_EVENT_LINE_BYTES:,} bytes)"}
+
 
 def read_events(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All events of a run."""
-    return EventReader.for_run(run_dir).read_new()
+    """All events of a run (read in bounded chunks)."""
+    reader = EventReader.for_run(run_dir)
+    events: list[dict[str, Any]] = []
+    while True:
+        before = reader.offset
+        events += reader.read_new()
+        if reader.offset == before:
+            return events
 
 
 def last_status(events: Iterable[dict[str, Any]]) -> dict[str, Any] | None:

@@ -111,16 +111,57 @@ def clear_abort_request(run_dir: str | Path) -> None:
         pass
 
 
-def train_argv(run_dir: str | Path, python: str | None = None) -> list[str]:
+def train_argv(run_dir: str | Path, python: str | None = None, cfg: Optional["TrainConfig"] = None,
+               gpu_count: int | None = None) -> list[str]:
     """The command that trains a run: what the scheduler starts and what the page's Preview shows.
-    `python`: the interpreter, this one (sys.executable at call time) by default."""
+
+    `python`: the interpreter, this one (sys.executable at call time) by default. `cfg`: the run's config
+    (default: its config.yaml when there is one); `gpu_count`: the GPUs the run gets (default: visible).
+    One process: ``python -m trainer train``. Several processes or machines, FSDP or DeepSpeed: the same
+    command under ``accelerate launch`` with RUN_DIR/accelerate_config.yaml, which
+    trainer.engine.distributed.write_launch_files writes before the start.
+    """
     run_dir = Path(run_dir)
-    return [python or sys.executable, "-m", "trainer", "train", str(config_path(run_dir)), "--run-dir", str(run_dir)]
+    train_args = _train_args(run_dir)
+    if cfg is None:
+        cfg = _config_if_valid(run_dir)
+    if cfg is not None:
+        from trainer.engine import distributed
+        from trainer.plan.hardware import gpu_count as visible_gpu_count
+
+        count = visible_gpu_count() if gpu_count is None else gpu_count
+        if distributed.uses_launcher(cfg, count):
+            return distributed.launch_argv(run_dir, train_args, python)
+    return [python or sys.executable, "-m", *train_args]
 
 
-def train_command(run_dir: str | Path, python: str | None = None) -> str:
+def _config_if_valid(run_dir: Path) -> Optional["TrainConfig"]:
+    """The run's config, None when it has none or a broken one: the trainer then refuses it in its own words
+    (a status event naming the field), which a launcher would only delay."""
+    from trainer.config import ConfigError
+
+    try:
+        return read_run_config(run_dir)
+    except (ConfigError, OSError):
+        return None
+
+
+def _train_args(run_dir: Path) -> list[str]:
+    return ["trainer", "train", str(config_path(run_dir)), "--run-dir", str(run_dir)]
+
+
+def machine_commands(cfg: "TrainConfig", run_dir: str | Path, python: str = "python") -> list[tuple[int, str]]:
+    """(machine rank, shell line) of a run on several machines: the same launch on each, with its own rank.
+    Every machine must see the run directory at the same path (shared storage)."""
+    from trainer.engine.distributed import launch_argv
+
+    return [(machine, shlex.join(launch_argv(run_dir, _train_args(Path(run_dir)), python, machine_rank=machine)))
+            for machine in range(cfg.num_machines)]
+
+
+def train_command(run_dir: str | Path, python: str | None = None, cfg: Optional["TrainConfig"] = None) -> str:
     """`train_argv` as one shell line, for people to read and copy (the page's Preview)."""
-    return shlex.join(train_argv(run_dir, python))
+    return shlex.join(train_argv(run_dir, python, cfg))
 
 
 # --- checkpoints ----------------------------------------------------------------------------------

@@ -259,6 +259,7 @@ class RunSeries:
     eval_steps: list[int] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
     memory: list[MemoryPoint] = field(default_factory=list)
+    memory_devices: list[str] = field(default_factory=list)  # "rank 0 (cuda:0)", ...: a run of several processes
     checkpoints: list[int] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] | None = None
@@ -385,6 +386,21 @@ class RunSeries:
         group = "cuda" if point.device.startswith("cuda") else "cpu"
         for key, value in values.items():
             self._decimate(f"memory:{group}:{key}", point.elapsed_s, value)
+        devices = data.get("devices")
+        if isinstance(devices, list) and len(devices) > 1:  # every rank's own device, gathered by rank 0
+            for reading in devices:
+                if isinstance(reading, dict):
+                    self._add_device_memory(point.elapsed_s, reading)
+
+    def _add_device_memory(self, elapsed_s: float, reading: dict[str, Any]) -> None:
+        device = str(reading.get("device") or "cpu")
+        label = f"rank {reading['rank']} ({device})" if isinstance(reading.get("rank"), int) else device
+        if label not in self.memory_devices:
+            self.memory_devices.append(label)
+        for key, value in reading.items():
+            value = number(value)
+            if key.endswith("_gb") and _finite(value):
+                self._decimate(f"memory:device:{label}:{key}", elapsed_s, value)  # type: ignore[arg-type]
 
     def _decimate(self, key: str, x: Any, y: float) -> None:
         decimator = self._decimators.get(key)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from trainer.jobs.registry import JobError
 from trainer.run.events import tail_lines
 from trainer.run.layout import config_path, stdout_path
 from trainer.run.series import MAX_SMOOTHING, RunSeries
@@ -87,6 +88,11 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
     # The run list changes when a run starts or ends anywhere: refresh the dropdown only then.
     try:
         infos = ctx.jobs.list_runs()
+    except JobError as exc:  # a damaged runs.db or a full disk: said once, not an empty list every second
+        infos = []
+        if last.get("registry_error") != str(exc):
+            last["registry_error"] = str(exc)
+            reply[WARNING] = f"The run list cannot be read: {exc}"
     except Exception:  # noqa: BLE001 - a locked or missing db must not break the page
         infos = []
     list_key = [lang, [(i.id, i.status) for i in infos]]
@@ -143,12 +149,14 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
     if "notes" in changed:
         reply["monitor.notes"] = views.run_summary_markdown(info, series, lang)
     if "loss" in changed:
-        reply["monitor.loss_plot"] = charts.loss_figure(series, smooth, log, lang=lang)
+        reply["monitor.loss_plot"] = cached.drawn(("loss", round(smooth, 3), log, lang),
+                                                  lambda: charts.loss_figure(series, smooth, log, lang=lang))
     if "data" in changed:
-        reply["monitor.memory_plot"] = charts.memory_figure(series, lang=lang)
-        reply["monitor.lr_plot"] = charts.lr_gradnorm_figure(series, lang=lang)
-        reply["monitor.throughput_plot"] = charts.throughput_figure(series, lang=lang)
-        reply["monitor.alerts"] = health_markdown(series, lang)
+        reply["monitor.memory_plot"] = cached.drawn(("memory", lang), lambda: charts.memory_figure(series, lang=lang))
+        reply["monitor.lr_plot"] = cached.drawn(("lr", lang), lambda: charts.lr_gradnorm_figure(series, lang=lang))
+        reply["monitor.throughput_plot"] = cached.drawn(("throughput", lang),
+                                                        lambda: charts.throughput_figure(series, lang=lang))
+        reply["monitor.alerts"] = cached.drawn(("alerts", lang), lambda: health_markdown(series, lang))
     if "log" in changed:
         reply["monitor.log"] = views.log_tail_html(tail_lines(stdout_path(info.run_dir), LOG_TAIL_LINES), lang)
     if "buttons" in changed:

@@ -21,6 +21,7 @@ from ..components import CONFIG_OUTPUTS, FIELDS, INFO, UI, WARNING, Reply, apply
 from ..context import Context
 from ..form import values_to_config
 from ..i18n import t
+from .data import forget_gradio_copy
 from .train import load_preset, preset_choices, then_refresh_plan
 
 ID = "presets"
@@ -131,13 +132,16 @@ def upload_preset(ctx: Context, v: dict[str, Any], allow_unknown: bool = False, 
     if not path:
         return {}
     try:
-        meta, cfg, ignored = presets_mod.preset_from_bytes(Path(path).read_bytes(), Path(path).name,
-                                                           allow_unknown=allow_unknown)
+        with open(path, "rb") as fh:  # no more than a preset can be: a larger file is refused by its size
+            data = fh.read(presets_mod.MAX_PRESET_BYTES + 1)
+        meta, cfg, ignored = presets_mod.preset_from_bytes(data, Path(path).name, allow_unknown=allow_unknown)
     except presets_mod.UnknownKeysError as exc:
         return {"presets.messages": "⚠ " + views.md_lines(str(exc)), "presets.upload_anyway_btn": gr.update(visible=True)}
     except (ConfigError, OSError) as exc:
+        forget_gradio_copy(path)
         return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}",
                 "presets.upload_anyway_btn": gr.update(visible=False)}
+    forget_gradio_copy(path)
     return {**_loaded(cfg, meta, ignored, t(lang, "loaded_upload"), lang),
             "presets.upload_anyway_btn": gr.update(visible=False)}
 
@@ -154,6 +158,8 @@ def import_llamafactory(ctx: Context, v: dict[str, Any], lang: str | None = None
         result = import_llamafactory_file(path)
     except Exception as exc:  # noqa: BLE001 - ConfigError, DataError, OSError: say it
         return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}"}
+    finally:
+        forget_gradio_copy(path)
     reply = _loaded(result.config, {"title": t(lang, "imported_from", name=Path(path).name)}, dict(result.unmapped),
                     t(lang, "imported_lf"), lang)
     if result.notes:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from trainer.config import ConfigError
 from trainer.engine.evaluate import read_evaluations
+from trainer.jobs.registry import JobError
 
 from .. import charts, views
 from ..after_views import evaluation_markdown
@@ -49,7 +50,10 @@ def table_value(rows: list[list[Any]], picked: list[str], to_delete: list[str], 
 
 def list_runs(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     """The table, filtered by the text and the statuses; both pickers' choices (what was picked stays)."""
-    infos = ctx.jobs.list_runs()
+    try:
+        infos = ctx.jobs.list_runs()
+    except JobError as exc:  # a damaged runs.db or a full disk: say so, not an empty table
+        return {WARNING: t(lang, "runs_unreadable", detail=str(exc))}
     rows = views.runs_table(infos, v.get("runs.filter") or "", v.get("runs.status") or (), lang)
     choices = [(views.run_choice_label(i, lang), i.id) for i in infos]
     known = {i.id for i in infos}

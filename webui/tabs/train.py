@@ -8,17 +8,20 @@ from typing import Any
 
 import gradio as gr
 
+from trainer.access import Access
 from trainer.config import ConfigError, TrainConfig
+from trainer.engine.distributed import total_processes
 from trainer.interop import presets as presets_mod
+from trainer.plan.hardware import gpu_list
 from trainer.plan.resolve import resolve_plan
 
 from .. import views
 from ..components import (CONFIG_OUTPUTS, FEEDBACK_OUTPUTS, FIELDS, INFO, TOP_BAR_FIELDS, UI, WARNING, Reply,
                           apply_config, form_feedback, form_values, group_name, preset_reference)
-from ..context import Context, hardware_choices, hardware_for, start_problems
+from ..context import Context, access_for, hardware_choices, hardware_for, start_problems
 from ..form import METHODS, Control, grouped_controls, method_of, values_to_config
 from ..i18n import t
-from trainer.run.layout import train_command
+from trainer.run.layout import machine_commands, train_command
 
 ID = "train"
 TITLE = "tab_train"
@@ -30,37 +33,53 @@ START_OUTPUTS = [*FEEDBACK_OUTPUTS, "monitor.run_select", "monitor.status", "mon
 
 # --- handlers -------------------------------------------------------------------------------------
 
-def refresh_plan(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+def refresh_plan(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     """The form changed: mark what to fix (the schema's rules, and the dataset and model checks Start
-    runs), show and hide controls, and recompute the run plan."""
+    runs), show and hide controls, and recompute the run plan.
+
+    A path this user may not read, or trust_remote_code for a non-admin on a shared server, is marked at
+    its field like any other problem; nothing of such a path is read for the plan."""
     values = form_values(v)
+    access = access_for(ctx, user)
     try:
         cfg = values_to_config(values)
+        warnings = access.check_config(cfg)
     except ConfigError as exc:
         return form_feedback(values, exc.by_field(), v.get("train.shown"), lang)
-    reply = form_feedback(values, start_problems(ctx, cfg), v.get("train.shown"), lang)
-    reply["train.plan"] = plan_text(ctx, cfg, v.get("train.plan_hw"), v.get("train.preset_ref") or {}, lang)
+    reply = form_feedback(values, start_problems(ctx, cfg, access), v.get("train.shown"), lang)
+    plan = plan_text(ctx, cfg, v.get("train.plan_hw"), v.get("train.preset_ref") or {}, lang, access)
+    reply["train.plan"] = "".join(f"⚠️ {w}\n\n" for w in warnings) + plan
     reply["train.saved_form"] = values  # kept in the browser: a reload or a restarted server loses no edit
     return reply
 
 
 def plan_text(ctx: Context, cfg: TrainConfig, hw_key: str | None, reference: dict[str, Any],
-              lang: str | None = None) -> str:
+              lang: str | None = None, access: Access | None = None) -> str:
     hw = hardware_for(hw_key, ctx.hardware)
-    facts = ctx.datasets.facts(cfg)
+    facts = ctx.datasets.facts(cfg, access)
     note = facts.note
     if facts.format:
         note = t(lang, "plan.format", format=facts.format) + (f", {facts.skipped}" if facts.skipped else "")
     try:
-        # The preset's effective batch on this hardware: its micro-batch × accumulation × these devices.
+        # The preset's effective batch on this run: its micro-batch × accumulation × the run's processes.
         batch = reference.get("effective_batch")
+        processes = total_processes(cfg, hw.num_devices if hw.device == "cuda" else 0)
         plan = resolve_plan(cfg, facts.num_train, hw=hw, token_lengths=facts.token_lengths,
-                            reference_effective_batch=batch * max(1, hw.num_devices) if batch else None,
+                            reference_effective_batch=batch * processes if batch else None,
                             reference_learning_rate=reference.get("learning_rate"))
         return views.plan_markdown(plan, num_samples=facts.num_train, dataset_note=note,
-                                   hardware_label=views.hardware_label(hw), lang=lang, on_gpu=hw.device == "cuda")
+                                   hardware_label=views.hardware_label(hw), lang=lang, on_gpu=hw.device == "cuda") + gpus_found_text()
     except Exception as exc:  # noqa: BLE001 - a plan problem is shown, never a traceback
         return t(lang, "plan_failed", detail=views.short(views.error_text(exc)))
+
+
+def gpus_found_text() -> str:
+    """The GPUs of this machine, under the plan: the numbers to pick in Devices & machines → GPU ids."""
+    found = gpu_list()
+    if len(found) < 2:
+        return ""
+    cards = " · ".join(f"`{gpu}` {name}" + (f" ({total:g} GB)" if total else "") for gpu, name, total in found)
+    return f"\n\n**GPUs found** (pick them in *Devices & machines → GPU ids*): {cards}"
 
 
 def preview(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
@@ -69,7 +88,11 @@ def preview(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
         cfg = values_to_config(form_values(v))
     except ConfigError as exc:
         return {WARNING: t(lang, "fix_red", detail=views.short(str(exc), 200))}
-    return {"train.preview_cmd": train_command(ctx.runs_root / "<run_id>"), "train.preview_yaml": cfg.to_yaml(),
+    run_dir = ctx.runs_root / "<run_id>"
+    command = train_command(run_dir, cfg=cfg)
+    if cfg.num_machines > 1:  # Start runs machine 0 here; the others run their own line on the shared run directory
+        command = "\n".join(f"# machine {machine}\n{line}" for machine, line in machine_commands(cfg, run_dir))
+    return {"train.preview_cmd": command, "train.preview_yaml": cfg.to_yaml(),
             "train.preview_acc": gr.update(open=True)}
 
 
@@ -82,7 +105,9 @@ def start(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | 
     shown = v.get("train.shown")
     try:
         cfg = values_to_config(values)
-        problems = start_problems(ctx, cfg)
+        access = access_for(ctx, user)
+        warnings = access.check_config(cfg)
+        problems = start_problems(ctx, cfg, access)
         if problems:
             return {**form_feedback(values, problems, shown, lang), WARNING: t(lang, "not_started_fix")}
         run_id = ctx.jobs.submit(cfg, owner=user or "local", name=cfg.run_name)
@@ -91,7 +116,7 @@ def start(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | 
     except Exception as exc:  # noqa: BLE001 - JobError, OSError: say it, keep the page alive
         return {WARNING: t(lang, "not_started", detail=views.short(views.error_text(exc)))}
     # The Monitor shows the new run from its first moment: nothing of the run it showed before.
-    return {**form_feedback(values, {}, shown, lang), INFO: t(lang, "run_queued", run_id=run_id),
+    return {**form_feedback(values, {}, shown, lang), INFO: " ".join([t(lang, "run_queued", run_id=run_id), *warnings]),
             "monitor.run_select": gr.update(choices=ctx.run_choices(), value=run_id),
             "monitor.status": views.status_badge("queued", lang=lang), "monitor.progress": "",
             "monitor.notes": "", "monitor.drawn": {}, "page.tabs": gr.Tabs(selected="monitor")}

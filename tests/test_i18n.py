@@ -88,3 +88,26 @@ def test_the_trainers_notes_in_chinese():
     text = "69,632 trainable parameters of 609,920 (11.42%)"
     series.extend([{"t": 1.0, "type": "message", "level": "info", "text": text}])
     assert "可训练参数 69,632，共 609,920 个参数（11.42%）" in views.run_summary_markdown(None, series, "zh")
+
+
+def test_the_data_tabs_summary_table_histogram_and_rows_follow_the_language():
+    from webui.data_view import histogram_figure, preview_html, summary_markdown
+
+    stats = {"count": 40, "rows_in_split": 100, "sampled_rows": 40, "min": 3, "p50": 20, "p90": 40, "p99": 60,
+             "max": 70, "cutoff_len": 64, "truncated_rows": 1, "truncated_share": 0.025, "tokens_cut": 6,
+             "micro_batch": 4, "padding_waste_plain": 0.4, "padding_waste_grouped": 0.1, "padding_waste_packed": 0.01,
+             "rows_per_packed_sequence": 2.5, "packed_sequences": 16, "packing_factor": 2, "suggested_cutoff_len": 64,
+             "histogram": {"edges": [0, 32, 64], "counts": [30, 10], "width": 32}}
+    answer = {"loaded": {"source": "data/demo.jsonl", "format": "alpaca", "skipped": 2, "train_rows": 1,
+                         "eval_rows": 8, "errors": [f"line {i}: bad" for i in range(25)]},
+              "error": None, "warnings": ["w"], "stats": stats}
+    zh, en = summary_markdown(answer, "zh"), summary_markdown(answer)
+    assert "1 个训练行" in zh and "8 个验证行" in zh and "跳过的行" in zh and "……还有 5 个" in zh and "（100 行中的样本）" in zh
+    assert "1 training row," in en and "8 validation rows" in en and "… and 5 more" in en
+    assert "training" not in zh and "Padding waste" not in zh and "Tokens per row" not in zh
+    figure = histogram_figure(stats, "zh")
+    assert figure.layout.title.text.startswith("分词后的行长度") and figure.layout.xaxis.title.text == "每行 token 数"
+    page = {"rows": [{"where": "line 1", "num_tokens": 9, "loss_tokens": 4, "segments": [("q", False), ("a", True)],
+                      "truncated": True, "full_length": 80, "cut_text": "rest"}], "page": 1, "pages": 2, "total": 7}
+    html_zh = preview_html(page, "zh")
+    assert "第 1 / 2 页（共 7 个训练行）" in html_zh and "计入损失" in html_zh and "carry loss" not in html_zh

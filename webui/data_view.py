@@ -25,6 +25,8 @@ from trainer.config import TrainConfig
 from trainer.datasets import SHIPPED_DATASETS
 from trainer.jobs.sandbox import SandboxError, run_job
 
+from .i18n import t
+
 PAGE_SIZE = 5
 MAX_LISTED_ISSUES = 20
 MAX_REST_CHARS = 3000  # text beyond cutoff_len shown per row; a long document would swamp the page
@@ -47,60 +49,65 @@ PREVIEW_CSS = """
 """
 
 
-def preview_html(preview: dict[str, Any]) -> str:
+def preview_html(preview: dict[str, Any], lang: str | None = None) -> str:
     """A page of trainer.data.preview_rows as HTML: loss tokens highlighted, masked ones dimmed."""
     rows = preview.get("rows") or []
     parts = [PREVIEW_CSS,
-             "<div class='td-legend'><span class='td-loss'>trained (carries loss)</span>"
-             "<span class='td-masked'>masked (no loss)</span><span class='td-cut'>cut by cutoff_len</span></div>"]
+             f"<div class='td-legend'><span class='td-loss'>{t(lang, 'dv.legend_trained')}</span>"
+             f"<span class='td-masked'>{t(lang, 'dv.legend_masked')}</span>"
+             f"<span class='td-cut'>{t(lang, 'dv.legend_cut')}</span></div>"]
     if not rows:
-        parts.append("<p>No rows to show.</p>")
+        parts.append(f"<p>{t(lang, 'dv.no_rows')}</p>")
     for row in rows:
-        head = (f"{html.escape(str(row.get('where') or ''))} · {row['num_tokens']} tokens, "
-                f"{row['loss_tokens']} carry loss")
+        head = t(lang, "dv.row_head", where=html.escape(str(row.get("where") or "")), tokens=row["num_tokens"],
+                 loss=row["loss_tokens"])
         split = row.get("split_rows", 1) > 1
         if row.get("truncated"):
-            head += f" · cut from {row['full_length']} tokens"
+            head += t(lang, "dv.cut_from", tokens=row["full_length"])
         elif split:
-            head += f" · {row['full_length']} tokens of text, split into {row['split_rows']} training rows"
+            head += t(lang, "dv.split_into", tokens=row["full_length"], rows=row["split_rows"])
         body = "".join(
             f"<span class='{'td-loss' if loss else 'td-masked'}'>{html.escape(text)}</span>"
             for text, loss in row["segments"])
         rest = row.get("cut_text") or ""
         if len(rest) > MAX_REST_CHARS:
-            rest = rest[:MAX_REST_CHARS] + f" … ({len(row['cut_text']) - MAX_REST_CHARS} more characters)"
+            rest = rest[:MAX_REST_CHARS] + t(lang, "dv.more_chars", count=len(row["cut_text"]) - MAX_REST_CHARS)
         if rest and split:
             body += f"<span class='td-split'>{html.escape(rest)}</span>"
         elif rest:
             body += f"<span class='td-cut'>{html.escape(rest)}</span>"
         parts.append(f"<div class='td-row'><div class='td-row-head'>{head}</div><pre>{body}</pre></div>")
-    parts.append(f"<p class='td-row-head'>Page {preview.get('page', 1)} of {preview.get('pages', 1)} "
-                 f"({preview.get('total', len(rows))} training rows)</p>")
+    parts.append(f"<p class='td-row-head'>" + t(lang, "dv.page_of", page=preview.get("page", 1),
+                                                pages=preview.get("pages", 1), total=preview.get("total", len(rows)))
+                 + "</p>")
     return "".join(parts)
 
 
-def histogram_figure(stats: Optional[dict[str, Any]]) -> go.Figure:
+def histogram_figure(stats: Optional[dict[str, Any]], lang: str | None = None) -> go.Figure:
     """Bar chart of tokenized row lengths with the cutoff_len line (and the suggested cutoff)."""
     fig = go.Figure()
     hist = (stats or {}).get("histogram") or {}
     edges, counts = hist.get("edges") or [], hist.get("counts") or []
+    rows_word, tokens_word = t(lang, "dv.rows"), t(lang, "dv.tokens")
     if counts:
         width = hist["width"]
         fig.add_bar(x=[e + width / 2 for e in edges[:-1]], y=counts, width=[width] * len(counts),
-                    marker_color="#2563eb", name="rows",
+                    marker_color="#2563eb", name=rows_word,
                     customdata=[[e, e + width - 1] for e in edges[:-1]],
-                    hovertemplate="%{customdata[0]}–%{customdata[1]} tokens: %{y} rows<extra></extra>")
+                    hovertemplate="%{customdata[0]}–%{customdata[1]} " + tokens_word + ": %{y} " + rows_word
+                                  + "<extra></extra>")
         cutoff = stats["cutoff_len"]
         fig.add_vline(x=cutoff, line_color=CUTOFF_COLOR, line_width=2,
                       annotation_text=f"cutoff_len {cutoff}", annotation_position="top")
         suggested = stats.get("suggested_cutoff_len")
         if suggested and suggested != cutoff:
             fig.add_vline(x=suggested, line_color="#6b7280", line_dash="dash",
-                          annotation_text=f"99% of rows: {suggested}", annotation_position="bottom right")
-    title = "Tokenized row lengths"
+                          annotation_text=t(lang, "dv.keep99", value=suggested), annotation_position="bottom right")
+    title = t(lang, "dv.hist_title")
     if stats and stats.get("count"):
-        title += f" — {stats['count']} rows, median {stats['p50']}, p99 {stats['p99']}, longest {stats['max']}"
-    fig.update_layout(title=title, xaxis_title="tokens per row", yaxis_title="rows", bargap=0.05,
+        title += t(lang, "dv.hist_stats", count=stats["count"], p50=stats["p50"], p99=stats["p99"],
+                   longest=stats["max"])
+    fig.update_layout(title=title, xaxis_title=t(lang, "dv.tokens_per_row"), yaxis_title=rows_word, bargap=0.05,
                       height=320, margin=dict(l=50, r=20, t=50, b=40), showlegend=False)
     return fig
 
@@ -109,27 +116,37 @@ def _pct(value: float) -> str:
     return f"{value:.1%}"
 
 
-def stats_markdown(stats: Optional[dict[str, Any]]) -> str:
+def stats_markdown(stats: Optional[dict[str, Any]], lang: str | None = None) -> str:
     if not stats or not stats.get("count"):
         return ""
     s = stats
-    lines = [
-        "| Token lengths | |", "|---|---|",
-        f"| Rows | {s['count']}" + (f" (a sample of the {s['rows_in_split']:,} rows)"
-                                    if s.get("sampled_rows", 0) < s.get("rows_in_split", 0) else "") + " |",
-        f"| Tokens per row | min {s['min']}, median {s['p50']}, p90 {s['p90']}, p99 {s['p99']}, max {s['max']} |",
-        f"| Longer than cutoff_len {s['cutoff_len']} | {s['truncated_rows']} rows ({_pct(s['truncated_share'])}), "
-        f"{s['tokens_cut']} tokens cut |",
-        f"| Padding waste at micro-batch {s['micro_batch']} | plain {_pct(s['padding_waste_plain'])}, "
-        f"group_by_length {_pct(s['padding_waste_grouped'])}, packing {_pct(s['padding_waste_packed'])} |",
-        f"| Packing into {s['cutoff_len']}-token sequences | {s['rows_per_packed_sequence']:g} rows per sequence on "
-        f"average ({s['packed_sequences']} sequences); at least {s['packing_factor']} |",
-        f"| cutoff_len keeping 99% of rows whole | {s['suggested_cutoff_len']} |",
+    sample = (t(lang, "dv.t_sample", count=f"{s['rows_in_split']:,}")
+              if s.get("sampled_rows", 0) < s.get("rows_in_split", 0) else "")
+    rows = [
+        (t(lang, "dv.t_rows"), f"{s['count']}{sample}"),
+        (t(lang, "dv.t_per_row"), t(lang, "dv.t_per_row_value", min=s["min"], p50=s["p50"], p90=s["p90"],
+                                    p99=s["p99"], max=s["max"])),
+        (t(lang, "dv.t_longer", cutoff=s["cutoff_len"]),
+         t(lang, "dv.t_longer_value", rows=s["truncated_rows"], share=_pct(s["truncated_share"]), cut=s["tokens_cut"])),
+        (t(lang, "dv.t_padding", micro=s["micro_batch"]),
+         t(lang, "dv.t_padding_value", plain=_pct(s["padding_waste_plain"]), grouped=_pct(s["padding_waste_grouped"]),
+           packed=_pct(s["padding_waste_packed"]))),
+        (t(lang, "dv.t_packing", cutoff=s["cutoff_len"]),
+         t(lang, "dv.t_packing_value", rows=f"{s['rows_per_packed_sequence']:g}", sequences=s["packed_sequences"],
+           factor=s["packing_factor"])),
+        (t(lang, "dv.t_keep99"), str(s["suggested_cutoff_len"])),
     ]
-    return "\n".join(lines)
+    return "\n".join([f"| {t(lang, 'dv.t_lengths')} | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
-def summary_markdown(answer: dict[str, Any]) -> str:
+def _listed(items: list[str], lang: str | None) -> str:
+    listed = [f"- {html.escape(i)}" for i in items[:MAX_LISTED_ISSUES]]
+    if len(items) > MAX_LISTED_ISSUES:
+        listed.append("- " + t(lang, "dv.more", count=len(items) - MAX_LISTED_ISSUES))
+    return "\n".join(listed)
+
+
+def summary_markdown(answer: dict[str, Any], lang: str | None = None) -> str:
     """Source, format, counts; why a run would be refused; row problems; warnings and advice; the table.
 
     `answer` is the data worker's preview answer (trainer/engine/data_worker.py)."""
@@ -137,28 +154,24 @@ def summary_markdown(answer: dict[str, Any]) -> str:
     loaded, error = answer.get("loaded"), answer.get("error")
     if loaded is not None:
         # While the run would be refused nothing is skipped yet: the rows shown are the usable ones.
-        dropped = f", {loaded['skipped']} {'invalid' if error else 'skipped'}" if loaded["skipped"] else ""
+        dropped = (t(lang, "dv.invalid" if error else "dv.skipped", count=loaded["skipped"])
+                   if loaded["skipped"] else "")
         train, validation = loaded["train_rows"], loaded["eval_rows"]
-        out.append(f"**{html.escape(loaded['source'])}** — {loaded['format']} format, {train} training "
-                   f"row{'' if train == 1 else 's'}, {validation} validation row{'' if validation == 1 else 's'}"
-                   f"{dropped}")
+        counts = [t(lang, "dv.format", format=loaded["format"]),
+                  t(lang, "dv.train_row" if train == 1 else "dv.train_rows", count=train),
+                  t(lang, "dv.val_row" if validation == 1 else "dv.val_rows", count=validation)]
+        out.append(f"**{html.escape(loaded['source'])}** — " + ", ".join(counts) + dropped)
     if error:
-        out.append("⚠️ **A run would be refused:**\n\n```\n" + error + "\n```")
+        out.append(f"⚠️ **{t(lang, 'dv.refused')}**\n\n```\n" + error + "\n```")
     if answer.get("note"):
         out.append(f"ℹ️ {html.escape(answer['note'])}")
     errors = (loaded or {}).get("errors") or []
     if errors and not error:
-        listed = [f"- {html.escape(i)}" for i in errors[:MAX_LISTED_ISSUES]]
-        if len(errors) > MAX_LISTED_ISSUES:
-            listed.append(f"- … and {len(errors) - MAX_LISTED_ISSUES} more")
-        out.append("**Skipped rows** (skip_invalid_rows is on):\n\n" + "\n".join(listed))
+        out.append(t(lang, "dv.skipped_head") + "\n\n" + _listed(errors, lang))
     warnings = answer.get("warnings") or []
     if warnings:
-        listed = [f"- {html.escape(w)}" for w in warnings[:MAX_LISTED_ISSUES]]
-        if len(warnings) > MAX_LISTED_ISSUES:
-            listed.append(f"- … and {len(warnings) - MAX_LISTED_ISSUES} more")
-        out.append("**Warnings and advice:**\n\n" + "\n".join(listed))
-    table = stats_markdown(answer.get("stats"))
+        out.append(t(lang, "dv.warnings_head") + "\n\n" + _listed(warnings, lang))
+    table = stats_markdown(answer.get("stats"), lang)
     if table:
         out.append(table)
     return "\n\n".join(out)
@@ -229,7 +242,8 @@ class DatasetView:
     report: Optional[dict[str, Any]] = None  # the data worker's answer it was made from
 
 
-def dataset_view(cfg: TrainConfig, page: int = 1, page_size: int = PAGE_SIZE, base_dir: Any = None) -> DatasetView:
+def dataset_view(cfg: TrainConfig, page: int = 1, page_size: int = PAGE_SIZE, base_dir: Any = None,
+                 lang: str | None = None) -> DatasetView:
     """Everything the Data tab shows for a config's dataset. Raises SandboxError when the worker could not
     answer (over its memory or time limit); bad data and a missing model are shown, not raised."""
     page = max(1, int(page))
@@ -241,7 +255,7 @@ def dataset_view(cfg: TrainConfig, page: int = 1, page_size: int = PAGE_SIZE, ba
     elif shown is not None and "raw" in shown:
         rows_html = "".join(f"<pre style='white-space:pre-wrap'>{html.escape(text)}</pre>" for text in shown["raw"])
     elif shown is not None:
-        rows_html = preview_html(shown)
-    return DatasetView(summary_markdown(answer), histogram_figure(answer.get("stats")), rows_html,
+        rows_html = preview_html(shown, lang)
+    return DatasetView(summary_markdown(answer, lang), histogram_figure(answer.get("stats"), lang), rows_html,
                        list(answer.get("lengths") or []), answer)
 

@@ -55,7 +55,7 @@ def preview(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str 
     except (TypeError, ValueError, OverflowError):
         page = 1
     try:
-        view = dataset_view(cfg, page=page)
+        view = dataset_view(cfg, page=page, lang=lang)
     except SandboxError as exc:
         return {"data.summary": f"⚠ The dataset could not be read: {html.escape(views.short(str(exc), 1200))}",
                 "data.rows": ""}

@@ -233,7 +233,7 @@ def test_the_chinese_page_has_no_english_sentence_and_keeps_its_language(server,
     page = _page(browser, server.url, locale="zh-CN")
     _wait(lambda: "有效批次" in page.locator("#run-plan").inner_text(), 60, "the run plan in Chinese")
     tabs = [t.strip() for t in page.locator("#td-tabs button[role='tab']").all_inner_texts()]
-    assert tabs == ["训练", "监控", "运行记录", "数据", "预设"], tabs  # tabs not yet opened too
+    assert tabs == ["训练", "监控", "运行记录", "数据", "预设", "对话", "评估与导出"], tabs  # tabs not yet opened too
     problems = {}
     for tab in tabs:
         page.get_by_role("tab", name=tab).click()

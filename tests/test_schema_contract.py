@@ -28,7 +28,7 @@ SPECS = {spec.name: spec for spec in field_specs()}
 
 
 # Text fields whose valid values are a set the type does not say.
-VALID_OTHER = {"template": "chatml"}
+VALID_OTHER = {"template": "chatml", "report_to": ["tensorboard", "trackio"]}
 
 
 def other_value(name: str, current):

@@ -93,7 +93,7 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     """
     from trainer.datasets import DataError, length_stats, load_examples, resolve_source
     from trainer.engine.model import DEMO_NAME, ModelNotFoundError, looks_like_local_path
-    from trainer.hub import MODELSCOPE, chosen_hub, hub_label, hub_model_id, hub_offline, model_page
+    from trainer.hub import MODELSCOPE, chosen_hub, hub_label, hub_model_id, model_page, reachable, unreachable_message
     from trainer.plan.resolve import resolve_plan
     from trainer.trackers import tracker_links, tracker_problems
 
@@ -107,7 +107,7 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
         loaded = load_examples(cfg)
     except DataError as exc:
         text = str(exc)
-        if source_kind == "hub" and ("cannot be reached" in text or "cannot reach" in text or "offline" in text):
+        if source_kind == "hub" and ("cannot be reached" in text or "offline" in text):
             warnings.append(f"{text}. Steps per epoch, total steps and padding efficiency are unknown until "
                             "the dataset can be read.")
             unknown += ["num_train_samples", "steps_per_epoch", "total_steps", "warmup_steps", "padding_efficiency"]
@@ -135,7 +135,7 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
         warnings.append(f"model '{name}' comes from ModelScope ({hub_model_id(name, hub)}), downloaded when the run "
                         "starts: token lengths and padding efficiency are unknown here.")
         unknown.append("padding_efficiency")
-    elif is_local or not hub_offline() or _hub_tokenizer_cached(name):
+    elif is_local or _hub_tokenizer_cached(name) or reachable(hub):
         from trainer.engine.model import load_tokenizer, model_source
 
         try:
@@ -149,8 +149,8 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
             warnings.append(f"{exc} Token lengths and padding efficiency are unknown.")
             unknown.append("padding_efficiency")
     else:
-        warnings.append(f"model '{name}' is not a local directory and the Hub is unreachable (offline): its "
-                        "tokenizer cannot be loaded, so token lengths and padding efficiency are unknown.")
+        warnings.append(f"{unreachable_message('model', name, hub)}. Its tokenizer cannot be loaded, so token "
+                        "lengths and padding efficiency are unknown.")
         unknown.append("padding_efficiency")
 
     num_rows: Optional[int] = len(loaded.train) if loaded is not None else None

@@ -211,3 +211,37 @@ def test_the_demo_logs_its_loss_to_tensorboard_and_to_trackios_local_store(tmp_p
     losses = [m["train/loss"] for _, _, m in logged if "train/loss" in m]
     assert {name for name, _, _ in logged} == {"trackio-demo"}
     assert len(losses) == len(ours) == 3 and losses == pytest.approx(ours, rel=1e-4)
+
+
+# --- the page --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def ctx(tmp_path):
+    from trainer.jobs.manager import JobManager
+    from webui.context import Context
+
+    jobs = JobManager(tmp_path / "runs", autostart=False)  # no scheduler: submitted runs stay queued
+    try:
+        yield Context(runs_root=tmp_path / "runs", jobs=jobs)
+    finally:
+        jobs.close()
+
+
+def test_start_refuses_a_missing_tracker_at_its_field_and_the_monitor_lists_the_trackers(ctx, clean_env):
+    from webui.components import WARNING
+    from webui.form import config_to_values
+    from webui.tabs import monitor, train
+
+    values = config_to_values(TrainConfig(report_to=["tensorboard", "wandb"]))
+    refused = train.start(ctx, {"train.shown": {}, **values})
+    assert "Not started" in refused[WARNING] and "tunedeck[wandb]" in refused["train.errors"]["value"]
+    assert refused["report_to"]["elem_classes"] == ["td-field-error"] and ctx.jobs.list_runs() == []
+
+    values = config_to_values(TrainConfig(report_to=["tensorboard", "trackio"], tracker_project="team-a"))
+    run_id = train.start(ctx, {"train.shown": {}, **values})["monitor.run_select"]["value"]
+    shown = monitor.tick(ctx, {"monitor.run_select": run_id, "monitor.drawn": {}})["monitor.trackers"]
+    run_dir = ctx.jobs.get(run_id).run_dir
+    assert f"`tensorboard --logdir {run_dir / TENSORBOARD_DIR}`" in shown
+    assert "`trackio show --project team-a`" in shown
+    zh = monitor.tick(ctx, {"monitor.run_select": run_id, "monitor.drawn": {}}, lang="zh")["monitor.trackers"]
+    assert "实验跟踪器" in zh

@@ -17,6 +17,7 @@ from trainer.datasets import DataError, load_examples, resolve_source
 from trainer.engine.model import DEMO_NAME, ModelNotFoundError, looks_like_local_path, model_source
 from trainer.plan.catalog import GPU_CHOICES, gpu_choice
 from trainer.plan.resolve import CPU, Hardware
+from trainer.trackers import tracker_problems
 
 from .after import Commands, SharedChat
 from .i18n import t
@@ -165,8 +166,8 @@ def model_problem(cfg: TrainConfig) -> str | None:
 
 
 def start_problems(ctx: Context, cfg: TrainConfig) -> dict[str, str]:
-    """{field: message} for what `trainer check` would refuse about the dataset and the model: fast (the
-    dataset's facts are cached per file version), and nothing is loaded with torch."""
+    """{field: message} for what `trainer check` would refuse about the dataset, the model and the trackers:
+    fast (the dataset's facts are cached per file version), and nothing is loaded with torch."""
     problems: dict[str, str] = {}
     facts = ctx.datasets.facts(cfg)
     if facts.problem:
@@ -175,4 +176,6 @@ def start_problems(ctx: Context, cfg: TrainConfig) -> dict[str, str]:
     model = model_problem(cfg)
     if model:
         problems["model_name_or_path"] = model
+    for name, message in tracker_problems(cfg):  # a tracker's package or credential missing on this server
+        problems.setdefault(name, message)
     return problems

@@ -122,7 +122,8 @@ class TrainConfig(ConfigRules):
         "HF_ENDPOINT environment variable), `modelscope` (needs the modelscope package), or `auto`: ModelScope "
         "when the environment sets USE_MODELSCOPE_HUB=1, else Hugging Face.",
         label="Model hub", advanced=True,
-        used_by=("trainer.engine.model", "trainer.datasets"), lf_skip="LLaMA-Factory reads the hub from USE_MODELSCOPE_HUB in the environment")
+        used_by=("trainer.engine.model", "trainer.datasets"),
+        lf_skip="LLaMA-Factory reads the hub from USE_MODELSCOPE_HUB in the environment")
 
     # --- method --------------------------------------------------------------------------------
     stage: Literal["sft"] = _field(

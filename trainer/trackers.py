@@ -28,6 +28,7 @@ from trainer.run.layout import TENSORBOARD_DIR, TRACKERS_FILE
 from trainer.textio import write_text_atomic
 
 DEFAULT_PROJECT = "tunedeck"
+RECORDED = ("wandb", "mlflow")  # trackers whose run link the training process records (live_links)
 
 
 @dataclass(frozen=True)
@@ -74,26 +75,28 @@ def tracker_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
         if not _installed(tracker.module):
             install = (f"pip install 'tunedeck[{tracker.extra}]'" if tracker.extra
                        else f"pip install {tracker.module}")
-            problems.append(("report_to", f"{tracker.title} ({name}) is not installed here: {install}, "
-                            f"or remove {name} from report_to"))
+            problems.append(("report_to", f"{tracker.title} ({name}) is not installed here: {install}, or remove "
+                                          f"{name} from report_to"))
             continue
         variable, local_values = tracker.local_mode
         local = variable and os.environ.get(variable, "").strip().lower() in local_values
         if tracker.credentials and not local and not any(os.environ.get(v, "").strip() for v in tracker.credentials):
-            problems.append(("report_to", f"{tracker.title} ({name}) needs {tracker.credentials[0]} in the environment "
-                            f"({tracker.login_hint}) before tunedeck starts, or {variable}={local_values[0]} to log "
-                            "on this machine only"))
-    if "trackio" in cfg.report_to and cfg.trackio_space_id:
+            problems.append(("report_to", (
+                f"{tracker.title} ({name}) needs {tracker.credentials[0]} in the environment ({tracker.login_hint}) "
+                f"before tunedeck starts, or {variable}={local_values[0]} to log on this machine only")))
+    space = cfg.trackio_space_id
+    if "trackio" in cfg.report_to and space:
         if hub_offline():
-            problems.append(("trackio_space_id", f"the Trackio Space {cfg.trackio_space_id} is on the Hugging Face Hub, "
-                            "but offline mode is on: clear trackio_space_id to keep the dashboard on this machine"))
+            problems.append(("trackio_space_id", (
+                f"the Trackio Space {space} is on the Hugging Face Hub, but offline mode is on: clear "
+                "trackio_space_id to keep the dashboard on this machine")))
         elif not os.environ.get("HF_TOKEN", "").strip():
-            problems.append(("trackio_space_id", f"the Trackio Space {cfg.trackio_space_id} needs HF_TOKEN (a token "
-                            "with write access) in the environment, or clear trackio_space_id to keep the "
-                            "dashboard on this machine"))
+            problems.append(("trackio_space_id", (
+                f"the Trackio Space {space} needs HF_TOKEN (a token with write access) in the environment, or "
+                "clear trackio_space_id to keep the dashboard on this machine")))
     if cfg.tracker_project and "/" in cfg.tracker_project:
-        problems.append(("tracker_project", f"'{cfg.tracker_project}' has a '/', which trackers do not accept in a "
-                        "project name"))
+        problems.append(("tracker_project", f"'{cfg.tracker_project}' has a '/', which trackers do not accept in "
+                                            "a project name"))
     return problems
 
 
@@ -162,6 +165,8 @@ def tracker_links(cfg: TrainConfig, run_dir: str | Path) -> list[tuple[str, str]
             links.append((title, f"trackio show --project {shlex.quote(project)}"))
         elif recorded.get(name):
             links.append((title, str(recorded[name])))
-        else:
+        elif name in RECORDED:
             links.append((title, f"project {project} (the run's link appears once training starts)"))
+        else:
+            links.append((title, f"project {project}"))
     return links

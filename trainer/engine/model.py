@@ -64,8 +64,9 @@ def _modelscope_snapshot(name: str) -> str:
     try:
         return snapshot_download(hub_model_id(name, MODELSCOPE), local_files_only=hub_offline())
     except Exception as exc:  # modelscope raises its own types for a missing or unreachable repository
+        first_line = str(exc).splitlines()[0] if str(exc) else repr(exc)
         raise ModelNotFoundError(f"model '{name}' (ModelScope id {hub_model_id(name, MODELSCOPE)}) could not be "
-                                 f"downloaded from ModelScope: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+                                 f"downloaded from ModelScope: {first_line}") from None
 
 
 def _not_found(name: str, exc: BaseException) -> ModelNotFoundError:

@@ -257,7 +257,7 @@ def _build_trainer(cfg: TrainConfig, run_dir: Path, plan, hw, model, tokenizer, 
 
     from trainer.engine.sft_args import sft_config_kwargs
     from trainer.engine.telemetry import TrackerLinksCallback
-    from trainer.trackers import tracker_environment
+    from trainer.trackers import RECORDED, tracker_environment
 
     # transformers' TensorBoard callback takes its directory from the environment in v5.
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
@@ -273,7 +273,7 @@ def _build_trainer(cfg: TrainConfig, run_dir: Path, plan, hw, model, tokenizer, 
             raise ConfigError([("val_size", "the validation split is empty: raise val_size or set eval_strategy no")])
         eval_dataset = (eval_rows.dataset if hasattr(eval_rows, "dataset")
                          else Dataset.from_list([{k: r[k] for k in columns} for r in eval_rows]))
-    callbacks = [TrackerLinksCallback(run_dir)] if {"wandb", "mlflow"} & set(cfg.report_to) else []
+    callbacks = [TrackerLinksCallback(run_dir)] if set(RECORDED) & set(cfg.report_to) else []
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
                                                early_stopping_threshold=cfg.early_stopping_threshold))

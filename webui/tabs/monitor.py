@@ -29,9 +29,9 @@ TITLE = "tab_monitor"
 TIMER_SECONDS = 1.5
 LOG_TAIL_LINES = 30
 TICK_INPUTS = ["monitor.run_select", "monitor.smoothing", "monitor.log_scale", "monitor.drawn"]
-TICK_OUTPUTS = ["monitor.status", "monitor.progress", "monitor.notes", "monitor.trackers", "monitor.loss_plot", "monitor.memory_plot",
-                "monitor.lr_plot", "monitor.throughput_plot", "monitor.alerts", "monitor.log", "monitor.abort_btn",
-                "monitor.resume_btn", "monitor.run_select", "monitor.config", "monitor.queue", "train.live",
+TICK_OUTPUTS = ["monitor.status", "monitor.progress", "monitor.notes", "monitor.trackers", "monitor.loss_plot",
+                "monitor.memory_plot", "monitor.lr_plot", "monitor.throughput_plot", "monitor.alerts", "monitor.log",
+                "monitor.abort_btn", "monitor.resume_btn", "monitor.run_select", "monitor.config", "monitor.queue", "train.live",
                 "monitor.drawn"]
 QUEUE_ETA_STEP_S = 15  # the queue panel's estimates are redrawn when they move by this much
 
@@ -101,7 +101,8 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
         last["run"] = ("", lang)
         empty = RunSeries()
         return {**reply, "monitor.status": views.status_badge(None, t(lang, "no_run"), lang),
-                "monitor.progress": "", "monitor.notes": "", "monitor.trackers": "", "monitor.loss_plot": charts.loss_figure(empty, lang=lang),
+                "monitor.progress": "", "monitor.notes": "", "monitor.trackers": "",
+                "monitor.loss_plot": charts.loss_figure(empty, lang=lang),
                 "monitor.memory_plot": charts.memory_figure(empty, lang=lang),
                 "monitor.lr_plot": charts.lr_gradnorm_figure(empty, lang=lang),
                 "monitor.throughput_plot": charts.throughput_figure(empty, lang=lang), "monitor.alerts": "",

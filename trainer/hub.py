@@ -105,7 +105,8 @@ def unreachable_message(kind: str, name: str, hub: str) -> str:
         reason = (f"offline mode is on ({', '.join(v for v in OFFLINE_VARIABLES if env_flag(v))}) and it is not "
                   "in the local cache")
     else:
-        reason = f"{endpoint(hub)} cannot be reached (no network, or a firewall)"
+        cache = "" if hub == MODELSCOPE else "; a copy in the local cache is used with HF_HUB_OFFLINE=1"
+        reason = f"{endpoint(hub)} cannot be reached (no network, or a firewall{cache})"
     mirror = "" if hub == MODELSCOPE else "; or set HF_ENDPOINT to a mirror you can reach, or USE_MODELSCOPE_HUB=1"
     return (f"{kind} '{name}' cannot be loaded from {where}: {reason}. Download it on a connected machine and "
             f"give the local path{mirror}")

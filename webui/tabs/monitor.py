@@ -29,10 +29,10 @@ TITLE = "tab_monitor"
 TIMER_SECONDS = 1.5
 LOG_TAIL_LINES = 30
 TICK_INPUTS = ["monitor.run_select", "monitor.smoothing", "monitor.log_scale", "monitor.drawn"]
-TICK_OUTPUTS = ["monitor.status", "monitor.progress", "monitor.notes", "monitor.trackers", "monitor.loss_plot",
-                "monitor.memory_plot", "monitor.lr_plot", "monitor.throughput_plot", "monitor.alerts", "monitor.log",
-                "monitor.abort_btn", "monitor.resume_btn", "monitor.run_select", "monitor.config", "monitor.queue", "train.live",
-                "monitor.drawn"]
+TICK_OUTPUTS = ["monitor.status", "monitor.progress", "monitor.notes", "monitor.loss_plot", "monitor.memory_plot",
+                "monitor.lr_plot", "monitor.throughput_plot", "monitor.alerts", "monitor.log", "monitor.abort_btn",
+                "monitor.resume_btn", "monitor.run_select", "monitor.config", "monitor.queue", "train.live",
+                "monitor.trackers", "monitor.drawn"]
 QUEUE_ETA_STEP_S = 15  # the queue panel's estimates are redrawn when they move by this much
 
 

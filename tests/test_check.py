@@ -125,7 +125,8 @@ def test_unreachable_hub_model_and_dataset_are_warnings_with_unknown_numbers(cap
     assert plan["steps_per_epoch"] is None and plan["total_steps"] is None
     assert "steps_per_epoch" in plan["unknown"] and "padding_efficiency" in plan["unknown"]
     assert any("tatsu-lab/alpaca" in w and "unknown" in w for w in plan["warnings"])
-    assert any("Hub is unreachable" in w for w in plan["warnings"])
+    assert any("meta-llama/Llama-3.1-8B' cannot be loaded from the Hugging Face Hub: offline mode is on" in w
+               for w in plan["warnings"])
     assert plan["effective_batch_size"] == 16
     code, out, _ = check(capsys, config)
     assert code == 0 and "unknown" in out and "Warnings" in out

@@ -257,8 +257,9 @@ def test_missing_file_directory_and_unsupported_type(tmp_path):
 def test_hub_dataset_offline_is_a_clear_message():
     assert resolve_source("someone/some-dataset") == ("hub", "someone/some-dataset")
     message = refused(TrainConfig(dataset="someone/some-dataset"))
-    assert message == ("cannot reach the Hugging Face Hub to load dataset 'someone/some-dataset' (offline or no "
-                       "network): connect to the internet, or download it and set dataset to the local file")
+    assert message.startswith("dataset 'someone/some-dataset' cannot be loaded from the Hugging Face Hub: offline "
+                              "mode is on (HF_HUB_OFFLINE")
+    assert "not in the local cache. Download it on a connected machine and give the local path" in message
 
 
 def test_non_utf8_and_empty_files(tmp_path):

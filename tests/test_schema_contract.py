@@ -28,7 +28,7 @@ SPECS = {spec.name: spec for spec in field_specs()}
 
 
 # Text fields whose valid values are a set the type does not say.
-VALID_OTHER = {"template": "chatml", "gpu_ids": "0"}
+VALID_OTHER = {"template": "chatml", "gpu_ids": "0", "report_to": ["tensorboard", "trackio"]}
 # Fields that mean something only beside another setting (the config rules refuse them alone).
 NEEDS = {"offload_optimizer": {"distributed_type": "deepspeed_zero2"},
          "offload_params": {"distributed_type": "deepspeed_zero3"},

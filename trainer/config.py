@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from trainer.config_rules import ALIAS_KEYS, LORA_TARGET_ALL, ConfigRules
 from trainer.errors import ConfigError, pydantic_errors
@@ -56,6 +56,8 @@ SCHEDULERS = (
 DISTRIBUTED_TYPES = ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3")
 _LAUNCH_SKIP = ("LLaMA-Factory takes the launch from its command line (FORCE_TORCHRUN, NNODES, NODE_RANK, "
                 "MASTER_ADDR) and a DeepSpeed JSON, not from the training YAML")
+TRACKERS = ("tensorboard", "trackio", "wandb", "mlflow", "swanlab")  # trainer/trackers.py knows each
+MODEL_HUBS = ("auto", "huggingface", "modelscope")  # trainer/hub.py decides `auto`
 DATASET_FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text")
 PRESET_META_KEY = "preset"  # preset files carry their title and description under this key
 _SAME = object()  # lf_default not given: LLaMA-Factory's default is ours
@@ -118,6 +120,14 @@ class TrainConfig(ConfigRules):
         "Attention kernel. `auto` picks FlashAttention when installed on a GPU, else PyTorch SDPA.",
         label="Attention", advanced=True,
         used_by=("trainer.plan",))
+    model_hub: Literal[MODEL_HUBS] = _field(  # type: ignore[valid-type]
+        "auto", "model",
+        "Where Hub ids of models and datasets are downloaded from: `huggingface` (or the mirror named by the "
+        "HF_ENDPOINT environment variable), `modelscope` (needs the modelscope package), or `auto`: ModelScope "
+        "when the environment sets USE_MODELSCOPE_HUB=1, else Hugging Face.",
+        label="Model hub", advanced=True,
+        used_by=("trainer.engine.model", "trainer.datasets"),
+        lf_skip="LLaMA-Factory reads the hub from USE_MODELSCOPE_HUB in the environment")
 
     # --- method --------------------------------------------------------------------------------
     stage: Literal["sft"] = _field(
@@ -349,6 +359,38 @@ class TrainConfig(ConfigRules):
                                      sft="run_name", lf="run_name")
     logging_steps: int = _field(1, "logging", "Log loss and learning rate every N steps.", ge=1,
                                 sft="logging_steps", lf="logging_steps", lf_default=500)
+    report_to: list[Literal[TRACKERS]] = _field(  # type: ignore[valid-type]
+        ["tensorboard"], "logging",
+        "Experiment trackers that also receive the run's metrics, beside the dashboard's own charts: "
+        "tensorboard (files in the run directory), trackio (local-first, a dashboard on your machine or a "
+        "Space; recommended for teams), wandb, mlflow, swanlab. Each but TensorBoard is an optional extra "
+        "(pip install 'tunedeck[trackio]'); credentials come from the environment only (WANDB_API_KEY, ...).",
+        label="Report to", sft_via="trackers", lf="report_to", lf_default=[])
+    tracker_project: Optional[str] = _field(
+        None, "logging",
+        "The project the run is filed under in every tracker (a Trackio project, W&B project, MLflow "
+        "experiment, SwanLab project). Empty: `tunedeck`.", max_length=200,
+        sft_via="trackers", lf_skip="LLaMA-Factory takes the project from each tracker's environment variable")
+    tracker_tags: list[str] = _field(
+        [], "logging", "Tags for the run in W&B, MLflow and SwanLab, comma separated.", advanced=True,
+        used_by=("trainer.trackers",),
+        lf_skip="LLaMA-Factory takes tags from each tracker's environment variable")
+    trackio_space_id: Optional[str] = _field(
+        None, "logging",
+        "A Hugging Face Space (user/space) that hosts the Trackio dashboard for the team; empty keeps it "
+        "on this machine. Needs HF_TOKEN with write access in the environment.", max_length=200,
+        advanced=True,
+        sft="trackio_space_id", lf_skip="LLaMA-Factory has no Trackio Space setting")
+
+    @field_validator("report_to", "tracker_tags", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """`a, b` (the form's text, LLaMA-Factory's string) is the list [a, b]; `none` is no tracker."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, list):
+            return [part for part in value if not (isinstance(part, str) and part.strip().lower() in ("", "none"))]
+        return value
 
     # --- devices & machines ------------------------------------------------------------------------
     num_processes: Optional[int] = _field(

@@ -17,6 +17,7 @@ from trainer.engine.model import DEMO_NAME, ModelNotFoundError, looks_like_local
 from trainer.jobs.sandbox import SandboxError, run_job
 from trainer.plan.catalog import GPU_CHOICES, gpu_choice
 from trainer.plan.resolve import CPU, Hardware
+from trainer.trackers import tracker_problems
 
 from .after import Commands, SharedChat
 from .data_view import file_stamp
@@ -166,8 +167,8 @@ def model_problem(cfg: TrainConfig) -> str | None:
 
 
 def start_problems(ctx: Context, cfg: TrainConfig, access: Access | None = None) -> dict[str, str]:
-    """{field: message} for what `trainer check` would refuse about the dataset and the model: fast (the
-    dataset's facts are cached per file version), and nothing is loaded with torch."""
+    """{field: message} for what `trainer check` would refuse about the dataset, the model and the trackers:
+    fast (the dataset's facts are cached per file version), and nothing is loaded with torch."""
     problems: dict[str, str] = {}
     facts = ctx.datasets.facts(cfg, access)
     if facts.problem:
@@ -176,4 +177,6 @@ def start_problems(ctx: Context, cfg: TrainConfig, access: Access | None = None)
     model = model_problem(cfg)
     if model:
         problems["model_name_or_path"] = model
+    for name, message in tracker_problems(cfg):  # a tracker's package or credential missing on this server
+        problems.setdefault(name, message)
     return problems

@@ -79,7 +79,8 @@ def control_for(spec: FieldSpec) -> Control:
             return Control(widget="textbox", integer=spec.kind == "int", placeholder=f"{EMPTY}", **common)
         return Control(widget="number", integer=spec.kind == "int", **common)
     if spec.kind == "list":
-        return Control(widget="textbox", placeholder="all-linear, or q_proj,v_proj,...", **common)
+        examples = {"lora_target": "all-linear, or q_proj,v_proj,...", "report_to": "tensorboard, trackio"}
+        return Control(widget="textbox", placeholder=examples.get(spec.name, "a, b, ..."), **common)
     if spec.kind == "dict":
         return Control(widget="textbox", placeholder="{question: instruction, answer: output}", **common)
     return Control(widget="textbox", placeholder=EMPTY if spec.optional else "", **common)

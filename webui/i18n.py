@@ -76,6 +76,7 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "upload_anyway": ("Load the rest, ignoring the unknown keys", "加载其余部分，忽略未知键"),
     "page": ("Page", "页"),
     "run_config": ("config.yaml of this run", "本次运行的 config.yaml"),
+    "trackers_title": ("Experiment trackers", "实验跟踪器"),
     "reuse_config": ("Use this config in the form (to start a new run from it)", "把此配置填入表单（以它开始新运行）"),
     "queue": ("Queue", "队列"),
     "choose_preset": ("Choose a preset first.", "请先选择一个预设。"),

@@ -31,6 +31,8 @@ FIELD_ZH = {
     "load_best_model_at_end": "结束时加载最佳模型", "early_stopping_patience": "早停耐心",
     "early_stopping_threshold": "早停阈值", "resume_from_checkpoint": "从检查点继续", "run_name": "运行名称",
     "logging_steps": "日志间隔步数", "neftune_noise_alpha": "NEFTune 噪声强度",
+    "model_hub": "模型中心", "report_to": "实验跟踪器", "tracker_project": "跟踪项目",
+    "tracker_tags": "跟踪标签", "trackio_space_id": "Trackio Space",
 }
 
 HELP_ZH = {
@@ -108,6 +110,15 @@ HELP_ZH = {
     "resume_from_checkpoint": "从检查点继续：`last`（本运行目录中最新的）或一个路径。",
     "run_name": "运行列表中显示的名称。",
     "logging_steps": "每 N 步记录一次损失和学习率。",
+    "model_hub": "模型和数据集的 Hub ID 从哪里下载：`huggingface`（或环境变量 HF_ENDPOINT 指定的镜像）、`modelscope`"
+                 "（需要 modelscope 包），或 `auto`：环境设置了 USE_MODELSCOPE_HUB=1 时用魔搭 ModelScope，否则用 Hugging Face。",
+    "report_to": "除面板自己的图表外，还接收本次运行指标的实验跟踪器：tensorboard（运行目录中的文件）、trackio（本地优先，"
+                 "仪表盘在本机或 Space 上；推荐团队使用）、wandb、mlflow、swanlab。除 TensorBoard 外都是可选依赖"
+                 "（pip install 'tunedeck[trackio]'）；凭据只从环境变量读取（WANDB_API_KEY 等）。",
+    "tracker_project": "本次运行在各跟踪器中归入的项目（Trackio 项目、W&B 项目、MLflow 实验、SwanLab 项目）。留空：`tunedeck`。",
+    "tracker_tags": "本次运行在 W&B、MLflow 和 SwanLab 中的标签，用逗号分隔。",
+    "trackio_space_id": "托管团队 Trackio 仪表盘的 Hugging Face Space（user/space）；留空则仪表盘留在本机。"
+                        "需要环境中有具备写权限的 HF_TOKEN。",
 }
 
 # Parts of the plan's memory breakdown (trainer/plan/memory.py names them).

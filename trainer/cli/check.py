@@ -92,8 +92,10 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     Raises _Invalid for a dataset or model path that cannot be used.
     """
     from trainer.datasets import DataError, length_stats, load_examples, resolve_source
-    from trainer.engine.model import DEMO_NAME, ModelNotFoundError, hub_offline, looks_like_local_path
+    from trainer.engine.model import DEMO_NAME, ModelNotFoundError, looks_like_local_path
+    from trainer.hub import MODELSCOPE, chosen_hub, hub_label, hub_model_id, model_page, reachable, unreachable_message
     from trainer.plan.resolve import resolve_plan
+    from trainer.trackers import tracker_links, tracker_problems
 
     from trainer.config import ConfigError
     from trainer.run.layout import RESUME_LATEST, resolve_resume
@@ -114,7 +116,7 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
         loaded = load_examples(cfg)
     except DataError as exc:
         text = str(exc)
-        if source_kind == "hub" and ("cannot reach" in text or "offline" in text):
+        if source_kind == "hub" and ("cannot be reached" in text or "offline" in text):
             warnings.append(f"{text}. Steps per epoch, total steps and padding efficiency are unknown until "
                             "the dataset can be read.")
             unknown += ["num_train_samples", "steps_per_epoch", "total_steps", "warmup_steps", "padding_efficiency"]
@@ -134,7 +136,15 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     tokenizer = None
     model_info: dict[str, Any] = {"name": name, "method": cfg.method_label}
     is_local = name.lower() == DEMO_NAME or looks_like_local_path(name)
-    if is_local or not hub_offline() or _hub_tokenizer_cached(name):
+    hub = chosen_hub(cfg.model_hub)
+    if not is_local:
+        model_info.update(hub=hub_label(hub), hub_id=hub_model_id(name, hub), page=model_page(name, hub))
+    if not is_local and hub == MODELSCOPE:
+        # ModelScope downloads whole snapshots: check leaves that to the run.
+        warnings.append(f"model '{name}' comes from ModelScope ({hub_model_id(name, hub)}), downloaded when the run "
+                        "starts: token lengths and padding efficiency are unknown here.")
+        unknown.append("padding_efficiency")
+    elif is_local or _hub_tokenizer_cached(name) or reachable(hub):
         from trainer.engine.model import load_tokenizer, model_source
 
         try:
@@ -148,8 +158,8 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
             warnings.append(f"{exc} Token lengths and padding efficiency are unknown.")
             unknown.append("padding_efficiency")
     else:
-        warnings.append(f"model '{name}' is not a local directory and the Hub is unreachable (offline): its "
-                        "tokenizer cannot be loaded, so token lengths and padding efficiency are unknown.")
+        warnings.append(f"{unreachable_message('model', name, hub)}. Its tokenizer cannot be loaded, so token "
+                        "lengths and padding efficiency are unknown.")
         unknown.append("padding_efficiency")
 
     num_rows: Optional[int] = len(loaded.train) if loaded is not None else None
@@ -184,6 +194,9 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     if plan.attn_implementation == "flash_attention_2" and not _importable("flash_attn"):
         warnings.append("attn_implementation is flash_attention_2 but the flash_attn package is not installed "
                         "here: training will stop at once. Use auto (it picks FlashAttention only where it works).")
+    problems = tracker_problems(cfg)
+    if problems:
+        raise _Invalid("trackers", "; ".join(f"{field}: {message}" for field, message in problems))
     if not gpu_gb:  # judged against this machine: what it lacks for the launch (GPUs, DeepSpeed)
         from trainer.engine.distributed import machine_problems
         from trainer.plan.hardware import visible_gpus
@@ -191,6 +204,7 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
         warnings += [f"{name}: {text}" for name, text in machine_problems(cfg, visible_gpus())]
     report = plan.to_dict()
     report["warnings"] = warnings + list(plan.warnings)
+    report["trackers"] = [{"tracker": title, "link": link} for title, link in tracker_links(cfg, "<run>")]
     report.update(valid=True, unknown=sorted(set(unknown)), dataset=dataset_info, model=model_info,
                   hardware={"device": hw.device, "num_devices": hw.num_devices, "gpu_name": hw.gpu_name,
                             "gpu_total_gb": hw.gpu_total_gb})
@@ -244,6 +258,8 @@ def format_report(report: dict[str, Any], cfg) -> str:
                      f"{stats['truncated_rows']} rows longer than cutoff_len {stats['cutoff_len']}")
     mem = report.get("memory_estimate_gb")
     lines.append(f"  memory estimate {_fmt(mem, ' GB') if mem is not None else 'unknown'}")
+    for tracker in report.get("trackers", []):
+        lines.append(f"  tracker  {tracker['tracker']}: {tracker['link']}")
     if report.get("unknown"):
         lines.append(f"  unknown until the model/dataset can be read: {', '.join(report['unknown'])}")
     if report["warnings"]:

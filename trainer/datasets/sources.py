@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from trainer.config import TrainConfig
 from trainer.datasets.issues import DataError, RowIssue, type_name
+from trainer.hub import HUGGINGFACE, MODELSCOPE, chosen_hub, hub_offline, modelscope_missing, reachable, unreachable_message
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 SHIPPED_DATASETS: dict[str, Path] = {"demo": DATA_DIR / "demo.jsonl", "demo-chat": DATA_DIR / "demo_chat.jsonl"}
@@ -206,10 +206,15 @@ def _read_parquet(path: Path) -> list[Record]:
 
 
 def _read_hub(name: str, cfg: TrainConfig) -> list[Record]:
+    hub = chosen_hub(cfg.model_hub)
+    offline = hub_offline()
+    if not offline and not reachable(hub):  # fail now, not after the libraries' retries (about 25 s)
+        raise DataError(unreachable_message("dataset", name, hub), source=name)
+    if hub == MODELSCOPE:
+        return _read_modelscope(name, cfg)
     import datasets
     from datasets.exceptions import DatasetNotFoundError
 
-    offline = _hub_offline()
     try:
         dataset = datasets.load_dataset(name, cfg.dataset_subset, split=cfg.dataset_split)
     except DatasetNotFoundError as exc:
@@ -232,9 +237,18 @@ def _read_hub(name: str, cfg: TrainConfig) -> list[Record]:
     return [Record(i, "row", dict(value)) for i, value in enumerate(dataset, 1)]
 
 
-def _hub_offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+def _read_modelscope(name: str, cfg: TrainConfig) -> list[Record]:
+    missing = modelscope_missing("dataset", name)
+    if missing:
+        raise DataError(missing, source=name)
+    from modelscope.msdatasets import MsDataset
+
+    try:
+        dataset = MsDataset.load(name, subset_name=cfg.dataset_subset, split=cfg.dataset_split)
+    except Exception as exc:  # modelscope raises its own types for a missing dataset, split or network
+        raise DataError(f"cannot load dataset '{name}' from ModelScope (split '{cfg.dataset_split}', subset "
+                        f"'{cfg.dataset_subset}'): {exc}", source=name) from None
+    return [Record(i, "row", dict(value)) for i, value in enumerate(dataset, 1)]
 
 
 def _is_network_error(exc: BaseException) -> bool:
@@ -244,5 +258,4 @@ def _is_network_error(exc: BaseException) -> bool:
 
 
 def _hub_unreachable(name: str) -> DataError:
-    return DataError(f"cannot reach the Hugging Face Hub to load dataset '{name}' (offline or no network): "
-                     "connect to the internet, or download it and set dataset to the local file", source=name)
+    return DataError(unreachable_message("dataset", name, HUGGINGFACE), source=name)

@@ -17,6 +17,7 @@ from typing import Any
 from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig
 from trainer.engine.demo import DEMO_NAME, resolve_model_path
 from trainer.engine.distributed import SHARDED
+from trainer.hub import MODELSCOPE, chosen_hub, hub_label, hub_model_id, hub_offline, modelscope_missing
 
 # bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional kernel package is missing;
 # the fallback it uses works, so the warning would only alarm the reader of stdout.log.
@@ -25,11 +26,6 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 class ModelNotFoundError(FileNotFoundError):
     """The model (or its tokenizer) cannot be loaded from where the config says."""
-
-
-def hub_offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def looks_like_local_path(name: str) -> bool:
@@ -54,19 +50,37 @@ def model_source(cfg: TrainConfig) -> str:
             raise ModelNotFoundError(f"model '{name}': the directory has no config.json, so it is not a "
                                      "saved model (an adapter directory needs its base model here instead).")
         return str(path)
-    return name
+    if chosen_hub(cfg.model_hub) == MODELSCOPE:
+        return _modelscope_snapshot(name)
+    return name  # Hugging Face, or the mirror HF_ENDPOINT names: huggingface_hub reads the variable itself
+
+
+def _modelscope_snapshot(name: str) -> str:
+    """The local directory of a model downloaded from ModelScope (its id there may differ: see the catalog)."""
+    missing = modelscope_missing("model", name)
+    if missing:
+        raise ModelNotFoundError(missing)
+    from modelscope import snapshot_download
+
+    try:
+        return snapshot_download(hub_model_id(name, MODELSCOPE), local_files_only=hub_offline())
+    except Exception as exc:  # modelscope raises its own types for a missing or unreachable repository
+        first_line = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise ModelNotFoundError(f"model '{name}' (ModelScope id {hub_model_id(name, MODELSCOPE)}) could not be "
+                                 f"downloaded from ModelScope: {first_line}") from None
 
 
 def _not_found(name: str, exc: BaseException) -> ModelNotFoundError:
     text = f"{type(exc).__name__}: {exc}"
     if any(s in text for s in ("401", "403", "gated", "restricted", "authenticated")):
         return ModelNotFoundError(
-            f"model '{name}' is gated or private on the Hugging Face Hub: accept its license on the model page "
+            f"model '{name}' is gated or private on {hub_label(chosen_hub())}: accept its license on the model page "
             "and set the HF_TOKEN environment variable before starting tunedeck.")
     if hub_offline() or any(s in text.lower() for s in ("offline", "connect", "resolve", "network", "timed out",
                                                           "unreachable", "max retries")):
         return ModelNotFoundError(
-            f"model '{name}' not found: not a local directory and the Hub is unreachable (offline or no network), "
+            f"model '{name}' not found: not a local directory and {hub_label(chosen_hub())} is unreachable (offline "
+            "or no network), "
             "and it is not in the local Hugging Face cache. Download it on a connected machine "
             f"(huggingface-cli download {name}) or give the path of a local copy.")
     if "404" in text or "not a valid model identifier" in text or "Repository Not Found" in text:

@@ -163,7 +163,8 @@ def _child(config_path: str, batch: int, result_path: str) -> int:
         per_device_train_batch_size=batch, gradient_accumulation_steps=1, max_steps=PROBE_STEPS,
         save_strategy="no", eval_strategy="no", val_size=0, load_best_model_at_end=False,
         early_stopping_patience=None, resume_from_checkpoint=None, logging_steps=1,
-        packing=False, group_by_length=False)  # rows are all cutoff_len long: nothing to pack or group
+        packing=False, group_by_length=False,  # rows are all cutoff_len long: nothing to pack or group
+        report_to=[])  # trial steps are no run: nothing goes to the team's trackers
     out: dict[str, Any] = {"micro_batch": batch, "finished": False}
     hw = detect()
     cuda = torch.cuda.is_available()

@@ -91,6 +91,12 @@ def _saving(values, device):
     return out
 
 
+def _trackers(values, device):
+    # transformers' own integrations log to each tracker; Trackio files the run under `project`.
+    return {"report_to": list(values["report_to"]) or "none",
+            "project": (values["tracker_project"] or "").strip() or "tunedeck"}
+
+
 CONVERTERS = {
     "seed": _seed,
     "eval_batch_size": _eval_batch_size,
@@ -102,6 +108,7 @@ CONVERTERS = {
     "group_by_length": _group_by_length,
     "evaluation": _evaluation,
     "saving": _saving,
+    "trackers": _trackers,
 }
 
 
@@ -168,6 +175,5 @@ def sft_config_kwargs(cfg: TrainConfig, checkpoints_dir: str | Path, plan, hw) -
         **device_kwargs(hw.device),
         "output_dir": str(checkpoints_dir),
         "include_num_input_tokens_seen": "non_padding",
-        "report_to": ["tensorboard"],
         "disable_tqdm": not sys.stdout.isatty(),
     }

@@ -39,6 +39,7 @@ from trainer.plan.batching import smaller_micro_batch
 from trainer.plan.hardware import nvml_memory
 from trainer.run.events import EventWriter
 from trainer.run.layout import ABORT_FILE
+from trainer.trackers import record_live_links
 
 GB = 1024**3
 HEARTBEAT_SECONDS = float(os.environ.get("TUNEDECK_HEARTBEAT_S", "10"))
@@ -477,3 +478,15 @@ def classify_failure(exc: BaseException, cfg: Optional[TrainConfig],
         if "killed" in last or "memoryerror" in last:
             advice.insert(0, "The process may have run out of RAM: lower the micro-batch or cutoff_len.")
     return f"{type(exc).__name__}: {first_line[:500]}", advice
+
+
+class TrackerLinksCallback(TrainerCallback):
+    """Records the W&B / MLflow run links for the Monitor: the trackers' callbacks come first in the Trainer's
+    list, so their runs exist when this one's on_train_begin runs."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            record_live_links(self.run_dir)

@@ -130,6 +130,11 @@ def _train(run: _Run, abort) -> int:
     from trainer.plan.resolve import resolve_plan
     from trainer.engine.telemetry import FaultInjector, TelemetryCallback
 
+    from trainer.trackers import tracker_problems
+
+    problems = tracker_problems(cfg)  # before the minutes of loading a model, not after
+    if problems:
+        raise ConfigError(problems)
     fault = FaultInjector.from_env()
     hw = detect()
     loaded = load_examples(cfg)
@@ -257,9 +262,12 @@ def _build_trainer(cfg: TrainConfig, run_dir: Path, plan, hw, model, tokenizer, 
     from trl import SFTConfig, SFTTrainer
 
     from trainer.engine.sft_args import sft_config_kwargs
+    from trainer.engine.telemetry import TrackerLinksCallback
+    from trainer.trackers import RECORDED, tracker_environment
 
     # transformers' TensorBoard callback takes its directory from the environment in v5.
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
+    os.environ.update(tracker_environment(cfg, run_dir))
     args = SFTConfig(**sft_config_kwargs(cfg, run_dir / CHECKPOINTS_DIR, plan, hw))
     columns = ("input_ids", "completion_mask")
     # A tokenize_cached split is an Arrow dataset already; other callers (probe, benchmarks) pass lists.
@@ -271,7 +279,7 @@ def _build_trainer(cfg: TrainConfig, run_dir: Path, plan, hw, model, tokenizer, 
             raise ConfigError([("val_size", "the validation split is empty: raise val_size or set eval_strategy no")])
         eval_dataset = (eval_rows.dataset if hasattr(eval_rows, "dataset")
                          else Dataset.from_list([{k: r[k] for k in columns} for r in eval_rows]))
-    callbacks = []
+    callbacks = [TrackerLinksCallback(run_dir)] if set(RECORDED) & set(cfg.report_to) else []
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
                                                early_stopping_threshold=cfg.early_stopping_threshold))

@@ -48,7 +48,6 @@ NOT_TAKEN: dict[str, str] = {
     "overwrite_output_dir": "every tunedeck run gets a fresh run directory",
     "logging_dir": "tunedeck logs to runs/<run_id>/tensorboard/",
     "plot_loss": "the dashboard always plots the loss",
-    "report_to": "tunedeck always writes TensorBoard logs and its own events.jsonl",
     "preprocessing_num_workers": "tunedeck tokenizes in the training process",
     "dataloader_num_workers": "tunedeck chooses the data loader workers",
     "overwrite_cache": "tunedeck keeps no dataset cache to overwrite",

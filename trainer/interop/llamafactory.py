@@ -164,8 +164,7 @@ def export_llamafactory(cfg: TrainConfig, base_dir: Union[str, Path, None] = Non
     sections["method"].update(stage=stage, do_train=True)
     sections["dataset"].update(dataset=dataset_name, dataset_dir=str(dataset_dir) if dataset_dir is not None
                                else LLAMAFACTORY_DEFAULT_DATASET_DIR)
-    sections["output"].update(output_dir=output_dir or f"saves/{cfg.display_name}", plot_loss=True,
-                              report_to="tensorboard")
+    sections["output"].update(output_dir=output_dir or f"saves/{cfg.display_name}", plot_loss=True)
     sections["model"]["model_name_or_path"] = cfg.model_name_or_path
     export_special(cfg, sections, report, hardware if hardware is not None else detect_light())
     export_renamed(cfg, sections, report)

@@ -320,7 +320,7 @@ def sft_config(rt, output_dir, max_steps):
     values = {**CONFIG, "precision": rt["precision"], "attn_implementation": rt["attention"],
               "packing": rt["packing"], "group_by_length": rt["group_by_length"], "use_liger_kernel": rt["liger"]}
     return SFTConfig(**{**SFT_ARGS, **sft_kwargs(values, rt["device"], RUNTIME_ROUTES), **device_kwargs(rt["device"]),
-                        "max_steps": max_steps, "output_dir": str(output_dir / "checkpoints"), "report_to": []})
+                        "max_steps": max_steps, "output_dir": str(output_dir / "checkpoints")})
 
 
 def main():

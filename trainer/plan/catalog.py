@@ -191,6 +191,55 @@ for _shape in _CATALOG:
         _BY_SHORT.setdefault(_lookup_key(_name.split("/")[-1]), _shape)
 
 
+# The same checkpoints on ModelScope, for users who download from there (model_hub / USE_MODELSCOPE_HUB).
+# Qwen and SmolLM2 keep their Hugging Face ids there; open_llama has no official copy.
+_MODELSCOPE_IDS: dict[str, str] = {
+    "meta-llama/Llama-3.1-8B": "LLM-Research/Meta-Llama-3.1-8B",
+    "meta-llama/Llama-3.1-8B-Instruct": "LLM-Research/Meta-Llama-3.1-8B-Instruct",
+    "meta-llama/Llama-3.1-70B": "LLM-Research/Meta-Llama-3.1-70B",
+    "meta-llama/Llama-3.1-70B-Instruct": "LLM-Research/Meta-Llama-3.1-70B-Instruct",
+    "meta-llama/Llama-3.3-70B-Instruct": "LLM-Research/Llama-3.3-70B-Instruct",
+    "meta-llama/Llama-3.2-1B": "LLM-Research/Llama-3.2-1B",
+    "meta-llama/Llama-3.2-1B-Instruct": "LLM-Research/Llama-3.2-1B-Instruct",
+    "meta-llama/Llama-3.2-3B": "LLM-Research/Llama-3.2-3B",
+    "meta-llama/Llama-3.2-3B-Instruct": "LLM-Research/Llama-3.2-3B-Instruct",
+    "meta-llama/Meta-Llama-3-8B": "LLM-Research/Meta-Llama-3-8B",
+    "meta-llama/Meta-Llama-3-8B-Instruct": "LLM-Research/Meta-Llama-3-8B-Instruct",
+    "meta-llama/Llama-2-7b-hf": "modelscope/Llama-2-7b-ms",
+    "meta-llama/Llama-2-7b-chat-hf": "modelscope/Llama-2-7b-chat-ms",
+    "mistralai/Mistral-7B-v0.3": "LLM-Research/mistral-7b-v0.3",
+    "mistralai/Mistral-7B-Instruct-v0.3": "LLM-Research/Mistral-7B-Instruct-v0.3",
+    "mistralai/Mistral-7B-v0.1": "AI-ModelScope/Mistral-7B-v0.1",
+    "mistralai/Mistral-7B-Instruct-v0.1": "AI-ModelScope/Mistral-7B-Instruct-v0.1",
+    "mistralai/Mistral-7B-Instruct-v0.2": "AI-ModelScope/Mistral-7B-Instruct-v0.2",
+    "google/gemma-2-2b": "LLM-Research/gemma-2-2b",
+    "google/gemma-2-2b-it": "LLM-Research/gemma-2-2b-it",
+    "google/gemma-2-9b": "LLM-Research/gemma-2-9b",
+    "google/gemma-2-9b-it": "LLM-Research/gemma-2-9b-it",
+    "microsoft/Phi-3-mini-4k-instruct": "LLM-Research/Phi-3-mini-4k-instruct",
+    "microsoft/Phi-3-mini-128k-instruct": "LLM-Research/Phi-3-mini-128k-instruct",
+    "microsoft/Phi-3.5-mini-instruct": "LLM-Research/Phi-3.5-mini-instruct",
+    "THUDM/chatglm3-6b": "ZhipuAI/chatglm3-6b",
+    "THUDM/chatglm3-6b-base": "ZhipuAI/chatglm3-6b-base",
+    "zai-org/chatglm3-6b": "ZhipuAI/chatglm3-6b",
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": "AI-ModelScope/TinyLlama-1.1B-Chat-v1.0",
+}
+_SAME_ID_ON_MODELSCOPE = ("qwen/", "huggingfacetb/")
+_MODELSCOPE_BY_KEY = {_lookup_key(k): v for k, v in _MODELSCOPE_IDS.items()}
+for _hf_id, _ms_id in _MODELSCOPE_IDS.items():  # a ModelScope id typed in the form finds the same shape
+    _BY_NAME.setdefault(_lookup_key(_ms_id), _BY_NAME[_lookup_key(_hf_id)])
+
+
+def modelscope_id(name: str) -> Optional[str]:
+    """The ModelScope id of a catalog model given by its Hugging Face id (or alias), else None."""
+    key = _lookup_key(name)
+    if key in _MODELSCOPE_BY_KEY:
+        return _MODELSCOPE_BY_KEY[key]
+    if key.startswith(_SAME_ID_ON_MODELSCOPE) and key in _BY_NAME:
+        return name.strip().rstrip("/")
+    return None
+
+
 def catalog_shape(name: str) -> Optional[ModelShape]:
     """A catalog entry by Hub id, alias, or bare repository name (`Llama-3.1-8B`)."""
     key = _lookup_key(name)

@@ -38,6 +38,7 @@ ABORT_FILE = "ABORT"
 CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"
 TENSORBOARD_DIR = "tensorboard"
+TRACKERS_FILE = "trackers.json"  # the W&B / MLflow run links, written by the training process for the Monitor
 CHECKPOINT_STATE_FILE = "trainer_state.json"  # written last by a save: its presence marks a complete checkpoint
 
 RUNS_DIR_ENV = "TUNEDECK_RUNS_DIR"

@@ -15,8 +15,9 @@ import gradio as gr
 
 from trainer.jobs.registry import JobError
 from trainer.run.events import tail_lines
-from trainer.run.layout import config_path, stdout_path
+from trainer.run.layout import TRACKERS_FILE, config_path, read_run_config, stdout_path
 from trainer.run.series import MAX_SMOOTHING, RunSeries
+from trainer.trackers import tracker_links
 
 from .. import alerts, charts, queue_view, views
 from ..components import CONFIG_OUTPUTS, INFO, UI, WARNING, Reply, apply_config
@@ -32,7 +33,7 @@ TICK_INPUTS = ["monitor.run_select", "monitor.smoothing", "monitor.log_scale", "
 TICK_OUTPUTS = ["monitor.status", "monitor.progress", "monitor.notes", "monitor.loss_plot", "monitor.memory_plot",
                 "monitor.lr_plot", "monitor.throughput_plot", "monitor.alerts", "monitor.log", "monitor.abort_btn",
                 "monitor.resume_btn", "monitor.run_select", "monitor.config", "monitor.queue", "train.live",
-                "monitor.drawn"]
+                "monitor.trackers", "monitor.drawn"]
 QUEUE_ETA_STEP_S = 15  # the queue panel's estimates are redrawn when they move by this much
 
 
@@ -106,7 +107,8 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
         last["run"] = ("", lang)
         empty = RunSeries()
         return {**reply, "monitor.status": views.status_badge(None, t(lang, "no_run"), lang),
-                "monitor.progress": "", "monitor.notes": "", "monitor.loss_plot": charts.loss_figure(empty, lang=lang),
+                "monitor.progress": "", "monitor.notes": "", "monitor.trackers": "",
+                "monitor.loss_plot": charts.loss_figure(empty, lang=lang),
                 "monitor.memory_plot": charts.memory_figure(empty, lang=lang),
                 "monitor.lr_plot": charts.lr_gradnorm_figure(empty, lang=lang),
                 "monitor.throughput_plot": charts.throughput_figure(empty, lang=lang), "monitor.alerts": "",
@@ -136,6 +138,7 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
         "log": (run_id, _size(stdout_path(info.run_dir)), lang),
         "buttons": (run_id, status, user),
         "config": (run_id, status),  # resume rewrites the run's config.yaml, so it follows the status
+        "trackers": (run_id, status, _size(info.run_dir / TRACKERS_FILE), lang),
     }
     changed = {name for name, key in keys.items() if key != last.get(name)}
     running = status in ("running", "queued")
@@ -168,6 +171,8 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
             reply["monitor.config"] = config_path(info.run_dir).read_text(encoding="utf-8")
         except OSError:
             reply["monitor.config"] = ""
+    if "trackers" in changed:
+        reply["monitor.trackers"] = trackers_markdown(info.run_dir, lang)
     last.update(run=run_id, **keys)
     reply["monitor.drawn"] = last
     return reply
@@ -178,6 +183,19 @@ def _size(path: Any) -> int:
         return path.stat().st_size
     except OSError:
         return -1
+
+
+def trackers_markdown(run_dir: Any, lang: str | None = None) -> str:
+    """Where this run's metrics also are: the TensorBoard and Trackio commands, the W&B/MLflow run links."""
+    try:
+        links = tracker_links(read_run_config(run_dir), run_dir)
+    except (OSError, ValueError):  # no config.yaml yet, or an unreadable one: the config panel says why
+        return ""
+    if not links:
+        return ""
+    rows = [f"- **{html.escape(title)}**: " + (f"<{link}>" if link.startswith("http") else f"`{link}`")
+            for title, link in links]
+    return f"**{t(lang, 'trackers_title')}**\n\n" + "\n".join(rows)
 
 
 def health_markdown(series: RunSeries, lang: str | None = None) -> str:
@@ -261,6 +279,7 @@ def render(ui: UI) -> None:
     ui.add("monitor.queue", gr.Markdown("", elem_id="monitor-queue"))
     ui.add("monitor.progress", gr.HTML("", elem_id="run-progress"))
     ui.add("monitor.notes", gr.Markdown("", elem_id="run-notes"))
+    ui.add("monitor.trackers", gr.Markdown("", elem_id="run-trackers"))
     with gr.Row():
         ui.add("monitor.smoothing", gr.Slider(0, MAX_SMOOTHING, value=0.6, step=0.001, label=i18n("smoothing"),
                                               elem_id="smoothing", scale=3))

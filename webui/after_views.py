@@ -11,6 +11,8 @@ from typing import Any, Optional, Sequence
 
 from trainer.run.layout import checkpoint_step
 
+from .i18n import t
+
 SAMPLE_HEADERS = ["prompt", "reference", "base answer", "tuned answer"]
 
 
@@ -23,32 +25,31 @@ def weights_choices(names: Sequence[str]) -> list[tuple[str, str]]:
     return [(weights_label(name), name) for name in names]
 
 
-def _ago(t: Optional[float]) -> str:
-    if not t:
+def _ago(when: Optional[float], lang: str | None = None) -> str:
+    if not when:
         return ""
-    seconds = max(0, int(time.time() - t))
-    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+    seconds = max(0, int(time.time() - when))
+    return t(lang, "ac_seconds_ago", n=seconds) if seconds < 120 else t(lang, "ac_minutes_ago", n=seconds // 60)
 
 
-def chat_status_markdown(status: dict[str, Any]) -> str:
+def chat_status_markdown(status: dict[str, Any], lang: str | None = None) -> str:
     """One line: what the shared chat worker holds, who loaded it, or why it holds nothing."""
     loading = status.get("loading")
     if loading:
         who, what = loading
-        return f"Loading: **{html.escape(who)}** is loading {html.escape(what)}…"
+        return t(lang, "ac_loading", who=html.escape(who), what=html.escape(what))
     info = status.get("loaded")
     if not info:
         reason = status.get("unload_reason")
-        return (f"No model loaded: {html.escape(reason)}" if reason else
-                "No model loaded: pick a run and its weights, then **Load**.")
+        return t(lang, "ac_none_because", reason=html.escape(reason)) if reason else t(lang, "ac_none")
     run = Path(str(info.get("run_dir", ""))).name
-    bits = f", {info['loaded_in_bits']}-bit base" if info.get("loaded_in_bits") else ""
+    bits = t(lang, "ac_bits", bits=info["loaded_in_bits"]) if info.get("loaded_in_bits") else ""
     who = status.get("loaded_by")
-    by = f" — loaded by **{html.escape(who)}** {_ago(status.get('loaded_at'))}" if who else ""
-    return (f"Loaded: **{html.escape(run)}** · {html.escape(str(info.get('label', info.get('name'))))} on "
-            f"{html.escape(str(info.get('base_model')))} ({html.escape(str(info.get('method')))}; "
-            f"{html.escape(str(info.get('device')))}, {html.escape(str(info.get('precision')))}{bits}){by}. "
-            "One model is loaded per server: loading another replaces it for everyone.")
+    by = t(lang, "ac_by", who=html.escape(who), ago=_ago(status.get("loaded_at"), lang)) if who else ""
+    return t(lang, "ac_loaded", run=html.escape(run), label=html.escape(str(info.get("label", info.get("name")))),
+             base=html.escape(str(info.get("base_model"))), method=html.escape(str(info.get("method"))),
+             device=html.escape(str(info.get("device"))), precision=html.escape(str(info.get("precision"))),
+             bits=bits, by=by)
 
 
 def _number(value: Any) -> str:

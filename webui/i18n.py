@@ -294,6 +294,38 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "dv.more": ("… and {count} more", "……还有 {count} 个"),
     "dv.skipped_head": ("**Skipped rows** (skip_invalid_rows is on):", "**跳过的行**（skip_invalid_rows 已开启）："),
     "dv.warnings_head": ("**Warnings and advice:**", "**警告与建议：**"),
+    # the Chat and Evaluate & export tabs' controls and status lines
+    "ac_temperature": ("temperature (0 = greedy)", "温度（0 = 贪心解码）"), "ac_top_p": ("top-p", "top-p"),
+    "ac_max_new_tokens": ("max new tokens", "最多生成的 token 数"),
+    "ac_repetition_penalty": ("repetition penalty", "重复惩罚"),
+    "ac_eval_placeholder": ("the run's validation split", "该运行的验证集"),
+    "ac_max_rows": ("at most this many rows", "最多评估的行数"), "ac_samples": ("answers to compare", "对比的回答数"),
+    "ac_gguf": ("also GGUF (llama.cpp)", "同时导出 GGUF（llama.cpp）"),
+    "ac_no_gguf": ("GGUF needs llama.cpp's convert_hf_to_gguf.py: clone https://github.com/ggml-org/llama.cpp, "
+                   "pip install -r its requirements.txt and set TUNEDECK_LLAMA_CPP to the checkout (then restart "
+                   "tunedeck)",
+                   "GGUF 需要 llama.cpp 的 convert_hf_to_gguf.py：克隆 https://github.com/ggml-org/llama.cpp，"
+                   "pip install -r 其 requirements.txt，并把 TUNEDECK_LLAMA_CPP 设为该目录（然后重启 tunedeck）"),
+    "ac_zip_file": ("adapter zip", "适配器 zip"), "ac_repo_id": ("repo id", "仓库 ID"),
+    "ac_push_what": ("push", "推送内容"), "ac_adapter": ("adapter", "适配器"), "ac_merged": ("merged model", "合并后的模型"),
+    "ac_private": ("private", "私有"), "ac_commit_message": ("commit message", "提交说明"),
+    "ac_commit_placeholder": ("Upload the adapter of run …", "上传运行 … 的适配器"),
+    "ac_card": ("README.md (model card)", "README.md（模型卡）"),
+    "ac_loading": ("Loading: **{who}** is loading {what}…", "加载中：**{who}** 正在加载 {what}……"),
+    "ac_none_because": ("No model loaded: {reason}", "未加载模型：{reason}"),
+    "ac_none": ("No model loaded: pick a run and its weights, then **Load**.",
+                "未加载模型：选择一个运行及其权重，然后点击“**加载**”。"),
+    "ac_loaded": ("Loaded: **{run}** · {label} on {base} ({method}; {device}, {precision}{bits}){by}. One model is "
+                  "loaded per server: loading another replaces it for everyone.",
+                  "已加载：**{run}** · {label}，基座 {base}（{method}；{device}，{precision}{bits}）{by}。每个服务器"
+                  "只加载一个模型：加载另一个会替换所有人的模型。"),
+    "ac_bits": (", {bits}-bit base", "，{bits} 位基座"),
+    "ac_by": (" — loaded by **{who}** {ago}", " —— 由 **{who}** 于 {ago} 加载"),
+    "ac_token_note": ("The token comes from the server's `{env}` environment variable only (now: **{state}**); it "
+                      "is never asked for here, saved or shown.",
+                      "令牌只来自服务器的 `{env}` 环境变量（当前：**{state}**）；这里从不询问、保存或显示它。"),
+    "ac_token_set": ("set", "已设置"), "ac_token_not_set": ("not set", "未设置"),
+    "ac_seconds_ago": ("{n} s ago", "{n} 秒前"), "ac_minutes_ago": ("{n} min ago", "{n} 分钟前"),
 }
 
 # Messages that come from the schema's validation (pydantic and our rules), in Chinese by pattern: the

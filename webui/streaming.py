@@ -10,7 +10,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import gradio as gr
 
-from .components import UI, Reply, to_outputs, username
+from .components import LANGUAGE, UI, Reply, to_outputs, username
+from .i18n import lang_of
 
 StreamHandler = Callable[..., Iterator[Reply]]
 
@@ -21,11 +22,15 @@ def stream(ui: UI, triggers: Any, handler: StreamHandler, inputs: Iterable[str] 
     inputs, outputs = list(inputs), list(outputs)
     wants = set(inspect.signature(handler).parameters)
     ctx = ui.ctx
+    # The language choice comes last when the handler asks for `lang`, as with UI.on.
+    sources = inputs + [LANGUAGE] if "lang" in wants else inputs
 
     def on_event(request: gr.Request, *raw: Any) -> Iterator[Any]:
-        extra = {"user": username(request)} if "user" in wants else {}
+        extra: dict[str, Any] = {"user": username(request)} if "user" in wants else {}
+        if "lang" in wants:
+            extra["lang"], raw = lang_of(raw[-1]), raw[:-1]
         for reply in handler(ctx, dict(zip(inputs, raw)), **extra):
             yield to_outputs(reply, outputs)
 
     triggers = triggers if isinstance(triggers, (list, tuple)) else [triggers]
-    return gr.on(list(triggers), on_event, [ui[n] for n in inputs], [ui[n] for n in outputs], **kwargs)
+    return gr.on(list(triggers), on_event, [ui[n] for n in sources], [ui[n] for n in outputs], **kwargs)

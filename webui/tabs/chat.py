@@ -39,9 +39,9 @@ LOAD_OUTPUTS = ["chat.status", "chat.wait_btn"]
 
 # --- handlers -------------------------------------------------------------------------------------
 
-def run_choices(ctx: Context, v: dict[str, Any]) -> Reply:
+def run_choices(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     return {"chat.run": gr.update(choices=runs_with_weights(ctx.jobs)),
-            "chat.status": chat_status_markdown(ctx.chat.status())}
+            "chat.status": chat_status_markdown(ctx.chat.status(), lang)}
 
 
 def pick_run(ctx: Context, v: dict[str, Any]) -> Reply:
@@ -56,15 +56,16 @@ def pick_run(ctx: Context, v: dict[str, Any]) -> Reply:
     return {"chat.weights": gr.update(choices=weights_choices(names), value=names[0] if names else None)}
 
 
-def load(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[Reply]:
-    yield from _load(ctx, v, user, wait=False)
+def load(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Iterator[Reply]:
+    yield from _load(ctx, v, user, wait=False, lang=lang)
 
 
-def load_when_free(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[Reply]:
-    yield from _load(ctx, v, user, wait=True)
+def load_when_free(ctx: Context, v: dict[str, Any], user: str | None = None,
+                   lang: str | None = None) -> Iterator[Reply]:
+    yield from _load(ctx, v, user, wait=True, lang=lang)
 
 
-def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool) -> Iterator[Reply]:
+def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool, lang: str | None = None) -> Iterator[Reply]:
     run_id, weights = v.get("chat.run"), v.get("chat.weights") or None
     if not run_id:
         yield {WARNING: "Pick a run first."}
@@ -78,7 +79,7 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool) -> Iter
     held = worker.loaded
     wanted = weights or (list_weights(info.run_dir) or [None])[0]
     if held and Path(held["run_dir"]) == Path(info.run_dir).resolve() and held["name"] == wanted:
-        yield {"chat.status": chat_status_markdown(ctx.chat.status()), "chat.wait_btn": gr.update(visible=False),
+        yield {"chat.status": chat_status_markdown(ctx.chat.status(), lang), "chat.wait_btn": gr.update(visible=False),
                INFO: "This model is loaded already."}
         return
     under_way = ctx.chat.begin_loading(acting_user(user), f"{info.name} ({wanted or 'its newest weights'})")
@@ -107,7 +108,7 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool) -> Iter
     finally:
         ctx.chat.end_loading()
     ctx.chat.loaded_by, ctx.chat.loaded_at = acting_user(user), time.time()
-    yield {"chat.status": chat_status_markdown(ctx.chat.status()), "chat.wait_btn": gr.update(visible=False)}
+    yield {"chat.status": chat_status_markdown(ctx.chat.status(), lang), "chat.wait_btn": gr.update(visible=False)}
 
 
 def _turns(value: Any) -> list[dict[str, str]]:
@@ -182,11 +183,11 @@ def clear(ctx: Context, v: dict[str, Any]) -> Reply:
     return {"chat.tuned": [], "chat.base": [], "chat.timing": ""}
 
 
-def unload(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+def unload(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     if not ctx.chat.started() or ctx.chat.worker().loaded is None:
-        return {"chat.status": chat_status_markdown(ctx.chat.status()), "chat.wait_btn": gr.update(visible=False)}
+        return {"chat.status": chat_status_markdown(ctx.chat.status(), lang), "chat.wait_btn": gr.update(visible=False)}
     ctx.chat.worker().unload(f"unloaded by {acting_user(user)}; load a run to chat again")
-    return {"chat.status": chat_status_markdown(ctx.chat.status()), "chat.wait_btn": gr.update(visible=False),
+    return {"chat.status": chat_status_markdown(ctx.chat.status(), lang), "chat.wait_btn": gr.update(visible=False),
             INFO: "The chat model was unloaded: its memory is free."}
 
 
@@ -194,9 +195,9 @@ def show_base(ctx: Context, v: dict[str, Any]) -> Reply:
     return {"chat.base_column": gr.update(visible=bool(v.get("chat.compare")))}
 
 
-def tick(ctx: Context, v: dict[str, Any]) -> Reply:
+def tick(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     """What the shared worker holds now (another user's load, an idle or GPU unload), when it changed."""
-    text = chat_status_markdown(ctx.chat.status())
+    text = chat_status_markdown(ctx.chat.status(), lang)
     if text == v.get("chat.drawn"):
         return {}
     return {"chat.status": text, "chat.drawn": text}
@@ -219,14 +220,14 @@ def render(ui: UI) -> None:
         with gr.Row():
             limits = GenerationSettings.LIMITS
             ui.add("chat.temperature", gr.Slider(*limits["temperature"], value=DEFAULTS.temperature, step=0.05,
-                                                 label="temperature (0 = greedy)", elem_id="chat-temperature"))
-            ui.add("chat.top_p", gr.Slider(*limits["top_p"], value=DEFAULTS.top_p, step=0.01, label="top-p",
+                                                 label=i18n("ac_temperature"), elem_id="chat-temperature"))
+            ui.add("chat.top_p", gr.Slider(*limits["top_p"], value=DEFAULTS.top_p, step=0.01, label=i18n("ac_top_p"),
                                            elem_id="chat-top-p"))
             ui.add("chat.max_new_tokens", gr.Slider(1, 2048, value=DEFAULTS.max_new_tokens, step=1,
-                                                    label="max new tokens", elem_id="chat-max-new-tokens"))
+                                                    label=i18n("ac_max_new_tokens"), elem_id="chat-max-new-tokens"))
             ui.add("chat.repetition_penalty", gr.Slider(*limits["repetition_penalty"],
                                                         value=DEFAULTS.repetition_penalty, step=0.05,
-                                                        label="repetition penalty", elem_id="chat-repetition-penalty"))
+                                                        label=i18n("ac_repetition_penalty"), elem_id="chat-repetition-penalty"))
     ui.add("chat.compare", gr.Checkbox(value=True, label=i18n("chat_compare"), elem_id="chat-compare"))
     with gr.Row(equal_height=True):
         with gr.Column():

@@ -28,6 +28,7 @@ from ..after_views import (SAMPLE_HEADERS, evaluation_markdown, files_markdown, 
                            samples_rows, weights_choices)
 from ..components import INFO, UI, WARNING, Reply
 from ..context import Context
+from ..i18n import t
 from ..streaming import stream
 
 ID = "export"
@@ -58,11 +59,10 @@ def _owner_only(info: Any, user: str | None, what: str) -> None:
 
 # --- picking a run --------------------------------------------------------------------------------
 
-def run_choices(ctx: Context, v: dict[str, Any]) -> Reply:
-    token = "set" if os.environ.get(TOKEN_ENV, "").strip() else "not set"
+def run_choices(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    token = t(lang, "ac_token_set" if os.environ.get(TOKEN_ENV, "").strip() else "ac_token_not_set")
     return {"export.run": gr.update(choices=runs_with_weights(ctx.jobs)),
-            "export.token_note": f"The token comes from the server's `{TOKEN_ENV}` environment variable only "
-                                 f"(now: **{token}**); it is never asked for here, saved or shown."}
+            "export.token_note": t(lang, "ac_token_note", env=TOKEN_ENV, state=token)}
 
 
 def pick_run(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
@@ -249,12 +249,12 @@ def render(ui: UI) -> None:
     ui.add("export.owner_note", gr.Markdown("", elem_id="export-owner"))
     with gr.Accordion(i18n("evaluate"), open=True, elem_id="export-evaluate"):
         with gr.Row(equal_height=True):
-            ui.add("export.dataset", gr.Textbox(label=i18n("eval_dataset"), placeholder="the run's validation split",
+            ui.add("export.dataset", gr.Textbox(label=i18n("eval_dataset"), placeholder=i18n("ac_eval_placeholder"),
                                                 elem_id="export-dataset", scale=3))
-            ui.add("export.max_rows", gr.Number(value=None, precision=0, minimum=1, label="at most this many rows",
+            ui.add("export.max_rows", gr.Number(value=None, precision=0, minimum=1, label=i18n("ac_max_rows"),
                                                 elem_id="export-max-rows", scale=1))
             ui.add("export.samples_count", gr.Number(value=3, precision=0, minimum=0, maximum=20,
-                                                     label="answers to compare", elem_id="export-samples-count",
+                                                     label=i18n("ac_samples"), elem_id="export-samples-count",
                                                      scale=1))
             ui.add("export.evaluate_btn", gr.Button(i18n("evaluate"), variant="primary", elem_id="export-evaluate-btn",
                                                     scale=1))
@@ -266,27 +266,27 @@ def render(ui: UI) -> None:
         with gr.Row(equal_height=True):
             ui.add("export.zip_btn", gr.Button(i18n("adapter_zip"), elem_id="export-zip-btn", scale=1))
             has_converter = find_gguf_converter() is not None
-            ui.add("export.gguf", gr.Checkbox(value=False, label="also GGUF (llama.cpp)", interactive=has_converter,
-                                              info=None if has_converter else NO_GGUF, elem_id="export-gguf", scale=2))
+            ui.add("export.gguf", gr.Checkbox(value=False, label=i18n("ac_gguf"), interactive=has_converter,
+                                              info=None if has_converter else i18n("ac_no_gguf"), elem_id="export-gguf", scale=2))
             ui.add("export.merge_btn", gr.Button(i18n("merge"), elem_id="export-merge-btn", scale=1))
-        ui.add("export.zip_file", gr.File(label="adapter zip", interactive=False, elem_id="export-zip-file"))
+        ui.add("export.zip_file", gr.File(label=i18n("ac_zip_file"), interactive=False, elem_id="export-zip-file"))
         ui.add("export.merge_status", gr.Markdown("", elem_id="export-merge-status"))
     with gr.Accordion(i18n("publish"), open=True, elem_id="export-publish"):
         ui.add("export.token_note", gr.Markdown("", elem_id="export-token-note"))
         with gr.Row(equal_height=True):
-            ui.add("export.repo_id", gr.Textbox(label="repo id", placeholder="your-name/model-name",
+            ui.add("export.repo_id", gr.Textbox(label=i18n("ac_repo_id"), placeholder="your-name/model-name",
                                                 elem_id="export-repo-id", scale=3))
-            ui.add("export.push_what", gr.Radio(choices=[("adapter", "adapter"), ("merged model", "merged")],
-                                                value="adapter", label="push", elem_id="export-push-what", scale=2))
-            ui.add("export.private", gr.Checkbox(value=True, label="private", elem_id="export-private", scale=1))
-        ui.add("export.commit_message", gr.Textbox(label="commit message", placeholder="Upload the adapter of run …",
+            ui.add("export.push_what", gr.Radio(choices=[(i18n("ac_adapter"), "adapter"), (i18n("ac_merged"), "merged")],
+                                                value="adapter", label=i18n("ac_push_what"), elem_id="export-push-what", scale=2))
+            ui.add("export.private", gr.Checkbox(value=True, label=i18n("ac_private"), elem_id="export-private", scale=1))
+        ui.add("export.commit_message", gr.Textbox(label=i18n("ac_commit_message"), placeholder=i18n("ac_commit_placeholder"),
                                                    elem_id="export-commit-message"))
         with gr.Row():
             ui.add("export.dry_run_btn", gr.Button(i18n("dry_run"), elem_id="export-dry-run-btn"))
             ui.add("export.push_btn", gr.Button(i18n("push"), variant="primary", elem_id="export-push-btn"))
         ui.add("export.push_status", gr.Markdown("", elem_id="export-push-status"))
         ui.add("export.files", gr.Markdown("", elem_id="export-files"))
-        ui.add("export.card", gr.Code(language="markdown", label="README.md (model card)", elem_id="export-card",
+        ui.add("export.card", gr.Code(language="markdown", label=i18n("ac_card"), elem_id="export-card",
                                       lines=12))
 
 

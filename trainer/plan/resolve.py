@@ -299,6 +299,9 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         unsorted_varied_batches=not packing and not group, device=memory_device, devices=devices)
     extra.update(memory_extra)
     warnings.extend(memory_warnings)
+    extra.update(_throughput(cfg, hw, token_lengths, packing=packing, precision=memory_precision,
+                             device=memory_device, gpu_memory_gb=gpu_memory_gb, devices=devices,
+                             trainable=memory_extra.get("trainable_parameters")))
     return Plan(
         effective_batch_size=effective,
         micro_batch_size=micro,
@@ -321,6 +324,22 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         warnings=warnings,
         extra=extra,
     )
+
+
+def _throughput(cfg: TrainConfig, hw: Hardware, token_lengths: Optional[Sequence[int]], *, packing: bool,
+                precision: str, device: str, gpu_memory_gb: Optional[float], devices: int,
+                trainable: Optional[int]) -> dict[str, Any]:
+    """FLOPs per token, expected MFU and tokens/s (trainer/plan/mfu.py) on the card planned for: this machine's
+    GPU by name, else the picked size's models."""
+    from trainer.plan.catalog import gpu_choice, model_shape
+    from trainer.plan.mfu import throughput_plan
+
+    this_gpu = hw.device == "cuda" and (not gpu_memory_gb or gpu_choice(gpu_memory_gb) == gpu_choice(hw.gpu_total_gb or 0))
+    return throughput_plan(model_shape(cfg.model_name_or_path), finetuning_type=cfg.finetuning_type,
+                           trainable_parameters=trainable, token_lengths=token_lengths, cutoff_len=cfg.cutoff_len,
+                           packing=packing, attention=resolve_attention(cfg, hw), precision=precision, device=device,
+                           gpu_name=hw.gpu_name if this_gpu else None,
+                           gpu_choice=gpu_choice(gpu_memory_gb) if gpu_memory_gb else None, devices=devices)
 
 
 # Beyond these the run diverges or learns nothing, whatever the model: the plan says so before it starts.

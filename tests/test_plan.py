@@ -70,6 +70,18 @@ def test_auto_precision_and_packing_follow_the_hardware():
     assert resolve_plan(TrainConfig(packing=False), 10, hw=Hardware(device="cuda", flash_attention=True)).packing is False
 
 
+def test_auto_packs_padding_free_on_a_gpu_with_sdpa_too():
+    sdpa = resolve_plan(TrainConfig(), 10, hw=Hardware(device="cuda", bf16_supported=True)).to_dict()
+    assert (sdpa["attn_implementation"], sdpa["packing"], sdpa["group_by_length"]) == ("sdpa", True, False)
+    assert sdpa["batching_reason"] == "gpu_padding_free" and "sdpa" in sdpa["batching_note"]
+    eager = resolve_plan(TrainConfig(attn_implementation="eager"), 10, hw=Hardware(device="cuda")).to_dict()
+    assert (eager["packing"], eager["group_by_length"], eager["batching_reason"]) == (False, True,
+                                                                                     "attention_not_padding_free")
+    cpu = resolve_plan(TrainConfig(), 10).to_dict()
+    assert (cpu["packing"], cpu["batching_reason"]) == (False, "cpu_grouped")
+    assert resolve_plan(TrainConfig(packing=False), 10, hw=Hardware(device="cuda")).to_dict()["batching_reason"] == "set"
+
+
 def test_padding_efficiency_hand_computed():
     # Micro-batch 2 over [1, 3] and [2, 2] in this order: real 8, padded 3*2 + 2*2 = 10.
     assert padding_efficiency([4, 4, 4, 4], 2) == 1.0

@@ -189,7 +189,7 @@ class TrainConfig(ConfigRules):
     packing: Optional[bool] = _field(
         None, "data",
         "Pack several short rows into one sequence so no compute is spent on padding. Empty = auto: "
-        "on where the attention kernel keeps packed rows apart, else off.",
+        "on a GPU whose attention kernel keeps packed rows apart (FlashAttention, SDPA), else off.",
         sft="packing", used_by=("trainer.plan",), lf_default=False)
     group_by_length: Optional[bool] = _field(
         None, "data",

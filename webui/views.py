@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 
 from trainer.config import TrainConfig
 from trainer.plan.mfu import MFU_REASONS
+from trainer.plan.resolve import BATCHING_REASONS
 from trainer.run.series import RunSeries
 
 from .charts import Progress, format_duration
@@ -177,7 +178,9 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
         (t(lang, "plan.warmup_steps"), _fmt(d.get("warmup_steps"), lang)),
         (t(lang, "plan.epochs"), _fmt(d.get("epochs_effective"), lang)),
         (t(lang, "plan.precision"), f"{d.get('precision')} · {d.get('attn_implementation')}"),
-        (t(lang, "plan.packing"), f"{on if d.get('packing') else off} · {on if d.get('group_by_length') else off}"),
+        (t(lang, "plan.packing"), f"{on if d.get('packing') else off} · {on if d.get('group_by_length') else off}"
+                                  + (t(lang, f"batching.{d['batching_reason']}", attention=d.get("attn_implementation"))
+                                     if d.get("batching_reason") in BATCHING_REASONS else "")),
     ]
     if d.get("padding_efficiency") is not None:
         rows.append((t(lang, "plan.real_tokens"), f"{d['padding_efficiency']:.0%}"))

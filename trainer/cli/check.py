@@ -237,7 +237,8 @@ def format_report(report: dict[str, Any], cfg) -> str:
     batching = "packing" if report["packing"] else ("group_by_length" if report["group_by_length"] else "plain batches")
     pad = report.get("padding_efficiency")
     lines.append(f"  precision {report['precision']}, attention {report['attn_implementation']}, batching {batching}"
-                 + (f" (padding efficiency {pad:.0%}: real tokens / processed tokens)" if pad is not None else ""))
+                 + (f" (padding efficiency {pad:.0%}: real tokens / processed tokens)" if pad is not None else "")
+                 + (f"; {report['batching_note']}" if report.get("batching_note") else ""))
     stats = report.get("length_stats")
     if stats and stats.get("count"):
         sampled = (f" (a sample of {stats['sampled_rows']:,} of {stats['rows_in_split']:,} rows)"

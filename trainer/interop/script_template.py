@@ -253,7 +253,8 @@ def resolve_runtime():
             attention = "flash_attention_2" if cuda else "sdpa"
         except ImportError:
             attention = "sdpa"
-    packing = CONFIG["packing"] if CONFIG["packing"] is not None else attention == "flash_attention_2"
+    # Padding-free packing where the kernel keeps packed rows apart (FlashAttention, SDPA), on a GPU only.
+    packing = CONFIG["packing"] if CONFIG["packing"] is not None else cuda and attention in ("flash_attention_2", "sdpa")
     group = CONFIG["group_by_length"] if CONFIG["group_by_length"] is not None else not packing
     liger = CONFIG["use_liger_kernel"]
     if liger is None:

@@ -147,16 +147,42 @@ def resolve_attention(cfg: TrainConfig, hw: Hardware) -> str:
     return "flash_attention_2" if hw.device == "cuda" and hw.flash_attention else "sdpa"
 
 
-def resolve_packing(cfg: TrainConfig, hw: Hardware) -> tuple[bool, bool]:
-    """(packing, group_by_length) after the `auto` choices.
+# Attention kernels that keep padding-free packed rows apart by their position ids: FlashAttention's varlen
+# kernel, and SDPA, for which transformers 5 builds a block-diagonal mask from them (packed vs separate
+# logits agree to 5e-6 on the CPU; 1.10x the tokens/s of grouped batches on an H100: benchmarks/README.md).
+PADDING_FREE_ATTENTION = ("flash_attention_2", "sdpa")
 
-    Padding-free packing needs an attention kernel that keeps packed rows apart by position ids
-    (FlashAttention); elsewhere rows would attend to their neighbours, so auto groups by length instead.
-    """
-    attention = resolve_attention(cfg, hw)
-    packing = cfg.packing if cfg.packing is not None else attention == "flash_attention_2"
+# Why `auto` packed or not (the plan's `batching_reason`; the page words each key).
+BATCHING_REASONS = {
+    "set": "packing set in the config",
+    "gpu_padding_free": "auto on a GPU: padding-free best-fit-decreasing packing, the packed rows kept apart by "
+                        "{attention}; no compute spent on padding",
+    "attention_not_padding_free": "auto with {attention} attention: packed rows would attend to each other, so "
+                                  "batches are grouped by length instead",
+    "cpu_grouped": "auto on a CPU: batches grouped by length (the CPU default is unchanged; set packing to "
+                   "true to pack)",
+}
+
+
+def resolve_packing(cfg: TrainConfig, hw: Hardware) -> tuple[bool, bool]:
+    """(packing, group_by_length) after the `auto` choices: `batching_reason` says why."""
+    packing = cfg.packing if cfg.packing is not None else batching_reason(cfg, hw) == "gpu_padding_free"
     group = cfg.group_by_length if cfg.group_by_length is not None else not packing
     return packing, group
+
+
+def batching_reason(cfg: TrainConfig, hw: Hardware) -> str:
+    """The key of BATCHING_REASONS that decided packing.
+
+    On a GPU, auto packs padding-free wherever the attention kernel keeps packed rows apart
+    (PADDING_FREE_ATTENTION). On a CPU it keeps grouping by length: the demo's short CPU runs and the
+    plan's counts are held against transformers' length-grouped sampler, and a CPU gains little from it.
+    """
+    if cfg.packing is not None:
+        return "set"
+    if hw.device != "cuda":
+        return "cpu_grouped"
+    return "gpu_padding_free" if resolve_attention(cfg, hw) in PADDING_FREE_ATTENTION else "attention_not_padding_free"
 
 
 def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Hardware = CPU,
@@ -183,7 +209,9 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     packing, group = resolve_packing(cfg, hw)
     warnings: list[str] = []
     summary: list[str] = []
-    extra: dict[str, Any] = {}
+    reason = batching_reason(cfg, hw)
+    extra: dict[str, Any] = {"batching_reason": reason,
+                             "batching_note": BATCHING_REASONS[reason].format(attention=resolve_attention(cfg, hw))}
 
     # Packing changes what one "sample" is: a packed sequence of up to cutoff_len tokens.
     rows = num_samples

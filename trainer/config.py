@@ -115,7 +115,8 @@ class TrainConfig(ConfigRules):
         used_by=("trainer.engine.model",), lf="trust_remote_code")
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = _field(
         "auto", "model",
-        "Attention kernel. `auto` picks FlashAttention when installed on a GPU, else PyTorch SDPA.",
+        "Attention kernel. `auto` picks FlashAttention when installed on a GPU (3 on a Hopper, then 2, then "
+        "the Hub's `kernels` build when cached), else PyTorch SDPA.",
         label="Attention", advanced=True,
         used_by=("trainer.plan",))
 

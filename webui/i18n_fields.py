@@ -48,7 +48,7 @@ HELP_ZH = {
     "template": "把对话转成文本的对话模板。`auto` 使用分词器自带的模板，没有时使用简单的后备模板；也可指定名称"
                 "（chatml、llama3、alpaca……）。",
     "trust_remote_code": "允许模型仓库运行它自带的 Python 代码。只用于你信任的模型。",
-    "attn_implementation": "注意力内核。`auto`：GPU 上装有 FlashAttention 时使用它，否则使用 PyTorch SDPA。",
+    "attn_implementation": "注意力内核。`auto`：GPU 上装有 FlashAttention 时使用它（Hopper 上优先 3，其次 2，再次已缓存的 Hub `kernels` 版本），否则使用 PyTorch SDPA。",
     "stage": "训练阶段：在提示/回答对上做监督微调。",
     "finetuning_type": "`lora` 只训练小的适配器矩阵、冻结基础模型（配合 quantization_bit=4 即 QLoRA）；`full` 更新全部权重，"
                        "显存需求高数倍。",

@@ -25,7 +25,9 @@ class Hardware:
     gpu_name: Optional[str] = None
     gpu_total_gb: Optional[float] = None
     bf16_supported: bool = False
-    flash_attention: bool = False  # flash_attn importable and usable
+    flash_attention: bool = False  # flash_attn (FlashAttention 2) importable and usable
+    flash_attention_3: bool = False  # flash_attn_interface (FlashAttention 3) importable on a Hopper GPU
+    hub_attention_kernel: Optional[str] = None  # a FlashAttention kernel of the Hub (`kernels`), cached here
     liger: bool = False  # liger_kernel importable
 
 
@@ -142,15 +144,24 @@ def resolve_precision(cfg: TrainConfig, hw: Hardware) -> str:
 
 
 def resolve_attention(cfg: TrainConfig, hw: Hardware) -> str:
+    """`auto` on a GPU: the fastest FlashAttention installed (3 on Hopper, then 2, then the `kernels` Hub
+    build), else PyTorch's SDPA; SDPA on a CPU."""
     if cfg.attn_implementation != "auto":
         return cfg.attn_implementation
-    return "flash_attention_2" if hw.device == "cuda" and hw.flash_attention else "sdpa"
+    if hw.device != "cuda":
+        return "sdpa"
+    if hw.flash_attention_3:
+        return "flash_attention_3"
+    if hw.flash_attention:
+        return "flash_attention_2"
+    return hw.hub_attention_kernel or "sdpa"
 
 
 # Attention kernels that keep padding-free packed rows apart by their position ids: FlashAttention's varlen
 # kernel, and SDPA, for which transformers 5 builds a block-diagonal mask from them (packed vs separate
 # logits agree to 5e-6 on the CPU; 1.10x the tokens/s of grouped batches on an H100: benchmarks/README.md).
-PADDING_FREE_ATTENTION = ("flash_attention_2", "sdpa")
+def keeps_packed_rows_apart(attention: str) -> bool:
+    return attention == "sdpa" or "flash" in attention
 
 # Why `auto` packed or not (the plan's `batching_reason`; the page words each key).
 BATCHING_REASONS = {
@@ -175,14 +186,14 @@ def batching_reason(cfg: TrainConfig, hw: Hardware) -> str:
     """The key of BATCHING_REASONS that decided packing.
 
     On a GPU, auto packs padding-free wherever the attention kernel keeps packed rows apart
-    (PADDING_FREE_ATTENTION). On a CPU it keeps grouping by length: the demo's short CPU runs and the
+    (keeps_packed_rows_apart: every FlashAttention, SDPA; not eager). On a CPU it keeps grouping by length: the demo's short CPU runs and the
     plan's counts are held against transformers' length-grouped sampler, and a CPU gains little from it.
     """
     if cfg.packing is not None:
         return "set"
     if hw.device != "cuda":
         return "cpu_grouped"
-    return "gpu_padding_free" if resolve_attention(cfg, hw) in PADDING_FREE_ATTENTION else "attention_not_padding_free"
+    return "gpu_padding_free" if keeps_packed_rows_apart(resolve_attention(cfg, hw)) else "attention_not_padding_free"
 
 
 def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Hardware = CPU,

@@ -277,6 +277,9 @@ def main() -> int:
     parser.add_argument("--skip-build", action="store_true", help="the model directory already exists")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument("--dry-run", action="store_true", help="CPU smoke test of the script on the demo model")
+    parser.add_argument("--allocator", choices=("tunedeck", "torch-default"), default="tunedeck",
+                        help="tunedeck: expandable segments unless PYTORCH_CUDA_ALLOC_CONF is set, as the trainer "
+                             "starts; torch-default: torch's own allocator, as the memory plan was calibrated")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -311,6 +314,10 @@ def main() -> int:
         env = dict(os.environ)
         if group == "expandable":  # must be set before CUDA starts: a process of its own
             env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
+        elif args.allocator == "tunedeck":  # what tunedeck's trainer starts with (trainer/jobs/processes.py)
+            from trainer.jobs.processes import set_allocator_default
+
+            set_allocator_default(env)
         code = subprocess.run(cmd, env=env).returncode
         if code:
             print(f"group {group} exited {code}", file=sys.stderr)

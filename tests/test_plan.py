@@ -70,6 +70,34 @@ def test_auto_precision_and_packing_follow_the_hardware():
     assert resolve_plan(TrainConfig(packing=False), 10, hw=Hardware(device="cuda", flash_attention=True)).packing is False
 
 
+def test_auto_attention_takes_the_fastest_flash_attention_installed():
+    gpu = dict(device="cuda", bf16_supported=True)
+    cases = [(Hardware(**gpu), "sdpa"), (Hardware(**gpu, hub_attention_kernel="kernels-community/flash-attn2"),
+                                        "kernels-community/flash-attn2"),
+             (Hardware(**gpu, flash_attention=True, hub_attention_kernel="kernels-community/flash-attn2"),
+              "flash_attention_2"),
+             (Hardware(**gpu, flash_attention=True, flash_attention_3=True), "flash_attention_3"),
+             (Hardware(flash_attention=True, flash_attention_3=True), "sdpa")]  # a CPU
+    for hw, attention in cases:
+        plan = resolve_plan(TrainConfig(), 10, hw=hw)
+        assert plan.attn_implementation == attention, hw
+        assert plan.packing is (hw.device == "cuda")  # every one of them keeps packed rows apart
+    forced = resolve_plan(TrainConfig(attn_implementation="sdpa"), 10, hw=cases[3][0])
+    assert forced.attn_implementation == "sdpa"
+
+
+def test_auto_packs_padding_free_on_a_gpu_with_sdpa_too():
+    sdpa = resolve_plan(TrainConfig(), 10, hw=Hardware(device="cuda", bf16_supported=True)).to_dict()
+    assert (sdpa["attn_implementation"], sdpa["packing"], sdpa["group_by_length"]) == ("sdpa", True, False)
+    assert sdpa["batching_reason"] == "gpu_padding_free" and "sdpa" in sdpa["batching_note"]
+    eager = resolve_plan(TrainConfig(attn_implementation="eager"), 10, hw=Hardware(device="cuda")).to_dict()
+    assert (eager["packing"], eager["group_by_length"], eager["batching_reason"]) == (False, True,
+                                                                                     "attention_not_padding_free")
+    cpu = resolve_plan(TrainConfig(), 10).to_dict()
+    assert (cpu["packing"], cpu["batching_reason"]) == (False, "cpu_grouped")
+    assert resolve_plan(TrainConfig(packing=False), 10, hw=Hardware(device="cuda")).to_dict()["batching_reason"] == "set"
+
+
 def test_padding_efficiency_hand_computed():
     # Micro-batch 2 over [1, 3] and [2, 2] in this order: real 8, padded 3*2 + 2*2 = 10.
     assert padding_efficiency([4, 4, 4, 4], 2) == 1.0

@@ -117,7 +117,8 @@ class TrainConfig(ConfigRules):
         used_by=("trainer.engine.model",), lf="trust_remote_code")
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = _field(
         "auto", "model",
-        "Attention kernel. `auto` picks FlashAttention when installed on a GPU, else PyTorch SDPA.",
+        "Attention kernel. `auto` picks FlashAttention when installed on a GPU (3 on a Hopper, then 2, then "
+        "the Hub's `kernels` build when cached), else PyTorch SDPA.",
         label="Attention", advanced=True,
         used_by=("trainer.plan",))
     model_hub: Literal[MODEL_HUBS] = _field(  # type: ignore[valid-type]
@@ -199,7 +200,7 @@ class TrainConfig(ConfigRules):
     packing: Optional[bool] = _field(
         None, "data",
         "Pack several short rows into one sequence so no compute is spent on padding. Empty = auto: "
-        "on where the attention kernel keeps packed rows apart, else off.",
+        "on a GPU whose attention kernel keeps packed rows apart (FlashAttention, SDPA), else off.",
         sft="packing", used_by=("trainer.plan",), lf_default=False)
     group_by_length: Optional[bool] = _field(
         None, "data",

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 import plotly.graph_objects as go
 
+from trainer.plan.mfu import MFU_REASONS
 from trainer.run.series import DEFAULT_MAX_POINTS, RunSeries
 
 from .i18n import t
@@ -218,7 +219,26 @@ def throughput_figure(series: RunSeries, max_points: int | None = None, lang: st
                                                                   PALETTE[2]),
                             ("samples_per_second", t(lang, "chart.samples_s"), PALETTE[3]), max_points, lang)
     fig.update_yaxes(rangemode="tozero")
+    note = mfu_note(series, lang)
+    if note and (series.tokens_per_second or series.samples_per_second):
+        fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=1, y=1.08, xanchor="right",
+                           font={"size": 11, "color": "#6b7280"})
     return fig
+
+
+def mfu_note(series: RunSeries, lang: str | None = None) -> str:
+    """The measured MFU (median of the last 5 logs, one slow step does not swing it) against the plan's
+    expectation and the card's peak; why there is none on a CPU; "" before the plan is known."""
+    plan = series.plan or {}
+    if series.mfu:
+        recent = sorted(v for _, v in series.mfu[-5:])
+        text = t(lang, "chart.mfu", value=f"{recent[len(recent) // 2]:.1%}", gpu=plan.get("gpu_model", "GPU"),
+                 peak=f"{plan.get('gpu_peak_tflops', 0):g}")
+        if plan.get("expected_mfu"):
+            text += t(lang, "chart.mfu_expected", value=f"{plan['expected_mfu']:.1%}")
+        return text
+    reason = plan.get("mfu_reason")
+    return t(lang, f"mfu.{reason}") if reason in MFU_REASONS else ""
 
 
 def compare_loss_figure(runs: Sequence[tuple[str, RunSeries]], smoothing: float = 0.6, log_scale: bool = False,

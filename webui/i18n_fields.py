@@ -50,7 +50,7 @@ HELP_ZH = {
     "template": "把对话转成文本的对话模板。`auto` 使用分词器自带的模板，没有时使用简单的后备模板；也可指定名称"
                 "（chatml、llama3、alpaca……）。",
     "trust_remote_code": "允许模型仓库运行它自带的 Python 代码。只用于你信任的模型。",
-    "attn_implementation": "注意力内核。`auto`：GPU 上装有 FlashAttention 时使用它，否则使用 PyTorch SDPA。",
+    "attn_implementation": "注意力内核。`auto`：GPU 上装有 FlashAttention 时使用它（Hopper 上优先 3，其次 2，再次已缓存的 Hub `kernels` 版本），否则使用 PyTorch SDPA。",
     "stage": "训练阶段：在提示/回答对上做监督微调。",
     "finetuning_type": "`lora` 只训练小的适配器矩阵、冻结基础模型（配合 quantization_bit=4 即 QLoRA）；`full` 更新全部权重，"
                        "显存需求高数倍。",
@@ -67,7 +67,7 @@ HELP_ZH = {
     "train_on_prompt": "在提示部分的 token 上也计算损失。关闭：只学习回答。",
     "kto_desirable_only": "KTO 数据（每个回答带 true/false 标签）：只在标为 true（期望）的行上训练，其余不用。关闭：拒绝 KTO 数据，因为 SFT 也会模仿不期望的回答。",
     "skip_invalid_rows": "部分行格式错误时仍然训练，跳过它们（会计数并报告）。关闭：任何坏行都会在开始前中止运行。",
-    "packing": "把多条短样本打包成一条序列，不在填充上浪费计算。留空 = 自动：注意力内核能隔开打包样本时开启，否则关闭。",
+    "packing": "把多条短样本打包成一条序列，不在填充上浪费计算。留空 = 自动：在 GPU 上且注意力内核能隔开打包样本（FlashAttention、SDPA）时开启，否则关闭。",
     "group_by_length": "把长度相近的样本放进同一批，减少填充。留空 = 自动：不打包时开启。",
     "per_device_train_batch_size": "微批次：每个设备一次处理的行数。显存的主要旋钮；目标约为 GPU 的 90%。",
     "gradient_accumulation_steps": "每次优化器更新前累加的微批次数。有效批次 = 微批次 × 累积 × 设备数：小显卡也能用大的有效批次。",

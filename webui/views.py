@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from trainer.config import TrainConfig
+from trainer.plan.mfu import MFU_REASONS
+from trainer.plan.resolve import BATCHING_REASONS
 from trainer.run.series import RunSeries
 
 from .charts import Progress, format_duration
@@ -137,6 +139,27 @@ def _plan_sentences(sentences: Sequence[str], lang: str | None) -> list[str]:
     return [plan_sentence_zh(s) if lang == ZH else s for s in sentences]
 
 
+def _rate(tokens_per_second: float) -> str:
+    """An estimate's tokens/s to three figures: 3,030, not 3,031."""
+    return f"{float(f'{tokens_per_second:.3g}'):,.0f}"
+
+
+def _throughput(d: dict[str, Any], lang: str | None) -> str:
+    """Expected tokens/s and MFU (an estimate: trainer/plan/mfu.py), or why the plan has none."""
+    flops = t(lang, "plan.flops", value=f"{d['flops_per_token']:.3g}") if d.get("flops_per_token") else ""
+    if d.get("expected_tokens_per_second"):
+        return t(lang, "plan.throughput_value", tokens=_rate(d["expected_tokens_per_second"]),
+                 mfu=f"{d['expected_mfu']:.1%}", gpu=d.get("gpu_model", "GPU"),
+                 peak=f"{d['gpu_peak_tflops']:g}") + flops
+    by_gpu = d.get("expected_tokens_per_second_by_gpu")
+    if isinstance(by_gpu, dict) and by_gpu:
+        ranked = sorted(by_gpu.items(), key=lambda kv: kv[1])
+        return t(lang, "plan.throughput_by_gpu", rates=" · ".join(f"{name} ≈ {_rate(v)}" for name, v in ranked),
+                 mfu=f"{d['expected_mfu']:.1%}") + flops
+    reason = d.get("mfu_reason")
+    return t(lang, f"mfu.{reason}") + flops if reason in MFU_REASONS else ""
+
+
 def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "", hardware_label: str = "",
                   lang: str | None = None, on_gpu: bool = True) -> str:
     """The run plan panel: the numbers that decide the run, in words, then the plan's warnings.
@@ -155,10 +178,15 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
         (t(lang, "plan.warmup_steps"), _fmt(d.get("warmup_steps"), lang)),
         (t(lang, "plan.epochs"), _fmt(d.get("epochs_effective"), lang)),
         (t(lang, "plan.precision"), f"{d.get('precision')} · {d.get('attn_implementation')}"),
-        (t(lang, "plan.packing"), f"{on if d.get('packing') else off} · {on if d.get('group_by_length') else off}"),
+        (t(lang, "plan.packing"), f"{on if d.get('packing') else off} · {on if d.get('group_by_length') else off}"
+                                  + (t(lang, f"batching.{d['batching_reason']}", attention=d.get("attn_implementation"))
+                                     if d.get("batching_reason") in BATCHING_REASONS else "")),
     ]
     if d.get("padding_efficiency") is not None:
         rows.append((t(lang, "plan.real_tokens"), f"{d['padding_efficiency']:.0%}"))
+    throughput = _throughput(d, lang)
+    if throughput:
+        rows.append((t(lang, "plan.throughput"), throughput))
     if d.get("trainable_parameters") and d.get("total_parameters"):
         trainable, total = d["trainable_parameters"], d["total_parameters"]
         rows.append((t(lang, "plan.trainable"), t(lang, "plan.of", part=_count(trainable), whole=_count(total),

@@ -13,6 +13,8 @@ import json
 import sys
 from typing import Any, Optional
 
+from trainer.plan.mfu import throughput_line
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="the config (YAML) to check: a preset or a saved config.yaml")
@@ -249,13 +251,17 @@ def format_report(report: dict[str, Any], cfg) -> str:
     batching = "packing" if report["packing"] else ("group_by_length" if report["group_by_length"] else "plain batches")
     pad = report.get("padding_efficiency")
     lines.append(f"  precision {report['precision']}, attention {report['attn_implementation']}, batching {batching}"
-                 + (f" (padding efficiency {pad:.0%}: real tokens / processed tokens)" if pad is not None else ""))
+                 + (f" (padding efficiency {pad:.0%}: real tokens / processed tokens)" if pad is not None else "")
+                 + (f"; {report['batching_note']}" if report.get("batching_note") else ""))
     stats = report.get("length_stats")
     if stats and stats.get("count"):
         sampled = (f" (a sample of {stats['sampled_rows']:,} of {stats['rows_in_split']:,} rows)"
                    if stats.get("sampled_rows", 0) < stats.get("rows_in_split", 0) else "")
         lines.append(f"  row length in tokens{sampled}: median {stats['p50']}, p90 {stats['p90']}, max {stats['max']}; "
                      f"{stats['truncated_rows']} rows longer than cutoff_len {stats['cutoff_len']}")
+    throughput = throughput_line(report)
+    if throughput:
+        lines.append(f"  {throughput}")
     mem = report.get("memory_estimate_gb")
     lines.append(f"  memory estimate {_fmt(mem, ' GB') if mem is not None else 'unknown'}")
     for tracker in report.get("trackers", []):

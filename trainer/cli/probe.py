@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from trainer.config import ConfigError, TrainConfig
+from trainer.jobs.processes import set_allocator_default
 from trainer.plan.memory import FITS_BELOW
 
 
@@ -25,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    set_allocator_default(os.environ)  # measure with the allocator the training runs with, before torch starts
     from trainer.engine.probe import ProbeNeedsGPU, run_probe
 
     try:

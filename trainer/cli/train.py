@@ -7,10 +7,12 @@ Exit codes: 0 finished, 3 aborted, 1 failed, 2 invalid config, dataset or model 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 
+from trainer.jobs.processes import set_allocator_default
 from trainer.run.layout import ABORT_FILE, foreground_run_dir
 
 
@@ -34,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
             pass
 
     signal.signal(signal.SIGTERM, early_abort)
+    set_allocator_default(os.environ)  # by hand as from the dashboard: before torch is imported
+
 
     from trainer.config import ConfigError, TrainConfig
 

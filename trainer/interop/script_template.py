@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -247,13 +248,17 @@ def resolve_runtime():
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
     attention = CONFIG["attn_implementation"]
     if attention == "auto":
-        try:
-            import flash_attn  # noqa: F401
-
-            attention = "flash_attention_2" if cuda else "sdpa"
-        except ImportError:
+        # FlashAttention 3 on a Hopper, else 2 from Ampere on, else SDPA (the Hub's `kernels` build needs
+        # tunedeck's cache check: this script leaves it out).
+        major = torch.cuda.get_device_capability(0)[0] if cuda else 0
+        if major == 9 and importlib.util.find_spec("flash_attn_interface"):
+            attention = "flash_attention_3"
+        elif major >= 8 and importlib.util.find_spec("flash_attn"):
+            attention = "flash_attention_2"
+        else:
             attention = "sdpa"
-    packing = CONFIG["packing"] if CONFIG["packing"] is not None else attention == "flash_attention_2"
+    # Padding-free packing where the kernel keeps packed rows apart (FlashAttention, SDPA), on a GPU only.
+    packing = CONFIG["packing"] if CONFIG["packing"] is not None else cuda and (attention == "sdpa" or "flash" in attention)
     group = CONFIG["group_by_length"] if CONFIG["group_by_length"] is not None else not packing
     liger = CONFIG["use_liger_kernel"]
     if liger is None:

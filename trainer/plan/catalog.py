@@ -399,12 +399,55 @@ GIB = 1024 ** 3
 
 
 @dataclass(frozen=True)
+class GpuModel:
+    """A GPU model and its peak dense tensor-core throughput at 16 bits (bf16; fp16 where the card has no
+    bf16), without sparsity, as the vendor's data sheet states it: the denominator of MFU."""
+
+    name: str
+    match: tuple[str, ...]  # words that all appear in the driver's name ("NVIDIA H100 80GB HBM3")
+    peak_tflops: float
+    bf16: bool = True
+
+
+# Most specific first: "H100 PCIe" before "H100", "L40S" before "L40" before "L4".
+GPU_MODELS: list[GpuModel] = [
+    GpuModel("H200", ("h200",), 989),
+    GpuModel("H100 PCIe", ("h100", "pcie"), 756),
+    GpuModel("H100 NVL", ("h100", "nvl"), 835),
+    GpuModel("H100 SXM", ("h100",), 989),
+    GpuModel("A100", ("a100",), 312),
+    GpuModel("L40S", ("l40s",), 362),
+    GpuModel("L40", ("l40",), 181),
+    GpuModel("L4", ("l4",), 121),
+    GpuModel("A10G", ("a10g",), 125),
+    GpuModel("RTX 4090", ("4090",), 165),
+    GpuModel("RTX 3090", ("3090",), 71),
+    GpuModel("V100", ("v100",), 125, bf16=False),
+    GpuModel("T4", ("t4",), 65, bf16=False),
+]
+
+
+def gpu_model(name: Optional[str]) -> Optional[GpuModel]:
+    """The GpuModel a driver's or a person's GPU name means ("NVIDIA A100-SXM4-80GB", "Tesla T4", "h100");
+    None when it is not one we know the peak of."""
+    if not name:
+        return None
+    words = set(str(name).lower().replace("-", " ").replace("_", " ").split())
+    for model in GPU_MODELS:
+        if all(word in words for word in model.match):
+            return model
+    return None
+
+
+@dataclass(frozen=True)
 class GpuChoice:
-    """A GPU size to plan against. `memory_gib` is the marketed size (cards are sized in GiB)."""
+    """A GPU size to plan against. `memory_gib` is the marketed size (cards are sized in GiB); `models` the
+    GPU_MODELS of that size, whose peaks bound the expected throughput when only the size is known."""
 
     memory_gib: int
     label: str
     bf16: bool = True
+    models: tuple[str, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -416,12 +459,12 @@ class GpuChoice:
 
 
 GPU_CHOICES: list[GpuChoice] = [
-    GpuChoice(16, "16 GB — T4, V100 16GB, RTX 4080/A4000-class", bf16=False),
-    GpuChoice(24, "24 GB — RTX 3090/4090, A10G, L4"),
-    GpuChoice(40, "40 GB — A100 40GB"),
-    GpuChoice(48, "48 GB — RTX A6000, L40S"),
-    GpuChoice(80, "80 GB — A100 80GB, H100"),
-    GpuChoice(141, "141 GB — H200"),
+    GpuChoice(16, "16 GB — T4, V100 16GB, RTX 4080/A4000-class", bf16=False, models=("T4", "V100")),
+    GpuChoice(24, "24 GB — RTX 3090/4090, A10G, L4", models=("RTX 3090", "L4", "A10G", "RTX 4090")),
+    GpuChoice(40, "40 GB — A100 40GB", models=("A100",)),
+    GpuChoice(48, "48 GB — RTX A6000, L40S", models=("L40S",)),
+    GpuChoice(80, "80 GB — A100 80GB, H100", models=("A100", "H100 SXM")),
+    GpuChoice(141, "141 GB — H200", models=("H200",)),
 ]
 
 

@@ -133,6 +133,28 @@ def detect_light() -> Hardware:
 
 # --- torch: the engine's view -------------------------------------------------------------------------
 
+# transformers 5 loads FlashAttention from the Hub through the `kernels` package when given the repository
+# as attn_implementation; the one transformers itself falls back to for flash_attention_2 (CUDA builds).
+HUB_FLASH_ATTENTION = "kernels-community/flash-attn2"
+
+
+def hub_attention_kernel() -> str | None:
+    """HUB_FLASH_ATTENTION when the `kernels` package is installed and the kernel is already in the local Hub
+    cache: a run must not depend on reaching the Hub when it loads the model (fetch it once with
+    `python -c "import kernels; kernels.get_kernel('kernels-community/flash-attn2')"`)."""
+    from huggingface_hub import constants
+    from transformers.utils.import_utils import is_kernels_available  # the `kernels` versions transformers takes
+
+    if not is_kernels_available():
+        return None
+    owner, name = HUB_FLASH_ATTENTION.split("/")
+    snapshots = os.path.join(constants.HF_HUB_CACHE, f"models--{owner}--{name}", "snapshots")
+    try:
+        return HUB_FLASH_ATTENTION if any(os.scandir(snapshots)) else None
+    except OSError:
+        return None
+
+
 def detect() -> Hardware:
     """The Hardware the plan and the trainer use (device 0 describes the card when there are several).
     Imports torch: for the engine's subprocesses, not the web server."""
@@ -151,8 +173,10 @@ def detect() -> Hardware:
             gpu_name=props.name,
             gpu_total_gb=round(props.total_memory / GB, 2),
             bf16_supported=bool(torch.cuda.is_bf16_supported()),
-            # FlashAttention 2 needs Ampere (compute capability 8.0) or newer.
+            # FlashAttention 2 needs Ampere (compute capability 8.0) or newer, FlashAttention 3 a Hopper (9.x).
             flash_attention=_importable("flash_attn") and props.major >= 8,
+            flash_attention_3=_importable("flash_attn_interface") and props.major == 9,
+            hub_attention_kernel=hub_attention_kernel() if props.major >= 8 else None,
             liger=_importable("liger_kernel"),
         )
     except Exception:  # a broken driver must not take the plan down: train on the CPU instead

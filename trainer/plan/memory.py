@@ -32,6 +32,9 @@ CUDA_CONTEXT_BYTES = int(0.6 * GB)  # CUDA 13 context on an H100 (measured 0.60 
 # autograd keeps less than the op-by-op count (some saved tensors are shared views), checkpoints a little more.
 LAYER_ACTIVATION_CALIBRATION = 0.725
 CHECKPOINT_CALIBRATION = 1.20
+# Both allocator factors were measured with torch's default allocator. The trainer now starts with
+# expandable_segments (trainer/jobs/processes.py), which the one point measured so far puts 17% below this
+# model for unsorted batches (an overestimate: the safe side); to re-calibrate on a GPU: benchmarks/README.md.
 ALLOCATOR_OVERHEAD = 0.06  # torch's reserved / allocated at the peak, fixed-shape batches (measured 1.03-1.065)
 UNSORTED_BATCH_OVERHEAD = 0.26  # ... with shuffled varied-length batches (measured 1.26: many block sizes)
 QUANTIZED_LOAD_FLOOR = 1.35  # reserved after a bitsandbytes load / weights: holes left by the 16-bit copies

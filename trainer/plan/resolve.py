@@ -25,7 +25,9 @@ class Hardware:
     gpu_name: Optional[str] = None
     gpu_total_gb: Optional[float] = None
     bf16_supported: bool = False
-    flash_attention: bool = False  # flash_attn importable and usable
+    flash_attention: bool = False  # flash_attn (FlashAttention 2) importable and usable
+    flash_attention_3: bool = False  # flash_attn_interface (FlashAttention 3) importable on a Hopper GPU
+    hub_attention_kernel: Optional[str] = None  # a FlashAttention kernel of the Hub (`kernels`), cached here
     liger: bool = False  # liger_kernel importable
 
 
@@ -142,21 +144,56 @@ def resolve_precision(cfg: TrainConfig, hw: Hardware) -> str:
 
 
 def resolve_attention(cfg: TrainConfig, hw: Hardware) -> str:
+    """`auto` on a GPU: the fastest FlashAttention installed (3 on Hopper, then 2, then the `kernels` Hub
+    build), else PyTorch's SDPA; SDPA on a CPU."""
     if cfg.attn_implementation != "auto":
         return cfg.attn_implementation
-    return "flash_attention_2" if hw.device == "cuda" and hw.flash_attention else "sdpa"
+    if hw.device != "cuda":
+        return "sdpa"
+    if hw.flash_attention_3:
+        return "flash_attention_3"
+    if hw.flash_attention:
+        return "flash_attention_2"
+    return hw.hub_attention_kernel or "sdpa"
+
+
+# Attention kernels that keep padding-free packed rows apart by their position ids: FlashAttention's varlen
+# kernel, and SDPA, for which transformers 5 builds a block-diagonal mask from them (packed vs separate
+# logits agree to 5e-6 on the CPU; 1.10x the tokens/s of grouped batches on an H100: benchmarks/README.md).
+def keeps_packed_rows_apart(attention: str) -> bool:
+    return attention == "sdpa" or "flash" in attention
+
+# Why `auto` packed or not (the plan's `batching_reason`; the page words each key).
+BATCHING_REASONS = {
+    "set": "packing set in the config",
+    "gpu_padding_free": "auto on a GPU: padding-free best-fit-decreasing packing, the packed rows kept apart by "
+                        "{attention}; no compute spent on padding",
+    "attention_not_padding_free": "auto with {attention} attention: packed rows would attend to each other, so "
+                                  "batches are grouped by length instead",
+    "cpu_grouped": "auto on a CPU: batches grouped by length (the CPU default is unchanged; set packing to "
+                   "true to pack)",
+}
 
 
 def resolve_packing(cfg: TrainConfig, hw: Hardware) -> tuple[bool, bool]:
-    """(packing, group_by_length) after the `auto` choices.
-
-    Padding-free packing needs an attention kernel that keeps packed rows apart by position ids
-    (FlashAttention); elsewhere rows would attend to their neighbours, so auto groups by length instead.
-    """
-    attention = resolve_attention(cfg, hw)
-    packing = cfg.packing if cfg.packing is not None else attention == "flash_attention_2"
+    """(packing, group_by_length) after the `auto` choices: `batching_reason` says why."""
+    packing = cfg.packing if cfg.packing is not None else batching_reason(cfg, hw) == "gpu_padding_free"
     group = cfg.group_by_length if cfg.group_by_length is not None else not packing
     return packing, group
+
+
+def batching_reason(cfg: TrainConfig, hw: Hardware) -> str:
+    """The key of BATCHING_REASONS that decided packing.
+
+    On a GPU, auto packs padding-free wherever the attention kernel keeps packed rows apart
+    (keeps_packed_rows_apart: every FlashAttention, SDPA; not eager). On a CPU it keeps grouping by length: the demo's short CPU runs and the
+    plan's counts are held against transformers' length-grouped sampler, and a CPU gains little from it.
+    """
+    if cfg.packing is not None:
+        return "set"
+    if hw.device != "cuda":
+        return "cpu_grouped"
+    return "gpu_padding_free" if keeps_packed_rows_apart(resolve_attention(cfg, hw)) else "attention_not_padding_free"
 
 
 def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Hardware = CPU,
@@ -183,7 +220,9 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
     packing, group = resolve_packing(cfg, hw)
     warnings: list[str] = []
     summary: list[str] = []
-    extra: dict[str, Any] = {}
+    reason = batching_reason(cfg, hw)
+    extra: dict[str, Any] = {"batching_reason": reason,
+                             "batching_note": BATCHING_REASONS[reason].format(attention=resolve_attention(cfg, hw))}
 
     # Packing changes what one "sample" is: a packed sequence of up to cutoff_len tokens.
     rows = num_samples
@@ -299,6 +338,9 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         unsorted_varied_batches=not packing and not group, device=memory_device, devices=devices)
     extra.update(memory_extra)
     warnings.extend(memory_warnings)
+    extra.update(_throughput(cfg, hw, token_lengths, packing=packing, precision=memory_precision,
+                             device=memory_device, gpu_memory_gb=gpu_memory_gb, devices=devices,
+                             trainable=memory_extra.get("trainable_parameters")))
     return Plan(
         effective_batch_size=effective,
         micro_batch_size=micro,
@@ -321,6 +363,22 @@ def resolve_plan(cfg: TrainConfig, num_samples: Optional[int] = None, *, hw: Har
         warnings=warnings,
         extra=extra,
     )
+
+
+def _throughput(cfg: TrainConfig, hw: Hardware, token_lengths: Optional[Sequence[int]], *, packing: bool,
+                precision: str, device: str, gpu_memory_gb: Optional[float], devices: int,
+                trainable: Optional[int]) -> dict[str, Any]:
+    """FLOPs per token, expected MFU and tokens/s (trainer/plan/mfu.py) on the card planned for: this machine's
+    GPU by name, else the picked size's models."""
+    from trainer.plan.catalog import gpu_choice, model_shape
+    from trainer.plan.mfu import throughput_plan
+
+    this_gpu = hw.device == "cuda" and (not gpu_memory_gb or gpu_choice(gpu_memory_gb) == gpu_choice(hw.gpu_total_gb or 0))
+    return throughput_plan(model_shape(cfg.model_name_or_path), finetuning_type=cfg.finetuning_type,
+                           trainable_parameters=trainable, token_lengths=token_lengths, cutoff_len=cfg.cutoff_len,
+                           packing=packing, attention=resolve_attention(cfg, hw), precision=precision, device=device,
+                           gpu_name=hw.gpu_name if this_gpu else None,
+                           gpu_choice=gpu_choice(gpu_memory_gb) if gpu_memory_gb else None, devices=devices)
 
 
 # Beyond these the run diverges or learns nothing, whatever the model: the plan says so before it starts.

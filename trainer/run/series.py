@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from trainer.plan.mfu import live_mfu
 from trainer.run.events import FINAL_STATUSES, RUNNING, number
 
 MAX_SMOOTHING = 0.999
@@ -256,6 +257,7 @@ class RunSeries:
     grad_norm: list[tuple[int, float]] = field(default_factory=list)
     tokens_per_second: list[tuple[int, float]] = field(default_factory=list)
     samples_per_second: list[tuple[int, float]] = field(default_factory=list)
+    mfu: list[tuple[int, float]] = field(default_factory=list)  # from tokens/s and the plan (trainer/plan/mfu.py)
     eval_steps: list[int] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
     memory: list[MemoryPoint] = field(default_factory=list)
@@ -369,6 +371,10 @@ class RunSeries:
                 target.append((step, value))
                 if math.isfinite(value):
                     self._decimate(key, step, value)
+        utilisation = live_mfu(self.plan, number(event.get("tokens_per_second")))
+        if utilisation is not None:
+            self.mfu.append((step, utilisation))
+            self._decimate("mfu", step, utilisation)
         memory = event.get("memory")
         if isinstance(memory, dict):
             self._add_memory(number(event.get("t")), memory)

@@ -106,6 +106,9 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "fix_red": ("Fix the fields marked in red: {detail}", "请修正标红的字段：{detail}"),
     "not_started_fix": ("Not started: fix the fields marked in red.", "未开始：请修正标红的字段。"),
     "not_started": ("Not started: {detail}", "未开始：{detail}"),
+    "queue_full": ("Not started: you already have {cap} runs waiting in the queue, the most one person may queue; "
+                   "cancel one or wait until one starts.",
+                   "未开始：你已有 {cap} 个运行在队列中等待，这是每人可排队的上限；请取消一个或等其中一个开始。"),
     "fix_these": ("Fix these before starting:", "开始前请修正："),
     "run_queued": ("Run {run_id} queued.", "运行 {run_id} 已加入队列。"),
     "preset_saved": ("Saved preset '{name}'.", "已保存预设“{name}”。"),

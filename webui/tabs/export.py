@@ -23,11 +23,11 @@ from trainer.engine.merge import CONVERTER, LLAMA_CPP_ENV, adapter_zip, find_ggu
 from trainer.interop.hub import TOKEN_ENV, check_repo_id, model_card, upload_files
 
 from .. import views
-from ..after import CommandBusy, CommandResult, acting_user, may_change, runs_with_weights
+from ..after import CommandBusy, CommandResult, acting_user, runs_with_weights
 from ..after_views import (SAMPLE_HEADERS, evaluation_markdown, files_markdown, merge_markdown, progress_markdown,
                            samples_rows, weights_choices)
 from ..components import INFO, UI, WARNING, Reply
-from ..context import Context
+from ..context import Context, may_change, require_change
 from ..streaming import stream
 
 ID = "export"
@@ -50,10 +50,11 @@ def _run(ctx: Context, v: dict[str, Any]) -> Any:
         raise AfterTrainingError(views.short(views.error_text(exc))) from None
 
 
-def _owner_only(info: Any, user: str | None, what: str) -> None:
-    if not may_change(info, user):
-        raise AfterTrainingError(f"run {info.id} belongs to '{info.owner}': only its owner may {what} "
-                                 f"(you are '{acting_user(user)}')")
+def _owner_only(info: Any, user: str | None, action: str) -> None:
+    try:
+        require_change(user, info.owner, action)
+    except PermissionError as exc:
+        raise AfterTrainingError(f"run {info.id}: {exc}") from None
 
 
 # --- picking a run --------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def pick_run(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
     names = list_weights(info.run_dir)
     results = read_evaluations(info.run_dir)
     note = (f"Run **{html.escape(info.id)}** · owner **{html.escape(info.owner)}** · {html.escape(info.status)}. " +
-            ("You may merge and publish it." if may_change(info, user) else
+            ("You may merge and publish it." if may_change(user, info.owner) else
              "Only its owner may merge or publish it; you may chat with it, evaluate it and download the adapter."))
     return {**cleared, "export.weights": gr.update(choices=weights_choices(names), value=names[0] if names else None),
             "export.owner_note": note, "export.eval_table": evaluation_markdown(results, "Stored evaluations:\n\n"),
@@ -153,7 +154,7 @@ def merge(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[
     """`python -m trainer merge RUN RUN/merged/WEIGHTS` in a subprocess (owner only), GGUF when asked."""
     try:
         info = _run(ctx, v)
-        _owner_only(info, user, "merge it into its run directory")
+        _owner_only(info, user, "merge")
         weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
     except AfterTrainingError as exc:
         yield {WARNING: str(exc)}
@@ -189,7 +190,7 @@ def merge(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[
 
 def _publish_request(ctx: Context, v: dict[str, Any], user: str | None) -> tuple[Any, Any, str, bool]:
     info = _run(ctx, v)
-    _owner_only(info, user, "publish it")
+    _owner_only(info, user, "publish")
     weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
     return info, weights, check_repo_id(v.get("export.repo_id") or ""), v.get("export.push_what") == "merged"
 

@@ -20,7 +20,7 @@ from trainer.run.series import MAX_SMOOTHING, RunSeries
 
 from .. import alerts, charts, queue_view, views
 from ..components import CONFIG_OUTPUTS, INFO, UI, WARNING, Reply, apply_config
-from ..context import Context
+from ..context import Context, may_change, require_change
 from ..i18n import ZH, t
 from .train import then_refresh_plan
 
@@ -160,7 +160,7 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
     if "log" in changed:
         reply["monitor.log"] = views.log_tail_html(tail_lines(stdout_path(info.run_dir), LOG_TAIL_LINES), lang)
     if "buttons" in changed:
-        mine = user is None or user == info.owner
+        mine = may_change(user, info.owner)
         reply["monitor.abort_btn"] = gr.update(interactive=mine and running)
         reply["monitor.resume_btn"] = gr.update(interactive=mine and status in ("aborted", "interrupted", "failed"))
     if "config" in changed:
@@ -208,8 +208,18 @@ def run_action(action: Callable[[Context, str, str | None], Any], done: str) -> 
     return handler
 
 
-abort = run_action(lambda ctx, run_id, user: ctx.jobs.abort(run_id, owner=user), "abort_sent")
-resume = run_action(lambda ctx, run_id, user: ctx.jobs.resume(run_id, owner=user), "resume_sent")
+def _abort(ctx: Context, run_id: str, user: str | None) -> None:
+    require_change(user, ctx.jobs.get(run_id).owner, "abort")
+    ctx.jobs.abort(run_id)
+
+
+def _resume(ctx: Context, run_id: str, user: str | None) -> None:
+    require_change(user, ctx.jobs.get(run_id).owner, "resume")
+    ctx.jobs.resume(run_id)
+
+
+abort = run_action(_abort, "abort_sent")
+resume = run_action(_resume, "resume_sent")
 
 
 def reuse_config(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:

@@ -20,7 +20,7 @@ from trainer.jobs.registry import JobError
 from .. import charts, views
 from ..after_views import evaluation_markdown
 from ..components import INFO, UI, WARNING, Reply
-from ..context import Context
+from ..context import Context, require_change
 from ..i18n import t
 
 ID = "runs"
@@ -161,7 +161,8 @@ def delete(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str |
     for run_id in to_delete:
         try:
             info = ctx.jobs.get(run_id)
-            ctx.jobs.delete(run_id, owner=user)
+            require_change(user, info.owner, "delete")
+            ctx.jobs.delete(run_id)
             ctx.cache.forget(info.run_dir)
             deleted.append(run_id)
         except Exception as exc:  # noqa: BLE001 - running, not yours, unknown: say it, delete the others

@@ -12,6 +12,7 @@ from trainer.access import Access
 from trainer.config import ConfigError, TrainConfig
 from trainer.engine.distributed import total_processes
 from trainer.interop import presets as presets_mod
+from trainer.jobs.manager import QueueFullError
 from trainer.plan.hardware import gpu_list
 from trainer.plan.resolve import resolve_plan
 
@@ -113,6 +114,8 @@ def start(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | 
         run_id = ctx.jobs.submit(cfg, owner=user or "local", name=cfg.run_name)
     except ConfigError as exc:
         return {**form_feedback(values, exc.by_field(), shown, lang), WARNING: t(lang, "not_started_fix")}
+    except QueueFullError:  # the cap, in the page's language; nothing of the form is lost
+        return {WARNING: t(lang, "queue_full", cap=ctx.jobs.max_queued_per_owner)}
     except Exception as exc:  # noqa: BLE001 - JobError, OSError: say it, keep the page alive
         return {WARNING: t(lang, "not_started", detail=views.short(views.error_text(exc)))}
     # The Monitor shows the new run from its first moment: nothing of the run it showed before.

@@ -1,0 +1,67 @@
+"""Roles in the page's handlers: two users and an admin on one server (alice is the admin, bob and carol are
+not). Only the owner or an admin changes a run, a queued run or a preset; the refusal comes back as a toast.
+Real SQLite registry, real preset files; no browser (tests/test_browser_team.py drives the real page)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainer.config import TrainConfig
+from trainer.jobs.manager import JobManager
+from webui.components import INFO, WARNING
+from webui.context import Context, acting_as
+from webui.tabs import monitor, runs, train
+
+
+@pytest.fixture
+def ctx(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEDECK_ADMINS", "alice")
+    jobs = JobManager(tmp_path / "runs", autostart=False, max_queued_per_owner=2)  # runs stay queued
+    try:
+        yield Context(runs_root=tmp_path / "runs", jobs=jobs)
+    finally:
+        jobs.close()
+
+
+def test_the_handlers_user_becomes_an_auth_user_with_admins_from_the_environment(ctx):
+    assert acting_as("alice").is_admin and not acting_as("bob").is_admin
+    assert acting_as(None).is_admin  # an open page: whoever reaches it is the operator
+
+
+def test_only_the_owner_or_an_admin_aborts_resumes_or_deletes_a_run(ctx):
+    bobs = ctx.jobs.submit(TrainConfig(), owner="bob", name="bobs")
+    pick = {"monitor.run_select": bobs}
+    refused = monitor.abort(ctx, pick, user="carol")
+    assert "belongs to 'bob'" in refused[WARNING] and "(you are 'carol')" in refused[WARNING]
+    assert ctx.jobs.get(bobs).status == "queued"
+    ticked = monitor.tick(ctx, {**pick, "monitor.smoothing": 0.6, "monitor.log_scale": False, "monitor.drawn": {}},
+                          user="alice")
+    assert ticked["monitor.abort_btn"]["interactive"] is True  # the admin's buttons work on anyone's run
+    assert "Abort requested" in monitor.abort(ctx, pick, user="alice")[INFO]  # the admin
+    assert ctx.jobs.get(bobs).status == "aborted"
+    assert "belongs to 'bob'" in monitor.resume(ctx, pick, user="carol")[WARNING]
+    owners = monitor.resume(ctx, pick, user="bob")  # past the roles check: refused only for having no checkpoint
+    assert "checkpoint" in owners[WARNING] and "belongs" not in owners[WARNING]
+
+    table = {"runs.delete_picked": [bobs], "runs.filter": "", "runs.status": []}
+    assert "belongs to 'bob'" in runs.delete(ctx, table, user="carol")[WARNING] and ctx.jobs.get(bobs)
+    assert bobs in runs.delete(ctx, table, user="alice")[INFO]
+
+
+def test_runs_made_before_sign_in_are_for_admins_to_change(ctx):
+    old = ctx.jobs.submit(TrainConfig(), owner="local", name="before logins")
+    assert "belongs to 'local'" in monitor.abort(ctx, {"monitor.run_select": old}, user="bob")[WARNING]
+    assert INFO in monitor.abort(ctx, {"monitor.run_select": old}, user="alice")
+
+
+def test_a_full_queue_is_a_toast_naming_the_cap(ctx):
+    for _ in range(2):
+        ctx.jobs.submit(TrainConfig(), owner="bob")
+    refused = train.start(ctx, {**_form(), "train.shown": {}}, user="bob")
+    assert "2 runs waiting" in refused[WARNING] and len(ctx.jobs.list_runs(owner="bob")) == 2
+    assert "2 个运行" in train.start(ctx, {**_form(), "train.shown": {}}, user="bob", lang="zh")[WARNING]
+
+
+def _form() -> dict:
+    from webui.form import config_to_values
+    return config_to_values(TrainConfig())

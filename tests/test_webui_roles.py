@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 
 from trainer.config import TrainConfig
+from trainer.interop import presets as presets_mod
 from trainer.jobs.manager import JobManager
 from webui.components import INFO, WARNING
 from webui.context import Context, acting_as
-from webui.tabs import monitor, runs, train
+from webui.form import config_to_values
+from webui.tabs import monitor, presets, runs, train
 
 
 @pytest.fixture
@@ -62,6 +64,52 @@ def test_a_full_queue_is_a_toast_naming_the_cap(ctx):
     assert "2 个运行" in train.start(ctx, {**_form(), "train.shown": {}}, user="bob", lang="zh")[WARNING]
 
 
-def _form() -> dict:
-    from webui.form import config_to_values
-    return config_to_values(TrainConfig())
+def _form(**changes) -> dict:
+    return {**config_to_values(TrainConfig()), **changes}
+
+
+# --- presets ------------------------------------------------------------------------------------
+
+def _save(ctx, name: str, user: str | None, **changes) -> dict:
+    return train.save_preset(ctx, {"train.save_name": name, **_form(**changes)}, user=user)
+
+
+def test_a_preset_records_its_owner_and_only_the_owner_or_an_admin_changes_it(ctx):
+    assert INFO in _save(ctx, "bobs recipe", "bob", learning_rate=3e-4)
+    info = presets_mod.find_preset("bobs recipe", ctx.runs_root)
+    assert info.owner == "bob"
+    # The owner sits in the preset: block: the file stays a preset that `trainer check` loads.
+    loaded = presets_mod.load_named_preset("bobs recipe", runs_root=ctx.runs_root)
+    assert loaded.meta["owner"] == "bob" and loaded.config.learning_rate == 3e-4
+
+    listed = dict((value, label) for label, value in train.preset_choices(ctx.runs_root, user="bob"))
+    assert listed["bobs recipe"].endswith("(yours)")
+    assert dict((v, lbl) for lbl, v in train.preset_choices(ctx.runs_root, user="carol"))["bobs recipe"] \
+        .endswith("(by bob)")
+    assert "bob 的" in dict((v, lbl) for lbl, v in train.preset_choices(ctx.runs_root, "zh", "carol"))["bobs recipe"]
+
+    # carol may neither overwrite, rename nor delete it; the file is as bob saved it.
+    refused = _save(ctx, "bobs recipe", "carol", learning_rate=1e-3)
+    assert "belongs to 'bob'" in refused[WARNING] and "overwrite" in refused[WARNING]
+    assert WARNING in _save(ctx, "Bobs Recipe", "carol")  # the same preset, in other letters
+    pick = {"presets.select": "bobs recipe", "presets.new_name": "carols now"}
+    assert "belongs to 'bob'" in presets.rename(ctx, pick, user="carol")[WARNING]
+    assert "belongs to 'bob'" in presets.delete(ctx, pick, user="carol")[WARNING]
+    assert presets_mod.load_named_preset("bobs recipe", runs_root=ctx.runs_root).config.learning_rate == 3e-4
+
+    # bob overwrites and renames his own; the admin's overwrite keeps bob the owner; the admin deletes it.
+    assert INFO in _save(ctx, "bobs recipe", "bob", learning_rate=5e-4)
+    assert INFO in presets.rename(ctx, pick, user="bob")
+    assert INFO in _save(ctx, "carols now", "alice", learning_rate=6e-4)
+    assert presets_mod.find_preset("carols now", ctx.runs_root).owner == "bob"
+    assert INFO in presets.delete(ctx, {"presets.select": "carols now"}, user="alice")
+    assert [p for p in presets_mod.list_presets(ctx.runs_root) if not p.builtin] == []
+
+
+def test_presets_saved_before_owners_are_for_admins_to_change(ctx):
+    presets_mod.save_user_preset("old one", TrainConfig(), runs_root=ctx.runs_root)  # no owner recorded
+    assert presets_mod.find_preset("old one", ctx.runs_root).owner == "local"
+    assert "belongs to 'local'" in presets.delete(ctx, {"presets.select": "old one"}, user="bob")[WARNING]
+    assert "belongs to 'local'" in _save(ctx, "old one", "bob")[WARNING]
+    assert INFO in presets.rename(ctx, {"presets.select": "old one", "presets.new_name": "kept"}, user="alice")
+    assert "read-only" in presets.delete(ctx, {"presets.select": "demo"}, user="alice")[WARNING]

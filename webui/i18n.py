@@ -115,6 +115,7 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "secrets_removed": (" Secrets removed: {names}", " 已移除密钥：{names}"),
     "preset_is": ("Preset: **{name}**", "预设：**{name}**"),
     "yours": (" (yours)", "（你的）"),
+    "by_owner": (" (by {owner})", "（{owner} 的）"),
     "broken_file": (" — broken file", " —— 文件已损坏"),
     "not_loaded": ("Not loaded: {keys}", "未加载：{keys}"),
     "select_run_first": ("Select a run first.", "请先选择一个运行。"),

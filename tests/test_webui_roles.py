@@ -113,3 +113,36 @@ def test_presets_saved_before_owners_are_for_admins_to_change(ctx):
     assert "belongs to 'local'" in _save(ctx, "old one", "bob")[WARNING]
     assert INFO in presets.rename(ctx, {"presets.select": "old one", "presets.new_name": "kept"}, user="alice")
     assert "read-only" in presets.delete(ctx, {"presets.select": "demo"}, user="alice")[WARNING]
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+def _line(ctx) -> list[str]:
+    return [e.run_id for e in ctx.jobs.queue() if e.position is not None]
+
+
+def test_the_owner_cancels_a_queued_run_and_only_an_admin_reorders(ctx):
+    bobs = ctx.jobs.submit(TrainConfig(), owner="bob", name="bobs")
+    carols = ctx.jobs.submit(TrainConfig(), owner="carol", name="carols")
+    tick = {"monitor.smoothing": 0.6, "monitor.log_scale": False, "monitor.drawn": {}}
+    as_bob = monitor.tick(ctx, {**tick, "monitor.run_select": carols}, user="bob")
+    assert "#1" in as_bob["monitor.queue"] and "· bob" in as_bob["monitor.queue"] and "#2" in as_bob["monitor.queue"]
+    assert "bobs" in as_bob["monitor.status"]  # carol's run waits for bob's
+    assert as_bob["monitor.cancel_btn"] == {"__type__": "update", "visible": True, "interactive": False}
+    assert as_bob["monitor.up_btn"]["visible"] is False  # not an admin: no reordering
+    as_admin = monitor.tick(ctx, {**tick, "monitor.run_select": carols}, user="alice")
+    assert as_admin["monitor.cancel_btn"]["interactive"] is True and as_admin["monitor.up_btn"]["visible"] is True
+
+    assert "only an admin" in monitor.move_up(ctx, {"monitor.run_select": carols}, user="bob")[WARNING]
+    assert _line(ctx) == [bobs, carols]
+    assert INFO in monitor.move_up(ctx, {"monitor.run_select": carols}, user="alice")
+    assert _line(ctx) == [carols, bobs]
+    assert INFO in monitor.move_down(ctx, {"monitor.run_select": carols}, user="alice")
+    assert _line(ctx) == [bobs, carols]
+
+    assert "belongs to 'carol'" in monitor.cancel(ctx, {"monitor.run_select": carols}, user="bob")[WARNING]
+    assert INFO in monitor.cancel(ctx, {"monitor.run_select": carols}, user="carol")
+    assert ctx.jobs.get(carols).status == "aborted" and _line(ctx) == [bobs]
+    assert WARNING in monitor.cancel(ctx, {"monitor.run_select": carols}, user="carol")  # no longer queued
+    assert WARNING in monitor.move_up(ctx, {"monitor.run_select": carols}, user="alice")
+    assert INFO in monitor.cancel(ctx, {"monitor.run_select": bobs}, user="alice")  # an admin may cancel any

@@ -146,3 +146,33 @@ def test_the_owner_cancels_a_queued_run_and_only_an_admin_reorders(ctx):
     assert WARNING in monitor.cancel(ctx, {"monitor.run_select": carols}, user="carol")  # no longer queued
     assert WARNING in monitor.move_up(ctx, {"monitor.run_select": carols}, user="alice")
     assert INFO in monitor.cancel(ctx, {"monitor.run_select": bobs}, user="alice")  # an admin may cancel any
+
+
+# --- the top of the page and API tokens ----------------------------------------------------------
+
+def test_an_open_page_says_so_and_a_space_without_storage_warns(ctx, monkeypatch):
+    from webui.page import notices
+    assert notices(ctx, {}, user=None)["page.notice"]["visible"] is True
+    assert "open" in notices(ctx, {}, user=None)["page.notice"]["value"]
+    assert "开放" in notices(ctx, {}, user=None, lang="zh")["page.notice"]["value"]
+    assert notices(ctx, {}, user="bob")["page.notice"]["visible"] is False  # signed in, not on a Space
+    monkeypatch.setenv("SPACE_ID", "team/tunedeck")  # a Space whose runs are not on /data
+    warned = notices(ctx, {}, user="bob")["page.notice"]
+    assert warned["visible"] is True and "/data" in warned["value"] and "open" not in warned["value"]
+
+
+def test_api_tokens_are_created_once_listed_and_revoked_by_their_owner(ctx):
+    from webui import tokens_panel
+    made = tokens_panel.create(ctx, {"tokens.label": "ci script"}, user="bob")
+    token = made["tokens.new"]["value"]
+    assert token.startswith("tdk_") and made["tokens.new"]["visible"] is True and made["tokens.label"] == ""
+    assert ctx.tokens.owner_of(token) == "bob"  # the API accepts it as bob
+    listed = tokens_panel.listed(ctx, {}, user="bob")
+    assert "ci script" in listed["tokens.list"] and token not in listed["tokens.list"]  # never shown again
+    token_id = listed["tokens.revoke_id"]["choices"][0][1]
+    assert tokens_panel.listed(ctx, {}, user="carol")["tokens.revoke_id"]["choices"] == []  # not carol's to see
+    assert WARNING in tokens_panel.revoke(ctx, {"tokens.revoke_id": token_id}, user="carol")
+    assert ctx.tokens.owner_of(token) == "bob"
+    revoked = tokens_panel.revoke(ctx, {"tokens.revoke_id": token_id}, user="bob")
+    assert INFO in revoked and ctx.tokens.owner_of(token) is None and revoked["tokens.new"]["visible"] is False
+    assert WARNING in tokens_panel.create(ctx, {}, user=None)  # an open page: its API needs no token

@@ -20,6 +20,7 @@ from trainer.plan.catalog import GPU_CHOICES, gpu_choice
 from trainer.plan.resolve import CPU, Hardware
 
 from .after import Commands, SharedChat
+from .api_tokens import TokenStore
 from .auth import User, can_modify, require_modify, user_of
 from .data_view import file_stamp
 from .i18n import t
@@ -36,10 +37,13 @@ class Context:
     hardware: Hardware = CPU
     chat: SharedChat = None  # type: ignore[assignment]  # the server's one chat worker (made in __post_init__)
     commands: Commands = field(default_factory=Commands)  # evaluate, merge and push subprocesses
+    tokens: TokenStore = None  # type: ignore[assignment]  # API tokens; the server shares its one with the API
 
     def __post_init__(self) -> None:
         if self.chat is None:
             self.chat = SharedChat(self.jobs)
+        if self.tokens is None:
+            self.tokens = TokenStore(self.runs_root)
 
     def run_choices(self) -> list[tuple[str, str]]:
         """(label, run id) of every run, newest first, for a run selector."""

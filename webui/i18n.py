@@ -44,6 +44,30 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "start": ("Start", "开始"),
     "abort": ("Abort", "中止"),
     "resume": ("Resume", "继续训练"),
+    "open_notice": ("This dashboard is open: anyone who can reach it may start, abort and delete runs. Set "
+                    "TUNEDECK_AUTH or TUNEDECK_USERS_FILE (or use Hugging Face sign-in on a Space) to require a login.",
+                    "此面板对所有人开放：任何能访问它的人都可以启动、中止和删除运行。设置 TUNEDECK_AUTH 或 "
+                    "TUNEDECK_USERS_FILE（或在 Space 上使用 Hugging Face 登录）以要求登录。"),
+    "storage_warning": ("Runs are kept in the Space's container, which loses them on every restart or rebuild: add "
+                        "persistent storage in the Space's settings (it appears as /data and runs go there).",
+                        "运行保存在 Space 的容器中，每次重启或重建都会丢失：请在 Space 设置中添加持久存储"
+                        "（它显示为 /data，运行将保存在那里）。"),
+    "api_token": ("API token", "API 令牌"),
+    "tokens_help": ("A personal token for the HTTP API (`Authorization: Bearer <token>`, see the README): it acts "
+                    "as you. It is shown once; only its hash is kept.",
+                    "用于 HTTP API 的个人令牌（`Authorization: Bearer <令牌>`，见 README）：它以你的身份操作。"
+                    "令牌只显示一次；服务器只保存其哈希。"),
+    "token_label": ("What it is for (optional)", "用途（可选）"),
+    "token_create": ("Create token", "创建令牌"),
+    "token_new": ("Your new token — copy it now, it is not shown again", "你的新令牌 —— 请立即复制，它不会再次显示"),
+    "token_pick_label": ("Token to revoke", "要撤销的令牌"),
+    "token_revoke": ("Revoke", "撤销"),
+    "token_pick": ("Pick a token to revoke first.", "请先选择要撤销的令牌。"),
+    "token_created": ("API token {id} created: copy it now, it is shown once.", "API 令牌 {id} 已创建：请立即复制，它只显示一次。"),
+    "token_revoked": ("API token {id} revoked: the API refuses it from now on.", "API 令牌 {id} 已撤销：API 从现在起拒绝它。"),
+    "tokens_none": ("No API tokens yet.", "还没有 API 令牌。"),
+    "tokens_open": ("API tokens are for a server with sign-in: this open server's API answers on this machine "
+                    "without one.", "API 令牌用于需要登录的服务器：这个开放服务器的 API 在本机无需令牌即可使用。"),
     "cancel_queued": ("Cancel (leave the queue)", "取消排队"),
     "move_up": ("Move up", "上移"),
     "move_down": ("Move down", "下移"),

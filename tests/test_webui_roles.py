@@ -88,6 +88,9 @@ def test_a_preset_records_its_owner_and_only_the_owner_or_an_admin_changes_it(ct
         .endswith("(by bob)")
     assert "bob 的" in dict((v, lbl) for lbl, v in train.preset_choices(ctx.runs_root, "zh", "carol"))["bobs recipe"]
 
+    assert "saved by bob" in presets.details(ctx, {"presets.select": "bobs recipe"}, user="carol")["presets.details"]
+    assert "yours" in presets.details(ctx, {"presets.select": "bobs recipe"}, user="bob")["presets.details"]
+
     # carol may neither overwrite, rename nor delete it; the file is as bob saved it.
     refused = _save(ctx, "bobs recipe", "carol", learning_rate=1e-3)
     assert "belongs to 'bob'" in refused[WARNING] and "overwrite" in refused[WARNING]

@@ -108,6 +108,7 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "choose_preset": ("Choose a preset first.", "请先选择一个预设。"),
     "builtin_preset": ("built-in (read-only)", "内置（只读）"),
     "your_preset": ("yours, in `{path}`", "你的，位于 `{path}`"),
+    "owned_preset": ("saved by {owner}, in `{path}`", "由 {owner} 保存，位于 `{path}`"),
     "preset_renamed": ("Renamed '{old}' to '{new}'.", "已将“{old}”重命名为“{new}”。"),
     "preset_deleted": ("Deleted preset '{name}'.", "已删除预设“{name}”。"),
     "loaded_upload": ("Loaded from the uploaded file (save it to keep it). ", "已从上传的文件加载（保存为预设以保留）。"),

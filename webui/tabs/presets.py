@@ -18,7 +18,7 @@ from trainer.interop.llamafactory import import_llamafactory_file, to_llamafacto
 
 from .. import views
 from ..components import CONFIG_OUTPUTS, FIELDS, INFO, UI, WARNING, Reply, apply_config, form_values
-from ..context import Context, require_change
+from ..context import Context, acting_as, require_change
 from ..form import values_to_config
 from ..i18n import t
 from .data import forget_gradio_copy
@@ -44,7 +44,7 @@ def refresh_choices(ctx: Context, v: dict[str, Any], user: str | None = None, la
     return choices(ctx, lang=lang, user=user)
 
 
-def details(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+def details(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     name = v.get("presets.select")
     if not name:
         return {"presets.details": ""}
@@ -52,7 +52,12 @@ def details(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
         info = presets_mod.find_preset(name, ctx.runs_root)
     except ConfigError as exc:
         return {"presets.details": f"⚠ {html.escape(views.short(str(exc), 400))}"}
-    kind = t(lang, "builtin_preset") if info.builtin else t(lang, "your_preset", path=info.path)
+    if info.builtin:
+        kind = t(lang, "builtin_preset")
+    elif info.owner == acting_as(user).name:
+        kind = t(lang, "your_preset", path=info.path)
+    else:
+        kind = t(lang, "owned_preset", owner=info.owner, path=info.path)
     title, description = views.preset_words(name if info.builtin else None, info.title,
                                             " ".join(info.description.split()), lang)
     text = f"**{html.escape(title)}** — {kind}\n\n{html.escape(description)}"

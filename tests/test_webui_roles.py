@@ -155,6 +155,7 @@ def test_the_owner_cancels_a_queued_run_and_only_an_admin_reorders(ctx):
 
 def test_an_open_page_says_so_and_a_space_without_storage_warns(ctx, monkeypatch):
     from webui.page import notices
+    monkeypatch.delenv("SPACE_ID", raising=False)  # off a Space first, whatever the environment says
     assert notices(ctx, {}, user=None)["page.notice"]["visible"] is True
     assert "open" in notices(ctx, {}, user=None)["page.notice"]["value"]
     assert "开放" in notices(ctx, {}, user=None, lang="zh")["page.notice"]["value"]

@@ -81,13 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         loopback_only = sign_in.is_open and is_loopback(args.host) and not args.share
-        extension = server_extension(jobs, sign_in, TokenStore(args.runs_dir), loopback_only)
+        tokens = TokenStore(args.runs_dir)  # one store for the API and the page: a revoke takes effect at once
+        extension = server_extension(jobs, sign_in, tokens, loopback_only)
     except ImportError as exc:  # Hugging Face sign-in without Gradio's OAuth extras
         jobs.close()
         print(f"error: Hugging Face sign-in needs `pip install authlib itsdangerous` ({exc})", file=sys.stderr)
         return 2
     try:
-        demo = build(args.runs_dir, jobs=jobs)
+        demo = build(args.runs_dir, jobs=jobs, tokens=tokens)
     except JobError as exc:  # a damaged runs.db, a full disk: what to do, not a traceback
         jobs.close()
         print(f"error: {exc}", file=sys.stderr)

@@ -198,8 +198,9 @@ def test_monitor_redraws_only_what_changed(tmp_path):
         writer.emit("log", step=1, loss=2.0, learning_rate=1e-4, grad_norm=1.0)
         out = _monitor_tick(ctx, run_id, 0.6, False, {}, None)
         (status, progress_html, notes, loss, memory, lr, throughput, alerts, log, abort, resume, select, config, queue,
-         live, trackers, last) = out
+         live, trackers, cancel, up, _down, last) = out
         assert f"tensorboard --logdir {jobs.run_dir(run_id) / 'tensorboard'}" in trackers
+        assert cancel["visible"] is True and up["visible"] is True  # the open page's operator is an admin
         assert "#1" in queue and queue == live  # the queue panel, on the Monitor and the Train tab
         assert "queued" in status and list(loss.data[0].y) == [2.0] and "no alerts" in alerts
         assert "model_name_or_path: demo" in config  # the run's own config.yaml

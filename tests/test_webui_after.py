@@ -170,7 +170,7 @@ def test_merge_is_for_the_owner_and_writes_a_model_into_the_run(ctx, trained):
     root, run_id = trained
     values = {"export.run": run_id, "export.weights": "adapter", "export.gguf": False}
     refused = last(export.merge(ctx, values, user="mallory"))
-    assert "only its owner may merge" in refused[WARNING]
+    assert "only its owner or an admin may merge" in refused[WARNING]
     no_gguf = last(export.merge(ctx, {**values, "export.gguf": True}))
     assert "TUNEDECK_LLAMA_CPP" in no_gguf[WARNING]
     replies = list(export.merge(ctx, values, user="local"))

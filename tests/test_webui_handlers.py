@@ -215,12 +215,15 @@ def test_the_queue_panel_says_position_what_is_ahead_and_when(ctx):
     assert "first" in out["monitor.status"]  # the queued run says what it waits for
     with ctx.jobs.registry.transaction(write=True) as conn:
         Registry.update(conn, first, status="running", started_at=1.0)
-    from webui.queue_view import estimated_starts, queue_markdown
-    infos = ctx.jobs.list_runs()
-    assert estimated_starts(infos, lambda i: 120.0, slots=1) == {second: 120.0}
-    assert estimated_starts(infos, lambda i: None, slots=1) == {second: None}
-    text = queue_markdown(infos, lambda i: 120.0, 1, lang="zh", now=0)
+    from webui.queue_view import queue_markdown
+    entries = ctx.jobs.queue(now=0.0)
+    assert queue_markdown(entries, {first: (0, 10)}, now=0.0).count("unknown") == 1  # no pace yet
+    with ctx.jobs.registry.transaction(write=True) as conn:
+        Registry.update(conn, first, step=5, total_steps=10, started_at=0.0)
+    entries = ctx.jobs.queue(now=120.0)  # 5 steps in 120 s: 5 left, about 120 s more
+    text = queue_markdown(entries, {first: (5, 10)}, lang="zh", now=120.0)
     assert "第 1 位" in text and "first" in text and "约 2m 00s 后" in text and "正在进行" in text
+    assert "5/10" in text and "· local" in text
 
 
 def test_presets_load_save_and_refuse_a_path(ctx):

@@ -28,11 +28,6 @@ def acting_user(user: Optional[str]) -> str:
     return user or LOCAL_USER
 
 
-def may_change(info: Any, user: Optional[str]) -> bool:
-    """Whether `user` may write into the run's directory or publish it: its owner (everyone on an open page)."""
-    return user is None or user == info.owner
-
-
 def runs_with_weights(jobs: Any) -> list[tuple[str, str]]:
     """(label, run id) of every run that has weights to use (finished, aborted or interrupted), newest first."""
     try:

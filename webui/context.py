@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from trainer.plan.resolve import CPU, Hardware
 from trainer.trackers import tracker_problems
 
 from .after import Commands, SharedChat
+from .api_tokens import TokenStore
+from .auth import User, can_modify, require_modify, user_of
 from .data_view import file_stamp
 from .i18n import t
 from .state import EventCache
@@ -35,10 +38,13 @@ class Context:
     hardware: Hardware = CPU
     chat: SharedChat = None  # type: ignore[assignment]  # the server's one chat worker (made in __post_init__)
     commands: Commands = field(default_factory=Commands)  # evaluate, merge and push subprocesses
+    tokens: TokenStore = None  # type: ignore[assignment]  # API tokens; the server shares its one with the API
 
     def __post_init__(self) -> None:
         if self.chat is None:
             self.chat = SharedChat(self.jobs)
+        if self.tokens is None:
+            self.tokens = TokenStore(self.runs_root)
 
     def run_choices(self) -> list[tuple[str, str]]:
         """(label, run id) of every run, newest first, for a run selector."""
@@ -81,6 +87,24 @@ def access_for(ctx: "Context", user: str | None) -> Access:
     a users file or Hugging Face), admins from TUNEDECK_ADMINS, readable folders TUNEDECK_ALLOWED_PATHS
     plus the user's own uploads."""
     return access_from_env(user, ctx.runs_root)
+
+
+# --- who may change what: the page's one roles check --------------------------------------------
+
+def acting_as(user: str | None) -> User:
+    """The handler's signed-in name as a `webui.auth.User`: admins from TUNEDECK_ADMINS; an open page (None)
+    is its operator, who may change everything."""
+    return user_of(SimpleNamespace(username=user))
+
+
+def may_change(user: str | None, owner: str) -> bool:
+    return can_modify(acting_as(user), owner)
+
+
+def require_change(user: str | None, owner: str, action: str, what: str = "run") -> None:
+    """PermissionError (shown as a toast) unless `user` owns the thing or is an admin; every page handler that
+    changes a run, a queued run or a preset asks this first, so the trainer-side calls need no owner filter."""
+    require_modify(acting_as(user), owner, action, what)
 
 
 # --- dataset facts for the plan, cached per dataset file version ---------------------------------

@@ -58,7 +58,12 @@ PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"No validation split \(val_size 0\): you will not see whether the model overfits\.",
      "没有验证集（val_size 0）：你将看不到模型是否过拟合。"),
     (r"save_strategy is 'no': an interrupted run cannot be resumed\.", "save_strategy 为 'no'：中断的运行无法继续。"),
-    # the trainer's notes (trainer/engine/train.py)
+    # the trainer's notes (trainer/engine/train.py, trainer/datasets/cache.py)
+    (r"tokenized dataset cache: hit \((?P<split>\w+), (?P<rows>\S+) rows, (?P<path>.+)\)",
+     "分词数据集缓存：命中（{split}，{rows} 行，{path}）"),
+    (r"tokenized dataset cache: miss \((?P<split>\w+)\): tokenizing (?P<rows>\S+) rows with (?P<n>\d+) process(?:es)?",
+     "分词数据集缓存：未命中（{split}）：用 {n} 个进程对 {rows} 行分词"),
+    (r"tokenizing (?P<done>\S+) / (?P<total>\S+) rows", "正在分词 {done} / {total} 行"),
     (r"(?P<t>\S+) trainable parameters of (?P<n>\S+) \((?P<p>\S+)\)", "可训练参数 {t}，共 {n} 个参数（{p}）"),
     (r"Resumed from (?P<c>\S+): the run continues from step (?P<s>\S+)\.", "从 {c} 继续：运行从第 {s} 步接着进行。"),
     (r"offload_activations is ignored on a CPU: the activations are in RAM already\.",

@@ -23,9 +23,11 @@ from trainer.plan.catalog import list_models
 from trainer.templates import template_names
 
 from .components import UI, Reply, initial_shown
-from .context import Context
+from .auth import open_notice
+from .context import Context, acting_as
 from .form import EMPTY, METHODS, config_to_values, controls, method_of
 from .i18n import LANGUAGES, t, translations
+from .space import storage_warning
 from .tabs import TABS
 from .tabs.data import MAX_UPLOAD_BYTES
 
@@ -68,16 +70,18 @@ def launch_options() -> dict[str, Any]:
     return dict(i18n=i18n_for_launch(), css=css(), show_error=False, footer_links=["settings"], max_file_size=MAX_UPLOAD_BYTES)
 
 
-def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks:
-    """The whole page, bound to one runs root (its runs.db, run directories and user presets)."""
+def build(runs_root: str | Path | None = None, *, jobs: Any = None, tokens: Any = None) -> gr.Blocks:
+    """The whole page, bound to one runs root (its runs.db, run directories and user presets); `tokens`: the
+    API's TokenStore, so a token revoked on the page is refused by the API at once."""
     root = Path(runs_root if runs_root is not None else default_runs_root()).expanduser().resolve()
-    ctx = Context(runs_root=root, jobs=jobs or JobManager(root), hardware=detect_light())
+    ctx = Context(runs_root=root, jobs=jobs or JobManager(root), hardware=detect_light(), tokens=tokens)
     ui = UI(ctx, gr.I18n(**translations()))
     ui.initial = InitialForm.demo(root)
     with gr.Blocks(title="tunedeck", analytics_enabled=False) as demo:
         demo.tunedeck_context = ctx  # type: ignore[attr-defined]  # for whoever built it: its job manager
         ui.demo = demo
         _render_top_bar(ui)
+        ui.add("page.notice", gr.Markdown("", visible=False, elem_id="td-notice", elem_classes=["td-notice"]))
         with ui.add("page.tabs", gr.Tabs(elem_id="td-tabs")):
             for tab in TABS:
                 with ui.add(f"tab.{tab.ID}", gr.Tab(ui.i18n(tab.TITLE), id=tab.ID, elem_id=f"tab-{tab.ID}")):
@@ -88,6 +92,7 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None) -> gr.Blocks
         # The page opens in the language chosen last in this browser, else the browser's own; the top bar
         # shows it, and its change re-renders what the server wrote in words.
         demo.load(None, None, [ui["top.language"]], js=language_js())
+        ui.on([demo.load, ui["top.language"].change], notices, [], ["page.notice"], show_progress="hidden")
         ui.on(ui["top.language"].change, top_bar_words, ["top.method", "quantization_bit"],
               ["top.method", "quantization_bit"], show_progress="hidden")
     return demo
@@ -106,6 +111,17 @@ def top_bar_words(ctx: Context, v: dict, lang: str | None = None) -> Reply:
     """The top bar's choices in the page's language (the value is sent again so its shown label follows)."""
     return {"top.method": gr.update(choices=method_choices(lang), value=v.get("top.method")),
             "quantization_bit": gr.update(choices=quantization_choices(lang), value=v.get("quantization_bit"))}
+
+
+def notices(ctx: Context, v: dict, user: str | None = None, lang: str | None = None) -> Reply:
+    """At the top of the page: that it is open to anyone who reaches it (no sign-in), and, on a Space, that
+    its runs vanish on a restart (no persistent storage)."""
+    lines = []
+    if open_notice(acting_as(user)):
+        lines.append(t(lang, "open_notice"))
+    if storage_warning(ctx.runs_root):
+        lines.append(t(lang, "storage_warning"))
+    return {"page.notice": gr.update(value="\n\n".join(f"⚠ {line}" for line in lines), visible=bool(lines))}
 
 
 def _render_top_bar(ui: UI) -> None:

@@ -9,6 +9,9 @@ A preset file is a TrainConfig YAML plus one ``preset:`` mapping of metadata. Me
   :func:`resolve_auto_micro_batch` replaces it by the planner's choice for a given GPU when the
   planner (``trainer.plan.memory``) can make one.
 - ``saved_at``: when a user preset was saved (UTC, ISO 8601).
+- ``owner``: who saved a user preset (the page's signed-in name; ``local`` on an open page). A preset
+  saved before owners were recorded belongs to ``local``: on a server with sign-in, only an admin
+  renames, overwrites or deletes it (the page decides who may, through webui/auth.py).
 
 Every function here is pure apart from reading and writing preset files; nothing imports torch.
 Errors are :class:`trainer.config.ConfigError` (or a subclass) with a message a user can act on.
@@ -83,6 +86,10 @@ class LoadedPreset(NamedTuple):
     ignored: dict[str, str]
 
 
+OWNER_KEY = "owner"
+LOCAL_OWNER = "local"  # the owner of what was made on an open page, or before owners were recorded
+
+
 @dataclass(frozen=True)
 class PresetInfo:
     """One entry of :func:`list_presets`. ``error`` is set (and ``title`` is the name) for a broken file."""
@@ -94,6 +101,11 @@ class PresetInfo:
     path: Path
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
     error: Optional[str] = None
+
+    @property
+    def owner(self) -> str:
+        """Who may change this user preset (with the admins): its saver, ``local`` when none was recorded."""
+        return str(self.meta.get(OWNER_KEY) or LOCAL_OWNER)
 
 
 @dataclass(frozen=True)
@@ -356,11 +368,12 @@ def _render(cfg: Union[TrainConfig, dict[str, Any]], title: str | None, descript
 def save_user_preset(name: str, cfg: Union[TrainConfig, dict[str, Any]],
                      runs_root: Union[str, Path, None] = None, title: str | None = None,
                      description: str | None = None, overwrite: bool = False,
-                     meta: dict[str, Any] | None = None) -> SavedPreset:
+                     meta: dict[str, Any] | None = None, owner: str | None = None) -> SavedPreset:
     """Save ``cfg`` as user preset ``name`` in ``<runs_root>/presets/<name>.yaml`` (atomically).
 
     The name is validated (:func:`validate_name`). An existing preset of that name is replaced only
-    with ``overwrite=True``. Secrets are stripped and reported in ``SavedPreset.stripped``.
+    with ``overwrite=True``. Secrets are stripped and reported in ``SavedPreset.stripped``. ``owner`` is
+    recorded in the ``preset:`` block (who may change it is the caller's rule).
     """
     name = validate_name(name)
     path = _user_path(name, runs_root)
@@ -369,6 +382,8 @@ def save_user_preset(name: str, cfg: Union[TrainConfig, dict[str, Any]],
     head = dict(meta or {})
     head.setdefault("title", name)
     head["saved_at"] = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    if owner:
+        head[OWNER_KEY] = str(owner)
     text, stripped = _render(cfg, title, description, head)
     write_text_atomic(path, text)
     return SavedPreset(name, path, stripped)

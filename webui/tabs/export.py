@@ -13,7 +13,7 @@ import html
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import gradio as gr
 
@@ -23,11 +23,11 @@ from trainer.engine.merge import CONVERTER, LLAMA_CPP_ENV, adapter_zip, find_ggu
 from trainer.interop.hub import TOKEN_ENV, check_repo_id, model_card, upload_files
 
 from .. import views
-from ..after import CommandBusy, CommandResult, acting_user, may_change, runs_with_weights
+from ..after import CommandBusy, CommandResult, acting_user, runs_with_weights
 from ..after_views import (SAMPLE_HEADERS, evaluation_markdown, files_markdown, merge_markdown, progress_markdown,
                            samples_rows, weights_choices)
 from ..components import INFO, UI, WARNING, Reply
-from ..context import Context
+from ..context import Context, may_change, require_change
 from ..i18n import t
 from ..streaming import stream
 
@@ -51,10 +51,11 @@ def _run(ctx: Context, v: dict[str, Any]) -> Any:
         raise AfterTrainingError(views.short(views.error_text(exc))) from None
 
 
-def _owner_only(info: Any, user: str | None, what: str) -> None:
-    if not may_change(info, user):
-        raise AfterTrainingError(f"run {info.id} belongs to '{info.owner}': only its owner may {what} "
-                                 f"(you are '{acting_user(user)}')")
+def _owner_only(info: Any, user: str | None, action: str) -> None:
+    try:
+        require_change(user, info.owner, action)
+    except PermissionError as exc:
+        raise AfterTrainingError(f"run {info.id}: {exc}") from None
 
 
 # --- picking a run --------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def pick_run(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
     names = list_weights(info.run_dir)
     results = read_evaluations(info.run_dir)
     note = (f"Run **{html.escape(info.id)}** · owner **{html.escape(info.owner)}** · {html.escape(info.status)}. " +
-            ("You may merge and publish it." if may_change(info, user) else
+            ("You may merge and publish it." if may_change(user, info.owner) else
              "Only its owner may merge or publish it; you may chat with it, evaluate it and download the adapter."))
     return {**cleared, "export.weights": gr.update(choices=weights_choices(names), value=names[0] if names else None),
             "export.owner_note": note, "export.eval_table": evaluation_markdown(results, "Stored evaluations:\n\n"),
@@ -100,12 +101,7 @@ def evaluate(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterat
         args += ["--dataset", dataset]
     if v.get("export.max_rows"):
         args += ["--max-rows", str(int(v["export.max_rows"]))]
-    result = None
-    for item in _command(ctx, "evaluate", info.id, user, args, "export.eval_status"):
-        if isinstance(item, CommandResult):
-            result = item
-        else:
-            yield item
+    result = yield from _command(ctx, "evaluate", info.id, user, args, "export.eval_status")
     if result is None:
         return
     if not result.ok:
@@ -120,19 +116,20 @@ def evaluate(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterat
 
 
 def _command(ctx: Context, command: str, run_id: str, user: str | None, args: list[str],
-             status: str) -> Iterator[Reply | CommandResult]:
-    """The command's progress into the `status` component; the CommandResult last (none when it could not start)."""
+             status: str) -> Generator[Reply, None, CommandResult | None]:
+    """The command's progress into the `status` component; returns its CommandResult (None when it could not
+    start): `result = yield from _command(...)`."""
     lines: list[str] = [f"starting {command}…"]
     yield {status: progress_markdown(lines)}
     try:
         for item in ctx.commands.run(command, run_id, acting_user(user), args):
             if isinstance(item, CommandResult):
-                yield item
-                return
+                return item
             lines.append(item)
             yield {status: progress_markdown(lines)}
     except (CommandBusy, OSError) as exc:
         yield {status: f"⚠ {html.escape(str(exc))}", WARNING: str(exc)}
+    return None
 
 
 # --- export ---------------------------------------------------------------------------------------
@@ -153,7 +150,7 @@ def merge(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[
     """`python -m trainer merge RUN RUN/merged/WEIGHTS` in a subprocess (owner only), GGUF when asked."""
     try:
         info = _run(ctx, v)
-        _owner_only(info, user, "merge it into its run directory")
+        _owner_only(info, user, "merge")
         weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
     except AfterTrainingError as exc:
         yield {WARNING: str(exc)}
@@ -168,12 +165,7 @@ def merge(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[
                INFO: "This run's weights are merged already."}
         return
     args = [str(info.run_dir), str(out_dir), "--checkpoint", weights.name] + (["--gguf"] if gguf else [])
-    result = None
-    for item in _command(ctx, "merge", info.id, user, args, "export.merge_status"):
-        if isinstance(item, CommandResult):
-            result = item
-        else:
-            yield item
+    result = yield from _command(ctx, "merge", info.id, user, args, "export.merge_status")
     if result is None:
         return
     if not result.ok:
@@ -189,7 +181,7 @@ def merge(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[
 
 def _publish_request(ctx: Context, v: dict[str, Any], user: str | None) -> tuple[Any, Any, str, bool]:
     info = _run(ctx, v)
-    _owner_only(info, user, "publish it")
+    _owner_only(info, user, "publish")
     weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
     return info, weights, check_repo_id(v.get("export.repo_id") or ""), v.get("export.push_what") == "merged"
 
@@ -223,12 +215,7 @@ def push(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[R
     args += ["--private"] if v.get("export.private") else []
     message = (v.get("export.commit_message") or "").strip()
     args += ["--message", message] if message else []
-    result = None
-    for item in _command(ctx, "push", info.id, user, args, "export.push_status"):
-        if isinstance(item, CommandResult):
-            result = item
-        else:
-            yield item
+    result = yield from _command(ctx, "push", info.id, user, args, "export.push_status")
     if result is None:
         return
     if not result.ok:

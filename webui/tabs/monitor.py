@@ -21,7 +21,8 @@ from trainer.trackers import tracker_links
 
 from .. import alerts, charts, queue_view, views
 from ..components import CONFIG_OUTPUTS, INFO, UI, WARNING, Reply, apply_config
-from ..context import Context
+from ..auth import can_reorder_queue
+from ..context import Context, acting_as, may_change, require_change
 from ..i18n import ZH, t
 from .train import then_refresh_plan
 
@@ -33,7 +34,7 @@ TICK_INPUTS = ["monitor.run_select", "monitor.smoothing", "monitor.log_scale", "
 TICK_OUTPUTS = ["monitor.status", "monitor.progress", "monitor.notes", "monitor.loss_plot", "monitor.memory_plot",
                 "monitor.lr_plot", "monitor.throughput_plot", "monitor.alerts", "monitor.log", "monitor.abort_btn",
                 "monitor.resume_btn", "monitor.run_select", "monitor.config", "monitor.queue", "train.live",
-                "monitor.trackers", "monitor.drawn"]
+                "monitor.trackers", "monitor.cancel_btn", "monitor.up_btn", "monitor.down_btn", "monitor.drawn"]
 QUEUE_ETA_STEP_S = 15  # the queue panel's estimates are redrawn when they move by this much
 
 
@@ -52,26 +53,22 @@ def tick(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | N
         return {"monitor.drawn": {**last, "error": key}}
 
 
-def _remaining_s(ctx: Context, info: Any) -> float | None:
-    """A running run's remaining time at its current pace (None until it has one)."""
-    try:
-        return charts.progress(ctx.cache.poll(info.run_dir).series, now=time.time()).remaining_s
-    except OSError:
-        return None
-
-
-def _queue(ctx: Context, infos: list, last: dict, lang: str | None) -> Reply:
-    """The queue panel (Train and Monitor), redrawn when a run changes state or an estimate moves."""
-    live = [i for i in infos if i.status in ("running", "queued")]
-    remaining = {i.id: _remaining_s(ctx, i) for i in live if i.status == "running"}
-    key = [lang, [(i.id, i.status, i.step) for i in live],
-           sorted((k, None if v is None else round(v / QUEUE_ETA_STEP_S)) for k, v in remaining.items())]
+def _queue(ctx: Context, infos: list, last: dict, lang: str | None) -> tuple[Reply, list]:
+    """The queue panel (Train and Monitor) from `JobManager.queue()`, redrawn when a run changes state or
+    place, or an estimate moves; and the queue's entries, for what a queued run waits for."""
+    if not any(i.status in ("running", "queued") for i in infos):
+        entries: list = []
+    else:
+        entries = ctx.jobs.queue()
+    steps = {i.id: (i.step, i.total_steps) for i in infos if i.status == "running"}
+    key = [lang, [(e.run_id, e.status, e.position, e.owner, steps.get(e.run_id),
+                   None if e.estimated_start is None else round(e.estimated_start / QUEUE_ETA_STEP_S))
+                  for e in entries]]
     if key == last.get("queue"):
-        return {}
+        return {}, entries
     last["queue"] = key
-    text = queue_view.queue_markdown(infos, lambda i: remaining.get(i.id), getattr(ctx.jobs, "max_concurrent", 1),
-                                     lang) if live else ""
-    return {"monitor.queue": text, "train.live": text}
+    text = queue_view.queue_markdown(entries, steps, lang) if entries else ""
+    return {"monitor.queue": text, "train.live": text}, entries
 
 
 def _shown_status(info: Any, series: RunSeries) -> str:
@@ -100,7 +97,8 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
     if list_key != last.get("runs"):
         last["runs"] = list_key
         reply["monitor.run_select"] = gr.update(choices=[(views.run_choice_label(i, lang), i.id) for i in infos])
-    reply.update(_queue(ctx, infos, last, lang))
+    queued, entries = _queue(ctx, infos, last, lang)
+    reply.update(queued)
     if not run_id:
         if last.get("run") == ("", lang) and not reply:
             return {"monitor.drawn": last}
@@ -113,7 +111,8 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
                 "monitor.lr_plot": charts.lr_gradnorm_figure(empty, lang=lang),
                 "monitor.throughput_plot": charts.throughput_figure(empty, lang=lang), "monitor.alerts": "",
                 "monitor.log": "", "monitor.abort_btn": gr.update(interactive=False),
-                "monitor.resume_btn": gr.update(interactive=False), "monitor.config": "", "monitor.drawn": last}
+                "monitor.resume_btn": gr.update(interactive=False), **_queue_buttons(False, False, False),
+                "monitor.config": "", "monitor.drawn": last}
     info = next((i for i in infos if i.id == run_id), None)
     if info is None:
         try:
@@ -128,7 +127,7 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
     if info.abort_requested and status == "running":
         detail = t(lang, "abort_requested")
     elif status == "queued":
-        detail = t(lang, "waits_for", ahead=queue_view.waits_for(info, infos, lang))
+        detail = t(lang, "waits_for", ahead=queue_view.waits_for(info.id, entries, lang))
     keys = {
         "status": (run_id, status, detail, lang),
         "progress": (run_id, cached.version, status, lang),
@@ -163,9 +162,10 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
     if "log" in changed:
         reply["monitor.log"] = views.log_tail_html(tail_lines(stdout_path(info.run_dir), LOG_TAIL_LINES), lang)
     if "buttons" in changed:
-        mine = user is None or user == info.owner
+        mine = may_change(user, info.owner)
         reply["monitor.abort_btn"] = gr.update(interactive=mine and running)
         reply["monitor.resume_btn"] = gr.update(interactive=mine and status in ("aborted", "interrupted", "failed"))
+        reply.update(_queue_buttons(status == "queued", mine, can_reorder_queue(acting_as(user))))
     if "config" in changed:
         try:
             reply["monitor.config"] = config_path(info.run_dir).read_text(encoding="utf-8")
@@ -226,8 +226,45 @@ def run_action(action: Callable[[Context, str, str | None], Any], done: str) -> 
     return handler
 
 
-abort = run_action(lambda ctx, run_id, user: ctx.jobs.abort(run_id, owner=user), "abort_sent")
-resume = run_action(lambda ctx, run_id, user: ctx.jobs.resume(run_id, owner=user), "resume_sent")
+def _abort(ctx: Context, run_id: str, user: str | None) -> None:
+    require_change(user, ctx.jobs.get(run_id).owner, "abort")
+    ctx.jobs.abort(run_id)
+
+
+def _resume(ctx: Context, run_id: str, user: str | None) -> None:
+    require_change(user, ctx.jobs.get(run_id).owner, "resume")
+    ctx.jobs.resume(run_id)
+
+
+def _cancel(ctx: Context, run_id: str, user: str | None) -> None:
+    require_change(user, ctx.jobs.get(run_id).owner, "cancel")
+    ctx.jobs.cancel(run_id)
+
+
+def _mover(step: int) -> Callable[[Context, str, str | None], None]:
+    """Move the run `step` places towards the head of the line (-1: up); an admin's button."""
+    def move(ctx: Context, run_id: str, user: str | None) -> None:
+        who = acting_as(user)
+        if not can_reorder_queue(who):
+            raise PermissionError(f"only an admin may reorder the queue (you are '{who.name}')")
+        entry = next((e for e in ctx.jobs.queue() if e.run_id == run_id and e.position is not None), None)
+        if entry is None:
+            raise JobError(f"run {run_id} is not waiting in the queue: only a queued run can be moved")
+        ctx.jobs.move(run_id, max(1, entry.position + step))
+    return move
+
+
+def _queue_buttons(queued: bool, mine: bool, admin: bool) -> Reply:
+    """Cancel for a queued run (its owner or an admin may press it); Move up/down for admins only."""
+    return {"monitor.cancel_btn": gr.update(visible=queued, interactive=mine),
+            "monitor.up_btn": gr.update(visible=queued and admin), "monitor.down_btn": gr.update(visible=queued and admin)}
+
+
+abort = run_action(_abort, "abort_sent")
+resume = run_action(_resume, "resume_sent")
+cancel = run_action(_cancel, "cancel_sent")
+move_up = run_action(_mover(-1), "moved_up")
+move_down = run_action(_mover(+1), "moved_down")
 
 
 def reuse_config(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
@@ -275,6 +312,10 @@ def render(ui: UI) -> None:
         ui.add("monitor.abort_btn", gr.Button(i18n("abort"), variant="stop", elem_id="abort-btn", scale=1,
                                               interactive=False))
         ui.add("monitor.resume_btn", gr.Button(i18n("resume"), elem_id="resume-btn", scale=1, interactive=False))
+        ui.add("monitor.cancel_btn", gr.Button(i18n("cancel_queued"), elem_id="cancel-queued-btn", scale=1,
+                                               visible=False))
+        ui.add("monitor.up_btn", gr.Button(i18n("move_up"), elem_id="move-up-btn", scale=1, visible=False))
+        ui.add("monitor.down_btn", gr.Button(i18n("move_down"), elem_id="move-down-btn", scale=1, visible=False))
     ui.add("monitor.status", gr.HTML(views.status_badge(None), elem_id="run-status"))
     ui.add("monitor.queue", gr.Markdown("", elem_id="monitor-queue"))
     ui.add("monitor.progress", gr.HTML("", elem_id="run-progress"))
@@ -309,5 +350,7 @@ def wire(ui: UI) -> None:
     ui.on(ui.demo.load, page_opened, [], ["monitor.run_select", "page.tabs"])
     ui.on(ui["monitor.abort_btn"].click, abort, ["monitor.run_select"])
     ui.on(ui["monitor.resume_btn"].click, resume, ["monitor.run_select"])
+    for name, handler in (("cancel_btn", cancel), ("up_btn", move_up), ("down_btn", move_down)):
+        ui.on(ui[f"monitor.{name}"].click, handler, ["monitor.run_select"])
     then_refresh_plan(ui, ui.on(ui["monitor.reuse_btn"].click, reuse_config, ["monitor.run_select"],
                                 [*CONFIG_OUTPUTS, "page.tabs"]))

@@ -18,7 +18,7 @@ from trainer.interop.llamafactory import import_llamafactory_file, to_llamafacto
 
 from .. import views
 from ..components import CONFIG_OUTPUTS, FIELDS, INFO, UI, WARNING, Reply, apply_config, form_values
-from ..context import Context
+from ..context import Context, acting_as, require_change
 from ..form import values_to_config
 from ..i18n import t
 from .data import forget_gradio_copy
@@ -32,18 +32,19 @@ UPLOAD_OUTPUTS = [*CONFIG_OUTPUTS, "presets.messages", "presets.upload_anyway_bt
 
 # --- handlers -------------------------------------------------------------------------------------
 
-def choices(ctx: Context, value: Any = None, *, set_value: bool = False, lang: str | None = None) -> Reply:
+def choices(ctx: Context, value: Any = None, *, set_value: bool = False, lang: str | None = None,
+            user: str | None = None) -> Reply:
     """New choices for both preset dropdowns; this tab's value only when `set_value`."""
-    listed = preset_choices(ctx.runs_root, lang)
+    listed = preset_choices(ctx.runs_root, lang, user)
     mine = gr.update(choices=listed, value=value) if set_value else gr.update(choices=listed)
     return {"presets.select": mine, "train.preset_select": gr.update(choices=listed)}
 
 
-def refresh_choices(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
-    return choices(ctx, lang=lang)
+def refresh_choices(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
+    return choices(ctx, lang=lang, user=user)
 
 
-def details(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+def details(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     name = v.get("presets.select")
     if not name:
         return {"presets.details": ""}
@@ -51,7 +52,12 @@ def details(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
         info = presets_mod.find_preset(name, ctx.runs_root)
     except ConfigError as exc:
         return {"presets.details": f"⚠ {html.escape(views.short(str(exc), 400))}"}
-    kind = t(lang, "builtin_preset") if info.builtin else t(lang, "your_preset", path=info.path)
+    if info.builtin:
+        kind = t(lang, "builtin_preset")
+    elif info.owner == acting_as(user).name:
+        kind = t(lang, "your_preset", path=info.path)
+    else:
+        kind = t(lang, "owned_preset", owner=info.owner, path=info.path)
     title, description = views.preset_words(name if info.builtin else None, info.title,
                                             " ".join(info.description.split()), lang)
     text = f"**{html.escape(title)}** — {kind}\n\n{html.escape(description)}"
@@ -69,23 +75,33 @@ def load_into_form(ctx: Context, v: dict[str, Any], lang: str | None = None) -> 
             "page.tabs": gr.Tabs(selected="train")}
 
 
-def rename(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+def _require_owner(ctx: Context, name: Any, user: str | None, action: str) -> None:
+    """Only the preset's owner or an admin changes it (a built-in is refused as read-only further on)."""
+    info = presets_mod.find_preset(str(name or ""), ctx.runs_root)
+    if not info.builtin:
+        require_change(user, info.owner, action, "preset")
+
+
+def rename(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     old, new = v.get("presets.select"), v.get("presets.new_name") or ""
     try:
+        _require_owner(ctx, old, user, "rename")
         presets_mod.rename_user_preset(old, new, ctx.runs_root)
         new_name = presets_mod.validate_name(new)
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, OSError, PermissionError) as exc:
         return {WARNING: views.short(views.error_text(exc), 400)}
-    return {**choices(ctx, new_name, set_value=True, lang=lang), INFO: t(lang, "preset_renamed", old=old, new=new_name)}
+    return {**choices(ctx, new_name, set_value=True, lang=lang, user=user),
+            INFO: t(lang, "preset_renamed", old=old, new=new_name)}
 
 
-def delete(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+def delete(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     name = v.get("presets.select")
     try:
+        _require_owner(ctx, name, user, "delete")
         presets_mod.delete_user_preset(name, ctx.runs_root)
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, OSError, PermissionError) as exc:
         return {WARNING: views.short(views.error_text(exc), 400)}
-    return {**choices(ctx, None, set_value=True, lang=lang), INFO: t(lang, "preset_deleted", name=name)}
+    return {**choices(ctx, None, set_value=True, lang=lang, user=user), INFO: t(lang, "preset_deleted", name=name)}
 
 
 def download(ctx: Context, v: dict[str, Any]) -> Reply:

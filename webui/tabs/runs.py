@@ -17,10 +17,10 @@ from trainer.config import ConfigError
 from trainer.engine.evaluate import read_evaluations
 from trainer.jobs.registry import JobError
 
-from .. import charts, views
+from .. import charts, tokens_panel, views
 from ..after_views import evaluation_markdown
 from ..components import INFO, UI, WARNING, Reply
-from ..context import Context
+from ..context import Context, require_change
 from ..i18n import t
 
 ID = "runs"
@@ -161,7 +161,8 @@ def delete(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str |
     for run_id in to_delete:
         try:
             info = ctx.jobs.get(run_id)
-            ctx.jobs.delete(run_id, owner=user)
+            require_change(user, info.owner, "delete")
+            ctx.jobs.delete(run_id)
             ctx.cache.forget(info.run_dir)
             deleted.append(run_id)
         except Exception as exc:  # noqa: BLE001 - running, not yours, unknown: say it, delete the others
@@ -202,6 +203,7 @@ def render(ui: UI) -> None:
     ui.add("runs.evaluation", gr.Markdown("", elem_id="runs-evaluation"))
     ui.add("runs.compare_plot", gr.Plot(charts.compare_loss_figure([]), elem_id="compare-chart", show_label=False))
     ui.add("runs.compare_diff", gr.Markdown("", elem_id="compare-diff"))
+    tokens_panel.render(ui)
 
 
 def wire(ui: UI) -> None:
@@ -219,4 +221,5 @@ def wire(ui: UI) -> None:
           **quiet)
     ui.on(ui["runs.delete_btn"].click, ask_delete, ["runs.delete_picked"], CONFIRM_OUTPUTS)
     ui.on(ui["runs.cancel_btn"].click, cancel_delete, [], ["runs.confirm_box"])
+    tokens_panel.wire(ui)
     ui.on(ui["runs.confirm_btn"].click, delete, LIST_INPUTS, [*LIST_OUTPUTS, "runs.compare_diff", "runs.confirm_box"])

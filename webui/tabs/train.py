@@ -12,13 +12,14 @@ from trainer.access import Access
 from trainer.config import ConfigError, TrainConfig
 from trainer.engine.distributed import total_processes
 from trainer.interop import presets as presets_mod
+from trainer.jobs.manager import QueueFullError
 from trainer.plan.hardware import gpu_list
 from trainer.plan.resolve import resolve_plan
 
 from .. import views
 from ..components import (CONFIG_OUTPUTS, FEEDBACK_OUTPUTS, FIELDS, INFO, TOP_BAR_FIELDS, UI, WARNING, Reply,
                           apply_config, form_feedback, form_values, group_name, preset_reference)
-from ..context import Context, access_for, hardware_choices, hardware_for, start_problems
+from ..context import Context, access_for, acting_as, hardware_choices, hardware_for, require_change, start_problems
 from ..form import METHODS, Control, grouped_controls, method_of, values_to_config
 from ..i18n import t
 from trainer.run.layout import machine_commands, train_command
@@ -113,6 +114,8 @@ def start(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | 
         run_id = ctx.jobs.submit(cfg, owner=user or "local", name=cfg.run_name)
     except ConfigError as exc:
         return {**form_feedback(values, exc.by_field(), shown, lang), WARNING: t(lang, "not_started_fix")}
+    except QueueFullError:  # the cap, in the page's language; nothing of the form is lost
+        return {WARNING: t(lang, "queue_full", cap=ctx.jobs.max_queued_per_owner)}
     except Exception as exc:  # noqa: BLE001 - JobError, OSError: say it, keep the page alive
         return {WARNING: t(lang, "not_started", detail=views.short(views.error_text(exc)))}
     # The Monitor shows the new run from its first moment: nothing of the run it showed before.
@@ -145,19 +148,33 @@ def load_selected_anyway(ctx: Context, v: dict[str, Any], lang: str | None = Non
     return load_preset(ctx, v["train.preset_select"], v["train.plan_hw"], allow_unknown=True, lang=lang)
 
 
-def save_preset(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+def save_preset(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     try:
         cfg = values_to_config(form_values(v))
-        # Saving under an existing name of yours updates it: the name was typed on purpose.
-        saved = presets_mod.save_user_preset(v["train.save_name"], cfg, runs_root=ctx.runs_root, overwrite=True)
-    except (ConfigError, OSError) as exc:
+        name = presets_mod.validate_name(v["train.save_name"])
+        owner = acting_as(user).name
+        existing = _user_preset(ctx, name)
+        if existing is not None:  # saving over a preset: its owner or an admin, and it stays its owner's
+            require_change(user, existing.owner, "overwrite", "preset")
+            owner = existing.owner
+        # Saving under an existing name updates it: the name was typed on purpose.
+        saved = presets_mod.save_user_preset(name, cfg, runs_root=ctx.runs_root, overwrite=True, owner=owner)
+    except (ConfigError, OSError, PermissionError) as exc:
         return {WARNING: views.short(views.error_text(exc))}
     message = t(lang, "preset_saved", name=saved.name)
     if saved.stripped:
         message += t(lang, "secrets_removed", names=", ".join(saved.stripped))
-    choices = preset_choices(ctx.runs_root, lang)
+    choices = preset_choices(ctx.runs_root, lang, user)
     return {INFO: message, "train.preset_select": gr.update(choices=choices, value=saved.name),
             "train.preset_note": t(lang, "preset_is", name=saved.name), "presets.select": gr.update(choices=choices)}
+
+
+def _user_preset(ctx: Context, name: str) -> Any:
+    """The user preset stored under `name` (its file name ignores case), or None."""
+    for info in presets_mod.list_presets(ctx.runs_root):
+        if not info.builtin and info.name.casefold() == name.casefold():
+            return info
+    return None
 
 
 def restore_form(ctx: Context, v: dict[str, Any]) -> Reply:
@@ -181,19 +198,20 @@ def method_followed(ctx: Context, v: dict[str, Any]) -> Reply:
     return {"top.method": method_of(v)}
 
 
-def preset_choices(runs_root: Path, lang: str | None = None) -> list[tuple[str, str]]:
-    out = []
+def preset_choices(runs_root: Path, lang: str | None = None, user: str | None = None) -> list[tuple[str, str]]:
+    """Every preset for a dropdown; a user preset says whose it is: "(yours)" or "(by alice)"."""
+    me, out = acting_as(user).name, []
     for p in presets_mod.list_presets(runs_root):
         label = p.title if p.title and p.title != p.name else p.name
         label = views.preset_title(p.name, label, lang) if p.builtin else label
-        tag = "" if p.builtin else t(lang, "yours")
+        tag = "" if p.builtin else t(lang, "yours") if p.owner == me else t(lang, "by_owner", owner=p.owner)
         out.append((f"{label}{tag}" + (t(lang, "broken_file") if p.error else ""), p.name))
     return out
 
 
-def language_changed(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+def language_changed(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     """Words the server wrote in the old language: the preset note, the preset and hardware choices."""
-    reply: Reply = {"train.preset_select": gr.update(choices=preset_choices(ctx.runs_root, lang)),
+    reply: Reply = {"train.preset_select": gr.update(choices=preset_choices(ctx.runs_root, lang, user)),
                     "train.plan_hw": gr.update(choices=hardware_choices(ctx.hardware, lang))}
     name = v.get("train.preset_select") or "demo"
     try:

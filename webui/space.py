@@ -13,9 +13,10 @@ from trainer.run.layout import DEFAULT_RUNS_DIR, RUNS_DIR_ENV
 SPACE_STORAGE = Path("/data")  # where a Hugging Face Space mounts its persistent storage
 
 
-def default_runs_dir(environ: Mapping[str, str] = os.environ, storage: Path = SPACE_STORAGE) -> str:
+def default_runs_dir(environ: Mapping[str, str] | None = None, storage: Path = SPACE_STORAGE) -> str:
     """$TUNEDECK_RUNS_DIR; else <storage>/runs when the persistent storage exists (a Space keeps its runs
-    across restarts); else ./runs."""
+    across restarts); else ./runs. The environment is read when called, never captured at import."""
+    environ = os.environ if environ is None else environ
     if environ.get(RUNS_DIR_ENV):
         return environ[RUNS_DIR_ENV]
     if storage.is_dir() and os.access(storage, os.W_OK):
@@ -23,10 +24,11 @@ def default_runs_dir(environ: Mapping[str, str] = os.environ, storage: Path = SP
     return DEFAULT_RUNS_DIR
 
 
-def storage_warning(runs_dir: str | Path, environ: Mapping[str, str] = os.environ,
+def storage_warning(runs_dir: str | Path, environ: Mapping[str, str] | None = None,
                     storage: Path = SPACE_STORAGE) -> str | None:
     """On a Space, the warning the page shows when runs are not on persistent storage (None when they are,
     or off a Space: a machine's own disk keeps them). The page calls it with its runs root."""
+    environ = os.environ if environ is None else environ
     if not environ.get("SPACE_ID"):
         return None
     on_storage = storage.is_dir() and Path(runs_dir).resolve().is_relative_to(storage.resolve())

@@ -114,3 +114,18 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value {value!r})")
+
+
+def kill_leftover_trainers(runs_dir: Path) -> None:
+    """A failed test must not leave a trainer running: stop any process group that trains in runs_dir."""
+    try:
+        from trainer.jobs.manager import JobManager
+        with JobManager(runs_dir, autostart=False) as jobs:
+            for info in jobs.list_runs(status="running"):
+                if info.pid:
+                    try:
+                        os.killpg(info.pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+    except Exception:  # noqa: BLE001 - best effort cleanup
+        pass

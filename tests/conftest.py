@@ -22,3 +22,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    """The page's context on a fresh runs root, without a scheduler: submitted runs stay queued."""
+    from trainer.jobs.manager import JobManager
+    from webui.context import Context
+
+    jobs = JobManager(tmp_path / "runs", autostart=False)
+    try:
+        yield Context(runs_root=tmp_path / "runs", jobs=jobs)
+    finally:
+        jobs.close()

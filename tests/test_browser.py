@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
-from browser_util import CHROMIUM, CHROMIUM_MISSING, ROOT, Server, free_port, open_dashboard
+from browser_util import CHROMIUM, CHROMIUM_MISSING, ROOT, Server, free_port, kill_leftover_trainers, open_dashboard
 from browser_util import plot_points as _plot_points
 from browser_util import trace_names as _trace_names
 from browser_util import wait_for as _wait
@@ -115,20 +114,5 @@ def test_start_watch_reload_restart_abort(tmp_path):
             browser.close()
     finally:
         server.stop()
-        _kill_leftover_trainers(runs_dir)
+        kill_leftover_trainers(runs_dir)
     assert "Traceback" not in server.log_tail(), server.log_tail()
-
-
-def _kill_leftover_trainers(runs_dir: Path) -> None:
-    """A failed test must not leave a trainer running: stop any process group that trains in runs_dir."""
-    try:
-        from trainer.jobs.manager import JobManager
-        with JobManager(runs_dir, autostart=False) as jobs:
-            for info in jobs.list_runs(status="running"):
-                if info.pid:
-                    try:
-                        os.killpg(info.pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-    except Exception:  # noqa: BLE001 - best effort cleanup
-        pass

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser_util import CHROMIUM, CHROMIUM_MISSING, ROOT, Server, free_port, launch_chromium
+from browser_util import CHROMIUM, CHROMIUM_MISSING, ROOT, Server, free_port, kill_leftover_trainers, launch_chromium
 from browser_util import wait_for as _wait
 
 SCREENSHOT_ZH = ROOT / "docs" / "screenshot-zh.png"
@@ -63,7 +63,7 @@ def server(tmp_path_factory):
     srv.start()
     yield srv
     srv.stop()
-    _kill_leftover_trainers(srv.runs_dir)
+    kill_leftover_trainers(srv.runs_dir)
     assert "Traceback" not in srv.log_text(), srv.log_tail()
 
 
@@ -266,20 +266,3 @@ def test_the_chinese_page_has_no_english_sentence_and_keeps_its_language(server,
     _wait(lambda: "训练" in english.locator("#td-tabs").inner_text() and "有效批次" in
           english.locator("#run-plan").inner_text(), 30, "Chinese kept across a reload")
     english.context.close()
-
-
-def _kill_leftover_trainers(runs_dir: Path) -> None:
-    """A failed test must not leave a trainer running: stop any process group that trains in runs_dir."""
-    import signal
-
-    try:
-        from trainer.jobs.manager import JobManager
-        with JobManager(runs_dir, autostart=False) as jobs:
-            for info in jobs.list_runs(status="running"):
-                if info.pid:
-                    try:
-                        os.killpg(info.pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-    except Exception:  # noqa: BLE001 - best effort cleanup
-        pass

@@ -215,16 +215,6 @@ def test_the_demo_logs_its_loss_to_tensorboard_and_to_trackios_local_store(tmp_p
 
 # --- the page --------------------------------------------------------------------------------------
 
-@pytest.fixture
-def ctx(tmp_path):
-    from trainer.jobs.manager import JobManager
-    from webui.context import Context
-
-    jobs = JobManager(tmp_path / "runs", autostart=False)  # no scheduler: submitted runs stay queued
-    try:
-        yield Context(runs_root=tmp_path / "runs", jobs=jobs)
-    finally:
-        jobs.close()
 
 
 def test_start_refuses_a_missing_tracker_at_its_field_and_the_monitor_lists_the_trackers(ctx, clean_env):

@@ -11,25 +11,14 @@ import pytest
 
 from trainer.config import TrainConfig
 from trainer.fieldspecs import field_specs
-from trainer.jobs.manager import JobManager
 from trainer.jobs.registry import Registry
 from trainer.run.events import EventWriter
-from webui.components import (CONFIG_OUTPUTS, FEEDBACK_OUTPUTS, FIELDS, INFO, UI, WARNING, apply_config,
+from webui.components import (CONFIG_OUTPUTS, FIELDS, INFO, UI, WARNING, apply_config,
                               initial_shown, to_outputs)
-from webui.context import Context
 from webui.form import EMPTY, config_to_values, controls, governing_fields, hidden_fields, shown_groups
 from webui.tabs import TABS, data, monitor, presets, runs, train
 
 LORA_FIELDS = ["lora_rank", "lora_alpha", "lora_dropout", "lora_target", "lora_bias", "use_rslora", "use_dora"]
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    jobs = JobManager(tmp_path / "runs", autostart=False)  # no scheduler: submitted runs stay queued
-    try:
-        yield Context(runs_root=tmp_path / "runs", jobs=jobs)
-    finally:
-        jobs.close()
 
 
 def form(cfg: TrainConfig | None = None, **changes) -> dict:

@@ -51,6 +51,11 @@ def _start(page, epochs: int | None = None) -> str:
                 field.press("Tab")
             return re.search(rf"Epochs \(effective\)\s+{epochs}\b", page.locator("#run-plan").inner_text())
         _wait(held, 90, "the plan to follow the form", interval=2)
+    def on_train_tab():  # a late load event may still move the page to a live run's Monitor: go back
+        if not page.locator("#start-btn").is_visible():
+            page.get_by_role("tab", name="Train").click()
+        return page.locator("#start-btn").is_visible()
+    _wait(on_train_tab, 60, "the Train tab", interval=1)
     page.locator("#start-btn").click()
     page.wait_for_selector("#loss-chart", state="visible")
     label = _wait(lambda: page.locator("#run-select input").input_value(), 30, "the new run in the selector")
@@ -84,6 +89,9 @@ def test_two_users_and_an_admin_share_one_queue(tmp_path, monkeypatch):
                   "alice's run running")
 
             _, bob = _sign_in(browser, server.url, "bob")
+            # A page opened while a run is live lands on it: wait for that before going to the form.
+            _wait(lambda: bob.locator("#run-status [data-status='running']").is_visible(), 60,
+                  "bob's page landing on alice's live run")
             bobs = _start(bob)
             assert bobs != alices
             queue = bob.locator("#monitor-queue")

@@ -1,10 +1,14 @@
 """Load test (bounded, loopback): N viewers polling a live run's Monitor on a shared server.
 
 Starts `python app.py` with two logins on a loopback port, starts the demo training from the page (as
-alice), then alternates windows with no viewers and windows with N viewers (each a Gradio client session
-of bob's, calling the Monitor's timer endpoint every 1.5 s like an open tab). Records every poll's latency
-and the training's tokens/s (from its `log` events) inside each window. Alternating windows put the
-machine's background load on both sides alike.
+alice), then alternates windows with no viewers and windows with N viewers (each a signed-in session of bob's
+that calls the Monitor's timer endpoint every 1.5 s the way an open tab does: a direct POST to
+`/gradio_api/run/predict`, since the timer skips Gradio's queue). Records every poll's latency, the
+training's tokens/s (from its `log` events) and the CPU time of the server, the trainer and the viewers'
+own client inside each window. Alternating windows put the machine's background load on both sides alike.
+
+The viewers run on the same machine as the server and the trainer, which a team's browsers do not: the
+client's CPU (parsing every reply) is reported beside the server's so the two can be told apart.
 
 Goals (issue 17): median poll under 1 s with 20 viewers; training tokens/s within 3% of no viewers.
 
@@ -25,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +87,56 @@ class Session:
         return out
 
 
+class Viewer:
+    """One open tab of a signed-in user: its own session hash and login cookie, calling listeners the way the
+    browser does for those that skip the queue (the timer): one POST each, the state inputs left to the server."""
+
+    def __init__(self, url: str, user: str, password: str, config_from: Session):
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=120)
+        answer = self.http.post("login", data={"username": user, "password": password})
+        if answer.status_code != 200:
+            raise SystemExit(f"login as {user} failed: {answer.status_code} {answer.text[:200]}")
+        self.session_hash = uuid.uuid4().hex[:11]
+        self.components, self.dependencies = config_from.components, config_from.dependencies
+
+    def call(self, index: int, **values) -> dict:
+        import orjson
+
+        data = [None if self.components[cid]["type"] == "state" else
+                values.get(self.components[cid].get("props", {}).get("elem_id") or "",
+                           self.components[cid].get("props", {}).get("value"))
+                for cid in self.dependencies[index]["inputs"]]
+        answer = self.http.post("gradio_api/run/predict", json={
+            "data": data, "fn_index": index, "session_hash": self.session_hash, "event_data": None,
+            "trigger_id": self.dependencies[index]["targets"][0][0]})
+        answer.raise_for_status()
+        return orjson.loads(answer.content)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads so far (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """A process's resident memory now and at its peak (VmRSS, VmHWM), in MB."""
+    values = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                name, kb = line.split()[:2]
+                values["rss_mb" if name == "VmRSS:" else "peak_rss_mb"] = round(int(kb) / 1024, 1)
+    except OSError:
+        pass
+    return values
+
+
 def _ended(db: Path, run_id: str) -> bool:
     with sqlite3.connect(db) as conn:
         row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -108,10 +163,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="tunedeck-viewers-") as tmp:
         runs, port = Path(tmp) / "runs", free_port()
-        db, run_id = runs / "runs.db", None
+        db, run_id, server_memory = runs / "runs.db", None, {}
         latencies: list[float] = []
         windows: list[dict] = []
         failures: list[str] = []
+        window_open = threading.Event()  # polls are counted inside the measured windows only
         server = start_server(runs, port, Path(tmp) / "server.log")
         try:
             url = f"http://127.0.0.1:{port}/"
@@ -128,43 +184,54 @@ def main() -> int:
             while not tokens_per_second(runs, run_id, 0, time.time() + 1):
                 time.sleep(1)
             time.sleep(10)  # past the first steps' warm-up
-            viewers = [Session(url, "bob", "pw2") for _ in range(args.viewers)]
-            tick = viewers[0].index(lambda c, e: c.get("type") == "timer" and e == "tick")
-            for viewer in viewers:  # an opened tab: its run list (the dropdown's choices) is filled on load
-                opened = next(i for i, d in enumerate(viewer.dependencies)
-                              if any(t[1] == "load" for t in d["targets"]) and not d["inputs"]
-                              and [viewer.components[o]["props"].get("elem_id") for o in d["outputs"]] == ["run-select"])
-                viewer.client.predict(fn_index=opened)
+            viewers = [Viewer(url, "bob", "pw2", alice) for _ in range(args.viewers)]
+            tick = alice.index(lambda c, e: c.get("type") == "timer" and e == "tick")
+            opened = next(i for i, d in enumerate(alice.dependencies)  # the page's load: the run list
+                          if any(t[1] == "load" for t in d["targets"])
+                          and "run-select" in [alice.components[o]["props"].get("elem_id") for o in d["outputs"]])
+            for viewer in viewers:
+                viewer.call(opened)
+            with sqlite3.connect(db) as conn:
+                trainer_pid = conn.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
             for phase in ["none", "viewers"] * args.rounds + ["none"]:
                 stop = threading.Event()
                 threads = []
                 if phase == "viewers":
-                    def poll(session: Session) -> None:
-                        values = session.inputs(tick, **{"run-select": run_id})
+                    def poll(viewer: Viewer) -> None:
                         while not stop.is_set():
                             started = time.monotonic()
                             try:
-                                session.client.predict(*values, fn_index=tick)
+                                viewer.call(tick, **{"run-select": run_id})
                             except Exception as exc:  # noqa: BLE001 - counted and reported, the others go on
                                 failures.append(f"{type(exc).__name__}: {exc}"[:200])
+                                stop.wait(TIMER_SECONDS)
                                 continue
                             took = time.monotonic() - started
-                            latencies.append(took)
+                            if window_open.is_set():
+                                latencies.append(took)
                             stop.wait(max(0.0, TIMER_SECONDS - took))
-                    threads = [threading.Thread(target=poll, args=(s,), daemon=True) for s in viewers]
+                    threads = [threading.Thread(target=poll, args=(v,), daemon=True) for v in viewers]
                     for t in threads:
                         t.start()
                     time.sleep(3)  # the viewers' first full draws are not steady state
+                cpu0 = {"server": cpu_seconds(server.pid), "trainer": cpu_seconds(trainer_pid),
+                        "viewers": time.process_time()}
+                window_open.set()
                 t0 = time.time()
                 time.sleep(args.window)
                 t1 = time.time()
+                window_open.clear()
+                cpu = {"server": cpu_seconds(server.pid), "trainer": cpu_seconds(trainer_pid),
+                       "viewers": time.process_time()}
                 stop.set()
                 for t in threads:
                     t.join(timeout=30)
                 tps = tokens_per_second(runs, run_id, t0, t1)
                 windows.append({"phase": phase, "start": t0, "end": t1, "log_events": len(tps),
-                                "tokens_per_second_median": statistics.median(tps) if tps else None})
+                                "tokens_per_second_median": statistics.median(tps) if tps else None,
+                                "cores_used": {k: round((cpu[k] - cpu0[k]) / (t1 - t0), 3) for k in cpu}})
                 print(json.dumps(windows[-1]), flush=True)
+            server_memory = memory_mb(server.pid)
         finally:
             if run_id is not None:  # the trainer outlives the server: stop it the way Abort does
                 request_abort(runs / run_id)
@@ -186,8 +253,13 @@ def main() -> int:
         "poll_max_s": max(latencies) if latencies else None,
         "tokens_per_second_no_viewers": statistics.median(none) if none else None,
         "tokens_per_second_viewers": statistics.median(with_viewers) if with_viewers else None,
+        "server_memory": server_memory,
         "windows": windows,
     }
+    for phase in ("none", "viewers"):
+        for who in ("server", "trainer", "viewers"):
+            used = [w["cores_used"][who] for w in windows if w["phase"] == phase]
+            result[f"cores_{who}_{phase}"] = round(statistics.median(used), 3) if used else None
     if result["tokens_per_second_no_viewers"] and result["tokens_per_second_viewers"]:
         result["tokens_per_second_change"] = (result["tokens_per_second_viewers"] /
                                               result["tokens_per_second_no_viewers"] - 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import math
 import random
 
@@ -193,7 +195,7 @@ def test_monitor_redraws_only_what_changed(tmp_path):
     jobs = JobManager(tmp_path, autostart=False)  # no scheduler: the run stays queued, we write its events
     try:
         run_id = jobs.submit(TrainConfig(), owner="local")
-        ctx = Context(runs_root=tmp_path, jobs=jobs)
+        ctx = Context(runs_root=tmp_path, jobs=jobs, cache=EventCache(draw_interval=0))  # every event drawn
         writer = EventWriter(jobs.run_dir(run_id))
         writer.emit("log", step=1, loss=2.0, learning_rate=1e-4, grad_norm=1.0)
         out = _monitor_tick(ctx, run_id, 0.6, False, {}, None)
@@ -202,7 +204,7 @@ def test_monitor_redraws_only_what_changed(tmp_path):
         assert f"tensorboard --logdir {jobs.run_dir(run_id) / 'tensorboard'}" in trackers
         assert cancel["visible"] is True and up["visible"] is True  # the open page's operator is an admin
         assert "#1" in queue and queue == live  # the queue panel, on the Monitor and the Train tab
-        assert "queued" in status and list(loss.data[0].y) == [2.0] and "no alerts" in alerts
+        assert "queued" in status and json.loads(loss.plot)["data"][0]["y"] == [2.0] and "no alerts" in alerts
         assert "model_name_or_path: demo" in config  # the run's own config.yaml
         assert abort["interactive"] is True and resume["interactive"] is False  # a queued run can be aborted
         again = _monitor_tick(ctx, run_id, 0.6, False, last, None)
@@ -228,3 +230,27 @@ def test_run_notes_say_where_a_finished_run_went_and_why_a_failed_one_stopped():
                     "advice": ["lower per_device_train_batch_size", "turn on gradient_checkpointing"]}])
     text = run_summary_markdown(None, failed)
     assert "out of memory at step 3" in text and "- lower per_device_train_batch_size" in text
+
+
+def test_viewers_of_a_busy_run_share_one_drawing_per_interval(tmp_path):
+    """A run logging faster than the draw interval: every poll inside the interval gets the same drawing, made
+    once; the next interval draws the newest events; a run that then goes quiet is drawn up to its last event."""
+    writer = EventWriter(tmp_path)
+    writer.emit("log", step=1, loss=1.0)
+    cached = EventCache(draw_interval=1.0).poll(tmp_path)
+    made = []
+
+    def draw():
+        made.append(list(cached.series.steps))
+        return len(made)
+
+    assert cached.shown_version(now=100.0) == 1 and cached.drawn(("loss",), draw, 1) == 1
+    for step, now in ((2, 100.3), (3, 100.6)):  # two more events inside the interval: still the first drawing
+        writer.emit("log", step=step, loss=1.0)
+        cached.poll()
+        shown = cached.shown_version(now=now)
+        assert shown == 1 and cached.drawn(("loss",), draw, shown) == 1
+    shown = cached.shown_version(now=101.1)
+    assert shown == 3 and cached.drawn(("loss",), draw, shown) == 2 and cached.drawn(("loss",), draw, shown) == 2
+    assert made == [[1], [1, 2, 3]]
+    assert cached.drawn(("loss",), draw, 1) == 3  # a late tick asking for an older version is drawn, not cached

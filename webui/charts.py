@@ -59,25 +59,43 @@ def downsample(xs: Sequence[Any], ys: Sequence[float], max_points: int = DEFAULT
 
 
 # --- figures -------------------------------------------------------------------------------------
+# Each figure is built from plain dicts and validated once by `go.Figure(data, layout)`: plotly's
+# incremental `update_layout`/`add_trace` and its "plotly_white" template (deep-copied into every figure)
+# cost ~12 ms a chart, which a live run's twenty viewers paid on every new event.
 
-def _layout(fig: go.Figure, title: str, *, x_title: str, y_title: str, height: int = 300) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0.01, "font": {"size": 14}},
-        height=height, margin={"l": 55, "r": 15, "t": 40, "b": 40},
-        template="plotly_white", hovermode="x unified",
-        legend={"orientation": "h", "y": -0.2, "x": 0},
-        xaxis_title=x_title, yaxis_title=y_title,
-        uirevision="keep",  # keep the user's zoom and toggled traces across redraws
-    )
-    return fig
+_AXIS = {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "zerolinewidth": 2,
+         "ticks": "", "automargin": True}  # the plotly_white look, without its template
+_MUTED = {"size": 11, "color": "#6b7280"}
 
 
-def _empty(fig: go.Figure, text: str) -> go.Figure:
-    fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
-                       font={"size": 13, "color": "#6b7280"})
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    return fig
+def _layout(title: str, *, x_title: str, y_title: str, height: int = 300) -> dict[str, Any]:
+    return {
+        "title": {"text": title, "x": 0.01, "font": {"size": 14}},
+        "height": height, "margin": {"l": 55, "r": 15, "t": 40, "b": 40},
+        "template": {}, "plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"color": "#2a3f5f"},
+        "hovermode": "x unified", "hoverlabel": {"align": "left"},
+        "legend": {"orientation": "h", "y": -0.2, "x": 0},
+        "xaxis": {**_AXIS, "title": {"text": x_title, "standoff": 15}},
+        "yaxis": {**_AXIS, "title": {"text": y_title, "standoff": 15}},
+        "uirevision": "keep",  # keep the user's zoom and toggled traces across redraws
+    }
+
+
+def _line(xs: Sequence[Any], ys: Sequence[float], name: str, line: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"type": "scatter", "x": list(xs), "y": list(ys), "mode": "lines", "name": name, "line": line, **more}
+
+
+def _note(layout: dict[str, Any], text: str) -> None:
+    """A small grey note above the chart's top right corner."""
+    layout.setdefault("annotations", []).append({"text": text, "showarrow": False, "xref": "paper", "yref": "paper",
+                                                 "x": 1, "y": 1.08, "xanchor": "right", "font": _MUTED})
+
+
+def _empty(layout: dict[str, Any], text: str) -> go.Figure:
+    layout["annotations"] = [{"text": text, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
+                              "font": {"size": 13, "color": "#6b7280"}}]
+    layout["xaxis"]["showticklabels"] = layout["yaxis"]["showticklabels"] = False
+    return go.Figure(layout=layout)
 
 
 def _points(series: RunSeries, key: str, pairs: Callable[[], list[tuple[Any, float]]],
@@ -94,46 +112,48 @@ def _positive(xs: list[Any], ys: list[float]) -> tuple[list[Any], list[float]]:
     return [x for x, _ in kept], [y for _, y in kept]
 
 
+def _smoothed_points(series: RunSeries, smoothing: float, max_points: int | None) -> tuple[list[Any], list[float]]:
+    smoothed = series.smoothed(smoothing)
+    if max_points is None:
+        return smoothed.decimator.points()
+    pairs = [(s, v) for s, v in zip(series.steps, smoothed.values) if v is not None]
+    return downsample([s for s, _ in pairs], [v for _, v in pairs], max_points)
+
+
 def loss_figure(series: RunSeries, smoothing: float = 0.6, log_scale: bool = False,
                 max_points: int | None = None, title: str | None = None, lang: str | None = None) -> go.Figure:
     """Raw loss faint, smoothed loss bold, eval loss as points, non-finite losses marked."""
     y_title = t(lang, "chart.loss_axis") + (t(lang, "chart.log_axis") if log_scale else "")
-    fig = _layout(go.Figure(), title or t(lang, "chart.loss"), x_title=t(lang, "chart.step"), y_title=y_title)
+    layout = _layout(title or t(lang, "chart.loss"), x_title=t(lang, "chart.step"), y_title=y_title)
+    if log_scale:
+        layout["yaxis"]["type"] = "log"
     raw_x, raw_y = _points(series, "loss", lambda: [(s, v) for s, v in zip(series.steps, series.loss)
                                                     if math.isfinite(v)], max_points)
     if log_scale:
         raw_x, raw_y = _positive(raw_x, raw_y)
     if not raw_x and not series.eval_loss:
-        return _empty(fig, t(lang, "chart.waiting_step"))
+        return _empty(layout, t(lang, "chart.waiting_step"))
+    traces = []
     if raw_x:
-        fig.add_trace(go.Scatter(x=raw_x, y=raw_y, mode="lines", name=t(lang, "chart.loss_raw"),
-                                 line={"color": PALETTE[0], "width": 1}, opacity=0.3))
-        smoothed = series.smoothed(smoothing)
-        if max_points is None:
-            xs, ys = smoothed.decimator.points()
-        else:
-            pairs = [(s, v) for s, v in zip(series.steps, smoothed.values) if v is not None]
-            xs, ys = downsample([s for s, _ in pairs], [v for _, v in pairs], max_points)
+        traces.append(_line(raw_x, raw_y, t(lang, "chart.loss_raw"), {"color": PALETTE[0], "width": 1}, opacity=0.3))
+        xs, ys = _smoothed_points(series, smoothing, max_points)
         if log_scale:
             xs, ys = _positive(xs, ys)
         if xs:
-            name = t(lang, "chart.loss_smoothed", value=f"{smoothing:g}")
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
-                                     line={"color": PALETTE[0], "width": 2.5}))
+            traces.append(_line(xs, ys, t(lang, "chart.loss_smoothed", value=f"{smoothing:g}"),
+                                {"color": PALETTE[0], "width": 2.5}))
     bad = series.nonfinite_loss_steps
     if bad:
         anchor = max(raw_y, default=1.0)
-        fig.add_trace(go.Scatter(x=list(bad), y=[anchor] * len(bad), mode="markers", name=t(lang, "chart.nan"),
-                                 marker={"symbol": "x", "size": 10, "color": PALETTE[1]}))
+        traces.append({"type": "scatter", "x": list(bad), "y": [anchor] * len(bad), "mode": "markers",
+                       "name": t(lang, "chart.nan"), "marker": {"symbol": "x", "size": 10, "color": PALETTE[1]}})
     evals = [(s, v) for s, v in zip(series.eval_steps, series.eval_loss)
              if math.isfinite(v) and (v > 0 or not log_scale)]
     if evals:
-        fig.add_trace(go.Scatter(x=[s for s, _ in evals], y=[v for _, v in evals], mode="markers+lines",
-                                 name=t(lang, "chart.eval_loss"), line={"color": PALETTE[3], "width": 1, "dash": "dot"},
-                                 marker={"size": 8, "color": PALETTE[3]}))
-    if log_scale:
-        fig.update_yaxes(type="log")
-    return fig
+        traces.append(_line([s for s, _ in evals], [v for _, v in evals], t(lang, "chart.eval_loss"),
+                            {"color": PALETTE[3], "width": 1, "dash": "dot"}, mode="markers+lines",
+                            marker={"size": 8, "color": PALETTE[3]}))
+    return go.Figure(data=traces, layout=layout)
 
 
 def memory_figure(series: RunSeries, max_points: int | None = None, lang: str | None = None) -> go.Figure:
@@ -141,13 +161,15 @@ def memory_figure(series: RunSeries, max_points: int | None = None, lang: str | 
     points = series.memory
     on_gpu = any(key.startswith("memory:cuda:") for key in series._decimators)
     title = t(lang, "chart.gpu_memory" if on_gpu else ("chart.cpu_memory" if points else "chart.memory"))
-    fig = _layout(go.Figure(), title, x_title=t(lang, "chart.elapsed"), y_title="GB")
+    layout = _layout(title, x_title=t(lang, "chart.elapsed"), y_title="GB")
     if not points:
-        return _empty(fig, t(lang, "chart.waiting_memory"))
+        return _empty(layout, t(lang, "chart.waiting_memory"))
+    layout["yaxis"]["rangemode"] = "tozero"
     if len(series.memory_devices) > 1:
-        return _per_device_memory(fig, series, on_gpu, max_points, lang)
+        return _per_device_memory(layout, series, on_gpu, max_points, lang)
     group = "cuda" if on_gpu else "cpu"
     keys = ("allocated_gb", "reserved_gb", "peak_gb", "device_used_gb", "device_total_gb") if on_gpu else ("rss_gb",)
+    traces = []
     for i, key in enumerate(keys):
         xs, ys = _points(series, f"memory:{group}:{key}",
                          lambda: [(p.elapsed_s, p.values[key]) for p in points  # noqa: B023 - used at once
@@ -156,34 +178,31 @@ def memory_figure(series: RunSeries, max_points: int | None = None, lang: str | 
             continue
         xs, ys = series.break_at_gaps(xs, ys)
         total = key.endswith("total_gb")
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=t(lang, f"mem.{key}"),
-                                 line={"color": "#111827" if total else PALETTE[(i + 2) % len(PALETTE)],
-                                       "width": 1.5, "dash": "dash" if total else "solid"}))
+        traces.append(_line(xs, ys, t(lang, f"mem.{key}"),
+                            {"color": "#111827" if total else PALETTE[(i + 2) % len(PALETTE)], "width": 1.5,
+                             "dash": "dash" if total else "solid"}))
     last = points[-1].values
     if not on_gpu and "system_total_gb" in last:
-        fig.add_annotation(text=t(lang, "chart.of_ram", value=f"{last['system_total_gb']:.1f}"), showarrow=False,
-                           xref="paper", yref="paper", x=1, y=1.08, xanchor="right",
-                           font={"size": 11, "color": "#6b7280"})
-    fig.update_yaxes(rangemode="tozero")
-    return fig
+        _note(layout, t(lang, "chart.of_ram", value=f"{last['system_total_gb']:.1f}"))
+    return go.Figure(data=traces, layout=layout)
 
 
-def _per_device_memory(fig: go.Figure, series: RunSeries, on_gpu: bool, max_points: int | None,
+def _per_device_memory(layout: dict[str, Any], series: RunSeries, on_gpu: bool, max_points: int | None,
                        lang: str | None = None) -> go.Figure:
     """A run of several processes: each device's allocated (solid), reserved (dashed) and peak (dotted) on a
     GPU, each process's RAM on a CPU; one colour per device."""
     keys = (("allocated_gb", "solid"), ("reserved_gb", "dash"), ("peak_gb", "dot")) if on_gpu else (("rss_gb", "solid"),)
+    traces = []
     for i, label in enumerate(series.memory_devices):
         for key, dash in keys:
             trace = f"memory:device:{label}:{key}"
             xs, ys = _points(series, trace, lambda: list(zip(*series.decimated(trace))), max_points)  # noqa: B023
             if xs:
-                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{label} {t(lang, f'mem.{key}')}",
-                                         line={"color": PALETTE[i % len(PALETTE)], "width": 1.5, "dash": dash}))
-    fig.update_layout(title={"text": t(lang, "chart.devices_memory", kind="GPU" if on_gpu else "CPU",
-                                       count=len(series.memory_devices))})
-    fig.update_yaxes(rangemode="tozero")
-    return fig
+                traces.append(_line(xs, ys, f"{label} {t(lang, f'mem.{key}')}",
+                                    {"color": PALETTE[i % len(PALETTE)], "width": 1.5, "dash": dash}))
+    layout["title"]["text"] = t(lang, "chart.devices_memory", kind="GPU" if on_gpu else "CPU",
+                                count=len(series.memory_devices))
+    return go.Figure(data=traces, layout=layout)
 
 
 def _finite_pairs(pairs: list[tuple[int, float]]) -> Callable[[], list[tuple[int, float]]]:
@@ -191,39 +210,41 @@ def _finite_pairs(pairs: list[tuple[int, float]]) -> Callable[[], list[tuple[int
 
 
 def _twin_axis_figure(series: RunSeries, title: str, left: tuple[str, str, str], right: tuple[str, str, str],
-                      max_points: int | None, lang: str | None = None) -> go.Figure:
-    """Two series of a run on one step axis: ``left`` and ``right`` are (RunSeries attribute, name, colour)."""
-    fig = _layout(go.Figure(), title, x_title=t(lang, "chart.step"), y_title=left[1])
+                      max_points: int | None, lang: str | None = None, *, note: str = "",
+                      **left_axis: Any) -> go.Figure:
+    """Two series of a run on one step axis: ``left`` and ``right`` are (RunSeries attribute, name, colour);
+    `left_axis` styles the left axis (the right one starts at zero)."""
+    layout = _layout(title, x_title=t(lang, "chart.step"), y_title=left[1])
     if not getattr(series, left[0]) and not getattr(series, right[0]):
-        return _empty(fig, t(lang, "chart.waiting_step"))
+        return _empty(layout, t(lang, "chart.waiting_step"))
+    layout["yaxis"].update(left_axis)
+    traces = []
     for (key, name, color), axis in ((left, "y"), (right, "y2")):
         xs, ys = _points(series, key, _finite_pairs(getattr(series, key)), max_points)
         if not xs:
             continue
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, yaxis=axis, line={"color": color}))
+        traces.append(_line(xs, ys, name, {"color": color}, yaxis=axis))
         if axis == "y2":
-            fig.update_layout(yaxis2={"title": name, "overlaying": "y", "side": "right", "showgrid": False,
-                                      "rangemode": "tozero"}, margin={"r": 55})
-    return fig
+            layout["yaxis2"] = {"title": {"text": name}, "overlaying": "y", "side": "right", "showgrid": False,
+                                "rangemode": "tozero"}
+            layout["margin"]["r"] = 55
+    if note:
+        _note(layout, note)
+    return go.Figure(data=traces, layout=layout)
 
 
 def lr_gradnorm_figure(series: RunSeries, max_points: int | None = None, lang: str | None = None) -> go.Figure:
-    fig = _twin_axis_figure(series, t(lang, "chart.lr"), ("learning_rate", t(lang, "chart.lr_axis"), PALETTE[4]),
-                            ("grad_norm", t(lang, "chart.grad_norm"), PALETTE[5]), max_points, lang)
-    fig.update_yaxes(exponentformat="e", selector={"anchor": "x"})
-    return fig
+    return _twin_axis_figure(series, t(lang, "chart.lr"), ("learning_rate", t(lang, "chart.lr_axis"), PALETTE[4]),
+                             ("grad_norm", t(lang, "chart.grad_norm"), PALETTE[5]), max_points, lang,
+                             exponentformat="e")
 
 
 def throughput_figure(series: RunSeries, max_points: int | None = None, lang: str | None = None) -> go.Figure:
-    fig = _twin_axis_figure(series, t(lang, "chart.throughput"), ("tokens_per_second", t(lang, "chart.tokens_s"),
-                                                                  PALETTE[2]),
-                            ("samples_per_second", t(lang, "chart.samples_s"), PALETTE[3]), max_points, lang)
-    fig.update_yaxes(rangemode="tozero")
-    note = mfu_note(series, lang)
-    if note and (series.tokens_per_second or series.samples_per_second):
-        fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=1, y=1.08, xanchor="right",
-                           font={"size": 11, "color": "#6b7280"})
-    return fig
+    note = mfu_note(series, lang) if (series.tokens_per_second or series.samples_per_second) else ""
+    return _twin_axis_figure(series, t(lang, "chart.throughput"),
+                             ("tokens_per_second", t(lang, "chart.tokens_s"), PALETTE[2]),
+                             ("samples_per_second", t(lang, "chart.samples_s"), PALETTE[3]), max_points, lang,
+                             note=note, rangemode="tozero")
 
 
 def mfu_note(series: RunSeries, lang: str | None = None) -> str:
@@ -244,29 +265,26 @@ def mfu_note(series: RunSeries, lang: str | None = None) -> str:
 def compare_loss_figure(runs: Sequence[tuple[str, RunSeries]], smoothing: float = 0.6, log_scale: bool = False,
                         max_points: int | None = None, lang: str | None = None) -> go.Figure:
     """Smoothed loss of several runs overlaid (eval loss as diamonds in the same colour)."""
-    fig = _layout(go.Figure(), t(lang, "chart.compare"), x_title=t(lang, "chart.step"),
-                  y_title=t(lang, "chart.loss_axis"), height=380)
+    layout = _layout(t(lang, "chart.compare"), x_title=t(lang, "chart.step"), y_title=t(lang, "chart.loss_axis"),
+                     height=380)
+    if log_scale:
+        layout["yaxis"]["type"] = "log"
     if not runs:
-        return _empty(fig, t(lang, "chart.compare_empty"))
+        return _empty(layout, t(lang, "chart.compare_empty"))
+    traces = []
     for i, (name, series) in enumerate(runs):
         colour = PALETTE[i % len(PALETTE)]
-        smoothed = series.smoothed(smoothing)
-        if max_points is None:
-            xs, ys = smoothed.decimator.points()
-        else:
-            pairs = [(s, v) for s, v in zip(series.steps, smoothed.values) if v is not None]
-            xs, ys = downsample([s for s, _ in pairs], [v for _, v in pairs], max_points)
+        xs, ys = _smoothed_points(series, smoothing, max_points)
         if log_scale:
             xs, ys = _positive(xs, ys)
         if xs:
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line={"color": colour, "width": 2}))
+            traces.append(_line(xs, ys, name, {"color": colour, "width": 2}))
         evals = [(s, v) for s, v in zip(series.eval_steps, series.eval_loss) if math.isfinite(v)]
         if evals:
-            fig.add_trace(go.Scatter(x=[s for s, _ in evals], y=[v for _, v in evals], mode="markers",
-                                     name=t(lang, "chart.eval_suffix", name=name), marker={"color": colour, "size": 7, "symbol": "diamond"}))
-    if log_scale:
-        fig.update_yaxes(type="log")
-    return fig
+            traces.append({"type": "scatter", "x": [s for s, _ in evals], "y": [v for _, v in evals],
+                           "mode": "markers", "name": t(lang, "chart.eval_suffix", name=name),
+                           "marker": {"color": colour, "size": 7, "symbol": "diamond"}})
+    return go.Figure(data=traces, layout=layout)
 
 
 # --- words for the progress line ---------------------------------------------------------------

@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable
 
 import gradio as gr
+from gradio.components.plot import PlotData
 
 from trainer.jobs.registry import JobError
 from trainer.run.events import tail_lines
@@ -121,7 +122,7 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
             return {**reply, "monitor.status": views.status_badge("unknown", views.short(views.error_text(exc)), lang),
                     "monitor.drawn": last}
     cached = ctx.cache.poll(info.run_dir)
-    series = cached.series
+    series, shown = cached.series, cached.shown_version()
     status = _shown_status(info, series)
     detail = info.reason or ""
     if info.abort_requested and status == "running":
@@ -130,10 +131,10 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
         detail = t(lang, "waits_for", ahead=queue_view.waits_for(info.id, entries, lang))
     keys = {
         "status": (run_id, status, detail, lang),
-        "progress": (run_id, cached.version, status, lang),
-        "notes": (run_id, cached.version, status, lang),
-        "loss": (run_id, cached.version, round(smooth, 3), log, lang),
-        "data": (run_id, cached.version, lang),
+        "progress": (run_id, shown, status, lang),
+        "notes": (run_id, shown, status, lang),
+        "loss": (run_id, shown, round(smooth, 3), log, lang),
+        "data": (run_id, shown, lang),
         "log": (run_id, _size(stdout_path(info.run_dir)), lang),
         "buttons": (run_id, status, user),
         "config": (run_id, status),  # resume rewrites the run's config.yaml, so it follows the status
@@ -152,13 +153,15 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
         reply["monitor.notes"] = views.run_summary_markdown(info, series, lang)
     if "loss" in changed:
         reply["monitor.loss_plot"] = cached.drawn(("loss", round(smooth, 3), log, lang),
-                                                  lambda: charts.loss_figure(series, smooth, log, lang=lang))
+                                                  lambda: plot_data(charts.loss_figure(series, smooth, log, lang=lang)),
+                                                  shown)
     if "data" in changed:
-        reply["monitor.memory_plot"] = cached.drawn(("memory", lang), lambda: charts.memory_figure(series, lang=lang))
-        reply["monitor.lr_plot"] = cached.drawn(("lr", lang), lambda: charts.lr_gradnorm_figure(series, lang=lang))
-        reply["monitor.throughput_plot"] = cached.drawn(("throughput", lang),
-                                                        lambda: charts.throughput_figure(series, lang=lang))
-        reply["monitor.alerts"] = cached.drawn(("alerts", lang), lambda: health_markdown(series, lang))
+        for output, what, draw in (("memory_plot", "memory", charts.memory_figure),
+                                   ("lr_plot", "lr", charts.lr_gradnorm_figure),
+                                   ("throughput_plot", "throughput", charts.throughput_figure)):
+            reply[f"monitor.{output}"] = cached.drawn((what, lang), lambda d=draw: plot_data(d(series, lang=lang)),
+                                                      shown)
+        reply["monitor.alerts"] = cached.drawn(("alerts", lang), lambda: health_markdown(series, lang), shown)
     if "log" in changed:
         reply["monitor.log"] = views.log_tail_html(tail_lines(stdout_path(info.run_dir), LOG_TAIL_LINES), lang)
     if "buttons" in changed:
@@ -176,6 +179,12 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
     last.update(run=run_id, **keys)
     reply["monitor.drawn"] = last
     return reply
+
+
+def plot_data(figure: Any) -> PlotData:
+    """A figure as gr.Plot sends it (its JSON), made once and shared: Gradio passes PlotData through as it is,
+    where a figure would be serialised again for each viewer."""
+    return PlotData(type="plotly", plot=figure.to_json())
 
 
 def _size(path: Any) -> int:

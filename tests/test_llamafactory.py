@@ -308,8 +308,8 @@ def test_hub_entries_odd_values_and_unsupported_stages(lf_dir):
         import_llamafactory_text("model_name_or_path: m\nstage: dpo\ndataset: prefs\n", "dpo.yaml", base_dir=lf_dir)
     with pytest.raises(ConfigError, match="model_name_or_path"):
         import_llamafactory_text("stage: sft\ndataset: x\n", "nomodel.yaml")
-    prefs = import_llamafactory_text("model_name_or_path: m\ndataset: prefs\n", "p.yaml", base_dir=lf_dir)
-    assert "preference" in prefs.unmapped["dataset"]
+    with pytest.raises(ConfigError, match="'prefs' is a preference \\(ranking\\) dataset"):
+        import_llamafactory_text("model_name_or_path: m\ndataset: prefs\n", "p.yaml", base_dir=lf_dir)
     missing = import_llamafactory_text("model_name_or_path: m\ndataset: nowhere\n", "n.yaml", base_dir=lf_dir)
     assert "no entry" in missing.unmapped["dataset_dir"]
 

@@ -45,6 +45,13 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
         out["dataset"] = name
         notes.append(f"dataset_dir ONLINE: '{name}' is a Hugging Face Hub dataset id")
         return
+    if dataset_dir_value.startswith("REMOTE:"):  # LLaMA-Factory downloads dataset_info.json from a Hub repo
+        repo = dataset_dir_value[len("REMOTE:"):]
+        out["dataset"] = str(Path(repo) / name)  # a path that does not exist, so `check` names it as missing
+        unmapped["dataset_dir"] = f"{dataset_dir_value}: LLaMA-Factory downloads dataset_info.json and the data " \
+                                  f"from the Hub dataset repository {repo}; tunedeck does not: download it and set " \
+                                  f"dataset to the file of '{name}' before training"
+        return
     dataset_dir = _resolve_dir(dataset_dir_value, base_dir)
     info_path = dataset_dir / "dataset_info.json" if dataset_dir else None
     info: dict[str, Any] = {}
@@ -76,9 +83,8 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
         return
     if not isinstance(entry, dict):
         raise ConfigError([("dataset", f"{info_path}: the entry for '{name}' is not a JSON object")], source)
+    _refuse_kind(name, entry, info_path, source)
     notes.append(f"dataset '{name}' resolved through {info_path}")
-    if entry.get("ranking"):
-        unmapped["dataset"] = f"'{name}' is a preference (ranking) dataset, for DPO/RM: tunedeck trains SFT only"
     if entry.get("hf_hub_url"):
         out["dataset"] = str(entry["hf_hub_url"])
     elif entry.get("file_name"):
@@ -107,6 +113,12 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
     formatting = str(entry.get("formatting") or "alpaca")
     columns = entry.get("columns") or {}
     tags = {**_DEFAULT_TAGS, **(entry.get("tags") or {})}
+    if out.get("dataset_format") != "text" and formatting == "alpaca" and set(columns) == {"prompt"}:
+        # LLaMA-Factory's pre-training corpora (c4_demo, fineweb, ...): text only, no response to train on.
+        out["dataset_format"] = "text"
+        notes.append(f"dataset '{name}' is plain text (only a prompt column, '{columns['prompt']}', no response): "
+                     "imported as plain-text training (dataset_format text), as LLaMA-Factory's stage pt reads it; "
+                     "its stage sft would drop every row for having no response")
     if out.get("dataset_format") == "text":  # stage pt: only the prompt column is text
         prompt_col = columns.get("prompt", "text")
         if prompt_col != "text":
@@ -116,6 +128,8 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
     if formatting == "alpaca":
         out["dataset_format"] = "alpaca"
         for role, column in columns.items():
+            if role == "kto_tag":
+                continue
             if role in _ALPACA_COLUMNS:
                 if column and column != _ALPACA_COLUMNS[role]:
                     mapping[str(column)] = _ALPACA_COLUMNS[role]
@@ -132,7 +146,7 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
             if columns.get(role) and columns[role] != role:
                 mapping[str(columns[role])] = role
         for role, column in columns.items():
-            if role not in ("messages", "system", "tools") and column:
+            if role not in ("messages", "system", "tools", "kto_tag") and column:
                 unmapped[f"dataset_info.columns.{role}"] = f"column '{column}' ({role}) is not used by tunedeck's SFT"
         from trainer.datasets import SHAREGPT_ROLES
 
@@ -146,8 +160,33 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
                                                        f"({', '.join(SHAREGPT_ROLES)}); rename it in the data"
     else:
         unmapped["dataset_info.formatting"] = f"'{formatting}' is unknown: the format is detected from the columns"
+    kto = columns.get("kto_tag")
+    if kto:
+        # tunedeck names KTO data by a true/false kto_tag or label column (datasets/kinds.py).
+        if kto not in ("kto_tag", "label"):
+            mapping[str(kto)] = "kto_tag"
+        unmapped["dataset"] = f"'{name}' is KTO data (its kto_tag column '{kto}' marks which answers to imitate): " \
+                              "tunedeck trains SFT, so `check` refuses it unless kto_desirable_only is set, which " \
+                              "trains on the desirable rows only"
     if mapping:
         out["column_mapping"] = mapping
+
+
+_MEDIA_ROLES = ("images", "videos", "audios")
+
+
+def _refuse_kind(name: str, entry: dict[str, Any], info_path: Any, source: str | None) -> None:
+    """Preference and multimodal entries cannot mean an SFT run on text: refused, naming the entry and why."""
+    columns = entry.get("columns") if isinstance(entry.get("columns"), dict) else {}
+    if entry.get("ranking"):
+        raise ConfigError([("dataset", f"{info_path}: '{name}' is a preference (ranking) dataset (chosen and rejected "
+                            "answers, for stages dpo/rm; LLaMA-Factory refuses it for sft too): tunedeck trains "
+                            "supervised fine-tuning on one answer per prompt; name an SFT dataset")], source)
+    media = [f"{role} column '{columns[role]}'" for role in _MEDIA_ROLES if columns.get(role)]
+    if media:
+        raise ConfigError([("dataset", f"{info_path}: '{name}' is multimodal data ({', '.join(media)}): tunedeck "
+                            "fine-tunes text-only models and would train the <image>/<video>/<audio> placeholders as "
+                            "literal text; name a text dataset")], source)
 
 
 def _resolve_dir(value: str, base_dir: Union[str, Path, None]) -> Optional[Path]:

@@ -85,6 +85,7 @@ def import_llamafactory_dict(data: dict[str, Any], source: str | None = None,
                              base_dir: Union[str, Path, None] = None) -> ImportResult:
     """A parsed LLaMA-Factory training config -> ImportResult. Raises ConfigError only when the file
     cannot mean an SFT run at all (another stage, no model, no dataset, values even LLaMA-Factory refuses)."""
+    _refuse_not_training(data, source)
     try:
         return _import(data, source, base_dir)
     except ConfigError:
@@ -92,6 +93,44 @@ def import_llamafactory_dict(data: dict[str, Any], source: str | None = None,
     except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a value of a type nobody writes
         raise ConfigError([("", f"cannot read this LLaMA-Factory config: a value has an unexpected type ({exc})")],
                           source) from None
+
+
+# Keys that mark LLaMA-Factory's (and Accelerate's) other YAML files, which are not training configs.
+_ACCELERATE_KEYS = ("compute_environment", "distributed_type", "num_processes", "mixed_precision", "fsdp_config")
+_V1_KEYS = ("train_dataset", "peft_config", "model_class", "dist_config", "kernel_config", "quant_config",
+            "micro_batch_size")
+
+
+def _refuse_not_training(data: dict[str, Any], source: str | None) -> None:
+    """LLaMA-Factory's examples folder also holds Accelerate launch configs, v1-trainer configs, inference and
+    merge configs: each is named for what it is, rather than told that a training key is missing."""
+    keys = [str(k) for k in data]
+    has = [k for k in keys if k in _ACCELERATE_KEYS]
+    if "compute_environment" in keys or "distributed_type" in keys:
+        raise ConfigError([("", f"this is an Accelerate launch config ({', '.join(has)}): it says how "
+                            "`accelerate launch` spreads LLaMA-Factory over GPUs, not what to train; import the "
+                            "training YAML passed to llamafactory-cli train instead")], source)
+    v1 = [k for k in keys if k in _V1_KEYS]
+    if "model_name_or_path" not in data and ("model" in data or v1):
+        raise ConfigError([("model" if "model" in data else v1[0],
+                            f"this is a config of LLaMA-Factory's v1 trainer ({', '.join((['model'] if 'model' in data else []) + v1)}): "
+                            "tunedeck imports the `llamafactory-cli train` YAML (model_name_or_path, stage, "
+                            "dataset, finetuning_type, ...)")], source)
+    if data.get("do_train") or data.get("stage") or data.get("dataset"):
+        return
+    if data.get("export_dir"):
+        raise ConfigError([("export_dir", "this is a LLaMA-Factory export (merge) config (export_dir "
+                            f"{data['export_dir']}, no dataset): it merges or exports a trained model rather than "
+                            "training one; tunedeck merges a run's adapter with `python -m trainer merge`")], source)
+    if data.get("model_name_or_path"):
+        raise ConfigError([("dataset", "this is a LLaMA-Factory inference config (a model"
+                            + (f" and infer_backend {data['infer_backend']}" if data.get("infer_backend") else "")
+                            + ", no dataset, stage or do_train): it is for llamafactory-cli chat/api, not training; "
+                              "import a training YAML, or chat with a model in tunedeck's Chat tab")], source)
+    if not any(k in data for k in ("model_name_or_path", "dataset", "stage", "finetuning_type")):
+        shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+        raise ConfigError([("", f"not a LLaMA-Factory training YAML: it has none of model_name_or_path, stage, "
+                            f"dataset, finetuning_type (its keys: {shown})")], source)
 
 
 def _import(data: dict[str, Any], source: str | None, base_dir: Union[str, Path, None]) -> ImportResult:

@@ -28,6 +28,8 @@ from trainer.plan.resolve import CPU
 ROOT = Path(__file__).resolve().parents[1]
 LF = ROOT / "tests" / "fixtures" / "lf"
 EXAMPLES = sorted(str(p.relative_to(LF / "examples")) for p in (LF / "examples").rglob("*.yaml"))
+# A whole LLaMA-Factory checkout to run every one of its examples through the import (not needed in CI).
+CHECKOUT = Path(os.environ["TUNEDECK_LF_CHECKOUT"]) if os.environ.get("TUNEDECK_LF_CHECKOUT") else None
 DATASET_INFO = json.loads((LF / "data" / "dataset_info.json").read_text(encoding="utf-8"))
 
 # The examples tunedeck refuses, each with what its message must say (after the file and the key).
@@ -84,9 +86,14 @@ TEMPLATES = set((LF / "template_names.txt").read_text(encoding="utf-8").split())
 
 def _refusals_of_llamafactory(data: dict) -> list[str]:
     """What LLaMA-Factory's parser would refuse or misread in an exported YAML."""
+    from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
+    from transformers.training_args import OptimizerNames
+
     problems = [f"{key}: not an argument of LLaMA-Factory" for key in data if key not in ARGUMENT_NAMES]
     choices = {"quantization_method": _enum_values("QuantizationMethod"), "flash_attn": _enum_values("AttentionFunction"),
-               "template": TEMPLATES, "stage": {"sft", "pt"}, "finetuning_type": {"lora", "full"}}
+               "template": TEMPLATES, "stage": {"sft", "pt"}, "finetuning_type": {"lora", "full"},
+               "optim": {o.value for o in OptimizerNames}, "lr_scheduler_type": {s.value for s in SchedulerType},
+               "eval_strategy": {s.value for s in IntervalStrategy}, "save_strategy": {s.value for s in SaveStrategy}}
     problems += [f"{key}: {data[key]!r} not among {sorted(values)}" for key, values in choices.items()
                  if key in data and data[key] not in values]
     return problems
@@ -153,6 +160,31 @@ def test_each_example_imports_with_its_settings_or_is_refused_by_name(example, t
             export_llamafactory(cfg, base_dir=LF, dataset_dir=tmp_path, hardware=CPU)
         return
     _exports_as_llamafactory_reads_it(cfg, tmp_path)
+
+
+@pytest.mark.skipif(CHECKOUT is None, reason="set TUNEDECK_LF_CHECKOUT to a LLaMA-Factory checkout")
+def test_every_example_of_a_checkout_imports_or_is_refused_without_a_traceback(tmp_path):
+    counts = {"imported": 0, "refused": 0}
+    for path in sorted((CHECKOUT / "examples").rglob("*.yaml")):
+        try:
+            result = import_llamafactory_file(path, base_dir=CHECKOUT)
+        except ConfigError as exc:
+            assert str(exc).startswith(str(path)) and len(str(exc)) > len(str(path)) + 20, str(exc)
+            counts["refused"] += 1
+            continue
+        counts["imported"] += 1
+        source = yaml.safe_load(path.read_text(encoding="utf-8"))
+        renamed = set(lf_keys().values())
+        silent = [k for k, v in source.items() if k not in renamed | CONVERTED and k not in result.unmapped
+                  and v not in (None, False)]
+        assert silent == [], (path, silent)
+        try:
+            exported = export_llamafactory(result.config, base_dir=CHECKOUT, dataset_dir=tmp_path, hardware=CPU)
+        except ConfigError as exc:
+            assert "dataset" in str(exc), (path, str(exc))  # a dataset LLaMA-Factory cannot resolve either
+            continue
+        assert _refusals_of_llamafactory(exported.data) == [], path
+    print(counts)
 
 
 def _exports_as_llamafactory_reads_it(cfg: TrainConfig, dataset_dir: Path) -> None:

@@ -224,6 +224,14 @@ def test_real_data_files_through_the_imported_configs():
                                      base_dir=LF)
     loaded = load_examples(tools.config)
     assert loaded.format == "sharegpt" and len(loaded.train) + len(loaded.eval) == 2
+    # ... and export back as an entry whose tool list and function_call turns LLaMA-Factory's converter reads.
+    exported = export_llamafactory(tools.config, base_dir=LF, dataset_dir=LF / "data", hardware=CPU)
+    entry = exported.dataset_info[exported.dataset_name]
+    assert entry["columns"] == {"messages": "conversations", "tools": "tools"}
+    rows = [convert(row, dataset_attr(entry)) for row in read_like_datasets(Path(entry["file_name"]))]
+    assert [[t["role"] for t in r["_prompt"] + r["_response"]] for r in rows] == \
+        [["user", "function", "observation", "assistant"], ["user", "assistant"]]
+    assert all("generate_random_name" in r["_tools"] or "calculate" in r["_tools"] for r in rows)
     kto = import_llamafactory_dict({"model_name_or_path": "m", "dataset": "kto_en_demo"}, "k.yaml", base_dir=LF)
     assert "KTO data" in kto.unmapped["dataset"]
     with pytest.raises(DataError, match="this is KTO data"):

@@ -271,6 +271,8 @@ def test_each_dataset_info_entry_maps_or_is_refused_by_name(name):
     cfg = result.config
     if entry.get("file_name"):
         assert Path(cfg.dataset) == LF / "data" / entry["file_name"]
+        if entry["file_name"].endswith(".txt"):  # LLaMA-Factory reads text files; tunedeck says to convert them
+            assert "tunedeck reads .jsonl" in result.unmapped["dataset"]
     else:
         assert cfg.dataset == (entry.get("hf_hub_url") or entry.get("ms_hub_url"))
         if not entry.get("hf_hub_url"):

@@ -85,6 +85,8 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
         raise ConfigError([("dataset", f"{info_path}: the entry for '{name}' is not a JSON object")], source)
     _refuse_kind(name, entry, info_path, source)
     notes.append(f"dataset '{name}' resolved through {info_path}")
+    from trainer.datasets.sources import FILE_SUFFIXES
+
     if entry.get("hf_hub_url"):
         out["dataset"] = str(entry["hf_hub_url"])
     elif entry.get("file_name"):
@@ -93,6 +95,10 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
         out["dataset"] = str(path)
         if path.is_dir():
             unmapped["dataset"] = f"{path} is a folder of files: tunedeck reads one file; name one of them"
+        elif path.suffix.lower() not in FILE_SUFFIXES:  # LLaMA-Factory also reads .txt (a row per line) and .arrow
+            unmapped["dataset"] = f"'{name}' is a {path.suffix or 'suffix-less'} file ({path.name}): tunedeck reads " \
+                                  f"{', '.join(FILE_SUFFIXES)}; convert it (e.g. one {{\"text\": ...}} JSON line per " \
+                                  "line of text) and set dataset to the new file"
     elif entry.get("ms_hub_url") or entry.get("om_hub_url"):
         out["dataset"] = str(entry.get("ms_hub_url") or entry.get("om_hub_url"))
         unmapped["dataset"] = "ModelScope/Modelers hub datasets are not supported: kept the id; set a Hugging Face " \

@@ -246,12 +246,14 @@ def test_the_cli_converts_or_refuses_without_a_traceback(tmp_path):
         out = tmp_path / Path(example).name
         proc = subprocess.run([sys.executable, "-m", "trainer", "convert", "--from", "llamafactory",
                                str(LF / "examples" / example), str(out)], capture_output=True, text=True, env=env,
-                              cwd=LF)
+                              cwd=tmp_path)
         assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr
         if code:
             assert "error:" in proc.stderr and "Accelerate launch config" in proc.stderr
         else:
             assert "not imported: dataset: tunedeck trains on one dataset" in proc.stderr and out.is_file()
+            # dataset_dir: data is LLaMA-Factory's root's data/, two folders above the example, not the cwd's
+            assert f"resolved through {LF / 'data' / 'dataset_info.json'}" in proc.stderr
 
 
 # --- every dataset_info.json entry --------------------------------------------------------------------

@@ -199,11 +199,22 @@ def _resolve_dir(value: str, base_dir: Union[str, Path, None]) -> Optional[Path]
     path = Path(value).expanduser()
     if path.is_absolute():
         return path
-    candidates = ([Path(base_dir) / path] if base_dir is not None else []) + [Path.cwd() / path]
+    # LLaMA-Factory reads dataset_dir relative to where llamafactory-cli runs, its checkout's root, while its
+    # examples sit folders below it (examples/train_lora/x.yaml names dataset_dir: data): after the YAML's
+    # folder and the current one, the folders above the YAML that hold dataset_dir/dataset_info.json.
+    base = Path(base_dir) if base_dir is not None else None
+    above = [parent / path for parent in base.resolve().parents][:_PARENT_LEVELS] if base is not None else []
+    candidates = ([base / path] if base is not None else []) + [Path.cwd() / path]
+    for candidate in candidates + above:
+        if (candidate / "dataset_info.json").is_file():
+            return candidate.resolve()
     for candidate in candidates:
         if candidate.is_dir():
             return candidate.resolve()
     return candidates[0].resolve()
+
+
+_PARENT_LEVELS = 4  # examples/v1/train_lora/x.yaml is three folders below LLaMA-Factory's root
 
 
 def dataset_entry(cfg: TrainConfig, base_dir: Union[str, Path, None], unmapped: dict[str, str],

@@ -216,6 +216,20 @@ def test_named_examples_carry_what_changes_training():
     assert "tokenized_path" in preprocess.unmapped
 
 
+def test_an_example_away_from_its_checkout_says_where_dataset_info_was_looked_for(tmp_path, monkeypatch):
+    (tmp_path / "up" / "down").mkdir(parents=True)
+    copy = tmp_path / "up" / "down" / "qwen3_lora_sft.yaml"
+    copy.write_text((LF / "examples/train_lora/qwen3_lora_sft.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = import_llamafactory_file(copy)
+    assert "no data/dataset_info.json beside the YAML, above it or in the current folder" in \
+        result.unmapped["dataset_dir"]
+    (tmp_path / "data").mkdir()  # a checkout's root two folders up, as LLaMA-Factory's examples sit
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps({"identity": DATASET_INFO["identity"]}))
+    monkeypatch.chdir(tmp_path / "up")
+    assert Path(import_llamafactory_file(copy).config.dataset) == (tmp_path / "data" / "identity.json").resolve()
+
+
 def test_real_data_files_through_the_imported_configs():
     """The demo files load as what they are: c4 as plain text, glaive's tool calls as turns, KTO named."""
     pretrain = import_llamafactory_file(LF / "examples/train_lora/qwen3_lora_pretrain.yaml", base_dir=LF).config

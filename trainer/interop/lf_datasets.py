@@ -76,10 +76,13 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
             # Written as the file LLaMA-Factory would not find either, so `check` and training name it as
             # missing rather than trying the name as a Hub dataset id.
             out["dataset"] = str(direct) if direct is not None else name
-            where = str(info_path) if info_path is not None and info_path.is_file() else \
-                f"{dataset_dir_value}/dataset_info.json (not found)"
-            unmapped["dataset_dir"] = f"dataset '{name}' has no entry in {where} (LLaMA-Factory fails on it too): " \
-                                      "set dataset to a local file or a Hub id before training"
+            if info_path is not None and info_path.is_file():
+                unmapped["dataset_dir"] = f"dataset '{name}' has no entry in {info_path} (LLaMA-Factory fails on it " \
+                                          "too): set dataset to a local file or a Hub id before training"
+            else:
+                unmapped["dataset_dir"] = f"dataset '{name}': no {dataset_dir_value}/dataset_info.json beside the YAML, " \
+                                          "above it or in the current folder: set dataset to its file (in " \
+                                          "LLaMA-Factory's data folder) or a Hub id before training"
         return
     if not isinstance(entry, dict):
         raise ConfigError([("dataset", f"{info_path}: the entry for '{name}' is not a JSON object")], source)

@@ -90,7 +90,8 @@ def _refusals_of_llamafactory(data: dict) -> list[str]:
     from transformers.training_args import OptimizerNames
 
     problems = [f"{key}: not an argument of LLaMA-Factory" for key in data if key not in ARGUMENT_NAMES]
-    choices = {"quantization_method": _enum_values("QuantizationMethod"), "flash_attn": _enum_values("AttentionFunction"),
+    choices = {"quantization_method": _enum_values("QuantizationMethod"),
+               "flash_attn": _enum_values("AttentionFunction"),
                "template": TEMPLATES, "stage": {"sft", "pt"}, "finetuning_type": {"lora", "full"},
                "optim": {o.value for o in OptimizerNames}, "lr_scheduler_type": {s.value for s in SchedulerType},
                "eval_strategy": {s.value for s in IntervalStrategy}, "save_strategy": {s.value for s in SaveStrategy}}

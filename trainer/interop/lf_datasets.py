@@ -80,8 +80,8 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
                 unmapped["dataset_dir"] = f"dataset '{name}' has no entry in {info_path} (LLaMA-Factory fails on it " \
                                           "too): set dataset to a local file or a Hub id before training"
             else:
-                unmapped["dataset_dir"] = f"dataset '{name}': no {dataset_dir_value}/dataset_info.json beside the YAML, " \
-                                          "above it or in the current folder: set dataset to its file (in " \
+                unmapped["dataset_dir"] = f"dataset '{name}': no {dataset_dir_value}/dataset_info.json beside the " \
+                                          "YAML, above it or in the current folder: set dataset to its file (in " \
                                           "LLaMA-Factory's data folder) or a Hub id before training"
         return
     if not isinstance(entry, dict):

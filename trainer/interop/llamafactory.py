@@ -112,10 +112,12 @@ def _refuse_not_training(data: dict[str, Any], source: str | None) -> None:
                             "training YAML passed to llamafactory-cli train instead")], source)
     v1 = [k for k in keys if k in _V1_KEYS]
     if "model_name_or_path" not in data and ("model" in data or v1):
-        raise ConfigError([("model" if "model" in data else v1[0],
-                            f"this is a config of LLaMA-Factory's v1 trainer ({', '.join((['model'] if 'model' in data else []) + v1)}): "
-                            "tunedeck imports the `llamafactory-cli train` YAML (model_name_or_path, stage, "
-                            "dataset, finetuning_type, ...)")], source)
+        found = (["model"] if "model" in data else []) + v1
+        # A v1 file does not say what it trains (sft, dpo or rm is the llamafactory-cli command): not guessed.
+        raise ConfigError([(found[0], f"this is a config of LLaMA-Factory's v1 trainer ({', '.join(found)}), whose "
+                            "stage is the llamafactory-cli command rather than a key: tunedeck imports the "
+                            "`llamafactory-cli train` YAML (model_name_or_path, stage, dataset, finetuning_type, "
+                            "...)")], source)
     if data.get("do_train") or data.get("stage") or data.get("dataset"):
         return
     if data.get("export_dir"):

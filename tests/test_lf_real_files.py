@@ -325,3 +325,18 @@ def test_each_builtin_preset_exports_what_llamafactory_parses(preset, tmp_path):
     assert _refusals_of_llamafactory(exported.data) == []
     if cfg.quantization_bit:
         assert exported.data["quantization_method"] == "bnb"
+
+
+def test_every_named_template_exports_as_one_of_llamafactorys(tmp_path):
+    from trainer.templates import NAMED_TEMPLATES
+
+    for name in sorted(NAMED_TEMPLATES):
+        cfg = TrainConfig.from_dict({"dataset": str(LF / "data" / "identity.json"), "template": name})
+        exported = export_llamafactory(cfg, dataset_dir=tmp_path, hardware=CPU)
+        assert exported.data["template"] in TEMPLATES, name
+        # and imports back as the same template
+        back = import_llamafactory_dict({"model_name_or_path": "m", "dataset": str(LF / "data" / "identity.json"),
+                                         "template": exported.data["template"]}, "t.yaml", base_dir=tmp_path)
+        assert back.config.template == name, (name, back.unmapped)
+        if name == "plain":  # LLaMA-Factory's 'default' is the nearest, not the same: said so
+            assert any("differs in its words" in n for n in back.notes)

@@ -328,6 +328,11 @@ def finish_import(out: dict[str, Any], report: Report) -> dict[str, Any]:
 def _import_template(name: str, unmapped: dict[str, str], notes: list[str]) -> str:
     from trainer.templates import LLAMAFACTORY_DIFFERENCES, NAMED_TEMPLATES
 
+    if name == "default":  # the export writes plain as default: both are a model's first plain-text format
+        notes.append("template default imported as plain, which differs in its words: LLaMA-Factory's 'default' "
+                     "writes 'System: ...', 'Human: ...' and an end-of-sequence token after every turn, tunedeck's "
+                     "plain the system prompt alone, 'User: ...' and the end-of-sequence token after answers only")
+        return "plain"
     mapped = _TEMPLATE_ALIASES.get(name, name)
     if mapped in NAMED_TEMPLATES:
         if mapped in LLAMAFACTORY_DIFFERENCES:

@@ -17,6 +17,7 @@ from typing import Optional
 
 AUTH_ENV = "TUNEDECK_AUTH"  # "user:password,...": any sign-in makes the server shared
 USERS_FILE_ENV = "TUNEDECK_USERS_FILE"  # a file of name:scrypt-hash lines (python -m webui.auth add-user)
+SHARED_ENV = "TUNEDECK_SHARED"  # "1": set for the workers of a shared server, which never see its passwords
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # what the dataset loader reads
 # A Hub repository id as the Hub spells them: one optional namespace, letters, digits, `-`, `_`, `.`.
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
@@ -34,7 +35,7 @@ def sign_in_configured(environ: Optional[dict[str, str]] = None) -> bool:
     server is then shared. The trainer's and the data worker's processes inherit the same environment."""
     environ = environ if environ is not None else dict(os.environ)
     return bool(environ.get(AUTH_ENV, "").strip() or environ.get(USERS_FILE_ENV, "").strip()
-                or hf_oauth_available(environ))
+                or environ.get(SHARED_ENV) == "1" or hf_oauth_available(environ))
 
 
 def hub_id_shaped(name: str) -> bool:

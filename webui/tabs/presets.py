@@ -14,11 +14,11 @@ import gradio as gr
 from trainer.config import ConfigError, TrainConfig
 from trainer.interop import presets as presets_mod
 from trainer.interop.export_script import export_script
-from trainer.interop.llamafactory import import_llamafactory_file, to_llamafactory_yaml
+from trainer.interop.llamafactory import to_llamafactory_yaml
 
 from .. import views
 from ..components import CONFIG_OUTPUTS, FIELDS, INFO, UI, WARNING, Reply, apply_config, form_values
-from ..context import Context, acting_as, require_change
+from ..context import Context, access_for, acting_as, import_llamafactory_for, require_change
 from ..form import values_to_config
 from ..i18n import t
 from .data import forget_gradio_copy
@@ -117,9 +117,10 @@ def download(ctx: Context, v: dict[str, Any]) -> Reply:
 
 def exporter(kind: str, render: Callable[[TrainConfig], str], suffix: str) -> Callable[..., Reply]:
     """A handler writing the form's config as `kind` into a temp file offered for download."""
-    def handler(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    def handler(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
         try:
             cfg = values_to_config(form_values(v))
+            access_for(ctx, user).check_config(cfg)  # the export reads the dataset file (its columns)
         except ConfigError as exc:
             return {WARNING: t(lang, "fix_form_first", detail=views.short(str(exc), 200))}
         try:
@@ -166,12 +167,12 @@ def upload_preset_anyway(ctx: Context, v: dict[str, Any], lang: str | None = Non
     return upload_preset(ctx, v, allow_unknown=True, lang=lang)
 
 
-def import_llamafactory(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+def import_llamafactory(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     path = v.get("presets.import_lf")
     if not path:
         return {}
     try:
-        result = import_llamafactory_file(path)
+        result = import_llamafactory_for(ctx, user, path)  # dataset_dir under the access policy
     except Exception as exc:  # noqa: BLE001 - ConfigError, DataError, OSError: say it
         return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}"}
     finally:

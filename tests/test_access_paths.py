@@ -261,3 +261,24 @@ def test_the_api_refuses_the_same_paths_by_field_and_reveals_nothing(api, disk, 
     assert not [i for i in ctx.jobs.list_runs() if str(disk["there"]) in json.dumps(i.to_dict())]
     ok = httpx.post(f"{url}/api/runs", content=yaml.safe_dump(base), auth=("bob", "pw2"), timeout=30)
     assert ok.status_code == 201  # the refusals above were not the API refusing everything
+
+
+def test_a_folder_as_the_dataset_is_searched_in_a_bounded_walk(tmp_path, monkeypatch):
+    """`/` as an admin's dataset: the data worker stops at a number of entries instead of walking the
+    whole file system (and a file that vanishes meanwhile, as /proc's do, is no traceback)."""
+    from trainer.datasets import DataError
+    from trainer.datasets import sources
+
+    for key in ("TUNEDECK_AUTH", "TUNEDECK_USERS_FILE", "SYSTEM"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(sources, "MAX_FOLDER_ENTRIES", 50)
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    (tmp_path / "repo" / "data" / "train.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "repo" / ".git").mkdir()
+    for i in range(100):  # hidden folders are not searched, nor counted
+        (tmp_path / "repo" / ".git" / f"obj{i}").write_text("x")
+    assert sources.resolve_source(str(tmp_path / "repo")) == ("file", str(tmp_path / "repo" / "data" / "train.jsonl"))
+    for i in range(60):
+        (tmp_path / "repo" / f"notes{i}.txt").write_text("x")
+    with pytest.raises(DataError, match="too many files to search"):
+        sources.resolve_source(str(tmp_path / "repo"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -83,10 +84,26 @@ def resolve_source(dataset: str, base_dir: Optional[str | Path] = None, split: s
     return "hub", name
 
 
+MAX_FOLDER_ENTRIES = 20_000  # a downloaded dataset repository holds a few files; `/` holds millions
+
+
+def _data_files_under(directory: Path) -> list[Path]:
+    """The data files in a folder and its sub-folders (hidden ones left out), in a bounded walk: a folder of
+    more than MAX_FOLDER_ENTRIES entries is a DataError, and entries that vanish meanwhile are passed over."""
+    found: list[Path] = []
+    seen = 0
+    for root, dirs, names in os.walk(directory, onerror=lambda exc: None):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        seen += len(dirs) + len(names)
+        if seen > MAX_FOLDER_ENTRIES:
+            raise DataError(f"{directory}: is a folder of more than {MAX_FOLDER_ENTRIES:,} files and folders, "
+                            "too many files to search for the data: name the data file itself")
+        found += [Path(root) / n for n in names if not n.startswith(".") and n.lower().endswith(FILE_SUFFIXES)]
+    return sorted(p for p in found if p.is_file())
+
+
 def _data_file_in(directory: Path, split: str) -> Path:
-    files = sorted(p for p in directory.rglob("*")
-                   if p.suffix.lower() in FILE_SUFFIXES and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+    files = _data_files_under(directory)
     if len(files) == 1:
         return files[0]
     named = [p for p in files if split.lower() in p.name.lower()]

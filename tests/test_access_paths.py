@@ -282,3 +282,10 @@ def test_a_folder_as_the_dataset_is_searched_in_a_bounded_walk(tmp_path, monkeyp
         (tmp_path / "repo" / f"notes{i}.txt").write_text("x")
     with pytest.raises(DataError, match="too many files to search"):
         sources.resolve_source(str(tmp_path / "repo"))
+
+
+def test_the_api_refuses_a_token_shaped_api_token_label(api):
+    url, token = api
+    reply = httpx.post(f"{url}/api/tokens", json={"label": f"copy of {token}"}, auth=("bob", "pw2"), timeout=30)
+    assert reply.status_code == 400 and "tunedeck API token" in reply.text and token not in reply.text
+    assert httpx.post(f"{url}/api/tokens", json={"label": "ci"}, auth=("bob", "pw2"), timeout=30).status_code == 201

@@ -289,3 +289,31 @@ def test_the_api_refuses_a_token_shaped_api_token_label(api):
     reply = httpx.post(f"{url}/api/tokens", json={"label": f"copy of {token}"}, auth=("bob", "pw2"), timeout=30)
     assert reply.status_code == 400 and "tunedeck API token" in reply.text and token not in reply.text
     assert httpx.post(f"{url}/api/tokens", json={"label": "ci"}, auth=("bob", "pw2"), timeout=30).status_code == 201
+
+
+def test_run_and_weights_choices_take_names_not_paths(ctx, disk):
+    """Chat's, evaluate's, merge's and export's run and weights choices are a run id and a weights name of
+    that run: a path in their place (crafted past the dropdown) is refused the same whether it exists."""
+    from webui.tabs import chat, export
+
+    run_id = ctx.jobs.submit(TrainConfig(max_steps=1), owner="bob")
+    tries = {
+        "chat: run": lambda p: _text(chat.pick_run(ctx, {"chat.run": p})),
+        "chat load: run": lambda p: _text(chat.load(ctx, {"chat.run": p, "chat.weights": None}, user="bob")),
+        "export: run": lambda p: _text(export.pick_run(ctx, {"export.run": p}, user="bob")),
+        "zip: weights": lambda p: _text(export.make_zip(ctx, {"export.run": run_id, "export.weights": p})),
+        "merge: weights": lambda p: _text(export.merge(ctx, {"export.run": run_id, "export.weights": p},
+                                                       user="bob")),
+        "publish dry run: weights": lambda p: _text(export.dry_run(
+            ctx, {"export.run": run_id, "export.weights": p, "export.repo_id": "bob/x"}, user="bob")),
+        "evaluate: weights": lambda p: _text(export.evaluate(ctx, {"export.run": run_id, "export.weights": p},
+                                                             user="bob")),
+    }
+    for where, try_value in tries.items():
+        for name in ("checkpoint-5", "model"):
+            answers = [try_value(str(folder / name)).replace(str(folder / name), "P")
+                       for folder in (disk["there"], disk["missing"])]
+            assert SECRET not in answers[0] and "trainer_state" not in answers[0], where
+            assert answers[0] == answers[1], f"{where}: {answers}"
+            said = ("not a run id", "no run", "no usable weights", "has no adapter", "'choices': []")
+            assert any(words in answers[0] for words in said), (where, answers[0])

@@ -125,7 +125,8 @@ def test_the_same_fields_take_a_file_in_the_allowed_folder(ctx, disk):
     from webui.tabs import presets, train
 
     assert "not allowed" not in _text(train.refresh_plan(ctx, form(dataset=str(ok)), user="bob"))
-    assert "not allowed" not in _text(presets.export_llamafactory(ctx, form(dataset=str(ok)), user="bob"))
+    exported = presets.export_llamafactory(ctx, form(dataset=str(ok)), user="bob")
+    assert "alpaca" in Path(exported["presets.download_file"]).read_text()  # its format, read by the data worker
     (disk["team"] / "dataset_info.json").write_text(json.dumps({"rows": {"file_name": "rows.jsonl"}}))
     path = disk["tmp"] / "lf.yaml"
     path.write_text(yaml.safe_dump({"model_name_or_path": "demo", "stage": "sft", "finetuning_type": "lora",
@@ -317,3 +318,23 @@ def test_run_and_weights_choices_take_names_not_paths(ctx, disk):
             assert answers[0] == answers[1], f"{where}: {answers}"
             said = ("not a run id", "no run", "no usable weights", "has no adapter", "'choices': []")
             assert any(words in answers[0] for words in said), (where, answers[0])
+
+
+def test_the_exports_read_the_dataset_in_the_data_worker_not_the_server(ctx, disk):
+    """The LLaMA-Factory export reads the dataset file for its format and columns: a FIFO named like a data
+    file in the allowed folder would hold a server thread forever, a 2 GB upload would take gigabytes of the
+    server's memory. The data worker refuses what is not a regular file before reading it."""
+    import os
+
+    from webui.tabs import presets
+
+    fifo = disk["team"] / "pipe.jsonl"
+    os.mkfifo(fifo)
+    replies: list = []
+    for export in (presets.export_llamafactory, presets.export_plain_script):
+        worker = threading.Thread(target=lambda e=export: replies.append(e(ctx, form(dataset=str(fifo)), user="bob")),
+                                  daemon=True)
+        worker.start()
+        worker.join(120)  # a guard against a hang, not a measurement
+        assert not worker.is_alive(), "the export is stuck reading a FIFO"
+    assert all("not a regular file" in r.get(WARNING, "") for r in replies), replies

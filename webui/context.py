@@ -130,6 +130,12 @@ def import_llamafactory_for(ctx: "Context", user: str | None, path: str | Path) 
     return result
 
 
+def exported_text(cfg: TrainConfig, kind: str) -> str:
+    """The config as a LLaMA-Factory YAML (`llamafactory`) or a plain script (`script`), rendered by the data
+    worker: both read the dataset file, which may be any size. SandboxError says why not."""
+    return run_job("export", {"config": cfg.to_dict(), "kind": kind})["text"]
+
+
 # --- who may change what: the page's one roles check --------------------------------------------
 
 def acting_as(user: str | None) -> User:

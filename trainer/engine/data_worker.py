@@ -7,6 +7,7 @@ Jobs:
   preview  {"config", "page", "page_size", "pages", "base_dir"}
            -> the Data tab's content as plain data: summary facts, statistics with the histogram, token
               lengths, and `pages` pages of rendered rows from `page` on
+  export   {"config", "kind": "llamafactory" | "script"} -> {"text"}: the Presets tab's exports
 
 Loading a tokenizer may run a model repository's code (trust_remote_code, admin-only on a shared server):
 that happens here, in a process that holds no secret of the server and dies after one answer.
@@ -109,7 +110,21 @@ def _page(rows: list, tokenizer: Any, cfg: TrainConfig, page: int, page_size: in
     return {"page": page, "raw": [str(dict(ex))[:MAX_RAW_ROW_CHARS] for ex in rows[start:start + page_size]]}
 
 
-JOBS = {"facts": facts, "preview": preview}
+def export(request: dict[str, Any]) -> dict[str, Any]:
+    """The form's config as a LLaMA-Factory YAML or a plain script: both read the dataset file (its format
+    and columns), so they run here, under the caps, never in the web server."""
+    cfg = TrainConfig.from_dict(request["config"])
+    check_dataset_file(cfg)
+    if request.get("kind") == "llamafactory":
+        from trainer.interop.llamafactory import to_llamafactory_yaml
+
+        return {"text": to_llamafactory_yaml(cfg)}
+    from trainer.interop.export_script import export_script
+
+    return {"text": export_script(cfg)}
+
+
+JOBS = {"facts": facts, "preview": preview, "export": export}
 
 
 def main() -> int:

@@ -10,7 +10,8 @@ worker does the work on user data).
 The attacks (each in its own window): dataset `/dev/zero`; `/` as the dataset (both also by the admin,
 whose paths are not limited, so that they reach the data worker and its caps, with bob as the other user); a Parquet bomb (3M rows of
 one 2,500-character string, dictionary-encoded: under 2 MB on disk) uploaded and previewed; a LLaMA-Factory
-YAML of nested aliases imported, uploaded as a preset and posted to the API; a run's events file with one
+YAML of nested aliases imported, uploaded as a preset and posted to the API; a 200 MB upload exported as a
+LLaMA-Factory YAML (the export reads the whole file for its format and columns); a run's events file with one
 300 MB line, polled by the Monitor and the API.
 
 Goals (issue 17): the other user answered within a second throughout; each input refused with a message;
@@ -202,6 +203,19 @@ def main() -> int:
             attack(f"Parquet bomb ({bomb.stat().st_size // 1024} KB, {rows:,} rows of 2,500 characters)",
                    "page: upload, plan refresh, Data preview", parquet_bomb, "memory limit", "stopped after",
                    "rows", "limit")
+
+            big = tmp / "big.jsonl"  # within the upload limit; the LLaMA-Factory export reads all of it
+            row = json.dumps({"instruction": "x" * 400, "output": "y" * 400}) + "\n"
+            with open(big, "w", encoding="utf-8") as fh:
+                fh.writelines(row for _ in range(250_000))
+
+            def big_export() -> Any:
+                saved = bob.call("dataset-upload", "upload", **{"dataset-upload": gradio_client.handle_file(str(big))})
+                path = saved.get("field-dataset") or ""
+                return bob.call("presets-export-lf-btn", "click", **{"field-dataset": path})
+            attack(f"LLaMA-Factory export of a {big.stat().st_size // 1024**2} MB upload",
+                   "page: upload, Presets → export LLaMA-Factory YAML", big_export, "llamafactory.yaml")
+            attacks[-1]["note"] = "not an attack to refuse: exported (refused_with: the download), the file read by the data worker"
 
             alias = tmp / "aliases.yaml"
             alias.write_text(ALIAS_BOMB)

@@ -157,19 +157,25 @@ def test_a_relative_lf_dataset_dir_counts_from_the_users_uploads_never_the_serve
 # --- a bare org/name: always a Hub id on a shared server ---------------------------------------------
 
 def test_a_bare_org_name_is_a_hub_id_whether_or_not_such_a_folder_exists(ctx, disk, monkeypatch):
-    from webui.tabs import data, train
+    from webui.tabs import data, presets, train
 
     monkeypatch.chdir(disk["tmp"])
     (disk["tmp"] / "secret" / "sub").mkdir()
     (disk["tmp"] / "secret" / "sub" / "train.jsonl").write_text(
         json.dumps({"instruction": SECRET, "output": SECRET}) + "\n")
+    def script(f: str, p: str) -> str:
+        reply = presets.export_plain_script(ctx, form(**{f: p}), user="bob")
+        return Path(reply["presets.download_file"]).read_text() if "presets.download_file" in reply else _text(reply)
+
     tries = {
         "plan": lambda f, p: _text(train.refresh_plan(ctx, form(**{f: p}), user="bob")),
         "preview": lambda f, p: _text(data.preview(ctx, form(**{f: p}), user="bob")),
+        "plain script": script,
     }
     for field in ("model_name_or_path", "dataset"):
         for where, try_value in tries.items():
-            answers = [try_value(field, name).replace(name, "NAME") for name in ("secret/model", "secret/absent")]
+            # the same last part: a run's default name is made from it
+            answers = [try_value(field, name).replace(name, "NAME") for name in ("secret/model", "absent/model")]
             assert SECRET not in answers[0], (field, where)
             assert answers[0] == answers[1], f"{where} {field}: 'secret/model' exists and the answer says so"
     for name in ("secret", "secret/model", "secret/sub"):  # the model loader and the data sources agree

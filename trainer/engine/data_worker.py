@@ -36,10 +36,12 @@ import json  # noqa: E402 - after the cap: every allocation from here on counts 
 import math  # noqa: E402
 import os  # noqa: E402
 import stat  # noqa: E402
+import tempfile  # noqa: E402
 from typing import Any  # noqa: E402
 
 from trainer.config import ConfigError, TrainConfig  # noqa: E402
 from trainer.datasets import DataError, inspect_dataset, load_examples, preview_rows, resolve_source  # noqa: E402
+from trainer.local_names import hub_id_only  # noqa: E402
 
 MAX_DATASET_BYTES = int(os.environ.get("TUNEDECK_MAX_DATASET_BYTES", str(2 * 1024**3)))
 MAX_RAW_ROW_CHARS = 2000  # an untokenized row shown as text: a long document would swamp the page
@@ -121,7 +123,17 @@ def export(request: dict[str, Any]) -> dict[str, Any]:
         return {"text": to_llamafactory_yaml(cfg)}
     from trainer.interop.export_script import export_script
 
-    return {"text": export_script(cfg)}
+    if not hub_id_only(cfg.model_name_or_path):
+        return {"text": export_script(cfg)}
+    # A shared server's bare org/name is a Hub id: the script must not name a local folder of that name (which
+    # would tell that it exists), so the model is resolved from an empty folder, the dataset from here.
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="tunedeck-export-") as empty:
+        os.chdir(empty)
+        try:
+            return {"text": export_script(cfg, base_dir=here)}
+        finally:
+            os.chdir(here)
 
 
 JOBS = {"facts": facts, "preview": preview, "export": export}

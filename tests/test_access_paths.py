@@ -344,3 +344,29 @@ def test_the_exports_read_the_dataset_in_the_data_worker_not_the_server(ctx, dis
         worker.join(120)  # a guard against a hang, not a measurement
         assert not worker.is_alive(), "the export is stuck reading a FIFO"
     assert all("not a regular file" in r.get(WARNING, "") for r in replies), replies
+
+
+def test_imported_configs_read_no_file_they_name(ctx, disk):
+    """A preset or a LLaMA-Factory YAML naming server files (the model, the dataset, a DeepSpeed config, an
+    adapter to start from) loads into the form without reading any of them: the answer is the same whether
+    they exist; the form's own checks then refuse the paths outside the allowed folders by name."""
+    from webui.tabs import presets, train
+
+    answers = []
+    for folder in (disk["there"], disk["missing"]):
+        lf = disk["tmp"] / "lf.yaml"
+        lf.write_text(yaml.safe_dump({
+            "model_name_or_path": str(folder / "model"), "stage": "sft", "finetuning_type": "lora",
+            "dataset": "creds", "dataset_dir": "ONLINE", "deepspeed": str(folder / "creds.jsonl"),
+            "adapter_name_or_path": str(folder / "checkpoint-5")}))
+        imported = presets.import_llamafactory(ctx, {"presets.import_lf": str(lf)}, user="bob")
+        preset = disk["tmp"] / "preset.yaml"
+        preset.write_text(yaml.safe_dump({"model_name_or_path": str(folder / "model"),
+                                          "dataset": str(folder / "creds.jsonl")}))
+        uploaded = presets.upload_preset(ctx, {"presets.upload": str(preset)})
+        plan = train.refresh_plan(ctx, form(model_name_or_path=uploaded["model_name_or_path"],
+                                            dataset=uploaded["dataset"]), user="bob")
+        text = _text([imported, uploaded, plan])
+        assert SECRET not in text and "not allowed" in text
+        answers.append(text.replace(str(folder), "F"))
+    assert answers[0] == answers[1]

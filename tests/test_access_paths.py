@@ -370,3 +370,18 @@ def test_imported_configs_read_no_file_they_name(ctx, disk):
         assert SECRET not in text and "not allowed" in text
         answers.append(text.replace(str(folder), "F"))
     assert answers[0] == answers[1]
+
+
+def test_an_lf_dataset_name_climbing_out_of_an_allowed_dataset_dir_tells_nothing(ctx, disk):
+    from webui.tabs import presets
+
+    answers = []
+    for folder in (disk["there"], disk["missing"]):
+        lf = disk["tmp"] / "lf.yaml"
+        climb = "../" * 8 + str(folder / "creds.jsonl").lstrip("/")
+        lf.write_text(yaml.safe_dump({"model_name_or_path": "demo", "stage": "sft", "finetuning_type": "lora",
+                                      "dataset": climb, "dataset_dir": str(disk["team"])}))
+        text = _text(presets.import_llamafactory(ctx, {"presets.import_lf": str(lf)}, user="bob"))
+        assert SECRET not in text and "not allowed" in text, text
+        answers.append(text.replace(str(folder), "F").replace(climb, "C"))
+    assert answers[0] == answers[1], answers

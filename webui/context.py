@@ -124,7 +124,8 @@ def import_llamafactory_for(ctx: "Context", user: str | None, path: str | Path) 
     result = import_llamafactory_dict(data, str(path), base_dir=user_uploads_dir(ctx.runs_root, user))
     try:
         access.check_path(result.config.dataset, "dataset")
-    except ConfigError as exc:
+    except ConfigError as exc:  # whatever the import noted about that file (found or not) goes unsaid
+        result.unmapped.pop("dataset_dir", None)
         result.unmapped["dataset"] = exc.errors[0][1]
         result.notes[:] = [n for n in result.notes if not n.startswith("dataset")]
     return result

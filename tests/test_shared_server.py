@@ -224,3 +224,37 @@ def test_secrets_appear_in_no_file_and_no_response(server, bob, alice):
     for page in (alice, bob):
         assert not any(HF_TOKEN in r or TYPED_TOKEN in r for r in page.responses)
     assert HF_TOKEN not in server.log_text()
+
+
+def test_a_crafted_file_value_naming_a_server_path_is_refused(server, bob, tmp_path):
+    """Gradio's File inputs take only files from its own upload folder: a request that puts a server path
+    in the value itself (not an upload) reads nothing, whether the file exists or not."""
+    import httpx
+
+    secret = tmp_path / "creds.yaml"
+    secret.write_text("learning_rate: 0.5\nrun_name: hunter2-secret\n")
+    http = httpx.Client(base_url=server.url, timeout=60)
+    assert http.post("login", data={"username": "bob", "password": "pw2"}).status_code == 200
+    answers = []
+    for trigger in ("presets-upload", "presets-import-lf", "dataset-upload"):
+        index = next(i for i, d in enumerate(bob.dependencies)
+                     if any(bob._elem(t[0]) == trigger and t[1] == "upload" for t in d["targets"]))
+        for path in (secret, tmp_path / "absent.yaml"):
+            data = [{"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+                    if bob._elem(cid) == trigger else None for cid in bob.dependencies[index]["inputs"]]
+            reply = http.post("gradio_api/run/predict", json={"data": data, "fn_index": index,
+                                                               "session_hash": "crafted01"})
+            assert "hunter2" not in reply.text and "0.5" not in reply.text, reply.text
+            assert reply.status_code >= 400 or '"error"' in reply.text, reply.text
+            answers.append(reply.text.replace(str(path), "P").replace(path.name, "N"))
+    assert answers[0] == answers[1] and answers[2] == answers[3] and answers[4] == answers[5]
+    # The same request with a file that went through the upload route is served: the refusals above are
+    # the path's, not the request's.
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"instruction": "hi", "output": "there"}\n')
+    with open(rows, "rb") as fh:
+        uploaded = http.post("gradio_api/upload", files={"files": (rows.name, fh)}).json()[0]
+    data = [{"path": uploaded, "orig_name": rows.name, "meta": {"_type": "gradio.FileData"}}
+            if bob._elem(cid) == "dataset-upload" else None for cid in bob.dependencies[index]["inputs"]]
+    reply = http.post("gradio_api/run/predict", json={"data": data, "fn_index": index, "session_hash": "crafted01"})
+    assert reply.status_code == 200 and "uploads/bob/rows.jsonl" in reply.text, reply.text

@@ -19,16 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from trainer.datasets.sources import FILE_SUFFIXES, SHIPPED_DATASETS
+from trainer.datasets.sources import SHIPPED_DATASETS
 from trainer.errors import ConfigError
+from trainer.local_names import (  # noqa: F401 - AUTH_ENV, USERS_FILE_ENV and the sign-in checks: re-exported
+    AUTH_ENV, FILE_SUFFIXES, USERS_FILE_ENV, hf_oauth_available, hub_id_only, hub_id_shaped, sign_in_configured,
+)
 
-AUTH_ENV = "TUNEDECK_AUTH"  # "user:password,...": any sign-in makes the server shared
-USERS_FILE_ENV = "TUNEDECK_USERS_FILE"  # a file of name:scrypt-hash lines (python -m webui.auth add-user)
 ADMINS_ENV = "TUNEDECK_ADMINS"  # "alice,carol": who may turn on trust_remote_code on a shared server
 ALLOWED_PATHS_ENV = "TUNEDECK_ALLOWED_PATHS"  # folders every user may read, separated by os.pathsep or ","
 UPLOADS_SUBDIR = "uploads"
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # the sign-in's own rule for names
 PATH_FIELDS = ("model_name_or_path", "dataset", "resume_from_checkpoint")
+RESUME_KEYWORDS = ("last", "latest", "true")  # this run's own newest checkpoint (trainer/run/layout.py)
 BUILTIN_NAMES = frozenset({"demo", *SHIPPED_DATASETS})  # the shipped demo model and datasets: never local paths
 REMOTE_CODE_WARNING = ("trust_remote_code is on: the model repository's own Python code will run in the "
                        "training and data-preview processes. Turn it on only for a model you trust.")
@@ -54,12 +56,18 @@ class Access:
     def check_path(self, value: Optional[str], field: str, builtin: Iterable[str] = BUILTIN_NAMES) -> None:
         """ConfigError naming the field for a local path outside the allowed folders (shared mode only).
 
-        A Hub id (`org/name`) is not a local path unless a file of that name exists here; the message is
-        the same whether the path exists or not."""
+        For a field that takes Hub ids (the model, the datasets) a bare relative `org/name` is a Hub id on a
+        shared server whatever the disk holds (trainer/local_names.py); every other value is a local path.
+        The disk is never asked whether the path exists: the answer is the same either way."""
         name = (value or "").strip()
-        if not self.shared or self.admin or not name or name in builtin or name.lower() in ("last", "latest", "true"):
+        if not self.shared or self.admin or not name or name in builtin:
             return
-        if looks_local(name) and not self.allows(name):
+        if field == "resume_from_checkpoint":
+            if name.lower() in RESUME_KEYWORDS:
+                return
+        elif hub_id_shaped(name):
+            return
+        if not self.allows(name):
             raise ConfigError([(field, f"the path '{name}' is not allowed on this shared server: use a file you "
                                        "uploaded, or one in the folders the admin allows (TUNEDECK_ALLOWED_PATHS)")])
 
@@ -93,7 +101,10 @@ class Access:
 
 
 def looks_local(name: str) -> bool:
-    """A value meant as a local path, not a Hub id: a path-like spelling, or a file of that name here."""
+    """A value meant as a local path, not a Hub id: a path-like spelling, or (on a page without sign-in) a
+    file of that name here. On a shared server a Hub-id-shaped name is a Hub id (trainer/local_names.py)."""
+    if hub_id_only(name):
+        return False
     return (name.startswith(("/", ".", "~", "\\")) or name.count("/") > 1 or "\\" in name
             or (len(name) > 1 and name[1] == ":") or name.lower().endswith(FILE_SUFFIXES) or os.path.lexists(name))
 
@@ -110,23 +121,6 @@ def user_uploads_dir(runs_root: str | Path, user: Optional[str]) -> Path:
 def env_list(name: str, environ: Optional[dict[str, str]] = None) -> list[str]:
     raw = (environ if environ is not None else os.environ).get(name, "")
     return [part.strip() for part in raw.replace(",", os.pathsep).split(os.pathsep) if part.strip()]
-
-
-_HF_OAUTH_VARIABLES = ("SPACE_ID", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL")
-
-
-def hf_oauth_available(environ: dict[str, str]) -> bool:
-    """On a Space whose README asks for `hf_oauth: true`: the Space then sets these variables (and
-    SYSTEM=spaces, which Gradio's OAuth checks too)."""
-    return environ.get("SYSTEM") == "spaces" and all(environ.get(name) for name in _HF_OAUTH_VARIABLES)
-
-
-def sign_in_configured(environ: Optional[dict[str, str]] = None) -> bool:
-    """Whether people sign in to this server (passwords, a users file, or Hugging Face on a Space): the
-    server is then shared, and the policy below applies."""
-    environ = environ if environ is not None else dict(os.environ)
-    return bool(environ.get(AUTH_ENV, "").strip() or environ.get(USERS_FILE_ENV, "").strip()
-                or hf_oauth_available(environ))
 
 
 def access_from_env(user: Optional[str], runs_root: str | Path, environ: Optional[dict[str, str]] = None) -> Access:

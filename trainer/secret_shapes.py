@@ -13,6 +13,7 @@ from typing import Any
 # (what it is, its shape). Prefixes are what the issuers document for their tokens and keys.
 SECRET_SHAPES: tuple[tuple[str, str], ...] = (
     ("a Hugging Face token (hf_...)", r"\bhf_[A-Za-z0-9]{20,}"),
+    ("a tunedeck API token (tdk_...)", r"\btdk_[0-9a-f]{12}_[A-Za-z0-9_\-]{20,}"),
     ("an OpenAI-style API key (sk-...)", r"\bsk-[A-Za-z0-9_\-]{16,}"),
     ("a GitHub token", r"\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"),
     ("an AWS access key id", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),

@@ -41,7 +41,7 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.jobs.manager import JobError, JobManager, QueueFullError, RunInfo, UnknownRunError
 from trainer.run.events import STATUSES
 from trainer.run.layout import EVENTS_FILE, is_run_id
-from webui.api_tokens import TokenStore
+from webui.api_tokens import SecretLabelError, TokenStore
 from webui.space import is_loopback
 from webui.auth import (
     LOCAL_USER, PASSWORD, SignIn, User, can_reorder_queue, can_view, config_refusal, require_modify,
@@ -347,6 +347,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
             raise _error(400, 'send JSON like {"label": "my script"} (or nothing)') from None
         try:
             token_id, token = await run_in_threadpool(tokens.create, user, str(label))
+        except SecretLabelError as exc:
+            raise _error(400, str(exc)) from None
         except ValueError as exc:
             raise _error(429, str(exc)) from None
         return {"id": token_id, "token": token, "note": "shown once: keep it in your script's environment"}

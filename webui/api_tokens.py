@@ -16,11 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainer.secret_shapes import secret_refusal
 from webui.auth import User, VerifiedCache, can_modify, hash_secret, verify_secret
 
 TOKENS_FILE = "api_tokens.json"
 MAX_TOKENS_PER_USER = 20
 _TOKEN = re.compile(r"^tdk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,64})$")
+
+
+class SecretLabelError(ValueError):
+    """A token label that looks like a token or key: refused, as every field is."""
 
 
 class TokenStore:
@@ -52,6 +57,9 @@ class TokenStore:
     def create(self, user: User, label: str = "") -> tuple[str, str]:
         """A new token for `user`: (token id, the token itself — shown once, never stored)."""
         label = " ".join(str(label or "").split())[:80]
+        refusal = secret_refusal(label)
+        if refusal:  # the label is stored and listed in plain: never a secret
+            raise SecretLabelError(f"label: {refusal}")
         with self._lock:
             tokens = self._load()
             if sum(1 for t in tokens.values() if t.get("owner") == user.name) >= MAX_TOKENS_PER_USER:

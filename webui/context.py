@@ -6,14 +6,18 @@ runs root and call them directly.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from pathlib import Path
 from typing import Any
 
-from trainer.access import Access, access_from_env
+from trainer.access import BUILTIN_NAMES, Access, access_from_env, looks_local, user_uploads_dir
 from trainer.config import ConfigError, TrainConfig
+from trainer.interop.lf_datasets import LLAMAFACTORY_DEFAULT_DATASET_DIR
+from trainer.interop.llamafactory import ImportResult, import_llamafactory_dict, import_llamafactory_file
+from trainer.textio import parse_yaml, read_text_file
 from trainer.engine.model import DEMO_NAME, ModelNotFoundError, looks_like_local_path, model_source
 from trainer.jobs.sandbox import SandboxError, run_job
 from trainer.plan.catalog import GPU_CHOICES, gpu_choice
@@ -87,6 +91,50 @@ def access_for(ctx: "Context", user: str | None) -> Access:
     a users file or Hugging Face), admins from TUNEDECK_ADMINS, readable folders TUNEDECK_ALLOWED_PATHS
     plus the user's own uploads."""
     return access_from_env(user, ctx.runs_root)
+
+
+def checked_path(ctx: "Context", user: str | None, value: str | None, field: str) -> str:
+    """A path field handed to a trainer subprocess (evaluate's dataset): ConfigError naming `field` when this
+    user may not read it, else the value, a local path made absolute so that the subprocess (which runs in
+    another working directory) reads the very file the check allowed."""
+    name = (value or "").strip()
+    access_for(ctx, user).check_path(name, field)
+    if name and name not in BUILTIN_NAMES and looks_local(name):
+        return os.path.abspath(os.path.expanduser(name))
+    return name
+
+
+def import_llamafactory_for(ctx: "Context", user: str | None, path: str | Path) -> ImportResult:
+    """A LLaMA-Factory YAML imported as `user` may read it: on a shared server a non-admin's `dataset_dir`
+    (whose dataset_info.json the import reads) must lie in the allowed folders, a relative one counting from
+    their own upload folder (never the server's working directory); the dataset it names is then checked
+    like the form's, and a refused one keeps nothing of what the import learned about it."""
+    access = access_for(ctx, user)
+    if not access.shared or access.admin:
+        return import_llamafactory_file(path)
+    data = parse_yaml(read_text_file(path, "YAML file"), str(path))
+    if not isinstance(data, dict) or not data:
+        return import_llamafactory_file(path)  # its own message for a file that is not a mapping
+    value = str(data.get("dataset_dir") or LLAMAFACTORY_DEFAULT_DATASET_DIR).strip()
+    if value != "ONLINE":
+        where = Path(value).expanduser()
+        where = Path(os.path.abspath(where if where.is_absolute() else user_uploads_dir(ctx.runs_root, user) / where))
+        access.check_path(str(where), "dataset_dir")
+        data = {**data, "dataset_dir": str(where)}
+    result = import_llamafactory_dict(data, str(path), base_dir=user_uploads_dir(ctx.runs_root, user))
+    try:
+        access.check_path(result.config.dataset, "dataset")
+    except ConfigError as exc:  # whatever the import noted about that file (found or not) goes unsaid
+        result.unmapped.pop("dataset_dir", None)
+        result.unmapped["dataset"] = exc.errors[0][1]
+        result.notes[:] = [n for n in result.notes if not n.startswith("dataset")]
+    return result
+
+
+def exported_text(cfg: TrainConfig, kind: str) -> str:
+    """The config as a LLaMA-Factory YAML (`llamafactory`) or a plain script (`script`), rendered by the data
+    worker: both read the dataset file, which may be any size. SandboxError says why not."""
+    return run_job("export", {"config": cfg.to_dict(), "kind": kind})["text"]
 
 
 # --- who may change what: the page's one roles check --------------------------------------------

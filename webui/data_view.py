@@ -21,6 +21,7 @@ from typing import Any, Optional
 import plotly.graph_objects as go
 
 from trainer.access import looks_local
+from trainer.local_names import hub_id_only
 from trainer.config import TrainConfig
 from trainer.datasets import SHIPPED_DATASETS
 from trainer.jobs.sandbox import SandboxError, run_job
@@ -190,6 +191,8 @@ def file_stamp(dataset: str, base_dir: Any = None, split: str = "train") -> Any:
     Hub one. One stat, never a directory walk: `/` as the dataset must not make the server read the disk
     (the worker finds the data file in a folder, under its time limit)."""
     name = dataset.strip()
+    if name not in SHIPPED_DATASETS and hub_id_only(name):  # a shared server never asks its disk about it
+        return ("hub", name)
     path = SHIPPED_DATASETS.get(name) or Path(name).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path

@@ -12,12 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from trainer.config import TrainConfig
 from trainer.datasets.issues import DataError, RowIssue, type_name
+from trainer.local_names import FILE_SUFFIXES, hub_id_only, shadowed_locally
 from trainer.hub import HUGGINGFACE, MODELSCOPE, chosen_hub, hub_offline, modelscope_missing, reachable, unreachable_message
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -26,7 +28,6 @@ SHIPPED_DESCRIPTIONS = {
     "demo": "360 single-turn instructions (alpaca): reverse, count, uppercase, add, capitals, numbered lists",
     "demo-chat": "120 multi-turn conversations (messages) on the same tasks, a third with a system prompt",
 }
-FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 # Columns whose value is a list inside one row: {"messages": [...]} is a row, {"data": [...]} wraps rows.
 ROW_LIST_COLUMNS = {"messages", "conversations", "prompt", "completion", "history"}
 # A CSV row with more cells than the header has columns keeps their count under this key, so that
@@ -59,13 +60,16 @@ def resolve_source(dataset: str, base_dir: Optional[str | Path] = None, split: s
     """("file", path) for a shipped name or a local file, ("hub", id) for a Hub dataset id.
 
     A name that looks like a path (a file suffix, a leading / . ~, a backslash) but does not exist is a
-    DataError naming the path; anything else that does not exist locally is taken as a Hub id. A
+    DataError naming the path; anything else that does not exist locally is taken as a Hub id (on a shared
+    server a Hub-id-shaped name is always one: trainer/local_names.py). A
     directory (a downloaded dataset repository) stands for its one data file, or the one whose name
     holds the split (train.jsonl, data/train-00000.parquet).
     """
     name = dataset.strip()
     if name in SHIPPED_DATASETS:
         return "file", str(SHIPPED_DATASETS[name])
+    if hub_id_only(name):
+        return "hub", name
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
@@ -80,10 +84,26 @@ def resolve_source(dataset: str, base_dir: Optional[str | Path] = None, split: s
     return "hub", name
 
 
+MAX_FOLDER_ENTRIES = 20_000  # a downloaded dataset repository holds a few files; `/` holds millions
+
+
+def _data_files_under(directory: Path) -> list[Path]:
+    """The data files in a folder and its sub-folders (hidden ones left out), in a bounded walk: a folder of
+    more than MAX_FOLDER_ENTRIES entries is a DataError, and entries that vanish meanwhile are passed over."""
+    found: list[Path] = []
+    seen = 0
+    for root, dirs, names in os.walk(directory, onerror=lambda exc: None):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        seen += len(dirs) + len(names)
+        if seen > MAX_FOLDER_ENTRIES:
+            raise DataError(f"{directory}: is a folder of more than {MAX_FOLDER_ENTRIES:,} files and folders, "
+                            "too many files to search for the data: name the data file itself")
+        found += [Path(root) / n for n in names if not n.startswith(".") and n.lower().endswith(FILE_SUFFIXES)]
+    return sorted(p for p in found if p.is_file())
+
+
 def _data_file_in(directory: Path, split: str) -> Path:
-    files = sorted(p for p in directory.rglob("*")
-                   if p.suffix.lower() in FILE_SUFFIXES and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+    files = _data_files_under(directory)
     if len(files) == 1:
         return files[0]
     named = [p for p in files if split.lower() in p.name.lower()]
@@ -205,6 +225,10 @@ def _read_parquet(path: Path) -> list[Record]:
     return [Record(i, "row", value) for i, value in enumerate(table.to_pylist(), 1)]
 
 
+_NOT_ON_HUB = ("dataset '{name}' was not found on the Hugging Face Hub, nor as a local file (check the name; for a "
+               "gated or private dataset set HF_TOKEN in the environment)")
+
+
 def _read_hub(name: str, cfg: TrainConfig) -> list[Record]:
     hub = chosen_hub(cfg.model_hub)
     offline = hub_offline()
@@ -212,6 +236,10 @@ def _read_hub(name: str, cfg: TrainConfig) -> list[Record]:
         raise DataError(unreachable_message("dataset", name, hub), source=name)
     if hub == MODELSCOPE:
         return _read_modelscope(name, cfg)
+    if shadowed_locally(name):  # `datasets` would read the local folder: answer as for a Hub id that is not there
+        if offline:
+            raise _hub_unreachable(name)
+        raise DataError(_NOT_ON_HUB.format(name=name), source=name)
     import datasets
     from datasets.exceptions import DatasetNotFoundError
 
@@ -220,9 +248,7 @@ def _read_hub(name: str, cfg: TrainConfig) -> list[Record]:
     except DatasetNotFoundError as exc:
         if offline or "offline" in str(exc).lower():
             raise _hub_unreachable(name) from None
-        raise DataError(f"dataset '{name}' was not found on the Hugging Face Hub, nor as a local file "
-                        "(check the name; for a gated or private dataset set HF_TOKEN in the environment)",
-                        source=name) from None
+        raise DataError(_NOT_ON_HUB.format(name=name), source=name) from None
     except (ConnectionError, OSError, TimeoutError) as exc:
         if offline or _is_network_error(exc):
             raise _hub_unreachable(name) from None

@@ -7,6 +7,7 @@ Jobs:
   preview  {"config", "page", "page_size", "pages", "base_dir"}
            -> the Data tab's content as plain data: summary facts, statistics with the histogram, token
               lengths, and `pages` pages of rendered rows from `page` on
+  export   {"config", "kind": "llamafactory" | "script"} -> {"text"}: the Presets tab's exports
 
 Loading a tokenizer may run a model repository's code (trust_remote_code, admin-only on a shared server):
 that happens here, in a process that holds no secret of the server and dies after one answer.
@@ -35,10 +36,12 @@ import json  # noqa: E402 - after the cap: every allocation from here on counts 
 import math  # noqa: E402
 import os  # noqa: E402
 import stat  # noqa: E402
+import tempfile  # noqa: E402
 from typing import Any  # noqa: E402
 
 from trainer.config import ConfigError, TrainConfig  # noqa: E402
 from trainer.datasets import DataError, inspect_dataset, load_examples, preview_rows, resolve_source  # noqa: E402
+from trainer.local_names import hub_id_only  # noqa: E402
 
 MAX_DATASET_BYTES = int(os.environ.get("TUNEDECK_MAX_DATASET_BYTES", str(2 * 1024**3)))
 MAX_RAW_ROW_CHARS = 2000  # an untokenized row shown as text: a long document would swamp the page
@@ -109,7 +112,31 @@ def _page(rows: list, tokenizer: Any, cfg: TrainConfig, page: int, page_size: in
     return {"page": page, "raw": [str(dict(ex))[:MAX_RAW_ROW_CHARS] for ex in rows[start:start + page_size]]}
 
 
-JOBS = {"facts": facts, "preview": preview}
+def export(request: dict[str, Any]) -> dict[str, Any]:
+    """The form's config as a LLaMA-Factory YAML or a plain script: both read the dataset file (its format
+    and columns), so they run here, under the caps, never in the web server."""
+    cfg = TrainConfig.from_dict(request["config"])
+    check_dataset_file(cfg)
+    if request.get("kind") == "llamafactory":
+        from trainer.interop.llamafactory import to_llamafactory_yaml
+
+        return {"text": to_llamafactory_yaml(cfg)}
+    from trainer.interop.export_script import export_script
+
+    if not hub_id_only(cfg.model_name_or_path):
+        return {"text": export_script(cfg)}
+    # A shared server's bare org/name is a Hub id: the script must not name a local folder of that name (which
+    # would tell that it exists), so the model is resolved from an empty folder, the dataset from here.
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="tunedeck-export-") as empty:
+        os.chdir(empty)
+        try:
+            return {"text": export_script(cfg, base_dir=here)}
+        finally:
+            os.chdir(here)
+
+
+JOBS = {"facts": facts, "preview": preview, "export": export}
 
 
 def main() -> int:

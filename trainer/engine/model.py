@@ -18,6 +18,7 @@ from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig
 from trainer.engine.demo import DEMO_NAME, resolve_model_path
 from trainer.engine.distributed import SHARDED
 from trainer.hub import MODELSCOPE, chosen_hub, hub_label, hub_model_id, hub_offline, modelscope_missing
+from trainer.local_names import hub_id_only, shadowed_locally
 
 # bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional kernel package is missing;
 # the fallback it uses works, so the warning would only alarm the reader of stdout.log.
@@ -29,7 +30,9 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def looks_like_local_path(name: str) -> bool:
-    """A path the user meant as a directory, not a Hub id (`org/model`)."""
+    """A path the user meant as a directory, not a Hub id (`org/model`; on a shared server always a Hub id)."""
+    if hub_id_only(name):
+        return False
     return (name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1 or "\\" in name
             or (len(name) > 1 and name[1] == ":") or Path(name).expanduser().exists())
 
@@ -52,6 +55,8 @@ def model_source(cfg: TrainConfig) -> str:
         return str(path)
     if chosen_hub(cfg.model_hub) == MODELSCOPE:
         return _modelscope_snapshot(name)
+    if shadowed_locally(name):  # transformers would load the local folder: answer as for a Hub id not there
+        raise _not_found(name, OSError(f"{name} is not a valid model identifier"))
     return name  # Hugging Face, or the mirror HF_ENDPOINT names: huggingface_hub reads the variable itself
 
 

@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from trainer.access import ADMINS_ENV, AUTH_ENV
+from trainer.local_names import SHARED_ENV, sign_in_configured
 
 MEMORY_LIMIT_GB = float(os.environ.get("TUNEDECK_WORKER_MEMORY_GB", "6"))
 TIME_LIMIT_S = float(os.environ.get("TUNEDECK_WORKER_TIMEOUT_S", "120"))
@@ -52,6 +53,8 @@ def run_job(job: str, request: dict[str, Any], *, memory_gb: float | None = None
 
 def _run(job: str, request: dict[str, Any], memory_gb: float, timeout_s: float, python: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in _HIDDEN_ENV}
+    if sign_in_configured():  # without the passwords the worker still knows it serves a shared server
+        env[SHARED_ENV] = "1"
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryFile() as errors:
         # The child caps itself (--memory-bytes, before its imports): a preexec_fn could deadlock in a

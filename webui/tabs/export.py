@@ -17,6 +17,7 @@ from typing import Any, Generator, Iterator
 
 import gradio as gr
 
+from trainer.config import ConfigError
 from trainer.engine.artifacts import AfterTrainingError, list_weights, resolve_weights
 from trainer.engine.evaluate import read_evaluations
 from trainer.engine.merge import CONVERTER, LLAMA_CPP_ENV, adapter_zip, find_gguf_converter
@@ -27,7 +28,7 @@ from ..after import CommandBusy, CommandResult, acting_user, runs_with_weights
 from ..after_views import (SAMPLE_HEADERS, evaluation_markdown, files_markdown, merge_markdown, progress_markdown,
                            samples_rows, weights_choices)
 from ..components import INFO, UI, WARNING, Reply
-from ..context import Context, may_change, require_change
+from ..context import Context, checked_path, may_change, require_change
 from ..i18n import t
 from ..streaming import stream
 
@@ -89,14 +90,15 @@ def pick_run(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
 def evaluate(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[Reply]:
     """`python -m trainer evaluate RUN --json` in a subprocess: its progress, then the stored results."""
     try:
+        # The access policy of the dataset field first: a shared server's users read only the allowed folders.
+        dataset = checked_path(ctx, user, v.get("export.dataset"), "eval dataset")
         info = _run(ctx, v)
         weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
-    except AfterTrainingError as exc:
+    except (AfterTrainingError, ConfigError) as exc:
         yield {WARNING: str(exc)}
         return
     args = [str(info.run_dir), "--checkpoint", weights.name, "--json",
             "--samples", str(int(v.get("export.samples_count") or 0))]
-    dataset = (v.get("export.dataset") or "").strip()
     if dataset:
         args += ["--dataset", dataset]
     if v.get("export.max_rows"):

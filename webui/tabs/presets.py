@@ -13,12 +13,10 @@ import gradio as gr
 
 from trainer.config import ConfigError, TrainConfig
 from trainer.interop import presets as presets_mod
-from trainer.interop.export_script import export_script
-from trainer.interop.llamafactory import import_llamafactory_file, to_llamafactory_yaml
 
 from .. import views
 from ..components import CONFIG_OUTPUTS, FIELDS, INFO, UI, WARNING, Reply, apply_config, form_values
-from ..context import Context, acting_as, require_change
+from ..context import Context, access_for, acting_as, exported_text, import_llamafactory_for, require_change
 from ..form import values_to_config
 from ..i18n import t
 from .data import forget_gradio_copy
@@ -115,15 +113,16 @@ def download(ctx: Context, v: dict[str, Any]) -> Reply:
     return {"presets.download_file": str(out)}
 
 
-def exporter(kind: str, render: Callable[[TrainConfig], str], suffix: str) -> Callable[..., Reply]:
+def exporter(kind: str, suffix: str) -> Callable[..., Reply]:
     """A handler writing the form's config as `kind` into a temp file offered for download."""
-    def handler(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+    def handler(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
         try:
             cfg = values_to_config(form_values(v))
+            access_for(ctx, user).check_config(cfg)  # the export reads the dataset file (its columns)
         except ConfigError as exc:
             return {WARNING: t(lang, "fix_form_first", detail=views.short(str(exc), 200))}
         try:
-            text = render(cfg)
+            text = exported_text(cfg, kind)  # in the data worker: the export reads the dataset file
         except Exception as exc:  # noqa: BLE001 - a config the export cannot express: say which
             return {WARNING: views.short(views.error_text(exc), 400)}
         out = Path(tempfile.mkdtemp(prefix="tunedeck-export-")) / f"{cfg.display_name}-{kind}{suffix}"
@@ -132,8 +131,8 @@ def exporter(kind: str, render: Callable[[TrainConfig], str], suffix: str) -> Ca
     return handler
 
 
-export_llamafactory = exporter("llamafactory", to_llamafactory_yaml, ".yaml")
-export_plain_script = exporter("script", export_script, ".py")
+export_llamafactory = exporter("llamafactory", ".yaml")
+export_plain_script = exporter("script", ".py")
 
 
 def _loaded(cfg: TrainConfig, meta: dict[str, Any], ignored: dict[str, str], prefix: str,
@@ -166,12 +165,12 @@ def upload_preset_anyway(ctx: Context, v: dict[str, Any], lang: str | None = Non
     return upload_preset(ctx, v, allow_unknown=True, lang=lang)
 
 
-def import_llamafactory(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
+def import_llamafactory(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     path = v.get("presets.import_lf")
     if not path:
         return {}
     try:
-        result = import_llamafactory_file(path)
+        result = import_llamafactory_for(ctx, user, path)  # dataset_dir under the access policy
     except Exception as exc:  # noqa: BLE001 - ConfigError, DataError, OSError: say it
         return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}"}
     finally:

@@ -105,8 +105,8 @@ def test_chat_loads_streams_both_columns_and_unloads(ctx, trained):
     assert ctx.chat.status()["pid"] not in (None, os.getpid())  # the model lives in the worker process
 
     assert chat.clear(ctx, {}) == {"chat.tuned": [], "chat.base": [], "chat.timing": ""}
-    unloaded = chat.unload(ctx, {}, user="bob")
-    assert "No model loaded: unloaded by bob" in unloaded["chat.status"]
+    unloaded = chat.unload(ctx, {}, user="alice")
+    assert "No model loaded: unloaded by alice" in unloaded["chat.status"]
     assert WARNING in last(chat.send(ctx, values))
 
 
@@ -120,7 +120,7 @@ def test_a_load_while_training_needs_the_gpu_says_why_and_can_wait(ctx, trained,
         assert refused["chat.wait_btn"]["visible"] is True
         waiting = chat.load_when_free(busy, {"chat.run": run_id, "chat.weights": "adapter"}, user="dave")
         first = next(waiting)
-        assert "waiting for the GPU" in first["chat.status"]
+        assert "Waiting: the GPU is needed for training" in first["chat.status"]
         assert "dave" in chat.tick(busy, {"chat.drawn": ""})["chat.status"]  # others see who waits to load
         second = last(chat.load(busy, {"chat.run": run_id, "chat.weights": "checkpoint-2"}, user="erin"))
         assert second[WARNING].startswith("dave is loading")  # one load at a time, the first one goes on
@@ -145,11 +145,13 @@ def test_evaluate_in_a_subprocess_stores_and_shows_the_results(ctx, trained):
     assert stored and stored[-1]["weights"] == "adapter" and stored[-1]["rows"] == 6
     assert f"{stored[-1]['eval_loss']:.4g}" in final["export.eval_table"]
     assert f"{stored[-1]['base_eval_loss']:.4g}" in final["export.eval_table"]
-    assert len(final["export.samples"]) == 2 and all(len(row) == 4 for row in final["export.samples"])
+    samples = final["export.samples"]
+    assert samples["headers"] == ["prompt", "reference", "base answer", "tuned answer"]
+    assert len(samples["data"]) == 2 and all(len(row) == 4 for row in samples["data"])
     shown = runs.show_evaluations(ctx, {"runs.picked": [run_id]})["runs.evaluation"]
     assert f"{stored[-1]['perplexity']:.4g}" in shown
     picked = export.pick_run(ctx, {"export.run": run_id}, user="bob")
-    assert "Only its owner" in picked["export.owner_note"] and picked["export.samples"]
+    assert "Only its owner" in picked["export.owner_note"] and picked["export.samples"]["data"]
 
     missing = last(export.evaluate(ctx, {**values, "export.dataset": str(root / "nope.jsonl")}))
     assert "Evaluation failed" in missing["export.eval_status"] and "nope.jsonl" in missing[WARNING]
@@ -201,3 +203,61 @@ def test_publish_dry_run_and_a_push_without_token_or_network(ctx, trained, monke
     assert "Push failed" in offline["export.push_status"] and "no network" in offline[WARNING]
     assert "hf_not_a_real_token" not in str(offline)
     assert sorted(p.relative_to(root / run_id) for p in (root / run_id).rglob("*")) == before
+
+
+def test_only_who_loaded_the_chat_model_or_an_admin_replaces_or_unloads_it(ctx, trained, monkeypatch):
+    monkeypatch.setenv("TUNEDECK_ADMINS", "root")
+    _, run_id = trained
+    pick = {"chat.run": run_id, "chat.weights": "checkpoint-2"}
+    assert "loaded by **alice**" in last(chat.load(ctx, pick, user="alice"))["chat.status"]
+    pid = ctx.chat.status()["pid"]
+
+    refused = last(chat.load(ctx, {**pick, "chat.weights": "adapter"}, user="bob"))
+    assert "only alice or an admin may replace it" in refused[WARNING]
+    assert "**alice** loaded" in refused["chat.status"] and refused["chat.wait_btn"]["visible"] is True
+    assert ctx.chat.status()["loaded"]["name"] == "checkpoint-2" and ctx.chat.status()["pid"] == pid  # untouched
+    assert last(chat.load(ctx, pick, user="bob"))[INFO] == "This model is loaded already."  # using is not replacing
+    kept = chat.unload(ctx, {}, user="bob")
+    assert "only alice or an admin may unload it" in kept[WARNING] and ctx.chat.status()["loaded"]
+    zh = last(chat.load(ctx, {**pick, "chat.weights": "adapter"}, user="bob", lang="zh"))
+    assert "只有 alice 或管理员可以替换或卸载它" in zh["chat.status"] and "only" not in zh[WARNING]
+
+    # Bob waits: his load goes on by itself once alice unloads hers.
+    waiting = chat.load_when_free(ctx, {**pick, "chat.weights": "adapter"}, user="bob")
+    assert "alice holds" in next(waiting)["chat.status"]
+    assert "unloaded by alice" in chat.unload(ctx, {}, user="alice")["chat.status"]
+    assert "loaded by **bob**" in last(waiting)["chat.status"] and ctx.chat.status()["loaded"]["name"] == "adapter"
+
+    # Stop is for the reply's own user (or an admin): bob's reply goes on when alice presses Stop.
+    values = {"chat.message": "Tell me about Paris.", "chat.tuned": [], "chat.base": [], "chat.compare": False,
+              "chat.temperature": 0, "chat.max_new_tokens": 32, "chat.system": "", "chat.top_p": 0.9,
+              "chat.repetition_penalty": 1.0}
+    sending = chat.send(ctx, values, user="bob")
+    next(sending), next(sending)  # the empty columns, then the first chunk: bob's reply is being generated
+    assert "only bob or an admin may stop it" in chat.stop(ctx, {}, user="alice")[WARNING]
+    assert chat.stop(ctx, {}, user="root") == {}
+    assert "tuned:" in last(sending)["chat.timing"] and ctx.chat.generating_by is None
+
+    # An admin replaces bob's model and unloads it; the status says who did.
+    assert "loaded by **root**" in last(chat.load(ctx, pick, user="root"))["chat.status"]
+    assert "only root or an admin may unload it" in chat.unload(ctx, {}, user="bob")[WARNING]
+    assert "unloaded by root" in chat.unload(ctx, {}, user="root")["chat.status"]
+    assert "loaded by **carol**" in last(chat.load(ctx, pick, user="carol"))["chat.status"]  # free again: anyone
+    chat.unload(ctx, {}, user="carol")
+
+
+def test_the_after_training_messages_in_chinese(ctx, trained, monkeypatch):
+    _, run_id = trained
+    picked = export.pick_run(ctx, {"export.run": run_id}, user="bob", lang="zh")
+    assert "只有其所有者或管理员可以合并或发布它" in picked["export.owner_note"] and "已完成" in picked["export.owner_note"]
+    assert picked["export.samples"]["headers"] == ["提示", "参考答案", "基座模型回答", "微调模型回答"]
+    assert [label for label, _ in picked["export.weights"]["choices"]][:2] == ["最终适配器 / 模型", "checkpoint-4（第 4 步）"]
+    refused = last(export.merge(ctx, {"export.run": run_id, "export.weights": "adapter"}, user="mallory", lang="zh"))
+    assert "只有其所有者或管理员可以合并它" in refused[WARNING]
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    values = {"export.run": run_id, "export.weights": "adapter", "export.repo_id": "someone/tiny-demo",
+              "export.push_what": "adapter"}
+    assert "试运行" in export.dry_run(ctx, values, lang="zh")["export.push_status"]
+    assert "没有 Hugging Face 令牌" in last(export.push(ctx, values, lang="zh"))[WARNING]
+    assert last(chat.send(ctx, {"chat.message": " "}, lang="zh"))[WARNING] == "请先输入消息。"
+    assert "请先选择一个运行" in last(chat.load(ctx, {}, lang="zh"))[WARNING]

@@ -48,6 +48,7 @@ class SharedChat:
         self.loaded_by: Optional[str] = None
         self.loaded_at: Optional[float] = None
         self.loading: Optional[tuple[str, str]] = None  # (user, what) while a load is under way
+        self.generating_by: Optional[str] = None  # whose reply the worker is generating (who may stop it)
         self._worker: Optional[ChatWorker] = None
         self._lock = threading.Lock()
 
@@ -69,6 +70,11 @@ class SharedChat:
         with self._lock:
             self.loading = None
 
+    def done_generating(self, who: str) -> None:
+        with self._lock:
+            if self.generating_by == who:
+                self.generating_by = None
+
     def started(self) -> bool:
         return self._worker is not None
 
@@ -89,6 +95,10 @@ class SharedChat:
 
 class CommandBusy(RuntimeError):
     """The same command already runs for the same run (its user is named)."""
+
+    def __init__(self, command: str, run_id: str, user: str):
+        super().__init__(f"{command} is already running for run {run_id} (started by {user}); wait for it to finish")
+        self.command, self.run_id, self.user = command, run_id, user
 
 
 @dataclass
@@ -132,8 +142,7 @@ class Commands:
         key = (command, run_id)
         with self._lock:
             if key in self._running:
-                raise CommandBusy(f"{command} is already running for run {run_id} (started by {self._running[key]}); "
-                                  "wait for it to finish")
+                raise CommandBusy(command, run_id, self._running[key])
             self._running[key] = user
         try:
             proc = subprocess.Popen(trainer_argv(command, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -228,7 +228,7 @@ def test_only_who_loaded_the_chat_model_or_an_admin_replaces_or_unloads_it(ctx, 
     assert "unloaded by alice" in chat.unload(ctx, {}, user="alice")["chat.status"]
     assert "loaded by **bob**" in last(waiting)["chat.status"] and ctx.chat.status()["loaded"]["name"] == "adapter"
 
-    # Stop is for the reply's own user (or an admin): bob's reply goes on when alice presses Stop.
+    # Stop is for the reply's own user (or an admin).
     values = {"chat.message": "Tell me about Paris.", "chat.tuned": [], "chat.base": [], "chat.compare": False,
               "chat.temperature": 0, "chat.max_new_tokens": 32, "chat.system": "", "chat.top_p": 0.9,
               "chat.repetition_penalty": 1.0}

@@ -19,6 +19,8 @@ from typing import Any, Iterator, Optional
 from trainer.engine.artifacts import list_weights
 from trainer.jobs.workers import ChatWorker
 
+from .i18n import UI_TEXT, t
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROGRESS_PREFIX = "tunedeck: "  # how the commands prefix a progress line on stderr
 LOCAL_USER = "local"  # who acts when the page has no logins
@@ -28,13 +30,18 @@ def acting_user(user: Optional[str]) -> str:
     return user or LOCAL_USER
 
 
-def runs_with_weights(jobs: Any) -> list[tuple[str, str]]:
+def runs_with_weights(jobs: Any, lang: Optional[str] = None) -> list[tuple[str, str]]:
     """(label, run id) of every run that has weights to use (finished, aborted or interrupted), newest first."""
     try:
         infos = jobs.list_runs()
     except Exception:  # noqa: BLE001 - a locked or missing db must not break the page
         return []
-    return [(f"{i.name} · {i.status} · {i.id}", i.id) for i in infos if list_weights(i.run_dir)]
+    return [(f"{i.name} · {status_word(lang, i.status)} · {i.id}", i.id) for i in infos if list_weights(i.run_dir)]
+
+
+def status_word(lang: Optional[str], status: str) -> str:
+    """A run's status in the page's language (the badges' words)."""
+    return t(lang, f"status.{status}") if f"status.{status}" in UI_TEXT else status
 
 
 # --- the chat worker ------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ LOAD_OUTPUTS = ["chat.status", "chat.wait_btn"]
 # --- handlers -------------------------------------------------------------------------------------
 
 def run_choices(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
-    return {"chat.run": gr.update(choices=runs_with_weights(ctx.jobs)),
+    return {"chat.run": gr.update(choices=runs_with_weights(ctx.jobs, lang)),
             "chat.status": chat_status_markdown(ctx.chat.status(), lang)}
 
 

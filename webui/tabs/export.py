@@ -23,12 +23,12 @@ from trainer.engine.merge import adapter_zip, find_gguf_converter
 from trainer.interop.hub import TOKEN_ENV, check_repo_id, model_card, upload_files
 
 from .. import views
-from ..after import CommandBusy, CommandResult, acting_user, runs_with_weights
+from ..after import CommandBusy, CommandResult, acting_user, runs_with_weights, status_word
 from ..after_views import (SAMPLE_HEADERS, evaluation_markdown, files_markdown, merge_markdown, progress_markdown,
                            samples_table, translate, weights_choices)
 from ..components import INFO, UI, WARNING, Reply
 from ..context import Context, acting_as, may_change
-from ..i18n import UI_TEXT, t
+from ..i18n import t
 from ..streaming import stream
 
 ID = "export"
@@ -64,7 +64,7 @@ def _samples(result: Any, lang: str | None) -> dict[str, Any]:
 
 def run_choices(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     token = t(lang, "ac_token_set" if os.environ.get(TOKEN_ENV, "").strip() else "ac_token_not_set")
-    return {"export.run": gr.update(choices=runs_with_weights(ctx.jobs)),
+    return {"export.run": gr.update(choices=runs_with_weights(ctx.jobs, lang)),
             "export.token_note": t(lang, "ac_token_note", env=TOKEN_ENV, state=token)}
 
 
@@ -83,7 +83,7 @@ def pick_run(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str
     names = list_weights(info.run_dir)
     results = read_evaluations(info.run_dir)
     note = (t(lang, "after.owner_note", run=html.escape(info.id), owner=html.escape(info.owner),
-              status=html.escape(t(lang, f"status.{info.status}") if f"status.{info.status}" in UI_TEXT else info.status))
+              status=html.escape(status_word(lang, info.status)))
             + " " + t(lang, "after.you_may" if may_change(user, info.owner) else "after.you_may_not"))
     return {**cleared, "export.weights": gr.update(choices=weights_choices(names, lang), value=names[0] if names else None),
             "export.owner_note": note, "export.eval_table": _stored(results, lang),

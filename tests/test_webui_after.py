@@ -116,7 +116,7 @@ def test_a_load_while_training_needs_the_gpu_says_why_and_can_wait(ctx, trained,
     busy = Context(runs_root=root, jobs=ctx.jobs, chat=SharedChat(ctx.jobs, gpus=["0"]))
     try:
         refused = last(chat.load(busy, {"chat.run": run_id, "chat.weights": "adapter"}))
-        assert "needed for training" in refused["chat.status"] and queued in refused["chat.status"]
+        assert "needed for training" in refused["chat.notice"] and queued in refused["chat.notice"]
         assert refused["chat.wait_btn"]["visible"] is True
         waiting = chat.load_when_free(busy, {"chat.run": run_id, "chat.weights": "adapter"}, user="dave")
         first = next(waiting)
@@ -214,13 +214,13 @@ def test_only_who_loaded_the_chat_model_or_an_admin_replaces_or_unloads_it(ctx, 
 
     refused = last(chat.load(ctx, {**pick, "chat.weights": "adapter"}, user="bob"))
     assert "only alice or an admin may replace it" in refused[WARNING]
-    assert "**alice** loaded" in refused["chat.status"] and refused["chat.wait_btn"]["visible"] is True
+    assert "**alice** loaded" in refused["chat.notice"] and refused["chat.wait_btn"]["visible"] is True
     assert ctx.chat.status()["loaded"]["name"] == "checkpoint-2" and ctx.chat.status()["pid"] == pid  # untouched
     assert last(chat.load(ctx, pick, user="bob"))[INFO] == "This model is loaded already."  # using is not replacing
     kept = chat.unload(ctx, {}, user="bob")
     assert "only alice or an admin may unload it" in kept[WARNING] and ctx.chat.status()["loaded"]
     zh = last(chat.load(ctx, {**pick, "chat.weights": "adapter"}, user="bob", lang="zh"))
-    assert "只有 alice 或管理员可以替换或卸载它" in zh["chat.status"] and "only" not in zh[WARNING]
+    assert "只有 alice 或管理员可以替换或卸载它" in zh["chat.notice"] and "only" not in zh[WARNING]
 
     # Bob waits: his load goes on by itself once alice unloads hers.
     waiting = chat.load_when_free(ctx, {**pick, "chat.weights": "adapter"}, user="bob")

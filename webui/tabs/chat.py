@@ -37,7 +37,7 @@ SETTINGS = {"chat.system": "system_prompt", "chat.temperature": "temperature", "
             "chat.max_new_tokens": "max_new_tokens", "chat.repetition_penalty": "repetition_penalty"}
 SEND_INPUTS = ["chat.message", "chat.tuned", "chat.base", "chat.compare", *SETTINGS]
 SEND_OUTPUTS = ["chat.tuned", "chat.base", "chat.message", "chat.timing"]
-LOAD_OUTPUTS = ["chat.status", "chat.wait_btn"]
+LOAD_OUTPUTS = ["chat.status", "chat.wait_btn", "chat.notice"]
 
 
 # --- handlers -------------------------------------------------------------------------------------
@@ -83,7 +83,9 @@ def _held_by(ctx: Context, who: str, lang: str | None) -> Reply:
     info = status.get("loaded") or {}
     what = f"{Path(str(info.get('run_dir', ''))).name} ({translate(lang, str(info.get('label', info.get('name'))))})"
     minutes = f"{ctx.chat.worker().idle_timeout_s / 60:g}"
-    return {"chat.status": t(lang, "after.held_by", who=html.escape(who), what=html.escape(what),
+    # The refusal has a line of its own: the status line above it is redrawn by the timer.
+    return {"chat.status": chat_status_markdown(status, lang),
+            "chat.notice": t(lang, "after.held_by", who=html.escape(who), what=html.escape(what),
                              ago=ago(status.get("loaded_at"), lang), minutes=minutes),
             "chat.wait_btn": gr.update(visible=True), WARNING: t(lang, "after.held_toast", who=who)}
 
@@ -114,7 +116,7 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool, lang: s
         shown = f"{Path(str(loaded.get('run_dir', ''))).name} ({translate(lang, str(loaded.get('label')))})"
         yield {"chat.status": t(lang, "after.waiting", reason=html.escape(t(lang, "after.wait_holder", who=who,
                                                                                  what=shown))),
-               "chat.wait_btn": gr.update(visible=False)}
+               "chat.wait_btn": gr.update(visible=False), "chat.notice": ""}
         time.sleep(HOLDER_POLL_S)
     under_way = ctx.chat.begin_loading(acting_user(user), what)
     if under_way:
@@ -134,9 +136,10 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool, lang: s
             else:
                 continue
             yield {"chat.status": progress_markdown(lines, lang=lang),
-                   "chat.wait_btn": gr.update(visible=False)}
+                   "chat.wait_btn": gr.update(visible=False), "chat.notice": ""}
     except GPUBusyError as exc:
-        yield {"chat.status": t(lang, "after.gpu_busy", reason=html.escape(translate(lang, str(exc)))),
+        yield {"chat.status": chat_status_markdown(ctx.chat.status(), lang),
+               "chat.notice": t(lang, "after.gpu_busy", reason=html.escape(translate(lang, str(exc)))),
                "chat.wait_btn": gr.update(visible=True)}
         return
     except WorkerError as exc:
@@ -147,7 +150,8 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool, lang: s
     finally:
         ctx.chat.end_loading()
     ctx.chat.loaded_by, ctx.chat.loaded_at = acting_user(user), time.time()
-    yield {"chat.status": chat_status_markdown(ctx.chat.status(), lang), "chat.wait_btn": gr.update(visible=False)}
+    yield {"chat.status": chat_status_markdown(ctx.chat.status(), lang), "chat.wait_btn": gr.update(visible=False),
+           "chat.notice": ""}
 
 
 def _turns(value: Any) -> list[dict[str, str]]:
@@ -237,11 +241,12 @@ def unload(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str |
     who = holder(ctx, user)
     if who:
         minutes = f"{ctx.chat.worker().idle_timeout_s / 60:g}"
-        return {"chat.status": chat_status_markdown(ctx.chat.status(), lang),
-                WARNING: t(lang, "after.unload_refused", who=who, minutes=minutes)}
+        refusal = t(lang, "after.unload_refused", who=who, minutes=minutes)
+        return {"chat.status": chat_status_markdown(ctx.chat.status(), lang), "chat.notice": f"⚠ {html.escape(refusal)}",
+                WARNING: refusal}
     ctx.chat.worker().unload(t(None, "after.unloaded_by", who=acting_user(user)))
     return {"chat.status": chat_status_markdown(ctx.chat.status(), lang), "chat.wait_btn": gr.update(visible=False),
-            INFO: t(lang, "after.unloaded")}
+            "chat.notice": "", INFO: t(lang, "after.unloaded")}
 
 
 def show_base(ctx: Context, v: dict[str, Any]) -> Reply:
@@ -268,6 +273,7 @@ def render(ui: UI) -> None:
         ui.add("chat.wait_btn", gr.Button(i18n("chat_wait"), elem_id="chat-wait", scale=1, visible=False))
         ui.add("chat.unload_btn", gr.Button(i18n("chat_unload"), elem_id="chat-unload", scale=1))
     ui.add("chat.status", gr.Markdown("", elem_id="chat-status"))
+    ui.add("chat.notice", gr.Markdown("", elem_id="chat-notice"))  # why a load was refused, until the next one
     with gr.Accordion(i18n("chat_settings"), open=False, elem_id="chat-settings"):
         ui.add("chat.system", gr.Textbox(label=i18n("chat_system"), lines=2, elem_id="chat-system"))
         with gr.Row():

@@ -258,6 +258,7 @@ def test_the_after_training_messages_in_chinese(ctx, trained, monkeypatch):
     values = {"export.run": run_id, "export.weights": "adapter", "export.repo_id": "someone/tiny-demo",
               "export.push_what": "adapter"}
     assert "试运行" in export.dry_run(ctx, values, lang="zh")["export.push_status"]
+    assert "不是 Hub 仓库 ID" in export.dry_run(ctx, {**values, "export.repo_id": "not a repo"}, lang="zh")[WARNING]
     assert "没有 Hugging Face 令牌" in last(export.push(ctx, values, lang="zh"))[WARNING]
     assert last(chat.send(ctx, {"chat.message": " "}, lang="zh"))[WARNING] == "请先输入消息。"
     assert "请先选择一个运行" in last(chat.load(ctx, {}, lang="zh"))[WARNING]

@@ -440,6 +440,12 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "after.r_gpu_needed": ("the GPU is needed for training ({detail}); the chat model loads when it is free (wait, or abort the run)", "训练需要使用 GPU（{detail}）；GPU 空闲后才会加载对话模型（请等待，或中止该运行）"),
     "after.r_running": ("training run {runs} is using it", "训练运行 {runs} 正在使用它"), "after.r_queued_one": ("{runs} is queued for it", "{runs} 正在排队等待它"),
     "after.r_queued_many": ("{runs} are queued for it", "{runs} 正在排队等待它"), "after.r_busy": ("the chat worker is busy with another request; stop it or try again", "对话进程正忙于另一个请求；请停止它或稍后重试"),
+    "after.r_repo": ("repo_id: '{repo}' is not a Hub repository id; use your-name/model-name", "repo_id：“{repo}”不是 Hub 仓库 ID；请使用 your-name/model-name 的形式"),
+    "after.r_offline": ("cannot reach the Hugging Face Hub: HF_HUB_OFFLINE is set (no network); nothing was pushed", "无法连接 Hugging Face Hub：已设置 HF_HUB_OFFLINE（无网络）；什么都没有推送"),
+    "after.r_no_network": ("cannot reach the Hugging Face Hub (no network); nothing was pushed", "无法连接 Hugging Face Hub（无网络）；什么都没有推送"),
+    "after.r_token_refused": ("the Hub refused the token in {env} (it needs write access to the repository)", "Hub 拒绝了 {env} 中的令牌（它需要该仓库的写权限）"),
+    "after.r_no_weights": ("{run}: no usable weights named '{name}' (this run has: {shown})", "{run}：没有名为“{name}”的可用权重（该运行有：{shown}）"),
+    "after.r_no_validation": ("the run has no validation split (val_size is 0): choose a dataset to evaluate on", "该运行没有验证集（val_size 为 0）：请选择一个用于评估的数据集"),
 }
 
 # Messages that come from the schema's validation (pydantic and our rules), in Chinese by pattern: the

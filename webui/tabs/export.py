@@ -98,7 +98,7 @@ def evaluate(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str
         info = _run(ctx, v, lang)
         weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
     except AfterTrainingError as exc:
-        yield {WARNING: str(exc)}
+        yield {WARNING: translate(lang, str(exc))}
         return
     args = [str(info.run_dir), "--checkpoint", weights.name, "--json",
             "--samples", str(int(v.get("export.samples_count") or 0))]
@@ -152,7 +152,7 @@ def make_zip(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
         folder = Path(tempfile.mkdtemp(prefix="tunedeck-adapter-"))  # the page serves no file from the runs root
         path = adapter_zip(info.run_dir, folder / f"{info.name}-{weights.name}.zip", weights.name)
     except AfterTrainingError as exc:
-        return {WARNING: str(exc)}
+        return {WARNING: translate(lang, str(exc))}
     return {"export.zip_file": str(path), INFO: t(lang, "after.zip_ready", name=path.name)}
 
 
@@ -163,7 +163,7 @@ def merge(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | 
         _owner_only(info, user, "merge", lang)
         weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
     except AfterTrainingError as exc:
-        yield {WARNING: str(exc)}
+        yield {WARNING: translate(lang, str(exc))}
         return
     gguf = bool(v.get("export.gguf"))
     if gguf and find_gguf_converter() is None:
@@ -205,7 +205,7 @@ def dry_run(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str 
         card = model_card(info.run_dir, repo_id, weights.name, merged)
         files = upload_files(info.run_dir, weights.name, merged)
     except AfterTrainingError as exc:
-        return {WARNING: str(exc)}
+        return {WARNING: translate(lang, str(exc))}
     return {"export.card": card, "export.files": files_markdown(files, lang),
             "export.push_status": t(lang, "after.dry_run_done", repo=repo_id)}
 
@@ -215,7 +215,7 @@ def push(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | N
     try:
         info, weights, repo_id, merged = _publish_request(ctx, v, user, lang)
     except AfterTrainingError as exc:
-        yield {WARNING: str(exc)}
+        yield {WARNING: translate(lang, str(exc))}
         return
     if not os.environ.get(TOKEN_ENV, "").strip():
         message = t(lang, "after.no_token", env=TOKEN_ENV)

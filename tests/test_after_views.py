@@ -16,6 +16,7 @@ def test_progress_lines_and_worker_reasons_in_chinese_keep_their_values():
                                      "GPU 空闲后才会加载对话模型（请等待，或中止该运行）")
     assert translate("zh", "the chat model was unloaded after 15 idle minutes; load it again to continue") == \
         "对话模型空闲 15 分钟后已卸载；重新加载即可继续"
+    assert "不是 Hub 仓库 ID" in translate("zh", "repo_id: '' is not a Hub repository id; use your-name/model-name")
     offline = "cannot reach the Hugging Face Hub: HF_HUB_OFFLINE is set (no network); nothing was pushed"
     assert translate("zh", offline) == "无法连接 Hugging Face Hub：已设置 HF_HUB_OFFLINE（无网络）；什么都没有推送"
     assert translate("en", busy) == busy and translate("zh", "something new") == "something new"

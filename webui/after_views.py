@@ -23,7 +23,7 @@ SAMPLE_HEADERS = [t(None, key) for key in SAMPLE_COLUMNS]
 # the page's language with their values (run ids, paths, numbers) carried over.
 _MATCHED_PREFIXES = ("after.p_", "after.r_", "after.unloaded_by", "after.starting", "after.waiting")
 _SENTENCES = {"reason", "detail", "note"}  # values that are sentences of their own ("a; b" included)
-_FREE, _WORDS = ".+?", "[^;]+?"
+_FREE, _WORDS = ".*?", "[^;]*?"
 
 
 @lru_cache(maxsize=None)

@@ -224,7 +224,7 @@ def test_only_who_loaded_the_chat_model_or_an_admin_replaces_or_unloads_it(ctx, 
 
     # Bob waits: his load goes on by itself once alice unloads hers.
     waiting = chat.load_when_free(ctx, {**pick, "chat.weights": "adapter"}, user="bob")
-    assert "alice holds" in next(waiting)["chat.status"]
+    assert "alice holds" in next(waiting)["chat.notice"]
     assert "unloaded by alice" in chat.unload(ctx, {}, user="alice")["chat.status"]
     assert "loaded by **bob**" in last(waiting)["chat.status"] and ctx.chat.status()["loaded"]["name"] == "adapter"
 

@@ -83,7 +83,7 @@ def _held_by(ctx: Context, who: str, lang: str | None) -> Reply:
     info = status.get("loaded") or {}
     what = f"{Path(str(info.get('run_dir', ''))).name} ({translate(lang, str(info.get('label', info.get('name'))))})"
     minutes = f"{ctx.chat.worker().idle_timeout_s / 60:g}"
-    # The refusal has a line of its own: the status line above it is redrawn by the timer.
+    # Refusals and waits have a line of their own: the status line above is redrawn by the timer.
     return {"chat.status": chat_status_markdown(status, lang),
             "chat.notice": t(lang, "after.held_by", who=html.escape(who), what=html.escape(what),
                              ago=ago(status.get("loaded_at"), lang), minutes=minutes),
@@ -114,9 +114,9 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool, lang: s
         # Waits for the user who loaded the model to unload it, or for the idle unload; Unload ends the wait.
         loaded = ctx.chat.status().get("loaded") or {}
         shown = f"{Path(str(loaded.get('run_dir', ''))).name} ({translate(lang, str(loaded.get('label')))})"
-        yield {"chat.status": t(lang, "after.waiting", reason=html.escape(t(lang, "after.wait_holder", who=who,
+        yield {"chat.notice": t(lang, "after.waiting", reason=html.escape(t(lang, "after.wait_holder", who=who,
                                                                                  what=shown))),
-               "chat.wait_btn": gr.update(visible=False), "chat.notice": ""}
+               "chat.wait_btn": gr.update(visible=False)}
         time.sleep(HOLDER_POLL_S)
     under_way = ctx.chat.begin_loading(acting_user(user), what)
     if under_way:
@@ -144,7 +144,8 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool, lang: s
         return
     except WorkerError as exc:
         error = translate(lang, str(exc))
-        yield {"chat.status": "⚠ " + t(lang, "after.load_failed", error=html.escape(error)),
+        yield {"chat.status": chat_status_markdown(ctx.chat.status(), lang),
+               "chat.notice": "⚠ " + t(lang, "after.load_failed", error=html.escape(error)),
                "chat.wait_btn": gr.update(visible=False), WARNING: views.short(t(lang, "after.load_failed", error=error))}
         return
     finally:

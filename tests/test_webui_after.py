@@ -216,6 +216,7 @@ def test_only_who_loaded_the_chat_model_or_an_admin_replaces_or_unloads_it(ctx, 
     refused = last(chat.load(ctx, {**pick, "chat.weights": "adapter"}, user="bob"))
     assert "only alice or an admin may replace it" in refused[WARNING]
     assert "**alice** loaded" in refused["chat.notice"] and refused["chat.wait_btn"]["visible"] is True
+    assert "loaded by **alice**" in refused["chat.status"]  # the status line says what is loaded, not bob's attempt
     assert ctx.chat.status()["loaded"]["name"] == "checkpoint-2" and ctx.chat.status()["pid"] == pid  # untouched
     assert last(chat.load(ctx, pick, user="bob"))[INFO] == "This model is loaded already."  # using is not replacing
     kept = chat.unload(ctx, {}, user="bob")
@@ -262,3 +263,24 @@ def test_the_after_training_messages_in_chinese(ctx, trained, monkeypatch):
     assert "没有 Hugging Face 令牌" in last(export.push(ctx, values, lang="zh"))[WARNING]
     assert last(chat.send(ctx, {"chat.message": " "}, lang="zh"))[WARNING] == "请先输入消息。"
     assert "请先选择一个运行" in last(chat.load(ctx, {}, lang="zh"))[WARNING]
+
+
+def test_a_load_that_fails_says_why_and_the_server_goes_on(trained, tmp_path):
+    import shutil
+
+    root, run_id = trained
+    copy = tmp_path / "runs" / run_id
+    shutil.copytree(root / run_id, copy, ignore=shutil.ignore_patterns("merged"))
+    config = copy / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("model_name_or_path: demo",
+                                                                 f"model_name_or_path: {tmp_path / 'gone'}"),
+                      encoding="utf-8")
+    jobs = JobManager(tmp_path / "runs", autostart=False)
+    broken = Context(runs_root=tmp_path / "runs", jobs=jobs, chat=SharedChat(jobs))
+    try:
+        failed = last(chat.load(broken, {"chat.run": run_id, "chat.weights": "adapter"}, user="alice"))
+        assert "Loading failed" in failed["chat.notice"] and str(tmp_path / "gone") in failed[WARNING], failed
+        assert "No model loaded" in failed["chat.status"] and broken.chat.status()["loading"] is None
+    finally:
+        broken.chat.close()
+        jobs.close()

@@ -126,6 +126,7 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool, lang: s
     try:
         who = holder(ctx, user)  # asked again while this load holds the worker: nobody else loads meanwhile
         if who:
+            ctx.chat.end_loading()  # before the reply: its status line must not say this load goes on
             yield _held_by(ctx, who, lang)
             return
         for event in worker.load(info.run_dir, weights, wait=wait):
@@ -138,11 +139,13 @@ def _load(ctx: Context, v: dict[str, Any], user: str | None, wait: bool, lang: s
             yield {"chat.status": progress_markdown(lines, lang=lang),
                    "chat.wait_btn": gr.update(visible=False), "chat.notice": ""}
     except GPUBusyError as exc:
+        ctx.chat.end_loading()
         yield {"chat.status": chat_status_markdown(ctx.chat.status(), lang),
                "chat.notice": t(lang, "after.gpu_busy", reason=html.escape(translate(lang, str(exc)))),
                "chat.wait_btn": gr.update(visible=True)}
         return
     except WorkerError as exc:
+        ctx.chat.end_loading()
         error = translate(lang, str(exc))
         yield {"chat.status": chat_status_markdown(ctx.chat.status(), lang),
                "chat.notice": "⚠ " + t(lang, "after.load_failed", error=html.escape(error)),

@@ -294,9 +294,11 @@ def render(ui: UI) -> None:
     ui.add("chat.compare", gr.Checkbox(value=True, label=i18n("chat_compare"), elem_id="chat-compare"))
     with gr.Row(equal_height=True):
         with gr.Column():
-            ui.add("chat.tuned", gr.Chatbot(value=[], label=i18n("chat_tuned"), elem_id="chat-tuned", height=420))
+            ui.add("chat.tuned", gr.Chatbot(value=[], label=i18n("chat_tuned"), elem_id="chat-tuned", height=420,
+                                                  buttons=["copy", "copy_all"]))
         with ui.add("chat.base_column", gr.Column()):
-            ui.add("chat.base", gr.Chatbot(value=[], label=i18n("chat_base"), elem_id="chat-base", height=420))
+            ui.add("chat.base", gr.Chatbot(value=[], label=i18n("chat_base"), elem_id="chat-base", height=420,
+                                                  buttons=["copy", "copy_all"]))
     with gr.Row(equal_height=True):
         ui.add("chat.message", gr.Textbox(placeholder=i18n("chat_placeholder"), show_label=False, lines=2, scale=6,
                                           elem_id="chat-message"))
@@ -321,5 +323,7 @@ def wire(ui: UI) -> None:
     sending = stream(ui, [ui["chat.send_btn"].click, ui["chat.message"].submit], send, SEND_INPUTS, SEND_OUTPUTS,
                      **quiet)
     ui.on(ui["chat.stop_btn"].click, stop, [], [], queue=False)
-    ui.on(ui["chat.clear_btn"].click, clear, [], ["chat.tuned", "chat.base", "chat.timing"], cancels=[sending])
+    # A column's own trash icon clears both: the tuned column's history is the context of both replies.
+    ui.on([ui["chat.clear_btn"].click, ui["chat.tuned"].clear, ui["chat.base"].clear], clear, [],
+          ["chat.tuned", "chat.base", "chat.timing"], cancels=[sending])
     ui.on(ui["chat.compare"].change, show_base, ["chat.compare"], ["chat.base_column"], **quiet)

@@ -2,8 +2,11 @@
 interrupted run), streamed, side by side with the base model on the same conversation.
 
 The model lives in the server's one chat worker process (webui/after.py, trainer/jobs/workers.py), never
-in the server: one loaded model for every user, who loaded it shown to all. While training needs the GPU
-the load is refused with the reason, and "Wait for the GPU" loads it as soon as the GPU is free.
+in the server: one loaded model for every user, who loaded it shown to all. Anyone who may view a run may
+load it and anyone may talk to the loaded model; replacing, unloading or stopping what another user loaded
+or asked is for that user or an admin (the idle unload frees it for everyone). A load refused because
+training needs the GPU, or because another user's model is loaded, says why, and "Wait, then load" loads
+it as soon as the GPU or the worker is free.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from webui.after import SharedChat
 from webui.components import INFO, WARNING
 from webui.context import Context
 from webui.tabs import chat, export, runs
+from webui.tabs.chat import holder
 
 pytestmark = pytest.mark.slow  # one real training, then a worker process and trainer subprocesses
 
@@ -105,8 +106,8 @@ def test_chat_loads_streams_both_columns_and_unloads(ctx, trained):
     assert ctx.chat.status()["pid"] not in (None, os.getpid())  # the model lives in the worker process
 
     assert chat.clear(ctx, {}) == {"chat.tuned": [], "chat.base": [], "chat.timing": ""}
-    unloaded = chat.unload(ctx, {}, user="bob")
-    assert "No model loaded: unloaded by bob" in unloaded["chat.status"]
+    unloaded = chat.unload(ctx, {}, user="alice")
+    assert "No model loaded: unloaded by alice" in unloaded["chat.status"]
     assert WARNING in last(chat.send(ctx, values))
 
 
@@ -116,11 +117,11 @@ def test_a_load_while_training_needs_the_gpu_says_why_and_can_wait(ctx, trained,
     busy = Context(runs_root=root, jobs=ctx.jobs, chat=SharedChat(ctx.jobs, gpus=["0"]))
     try:
         refused = last(chat.load(busy, {"chat.run": run_id, "chat.weights": "adapter"}))
-        assert "needed for training" in refused["chat.status"] and queued in refused["chat.status"]
+        assert "needed for training" in refused["chat.notice"] and queued in refused["chat.notice"]
         assert refused["chat.wait_btn"]["visible"] is True
         waiting = chat.load_when_free(busy, {"chat.run": run_id, "chat.weights": "adapter"}, user="dave")
         first = next(waiting)
-        assert "waiting for the GPU" in first["chat.status"]
+        assert "Waiting: the GPU is needed for training" in first["chat.status"]
         assert "dave" in chat.tick(busy, {"chat.drawn": ""})["chat.status"]  # others see who waits to load
         second = last(chat.load(busy, {"chat.run": run_id, "chat.weights": "checkpoint-2"}, user="erin"))
         assert second[WARNING].startswith("dave is loading")  # one load at a time, the first one goes on
@@ -145,11 +146,13 @@ def test_evaluate_in_a_subprocess_stores_and_shows_the_results(ctx, trained):
     assert stored and stored[-1]["weights"] == "adapter" and stored[-1]["rows"] == 6
     assert f"{stored[-1]['eval_loss']:.4g}" in final["export.eval_table"]
     assert f"{stored[-1]['base_eval_loss']:.4g}" in final["export.eval_table"]
-    assert len(final["export.samples"]) == 2 and all(len(row) == 4 for row in final["export.samples"])
+    samples = final["export.samples"]
+    assert samples["headers"] == ["prompt", "reference", "base answer", "tuned answer"]
+    assert len(samples["data"]) == 2 and all(len(row) == 4 for row in samples["data"])
     shown = runs.show_evaluations(ctx, {"runs.picked": [run_id]})["runs.evaluation"]
     assert f"{stored[-1]['perplexity']:.4g}" in shown
     picked = export.pick_run(ctx, {"export.run": run_id}, user="bob")
-    assert "Only its owner" in picked["export.owner_note"] and picked["export.samples"]
+    assert "Only its owner" in picked["export.owner_note"] and picked["export.samples"]["data"]
 
     missing = last(export.evaluate(ctx, {**values, "export.dataset": str(root / "nope.jsonl")}))
     assert "Evaluation failed" in missing["export.eval_status"] and "nope.jsonl" in missing[WARNING]
@@ -201,3 +204,83 @@ def test_publish_dry_run_and_a_push_without_token_or_network(ctx, trained, monke
     assert "Push failed" in offline["export.push_status"] and "no network" in offline[WARNING]
     assert "hf_not_a_real_token" not in str(offline)
     assert sorted(p.relative_to(root / run_id) for p in (root / run_id).rglob("*")) == before
+
+
+def test_only_who_loaded_the_chat_model_or_an_admin_replaces_or_unloads_it(ctx, trained, monkeypatch):
+    monkeypatch.setenv("TUNEDECK_ADMINS", "root")
+    _, run_id = trained
+    pick = {"chat.run": run_id, "chat.weights": "checkpoint-2"}
+    assert "loaded by **alice**" in last(chat.load(ctx, pick, user="alice"))["chat.status"]
+    pid = ctx.chat.status()["pid"]
+
+    refused = last(chat.load(ctx, {**pick, "chat.weights": "adapter"}, user="bob"))
+    assert "only alice or an admin may replace it" in refused[WARNING]
+    assert "**alice** loaded" in refused["chat.notice"] and refused["chat.wait_btn"]["visible"] is True
+    assert "loaded by **alice**" in refused["chat.status"]  # the status line says what is loaded, not bob's attempt
+    assert ctx.chat.status()["loaded"]["name"] == "checkpoint-2" and ctx.chat.status()["pid"] == pid  # untouched
+    assert last(chat.load(ctx, pick, user="bob"))[INFO] == "This model is loaded already."  # using is not replacing
+    kept = chat.unload(ctx, {}, user="bob")
+    assert "only alice or an admin may unload it" in kept[WARNING] and ctx.chat.status()["loaded"]
+    zh = last(chat.load(ctx, {**pick, "chat.weights": "adapter"}, user="bob", lang="zh"))
+    assert "只有 alice 或管理员可以替换或卸载它" in zh["chat.notice"] and "only" not in zh[WARNING]
+
+    # Bob waits: his load goes on by itself once alice unloads hers.
+    waiting = chat.load_when_free(ctx, {**pick, "chat.weights": "adapter"}, user="bob")
+    assert "alice holds" in next(waiting)["chat.notice"]
+    assert "unloaded by alice" in chat.unload(ctx, {}, user="alice")["chat.status"]
+    assert "loaded by **bob**" in last(waiting)["chat.status"] and ctx.chat.status()["loaded"]["name"] == "adapter"
+
+    # Stop is for the reply's own user (or an admin).
+    values = {"chat.message": "Tell me about Paris.", "chat.tuned": [], "chat.base": [], "chat.compare": False,
+              "chat.temperature": 0, "chat.max_new_tokens": 32, "chat.system": "", "chat.top_p": 0.9,
+              "chat.repetition_penalty": 1.0}
+    sending = chat.send(ctx, values, user="bob")
+    next(sending), next(sending)  # the empty columns, then the first chunk: bob's reply is being generated
+    assert "only bob or an admin may stop it" in chat.stop(ctx, {}, user="alice")[WARNING]
+    assert chat.stop(ctx, {}, user="root") == {}
+    assert "tuned:" in last(sending)["chat.timing"] and ctx.chat.generating_by is None
+
+    # An admin replaces bob's model and unloads it; the status says who did.
+    assert "loaded by **root**" in last(chat.load(ctx, pick, user="root"))["chat.status"]
+    assert "only root or an admin may unload it" in chat.unload(ctx, {}, user="bob")[WARNING]
+    assert "unloaded by root" in chat.unload(ctx, {}, user="root")["chat.status"]
+    assert holder(ctx, "carol") is None  # free again: anyone may load
+
+
+def test_the_after_training_messages_in_chinese(ctx, trained, monkeypatch):
+    _, run_id = trained
+    picked = export.pick_run(ctx, {"export.run": run_id}, user="bob", lang="zh")
+    assert "只有其所有者或管理员可以合并或发布它" in picked["export.owner_note"] and "已完成" in picked["export.owner_note"]
+    assert picked["export.samples"]["headers"] == ["提示", "参考答案", "基座模型回答", "微调模型回答"]
+    assert [label for label, _ in picked["export.weights"]["choices"]][:2] == ["最终适配器 / 模型", "checkpoint-4（第 4 步）"]
+    refused = last(export.merge(ctx, {"export.run": run_id, "export.weights": "adapter"}, user="mallory", lang="zh"))
+    assert "只有其所有者或管理员可以合并它" in refused[WARNING]
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    values = {"export.run": run_id, "export.weights": "adapter", "export.repo_id": "someone/tiny-demo",
+              "export.push_what": "adapter"}
+    assert "试运行" in export.dry_run(ctx, values, lang="zh")["export.push_status"]
+    assert "不是 Hub 仓库 ID" in export.dry_run(ctx, {**values, "export.repo_id": "not a repo"}, lang="zh")[WARNING]
+    assert "没有 Hugging Face 令牌" in last(export.push(ctx, values, lang="zh"))[WARNING]
+    assert last(chat.send(ctx, {"chat.message": " "}, lang="zh"))[WARNING] == "请先输入消息。"
+    assert "请先选择一个运行" in last(chat.load(ctx, {}, lang="zh"))[WARNING]
+
+
+def test_a_load_that_fails_says_why_and_the_server_goes_on(trained, tmp_path):
+    import shutil
+
+    root, run_id = trained
+    copy = tmp_path / "runs" / run_id
+    shutil.copytree(root / run_id, copy, ignore=shutil.ignore_patterns("merged"))
+    config = copy / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("model_name_or_path: demo",
+                                                                 f"model_name_or_path: {tmp_path / 'gone'}"),
+                      encoding="utf-8")
+    jobs = JobManager(tmp_path / "runs", autostart=False)
+    broken = Context(runs_root=tmp_path / "runs", jobs=jobs, chat=SharedChat(jobs))
+    try:
+        failed = last(chat.load(broken, {"chat.run": run_id, "chat.weights": "adapter"}, user="alice"))
+        assert "Loading failed" in failed["chat.notice"] and str(tmp_path / "gone") in failed[WARNING], failed
+        assert "No model loaded" in failed["chat.status"] and broken.chat.status()["loading"] is None
+    finally:
+        broken.chat.close()
+        jobs.close()

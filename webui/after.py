@@ -19,6 +19,8 @@ from typing import Any, Iterator, Optional
 from trainer.engine.artifacts import list_weights
 from trainer.jobs.workers import ChatWorker
 
+from .i18n import UI_TEXT, t
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROGRESS_PREFIX = "tunedeck: "  # how the commands prefix a progress line on stderr
 LOCAL_USER = "local"  # who acts when the page has no logins
@@ -28,13 +30,18 @@ def acting_user(user: Optional[str]) -> str:
     return user or LOCAL_USER
 
 
-def runs_with_weights(jobs: Any) -> list[tuple[str, str]]:
+def runs_with_weights(jobs: Any, lang: Optional[str] = None) -> list[tuple[str, str]]:
     """(label, run id) of every run that has weights to use (finished, aborted or interrupted), newest first."""
     try:
         infos = jobs.list_runs()
     except Exception:  # noqa: BLE001 - a locked or missing db must not break the page
         return []
-    return [(f"{i.name} · {i.status} · {i.id}", i.id) for i in infos if list_weights(i.run_dir)]
+    return [(f"{i.name} · {status_word(lang, i.status)} · {i.id}", i.id) for i in infos if list_weights(i.run_dir)]
+
+
+def status_word(lang: Optional[str], status: str) -> str:
+    """A run's status in the page's language (the badges' words)."""
+    return t(lang, f"status.{status}") if f"status.{status}" in UI_TEXT else status
 
 
 # --- the chat worker ------------------------------------------------------------------------------
@@ -48,6 +55,7 @@ class SharedChat:
         self.loaded_by: Optional[str] = None
         self.loaded_at: Optional[float] = None
         self.loading: Optional[tuple[str, str]] = None  # (user, what) while a load is under way
+        self.generating_by: Optional[str] = None  # whose reply the worker is generating (who may stop it)
         self._worker: Optional[ChatWorker] = None
         self._lock = threading.Lock()
 
@@ -69,6 +77,11 @@ class SharedChat:
         with self._lock:
             self.loading = None
 
+    def done_generating(self, who: str) -> None:
+        with self._lock:
+            if self.generating_by == who:
+                self.generating_by = None
+
     def started(self) -> bool:
         return self._worker is not None
 
@@ -89,6 +102,10 @@ class SharedChat:
 
 class CommandBusy(RuntimeError):
     """The same command already runs for the same run (its user is named)."""
+
+    def __init__(self, command: str, run_id: str, user: str):
+        super().__init__(f"{command} is already running for run {run_id} (started by {user}); wait for it to finish")
+        self.command, self.run_id, self.user = command, run_id, user
 
 
 @dataclass
@@ -132,8 +149,7 @@ class Commands:
         key = (command, run_id)
         with self._lock:
             if key in self._running:
-                raise CommandBusy(f"{command} is already running for run {run_id} (started by {self._running[key]}); "
-                                  "wait for it to finish")
+                raise CommandBusy(command, run_id, self._running[key])
             self._running[key] = user
         try:
             proc = subprocess.Popen(trainer_argv(command, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

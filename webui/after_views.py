@@ -5,27 +5,62 @@ from __future__ import annotations
 
 import html
 import math
+import re
+import string
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from trainer.run.layout import checkpoint_step
 
-from .i18n import t
+from .i18n import UI_TEXT, ZH, t
 
-SAMPLE_HEADERS = ["prompt", "reference", "base answer", "tuned answer"]
+SAMPLE_COLUMNS = ["after.col_prompt", "after.col_reference", "after.col_base", "after.col_tuned"]
+SAMPLE_HEADERS = [t(None, key) for key in SAMPLE_COLUMNS]
+# The trainer's progress lines, notes and the chat worker's reasons are English sentences written by processes
+# that know nothing of the page; these message keys' English text is their template, matched to show them in
+# the page's language with their values (run ids, paths, numbers) carried over.
+_MATCHED_PREFIXES = ("after.p_", "after.r_", "after.unloaded_by", "after.starting", "after.waiting")
+_SENTENCES = {"reason", "detail", "note"}  # values that are sentences of their own ("a; b" included)
+_FREE, _WORDS = ".*?", "[^;]*?"
 
 
-def weights_label(name: str) -> str:
+@lru_cache(maxsize=None)
+def _patterns() -> list[tuple[str, "re.Pattern[str]"]]:
+    patterns = []
+    for key, (english, _) in UI_TEXT.items():
+        if not key.startswith(_MATCHED_PREFIXES):
+            continue
+        regex = "".join(re.escape(literal) + (f"(?P<{field}>{_FREE if field in _SENTENCES else _WORDS})" if field else "")
+                        for literal, field, _, _ in string.Formatter().parse(english))
+        patterns.append((key, re.compile(regex + r"\Z", re.DOTALL)))
+    return patterns
+
+
+def translate(lang: str | None, text: str, depth: int = 0) -> str:
+    """A sentence from the trainer or the chat worker in the page's language (unknown ones stay as they are)."""
+    if lang != ZH or not text or depth > 3:
+        return text
+    for key, pattern in _patterns():
+        found = pattern.match(text)
+        if found:
+            return t(lang, key, **{k: translate(lang, v, depth + 1) for k, v in found.groupdict().items()})
+    if "; " in text:
+        return "；".join(translate(lang, part, depth + 1) for part in text.split("; "))
+    return text
+
+
+def weights_label(name: str, lang: str | None = None) -> str:
     step = checkpoint_step(name)
-    return "final adapter / model" if step is None else f"{name} (step {step})"
+    return t(lang, "after.final_weights") if step is None else t(lang, "after.step_weights", name=name, step=step)
 
 
-def weights_choices(names: Sequence[str]) -> list[tuple[str, str]]:
-    return [(weights_label(name), name) for name in names]
+def weights_choices(names: Sequence[str], lang: str | None = None) -> list[tuple[str, str]]:
+    return [(weights_label(name, lang), name) for name in names]
 
 
-def _ago(when: Optional[float], lang: str | None = None) -> str:
+def ago(when: Optional[float], lang: str | None = None) -> str:
     if not when:
         return ""
     seconds = max(0, int(time.time() - when))
@@ -41,12 +76,13 @@ def chat_status_markdown(status: dict[str, Any], lang: str | None = None) -> str
     info = status.get("loaded")
     if not info:
         reason = status.get("unload_reason")
-        return t(lang, "ac_none_because", reason=html.escape(reason)) if reason else t(lang, "ac_none")
+        return t(lang, "ac_none_because", reason=html.escape(translate(lang, reason))) if reason else t(lang, "ac_none")
     run = Path(str(info.get("run_dir", ""))).name
     bits = t(lang, "ac_bits", bits=info["loaded_in_bits"]) if info.get("loaded_in_bits") else ""
     who = status.get("loaded_by")
-    by = t(lang, "ac_by", who=html.escape(who), ago=_ago(status.get("loaded_at"), lang)) if who else ""
-    return t(lang, "ac_loaded", run=html.escape(run), label=html.escape(str(info.get("label", info.get("name")))),
+    by = t(lang, "ac_by", who=html.escape(who), ago=ago(status.get("loaded_at"), lang)) if who else ""
+    label = translate(lang, str(info.get("label", info.get("name"))))
+    return t(lang, "ac_loaded", run=html.escape(run), label=html.escape(label),
              base=html.escape(str(info.get("base_model"))), method=html.escape(str(info.get("method"))),
              device=html.escape(str(info.get("device"))), precision=html.escape(str(info.get("precision"))),
              bits=bits, by=by)
@@ -66,15 +102,16 @@ def _change(tuned: Any, base: Any) -> str:
     return f"{100 * (tuned - base) / base:+.1f}%"
 
 
-def evaluation_markdown(results: Sequence[dict[str, Any]], title: str = "") -> str:
+def evaluation_markdown(results: Sequence[dict[str, Any]], title: str = "", lang: str | None = None,
+                        empty: str = "after.no_eval_runs") -> str:
     """The stored evaluations of a run: loss and perplexity beside the base model's, newest last."""
     if not results:
-        return f"{title}No evaluation yet: run one in the *Evaluate & export* tab." if title else ""
+        return f"{title}{t(lang, empty)}" if title else ""
     lines = [title.rstrip(), ""] if title else []
-    lines += ["| weights | data | rows | eval loss | base eval loss | perplexity | base perplexity | change |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [t(lang, "after.eval_head"), "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {html.escape(str(r.get('weights')))} | {html.escape(str(r.get('dataset')))} | "
+        lines.append(f"| {html.escape(translate(lang, str(r.get('weights'))))} | "
+                     f"{html.escape(translate(lang, str(r.get('dataset'))))} | "
                      f"{r.get('rows', 'n/a')} | {_number(r.get('eval_loss'))} | {_number(r.get('base_eval_loss'))} | "
                      f"{_number(r.get('perplexity'))} | {_number(r.get('base_perplexity'))} | "
                      f"{_change(r.get('perplexity'), r.get('base_perplexity'))} |")
@@ -88,23 +125,27 @@ def samples_rows(result: Optional[dict[str, Any]]) -> list[list[str]]:
             if isinstance(s, dict)]
 
 
-def merge_markdown(out_dir: str, notes: Sequence[str], gguf: Optional[str] = None) -> str:
-    lines = [f"Merged model written to `{out_dir}` (sharded safetensors, tokenizer, generation config): "
-             "`AutoModelForCausalLM.from_pretrained` loads it alone."]
+def samples_table(result: Optional[dict[str, Any]], lang: str | None = None) -> dict[str, Any]:
+    """The samples as the page's table: its headers in the page's language and the rows."""
+    return {"headers": [t(lang, key) for key in SAMPLE_COLUMNS], "data": samples_rows(result)}
+
+
+def merge_markdown(out_dir: str, notes: Sequence[str], gguf: Optional[str] = None, lang: str | None = None) -> str:
+    lines = [t(lang, "after.merged_to", path=out_dir)]
     if gguf:
-        lines.append(f"GGUF: `{gguf}`")
+        lines.append(t(lang, "after.gguf_file", path=gguf))
     if notes:
-        lines.append("\n".join(f"- note: {html.escape(note)}" for note in notes))
+        lines.append("\n".join(f"- {html.escape(translate(lang, 'note: ' + note))}" for note in notes))
     return "\n\n".join(lines)
 
 
-def files_markdown(files: Sequence[tuple[str, Any]]) -> str:
-    return "\n".join(f"- `{name}`" + ("" if path else " (made at push time)") for name, path in files)
+def files_markdown(files: Sequence[tuple[str, Any]], lang: str | None = None) -> str:
+    return "\n".join(f"- `{name}`" + ("" if path else t(lang, "after.made_at_push")) for name, path in files)
 
 
-def progress_markdown(lines: Sequence[str], limit: int = 6) -> str:
-    """The last few progress lines of a command, the newest in bold."""
-    shown = [html.escape(line) for line in list(lines)[-limit:]]
+def progress_markdown(lines: Sequence[str], limit: int = 6, lang: str | None = None) -> str:
+    """The last few progress lines of a command, the newest in bold, in the page's language."""
+    shown = [html.escape(translate(lang, line)) for line in list(lines)[-limit:]]
     if not shown:
         return ""
     return "<br>".join(shown[:-1] + [f"<b>{shown[-1]}</b>"])

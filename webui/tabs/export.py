@@ -20,15 +20,15 @@ import gradio as gr
 from trainer.config import ConfigError
 from trainer.engine.artifacts import AfterTrainingError, list_weights, resolve_weights
 from trainer.engine.evaluate import read_evaluations
-from trainer.engine.merge import CONVERTER, LLAMA_CPP_ENV, adapter_zip, find_gguf_converter
+from trainer.engine.merge import adapter_zip, find_gguf_converter
 from trainer.interop.hub import TOKEN_ENV, check_repo_id, model_card, upload_files
 
 from .. import views
-from ..after import CommandBusy, CommandResult, acting_user, runs_with_weights
+from ..after import CommandBusy, CommandResult, acting_user, runs_with_weights, status_word
 from ..after_views import (SAMPLE_HEADERS, evaluation_markdown, files_markdown, merge_markdown, progress_markdown,
-                           samples_rows, weights_choices)
+                           samples_table, translate, weights_choices)
 from ..components import INFO, UI, WARNING, Reply
-from ..context import Context, checked_path, may_change, require_change
+from ..context import Context, acting_as, checked_path, may_change
 from ..i18n import t
 from ..streaming import stream
 
@@ -38,64 +38,70 @@ MERGED_DIR = "merged"  # <run dir>/merged/<weights>: deleted with the run
 PICK = ["export.run", "export.weights"]
 PICK_OUTPUTS = ["export.weights", "export.owner_note", "export.eval_table", "export.samples", "export.zip_file",
                 "export.merge_status", "export.card", "export.files"]
-NO_GGUF = (f"GGUF needs llama.cpp's {CONVERTER}: clone https://github.com/ggml-org/llama.cpp, pip install -r its "
-           f"requirements.txt and set {LLAMA_CPP_ENV} to the checkout (then restart tunedeck)")
 
 
-def _run(ctx: Context, v: dict[str, Any]) -> Any:
+def _run(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Any:
     run_id = v.get("export.run")
     if not run_id:
-        raise AfterTrainingError("Pick a run first.")
+        raise AfterTrainingError(t(lang, "after.pick_run"))
     try:
         return ctx.jobs.get(run_id)
     except Exception as exc:  # noqa: BLE001 - KeyError or a registry error: one sentence
         raise AfterTrainingError(views.short(views.error_text(exc))) from None
 
 
-def _owner_only(info: Any, user: str | None, action: str) -> None:
-    try:
-        require_change(user, info.owner, action)
-    except PermissionError as exc:
-        raise AfterTrainingError(f"run {info.id}: {exc}") from None
+def _owner_only(info: Any, user: str | None, action: str, lang: str | None = None) -> None:
+    """Merging writes into the run's directory and publishing speaks for it: its owner or an admin only."""
+    if not may_change(user, info.owner):
+        raise AfterTrainingError(t(lang, "after.not_owner", run=info.id, owner=info.owner,
+                                   action=t(lang, f"after.act_{action}"), who=acting_as(user).name))
+
+
+def _samples(result: Any, lang: str | None) -> dict[str, Any]:
+    return samples_table(result, lang)
 
 
 # --- picking a run --------------------------------------------------------------------------------
 
 def run_choices(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     token = t(lang, "ac_token_set" if os.environ.get(TOKEN_ENV, "").strip() else "ac_token_not_set")
-    return {"export.run": gr.update(choices=runs_with_weights(ctx.jobs)),
+    return {"export.run": gr.update(choices=runs_with_weights(ctx.jobs, lang)),
             "export.token_note": t(lang, "ac_token_note", env=TOKEN_ENV, state=token)}
 
 
-def pick_run(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+def _stored(results: list, lang: str | None) -> str:
+    return evaluation_markdown(results, t(lang, "after.stored") + "\n\n", lang, empty="after.no_eval_yet")
+
+
+def pick_run(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     """The picked run's weights, who may change it, and what is stored about it (its evaluations)."""
     cleared: Reply = {"export.zip_file": None, "export.merge_status": "", "export.card": "", "export.files": ""}
     try:
-        info = _run(ctx, v)
+        info = _run(ctx, v, lang)
     except AfterTrainingError:
         return {**cleared, "export.weights": gr.update(choices=[], value=None), "export.owner_note": "",
-                "export.eval_table": "", "export.samples": []}
+                "export.eval_table": "", "export.samples": _samples(None, lang)}
     names = list_weights(info.run_dir)
     results = read_evaluations(info.run_dir)
-    note = (f"Run **{html.escape(info.id)}** · owner **{html.escape(info.owner)}** · {html.escape(info.status)}. " +
-            ("You may merge and publish it." if may_change(user, info.owner) else
-             "Only its owner may merge or publish it; you may chat with it, evaluate it and download the adapter."))
-    return {**cleared, "export.weights": gr.update(choices=weights_choices(names), value=names[0] if names else None),
-            "export.owner_note": note, "export.eval_table": evaluation_markdown(results, "Stored evaluations:\n\n"),
-            "export.samples": samples_rows(results[-1] if results else None)}
+    note = (t(lang, "after.owner_note", run=html.escape(info.id), owner=html.escape(info.owner),
+              status=html.escape(status_word(lang, info.status)))
+            + " " + t(lang, "after.you_may" if may_change(user, info.owner) else "after.you_may_not"))
+    return {**cleared, "export.weights": gr.update(choices=weights_choices(names, lang), value=names[0] if names else None),
+            "export.owner_note": note, "export.eval_table": _stored(results, lang),
+            "export.samples": _samples(results[-1] if results else None, lang)}
 
 
 # --- evaluate -------------------------------------------------------------------------------------
 
-def evaluate(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[Reply]:
+def evaluate(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Iterator[Reply]:
     """`python -m trainer evaluate RUN --json` in a subprocess: its progress, then the stored results."""
     try:
         # The access policy of the dataset field first: a shared server's users read only the allowed folders.
         dataset = checked_path(ctx, user, v.get("export.dataset"), "eval dataset")
-        info = _run(ctx, v)
+        info = _run(ctx, v, lang)
         weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
     except (AfterTrainingError, ConfigError) as exc:
-        yield {WARNING: str(exc)}
+        yield {WARNING: translate(lang, str(exc))}
         return
     args = [str(info.run_dir), "--checkpoint", weights.name, "--json",
             "--samples", str(int(v.get("export.samples_count") or 0))]
@@ -103,113 +109,118 @@ def evaluate(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterat
         args += ["--dataset", dataset]
     if v.get("export.max_rows"):
         args += ["--max-rows", str(int(v["export.max_rows"]))]
-    result = yield from _command(ctx, "evaluate", info.id, user, args, "export.eval_status")
+    result = yield from _command(ctx, "evaluate", info.id, user, args, "export.eval_status", lang)
     if result is None:
         return
     if not result.ok:
-        yield {"export.eval_status": f"⚠ Evaluation failed: {html.escape(result.error)}", WARNING: result.error}
+        message = t(lang, "after.eval_failed", error=translate(lang, result.error))
+        yield {"export.eval_status": "⚠ " + html.escape(message), WARNING: message}
         return
     stored = read_evaluations(info.run_dir)
     latest = result.json() or (stored[-1] if stored else None)
-    yield {"export.eval_status": f"Evaluated {weights.label} on {html.escape(str((latest or {}).get('dataset')))}"
-                                 f" in {(latest or {}).get('seconds', '?')} s; stored in the run's evaluation.json.",
-           "export.eval_table": evaluation_markdown(stored, "Stored evaluations:\n\n"),
-           "export.samples": samples_rows(latest)}
+    yield {"export.eval_status": t(lang, "after.evaluated", weights=translate(lang, weights.label),
+                                   dataset=html.escape(translate(lang, str((latest or {}).get("dataset")))),
+                                   seconds=(latest or {}).get("seconds", "?")),
+           "export.eval_table": _stored(stored, lang), "export.samples": _samples(latest, lang)}
 
 
 def _command(ctx: Context, command: str, run_id: str, user: str | None, args: list[str],
-             status: str) -> Generator[Reply, None, CommandResult | None]:
+             status: str, lang: str | None = None) -> Generator[Reply, None, CommandResult | None]:
     """The command's progress into the `status` component; returns its CommandResult (None when it could not
     start): `result = yield from _command(...)`."""
-    lines: list[str] = [f"starting {command}…"]
-    yield {status: progress_markdown(lines)}
+    lines: list[str] = [t(None, "after.starting", command=command)]
+    yield {status: progress_markdown(lines, lang=lang)}
     try:
         for item in ctx.commands.run(command, run_id, acting_user(user), args):
             if isinstance(item, CommandResult):
                 return item
             lines.append(item)
-            yield {status: progress_markdown(lines)}
-    except (CommandBusy, OSError) as exc:
+            yield {status: progress_markdown(lines, lang=lang)}
+    except CommandBusy as exc:
+        message = t(lang, "after.command_busy", command=exc.command, run=exc.run_id, who=exc.user)
+        yield {status: f"⚠ {html.escape(message)}", WARNING: message}
+    except OSError as exc:
         yield {status: f"⚠ {html.escape(str(exc))}", WARNING: str(exc)}
     return None
 
 
 # --- export ---------------------------------------------------------------------------------------
 
-def make_zip(ctx: Context, v: dict[str, Any]) -> Reply:
+def make_zip(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     """The adapter (config, weights, tokenizer, the run's chat template) as a zip to download."""
     try:
-        info = _run(ctx, v)
+        info = _run(ctx, v, lang)
         weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
         folder = Path(tempfile.mkdtemp(prefix="tunedeck-adapter-"))  # the page serves no file from the runs root
         path = adapter_zip(info.run_dir, folder / f"{info.name}-{weights.name}.zip", weights.name)
     except AfterTrainingError as exc:
-        return {WARNING: str(exc)}
-    return {"export.zip_file": str(path), INFO: f"{path.name} is ready: download it below."}
+        return {WARNING: translate(lang, str(exc))}
+    return {"export.zip_file": str(path), INFO: t(lang, "after.zip_ready", name=path.name)}
 
 
-def merge(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[Reply]:
+def merge(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Iterator[Reply]:
     """`python -m trainer merge RUN RUN/merged/WEIGHTS` in a subprocess (owner only), GGUF when asked."""
     try:
-        info = _run(ctx, v)
-        _owner_only(info, user, "merge")
+        info = _run(ctx, v, lang)
+        _owner_only(info, user, "merge", lang)
         weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
     except AfterTrainingError as exc:
-        yield {WARNING: str(exc)}
+        yield {WARNING: translate(lang, str(exc))}
         return
     gguf = bool(v.get("export.gguf"))
     if gguf and find_gguf_converter() is None:
-        yield {"export.merge_status": f"⚠ {html.escape(NO_GGUF)}", WARNING: NO_GGUF}
+        yield {"export.merge_status": f"⚠ {html.escape(t(lang, 'ac_no_gguf'))}", WARNING: t(lang, "ac_no_gguf")}
         return
     out_dir = Path(info.run_dir) / MERGED_DIR / weights.name
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        yield {"export.merge_status": f"Already merged: `{out_dir}` (delete that folder to merge again).",
-               INFO: "This run's weights are merged already."}
+        yield {"export.merge_status": t(lang, "after.already_merged", path=out_dir),
+               INFO: t(lang, "after.merged_already")}
         return
     args = [str(info.run_dir), str(out_dir), "--checkpoint", weights.name] + (["--gguf"] if gguf else [])
-    result = yield from _command(ctx, "merge", info.id, user, args, "export.merge_status")
+    result = yield from _command(ctx, "merge", info.id, user, args, "export.merge_status", lang)
     if result is None:
         return
     if not result.ok:
-        yield {"export.merge_status": f"⚠ Merge failed: {html.escape(result.error)}", WARNING: result.error}
+        message = t(lang, "after.merge_failed", error=translate(lang, result.error))
+        yield {"export.merge_status": "⚠ " + html.escape(message), WARNING: message}
         return
     printed = [line for line in result.stdout.splitlines() if line.strip()]
     gguf_file = next((line for line in printed if line.endswith(".gguf")), None)
-    yield {"export.merge_status": merge_markdown(printed[0] if printed else str(out_dir), result.notes, gguf_file),
-           INFO: "Merged."}
+    yield {"export.merge_status": merge_markdown(printed[0] if printed else str(out_dir), result.notes, gguf_file, lang),
+           INFO: t(lang, "after.merged")}
 
 
 # --- publish --------------------------------------------------------------------------------------
 
-def _publish_request(ctx: Context, v: dict[str, Any], user: str | None) -> tuple[Any, Any, str, bool]:
-    info = _run(ctx, v)
-    _owner_only(info, user, "publish")
+def _publish_request(ctx: Context, v: dict[str, Any], user: str | None,
+                     lang: str | None = None) -> tuple[Any, Any, str, bool]:
+    info = _run(ctx, v, lang)
+    _owner_only(info, user, "publish", lang)
     weights = resolve_weights(info.run_dir, v.get("export.weights") or None)
     return info, weights, check_repo_id(v.get("export.repo_id") or ""), v.get("export.push_what") == "merged"
 
 
-def dry_run(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+def dry_run(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     """The model card and the file list a push would send; nothing is sent or changed."""
     try:
-        info, weights, repo_id, merged = _publish_request(ctx, v, user)
+        info, weights, repo_id, merged = _publish_request(ctx, v, user, lang)
         card = model_card(info.run_dir, repo_id, weights.name, merged)
         files = upload_files(info.run_dir, weights.name, merged)
     except AfterTrainingError as exc:
-        return {WARNING: str(exc)}
-    return {"export.card": card, "export.files": files_markdown(files),
-            "export.push_status": f"Dry run: this is what **Push** would send to `{repo_id}`; nothing was sent."}
+        return {WARNING: translate(lang, str(exc))}
+    return {"export.card": card, "export.files": files_markdown(files, lang),
+            "export.push_status": t(lang, "after.dry_run_done", repo=repo_id)}
 
 
-def push(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[Reply]:
+def push(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Iterator[Reply]:
     """`python -m trainer push` in a subprocess (a merged push merges first); the token from HF_TOKEN only."""
     try:
-        info, weights, repo_id, merged = _publish_request(ctx, v, user)
+        info, weights, repo_id, merged = _publish_request(ctx, v, user, lang)
     except AfterTrainingError as exc:
-        yield {WARNING: str(exc)}
+        yield {WARNING: translate(lang, str(exc))}
         return
     if not os.environ.get(TOKEN_ENV, "").strip():
-        message = (f"No Hugging Face token: set {TOKEN_ENV} in the server's environment (a write token from "
-                   "https://huggingface.co/settings/tokens) and restart tunedeck; nothing was pushed.")
+        message = t(lang, "after.no_token", env=TOKEN_ENV)
         yield {"export.push_status": f"⚠ {message}", WARNING: message}
         return
     args = [str(info.run_dir), repo_id, "--checkpoint", weights.name]
@@ -217,14 +228,15 @@ def push(ctx: Context, v: dict[str, Any], user: str | None = None) -> Iterator[R
     args += ["--private"] if v.get("export.private") else []
     message = (v.get("export.commit_message") or "").strip()
     args += ["--message", message] if message else []
-    result = yield from _command(ctx, "push", info.id, user, args, "export.push_status")
+    result = yield from _command(ctx, "push", info.id, user, args, "export.push_status", lang)
     if result is None:
         return
     if not result.ok:
-        yield {"export.push_status": f"⚠ Push failed: {html.escape(result.error)}", WARNING: result.error}
+        failed = t(lang, "after.push_failed", error=translate(lang, result.error))
+        yield {"export.push_status": "⚠ " + html.escape(failed), WARNING: failed}
         return
     url = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else f"https://huggingface.co/{repo_id}"
-    yield {"export.push_status": f"Published: [{html.escape(url)}]({html.escape(url)})", INFO: f"Pushed to {repo_id}."}
+    yield {"export.push_status": t(lang, "after.published", url=html.escape(url)), INFO: t(lang, "after.pushed", repo=repo_id)}
 
 
 # --- layout and wiring ----------------------------------------------------------------------------
@@ -240,7 +252,7 @@ def render(ui: UI) -> None:
         with gr.Row(equal_height=True):
             ui.add("export.dataset", gr.Textbox(label=i18n("eval_dataset"), placeholder=i18n("ac_eval_placeholder"),
                                                 elem_id="export-dataset", scale=3))
-            ui.add("export.max_rows", gr.Number(value=None, precision=0, minimum=1, label=i18n("ac_max_rows"),
+            ui.add("export.max_rows", gr.Number(value=0, precision=0, minimum=0, label=i18n("ac_max_rows"),
                                                 elem_id="export-max-rows", scale=1))
             ui.add("export.samples_count", gr.Number(value=3, precision=0, minimum=0, maximum=20,
                                                      label=i18n("ac_samples"), elem_id="export-samples-count",
@@ -249,8 +261,9 @@ def render(ui: UI) -> None:
                                                     scale=1))
         ui.add("export.eval_status", gr.Markdown("", elem_id="export-eval-status"))
         ui.add("export.eval_table", gr.Markdown("", elem_id="export-eval-table"))
+        # Fixed widths: without them a long prompt takes the whole row and hides the three answers.
         ui.add("export.samples", gr.Dataframe(headers=SAMPLE_HEADERS, value=[], interactive=False, wrap=True,
-                                              elem_id="export-samples"))
+                                              column_widths=["28%", "24%", "24%", "24%"], elem_id="export-samples"))
     with gr.Accordion(i18n("export"), open=True, elem_id="export-export"):
         with gr.Row(equal_height=True):
             ui.add("export.zip_btn", gr.Button(i18n("adapter_zip"), elem_id="export-zip-btn", scale=1))

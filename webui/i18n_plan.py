@@ -1,7 +1,9 @@
-"""The run plan's sentences (trainer/plan/resolve.py writes them in English, with their numbers) and the
-trainer's notes to the page (its "message" events) in Chinese, matched by pattern so the numbers carry
-over. A sentence without a pattern here stays in English: the
-page still shows it rather than hide a warning."""
+"""The run plan's sentences (trainer/plan/resolve.py writes them in English, with their numbers), the
+trainer's notes to the page (its "message" events) and the refusals the page passes on from the trainer,
+the job manager, the token store and the roles check (dataset and model problems, "not yours", "already
+finished") in Chinese, matched by pattern so the numbers, names and paths carry over. Those messages stay
+English at their source because the CLI and the HTTP API answer in English. A sentence without a pattern
+here stays in English: the page still shows it rather than hide a warning or a refusal."""
 
 from __future__ import annotations
 
@@ -73,6 +75,82 @@ PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
 ]
 _COMPILED = [(re.compile(pattern, re.DOTALL), template) for pattern, template in PLAN_PATTERNS_ZH]
 
+# Words that fill the refusals' sentences: a run's status, what is refused, the thing it is refused on.
+STATUS_ZH = {"queued": "排队中", "running": "运行中", "finished": "已完成", "aborted": "已中止", "failed": "失败",
+             "interrupted": "已中断"}
+ACTION_ZH = {"abort": "中止", "resume": "继续", "cancel": "取消", "delete": "删除", "rename": "重命名",
+             "overwrite": "覆盖", "edit": "修改", "change": "修改", "revoke": "撤销"}
+THING_ZH = {"run": "运行", "preset": "预设", "token": "令牌"}
+
+MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
+    # the dataset and the model, as Start's checks and the plan name them (trainer/datasets, trainer/engine/model.py)
+    (r"dataset file not found: (?P<p>.+)", "找不到数据集文件：{p}"),
+    (r"(?P<p>.+): invalid JSON at line (?P<l>\d+), column (?P<c>\d+): (?P<m>.+)", "{p}：第 {l} 行第 {c} 列不是有效的 JSON：{m}"),
+    (r"line (?P<l>\d+): invalid JSON: (?P<m>.+) \(column (?P<c>\d+)\)", "第 {l} 行：不是有效的 JSON：{m}（第 {c} 列）"),
+    (r"(?P<f>[\w-]+) format", "{f} 格式"),
+    (r"(?P<f>[\w-]+) format, (?P<n>[\d,]+) invalid rows skipped", "{f} 格式，已跳过 {n} 个无效行"),
+    (r"a Hub dataset: the row count is known once it is loaded", "Hub 数据集：加载后才知道行数"),
+    (r"the validation split is empty: raise val_size or set eval_strategy no",
+     "验证集为空：请调大 val_size，或把 eval_strategy 设为 no"),
+    (r"model '(?P<n>.+)' not found: the directory (?P<p>.+) does not exist\.", "找不到模型“{n}”：目录 {p} 不存在。"),
+    (r"model '(?P<n>.+)' is a file: point model_name_or_path at the directory that holds config\.json\.",
+     "模型“{n}”是一个文件：请让 model_name_or_path 指向包含 config.json 的目录。"),
+    (r"model '(?P<n>.+)': the directory has no config\.json, so it is not a saved model \(an adapter directory "
+     r"needs its base model here instead\)\.", "模型“{n}”：该目录没有 config.json，不是保存的模型（适配器目录请在这里填它的基座模型）。"),
+    (r"(?P<t>.+) \((?P<n>\w+)\) is not installed here: (?P<i>.+), or remove (?P=n) from report_to",
+     "{t}（{n}）未安装在本机：{i}，或从 report_to 中移除 {n}"),
+    (r"(?P<t>.+) \((?P<n>\w+)\) needs (?P<v>\S+) in the environment \((?P<h>.+)\) before tunedeck starts, or "
+     r"(?P<l>\S+) to log on this machine only", "{t}（{n}）需要在 tunedeck 启动前在环境中设置 {v}（{h}），或设置 {l} 只在本机记录"),
+    # the roles check (webui/auth.py) and the token store (webui/api_tokens.py)
+    (r"this (?P<w>\w+) belongs to '(?P<o>.*)': only its owner or an admin may (?P<a>\w+) it \(you are '(?P<u>.*)'\)",
+     "这个{w}属于“{o}”：只有它的所有者或管理员可以{a}它（你是“{u}”）"),
+    (r"only an admin may reorder the queue \(you are '(?P<u>.*)'\)", "只有管理员可以调整队列顺序（你是“{u}”）"),
+    (r"sign in first", "请先登录"),
+    (r"'(?P<u>.*)' already has (?P<n>\d+) API tokens: revoke one first", "“{u}”已有 {n} 个 API 令牌：请先撤销一个"),
+    (r"no API token '(?P<i>.*)'", "没有 API 令牌“{i}”"),
+    (r"only its owner or an admin may revoke an API token", "只有令牌的所有者或管理员可以撤销它"),
+    (r"(?P<p>.+) is unreadable \((?P<e>.+)\); move it away \(every token is then revoked\)",
+     "{p} 无法读取（{e}）；请把它移走（所有令牌随之作废）"),
+    # the job manager (trainer/jobs/manager.py) and the Monitor's queue buttons
+    (r"run (?P<r>\S+) is already (?P<s>\w+); there is nothing to abort", "运行 {r} 已是“{s}”状态：没有可中止的"),
+    (r"run (?P<r>\S+) is (?P<s>\w+): only an aborted, interrupted or failed run can be resumed",
+     "运行 {r} 处于“{s}”状态：只有已中止、已中断或失败的运行才能继续"),
+    (r"run (?P<r>\S+) saved no checkpoint before it stopped, so there is nothing to resume from; start it again as "
+     r"a new run \(lower save_steps to checkpoint more often\)",
+     "运行 {r} 停止前没有保存检查点，无从继续；请作为新运行重新开始（调小 save_steps 以更频繁地保存检查点）"),
+    (r"run (?P<r>\S+) is (?P<s>\w+): abort it first, then delete it", "运行 {r} 处于“{s}”状态：请先中止，再删除"),
+    (r"run (?P<r>\S+) is (?P<s>\w+), not waiting in the queue: abort it to stop it",
+     "运行 {r} 处于“{s}”状态，不在队列中：要停止它请点“中止”"),
+    (r"run (?P<r>\S+) is (?P<s>\w+), not waiting in the queue: there is nothing to cancel",
+     "运行 {r} 处于“{s}”状态，不在队列中：没有可取消的"),
+    (r"run (?P<r>\S+) is (?P<s>\w+): only a queued run can be moved in the queue",
+     "运行 {r} 处于“{s}”状态：只有排队中的运行才能在队列中移动"),
+    (r"run (?P<r>\S+) is not waiting in the queue: only a queued run can be moved",
+     "运行 {r} 不在队列中：只有排队中的运行才能移动"),
+    (r"no run '?(?P<r>[^'\s]+)'?", "没有运行 {r}"),
+    # presets (trainer/interop/presets.py)
+    (r"'(?P<n>.+)' is a built-in preset \(read-only\); save yours under another name",
+     "“{n}”是内置预设（只读）：请用其他名称保存你的预设"),
+    (r"no preset named '(?P<n>.+)'; did you mean (?P<c>.+)\?", "没有名为“{n}”的预设；你是否想找 {c}？"),
+    (r"no preset named '(?P<n>.+)'; known presets: (?P<c>.*)", "没有名为“{n}”的预设；已有的预设：{c}"),
+    (r"the name is empty: give the preset a name", "名称为空：请给预设起个名字"),
+    (r"'(?P<n>.+)' is a path: a preset name cannot contain / or \\.*", "“{n}”是一个路径：预设名称不能包含 / 或 \\"),
+    (r"'(?P<n>.+)' contains '\.\.': not allowed in a preset name", "“{n}”包含“..”：预设名称中不允许"),
+    (r"the name is (?P<n>\d+) characters long; at most (?P<m>\d+)", "名称有 {n} 个字符；最多 {m} 个"),
+    (r"'(?P<n>.+)' ends with a dot or a space: not allowed in a preset name", "“{n}”以点或空格结尾：预设名称中不允许"),
+    (r"not a preset: the file holds (?P<k>.+), not a mapping of field: value", "不是预设：文件内容是 {k}，而不是“字段: 值”的映射"),
+    (r"the file is empty: not a preset", "文件为空：不是预设"),
+    (r"a binary file, not a YAML preset", "这是二进制文件，不是 YAML 预设"),
+    (r"unknown key", "未知的键"),
+]
+_MESSAGES = [(re.compile(pattern, re.DOTALL), template) for pattern, template in MESSAGE_PATTERNS_ZH]
+# Python's json messages, as a broken line's refusal quotes them.
+JSON_ZH = {"Expecting value": "缺少值", "Extra data": "多余的数据",
+           "Expecting property name enclosed in double quotes": "属性名需要用双引号括起来",
+           "Expecting ',' delimiter": "缺少逗号分隔符", "Expecting ':' delimiter": "缺少冒号分隔符",
+           "Unterminated string starting at": "字符串没有结束", "Invalid control character at": "无效的控制字符"}
+_WORDS = {"s": STATUS_ZH, "a": ACTION_ZH, "w": THING_ZH, "m": JSON_ZH}
+
 
 def plan_sentence_zh(sentence: str) -> str:
     """One plan sentence in Chinese, its numbers kept; unchanged when no pattern matches."""
@@ -81,3 +159,32 @@ def plan_sentence_zh(sentence: str) -> str:
         if match:
             return template.format(**match.groupdict())
     return sentence
+
+
+def message_zh(text: str) -> str:
+    """A refusal or note the page passes on, in Chinese: each "; "-separated part matched whole (a ConfigError's
+    "source: field: message" keeps its source and field); a part without a pattern stays as it is."""
+    text = str(text)
+    if "\n" in text:
+        return "\n".join(message_zh(line) for line in text.split("\n"))
+    whole = _one_message_zh(text)
+    if whole != text:
+        return whole
+    parts = text.split("; ")
+    translated = [_one_message_zh(part) for part in parts]
+    return "；".join(translated) if translated != parts else text
+
+
+def _one_message_zh(part: str) -> str:
+    stripped = part.strip()
+    for pattern, template in _MESSAGES:
+        match = pattern.fullmatch(stripped)
+        if match:
+            values = {k: _WORDS.get(k, {}).get(v, v) for k, v in match.groupdict().items()}
+            return template.format(**values)
+    head, sep, rest = stripped.rpartition(": ")  # "file.yaml: learning_rate: message"
+    if sep and head and not head.endswith(":"):
+        translated = _one_message_zh(rest)
+        if translated != rest:
+            return f"{head}：{translated}"
+    return part

@@ -16,7 +16,7 @@ from trainer.run.series import RunSeries
 from .charts import Progress, format_duration
 from .i18n import UI_TEXT, ZH, t
 from .i18n_fields import MEMORY_PARTS_ZH, PRESET_ZH
-from .i18n_plan import plan_sentence_zh
+from .i18n_plan import message_zh, plan_sentence_zh
 
 STATUS_COLOURS = {
     "queued": "#6b7280", "running": "#2563eb", "finished": "#16a34a", "aborted": "#d97706",
@@ -43,8 +43,15 @@ def short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def error_text(exc: BaseException) -> str:
-    return str(exc) or exc.__class__.__name__
+def error_text(exc: BaseException, lang: str | None = None) -> str:
+    """An exception's message for the page, in its language (the trainer's and the API's words are English)."""
+    text = str(exc) or exc.__class__.__name__
+    return message_zh(text) if lang == ZH else text
+
+
+def say(text: str, lang: str | None = None) -> str:
+    """A message the trainer, the job manager or a check wrote in English, in the page's language."""
+    return message_zh(text) if lang == ZH else text
 
 
 def md_lines(text: str) -> str:
@@ -172,7 +179,7 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
         (t(lang, "plan.effective_batch"), t(lang, "plan.effective_batch_value", total=d["effective_batch_size"],
                                             micro=d["micro_batch_size"], accumulation=d["gradient_accumulation_steps"],
                                             devices=d["num_devices"])),
-        (t(lang, "plan.training_rows"), _fmt(num_samples, lang) + (f" ({dataset_note})" if dataset_note else "")),
+        (t(lang, "plan.training_rows"), _fmt(num_samples, lang) + (f" ({say(dataset_note, lang)})" if dataset_note else "")),
         (t(lang, "plan.steps_per_epoch"), _fmt(d.get("steps_per_epoch"), lang)),
         (t(lang, "plan.total_steps"), _fmt(d.get("total_steps"), lang)),
         (t(lang, "plan.warmup_steps"), _fmt(d.get("warmup_steps"), lang)),

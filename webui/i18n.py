@@ -15,6 +15,7 @@ from trainer.config import GROUPS
 
 from .form import bounds_text, controls
 from .i18n_fields import FIELD_ZH, GROUP_ZH, HELP_ZH
+from .i18n_plan import message_zh
 
 LANGUAGES = {"English": "en", "中文": "zh-CN"}  # the top bar's choice -> Gradio's locale
 EN, ZH = "en", "zh"
@@ -435,6 +436,9 @@ def field_message(lang: str | None, message: str) -> str:
     """A validation message of a field in the page's language; one without a Chinese pattern stays as is."""
     if lang != ZH:
         return message
+    named = message_zh(message)  # a check that names a file, a line or a model keeps the name
+    if named != message:
+        return named
     got = re.search(r"\s*\(got (.*)\)$", message, flags=re.DOTALL)
     base = message[:got.start()] if got else message
     suffix = f"（当前为 {got.group(1)}）" if got else ""

@@ -60,6 +60,18 @@ PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"No validation split \(val_size 0\): you will not see whether the model overfits\.",
      "没有验证集（val_size 0）：你将看不到模型是否过拟合。"),
     (r"save_strategy is 'no': an interrupted run cannot be resumed\.", "save_strategy 为 'no'：中断的运行无法继续。"),
+    (r"Memory estimate unknown: '(?P<m>.+)' is neither in the model catalog nor a local directory with a "
+     r"config\.json\.", "显存无法估计：“{m}”既不在模型目录中，也不是含 config.json 的本地目录。"),
+    (r"Memory: about (?P<gb>\S+) GB at micro-batch (?P<m>\S+) × (?P<t>\S+) tokens on a (?P<g>\S+) GB GPU: "
+     r"(?P<v>[^.]+)\. Use micro-batch (?P<n>\S+) with gradient accumulation (?P<a>\S+) \(the same effective batch\)\.",
+     "显存：微批次 {m} × {t} token 时约 {gb} GB，{g} GB 的 GPU：{v}。请用微批次 {n}、梯度累积 {a}（有效批次不变）。"),
+    (r"Memory: about (?P<gb>\S+) GB at micro-batch (?P<m>\S+) × (?P<t>\S+) tokens on a (?P<g>\S+) GB GPU: "
+     r"(?P<v>[^.]+)\. Use micro-batch (?P<n>\S+) with gradient accumulation (?P<a>\S+) \(effective batch (?P<e>\S+), "
+     r"was (?P<w>\S+)\)\.", "显存：微批次 {m} × {t} token 时约 {gb} GB，{g} GB 的 GPU：{v}。请用微批次 {n}、梯度累积 {a}"
+                               "（有效批次 {e}，原为 {w}）。"),
+    (r"Memory: about (?P<gb>\S+) GB at micro-batch (?P<m>\S+) × (?P<t>\S+) tokens on a (?P<g>\S+) GB GPU: "
+     r"(?P<v>[^.]+)\. Even micro-batch 1 does not fit: .*", "显存：微批次 {m} × {t} token 时约 {gb} GB，{g} GB 的 GPU：{v}。"
+     "即使微批次 1 也放不下：请对基座做 4 位量化、开启梯度检查点、缩短 cutoff_len 或换更大的 GPU。"),
     # the trainer's notes (trainer/engine/train.py, trainer/datasets/cache.py)
     (r"tokenized dataset cache: hit \((?P<split>\w+), (?P<rows>\S+) rows, (?P<path>.+)\)",
      "分词数据集缓存：命中（{split}，{rows} 行，{path}）"),
@@ -75,6 +87,7 @@ PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
 ]
 _COMPILED = [(re.compile(pattern, re.DOTALL), template) for pattern, template in PLAN_PATTERNS_ZH]
 
+VERDICT_ZH = {"fits": "放得下", "tight": "偏紧", "will not fit": "放不下"}
 # Words that fill the refusals' sentences: a run's status, what is refused, the thing it is refused on.
 STATUS_ZH = {"queued": "排队中", "running": "运行中", "finished": "已完成", "aborted": "已中止", "failed": "失败",
              "interrupted": "已中断"}
@@ -87,6 +100,16 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"dataset file not found: (?P<p>.+)", "找不到数据集文件：{p}"),
     (r"(?P<p>.+): invalid JSON at line (?P<l>\d+), column (?P<c>\d+): (?P<m>.+)", "{p}：第 {l} 行第 {c} 列不是有效的 JSON：{m}"),
     (r"line (?P<l>\d+): invalid JSON: (?P<m>.+) \(column (?P<c>\d+)\)", "第 {l} 行：不是有效的 JSON：{m}（第 {c} 列）"),
+    (r"(?P<p>.+): (?P<n>[\d,]+) of (?P<t>[\d,]+) rows are invalid \(fix them, or set skip_invalid_rows to train "
+     r"without them\):(?P<rest>.*)", "{p}：{t} 行中有 {n} 行无效（请修正，或开启 skip_invalid_rows 跳过它们）：{rest}"),
+    (r"(?P<p>.+): no usable rows: all (?P<t>[\d,]+) rows are invalid:(?P<rest>.*)", "{p}：没有可用的行：全部 {t} 行都无效：{rest}"),
+    (r"\.\.\. and (?P<n>[\d,]+) more", "……还有 {n} 个"),
+    (r"missing field '(?P<n>.+)'", "缺少字段“{n}”"),
+    (r"field '(?P<n>.+)' is empty", "字段“{n}”为空"),
+    (r"field '(?P<n>.+)' must be text, got (?P<k>.+)", "字段“{n}”必须是文本，实际是 {k}"),
+    (r"field '(?P<n>.+)' must be a list of turns, got (?P<k>.+)", "字段“{n}”必须是对话轮次的列表，实际是 {k}"),
+    (r"turn (?P<n>\d+): empty content", "第 {n} 轮：内容为空"),
+    (r"turn (?P<n>\d+): two (?P<r>\w+) turns in a row", "第 {n} 轮：连续两个 {r} 轮次"),
     (r"(?P<f>[\w-]+) format", "{f} 格式"),
     (r"(?P<f>[\w-]+) format, (?P<n>[\d,]+) invalid rows skipped", "{f} 格式，已跳过 {n} 个无效行"),
     (r"a Hub dataset: the row count is known once it is loaded", "Hub 数据集：加载后才知道行数"),
@@ -134,6 +157,12 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"no preset named '(?P<n>.+)'; did you mean (?P<c>.+)\?", "没有名为“{n}”的预设；你是否想找 {c}？"),
     (r"no preset named '(?P<n>.+)'; known presets: (?P<c>.*)", "没有名为“{n}”的预设；已有的预设：{c}"),
     (r"the name is empty: give the preset a name", "名称为空：请给预设起个名字"),
+    (r"'(?P<n>.+)' is a built-in preset and read-only", "“{n}”是内置预设，只读"),
+    (r"no user preset named '(?P<n>.+)'", "没有名为“{n}”的用户预设"),
+    (r"a preset named '(?P<n>.+)' already exists: choose another name or overwrite it",
+     "已有名为“{n}”的预设：请换个名称或覆盖它"),
+    (r"a preset named '(?P<n>.+)' already exists", "已有名为“{n}”的预设"),
+    (r"'(?P<n>.+)' is not a preset name \(names cannot contain paths\)", "“{n}”不是预设名称（名称不能包含路径）"),
     (r"'(?P<n>.+)' is a path: a preset name cannot contain / or \\.*", "“{n}”是一个路径：预设名称不能包含 / 或 \\"),
     (r"'(?P<n>.+)' contains '\.\.': not allowed in a preset name", "“{n}”包含“..”：预设名称中不允许"),
     (r"the name is (?P<n>\d+) characters long; at most (?P<m>\d+)", "名称有 {n} 个字符；最多 {m} 个"),
@@ -157,7 +186,8 @@ def plan_sentence_zh(sentence: str) -> str:
     for pattern, template in _COMPILED:
         match = pattern.fullmatch(sentence.strip())
         if match:
-            return template.format(**match.groupdict())
+            values = {k: VERDICT_ZH.get(v, v) if k == "v" else v for k, v in match.groupdict().items()}
+            return template.format(**values)
     return sentence
 
 
@@ -181,10 +211,23 @@ def _one_message_zh(part: str) -> str:
         match = pattern.fullmatch(stripped)
         if match:
             values = {k: _WORDS.get(k, {}).get(v, v) for k, v in match.groupdict().items()}
+            if "rest" in values:
+                values["rest"] = _rest_zh(values["rest"])
             return template.format(**values)
-    head, sep, rest = stripped.rpartition(": ")  # "file.yaml: learning_rate: message"
-    if sep and head and not head.endswith(":"):
+    pieces = stripped.split(": ")  # "file.yaml: learning_rate: message", "line 3: missing field 'output'"
+    for cut in range(1, len(pieces)):
+        rest = ": ".join(pieces[cut:])
         translated = _one_message_zh(rest)
         if translated != rest:
-            return f"{head}：{translated}"
+            head = [_HEAD.sub(lambda m: f"第 {m.group(2)} {'行' if m.group(1) == 'line' else '条'}", p) for p in pieces[:cut]]
+            return "：".join(head) + "：" + translated
     return part
+
+
+_HEAD = re.compile(r"^(line|row) (\d+)$")
+_ISSUE_START = re.compile(r" (?=(?:line|row) \d+: |\.\.\. and \d+ more$)")
+
+
+def _rest_zh(rest: str) -> str:
+    """The listed row problems after a dataset's refusal, each in Chinese."""
+    return " " + " ".join(message_zh(issue) for issue in _ISSUE_START.split(rest.strip())) if rest.strip() else rest

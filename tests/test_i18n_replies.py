@@ -139,3 +139,22 @@ def test_the_trackers_panel_and_the_data_tabs_refusals_are_chinese(team, tmp_pat
     form = {**config_to_values(TrainConfig(dataset=str(tmp_path / "gone.jsonl"))), "data.page": 1}
     zh = data.preview(team, form, user="alice", lang="zh")
     assert "gone.jsonl" in zh["data.summary"] and not english_sentences(zh), zh
+
+
+def test_why_a_run_ended_is_chinese():
+    from trainer.run.series import RunSeries
+    from webui.views import run_summary_markdown
+
+    reasons = ["stopped by the user (abort requested) at step 12; checkpoint checkpoint-10 saved, resume to continue",
+               "aborted before it started", "the trainer was killed by SIGKILL; it saved no checkpoint, so start it again",
+               "the trainer process (pid 42) is gone without reporting an end — the server or machine restarted, or it "
+               "was killed; resume it to continue from its last checkpoint"]
+    for reason in reasons:
+        series = RunSeries()
+        series.extend([{"t": 1.0, "type": "status", "status": "aborted", "reason": reason}])
+        zh, en = run_summary_markdown(None, series, "zh"), run_summary_markdown(None, series)
+        assert "已中止" in zh and not english_sentences(zh), zh
+        assert english_sentences(en), en
+    series = RunSeries()
+    series.extend([{"t": 1.0, "type": "status", "status": "finished", "adapter": "/runs/x/adapter", "best_eval_loss": 2.5}])
+    assert not english_sentences(run_summary_markdown(None, series, "zh"))

@@ -151,6 +151,27 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"run (?P<r>\S+) is not waiting in the queue: only a queued run can be moved",
      "运行 {r} 不在队列中：只有排队中的运行才能移动"),
     (r"no run '?(?P<r>[^'\s]+)'?", "没有运行 {r}"),
+    # why a run ended (trainer/engine/train.py, trainer/jobs/scheduler.py, trainer/jobs/manager.py)
+    (r"stopped by the user \(abort requested\) at step (?P<n>\d+); checkpoint (?P<c>\S+) saved, resume to continue",
+     "用户已中止（请求中止），停在第 {n} 步；已保存检查点 {c}，点“继续训练”可接着训练"),
+    (r"stopped by the user \(abort requested\) at step (?P<n>\d+)", "用户已中止（请求中止），停在第 {n} 步"),
+    (r"stopped by the user \(abort requested\) before the first step", "用户已中止（请求中止），在第一步之前"),
+    (r"aborted before it started", "开始前已中止"),
+    (r"cancelled while queued", "排队时已取消"),
+    (r"aborted on request", "已按请求中止"),
+    (r"aborted on request; the trainer ended by (?P<sig>\S+) before reporting", "已按请求中止；训练进程在报告前被 {sig} 结束"),
+    (r"interrupted by a second Ctrl-C \(no checkpoint saved\)", "被第二次 Ctrl-C 中断（未保存检查点）"),
+    (r"the trainer was killed by (?P<sig>\S+); resume it to continue from its last checkpoint",
+     "训练进程被 {sig} 结束；点“继续训练”从最近的检查点接着训练"),
+    (r"the trainer was killed by (?P<sig>\S+); it saved no checkpoint, so start it again",
+     "训练进程被 {sig} 结束；它没有保存检查点，请重新开始"),
+    (r"the trainer process \(pid (?P<pid>\d+)\) is gone without reporting an end — the server or machine restarted, "
+     r"or it was killed; resume it to continue from its last checkpoint",
+     "训练进程（pid {pid}）未报告结束就消失了——服务器或机器重启了，或进程被结束；点“继续训练”从最近的检查点接着训练"),
+    (r"the trainer process \(pid (?P<pid>\d+)\) is gone without reporting an end — the server or machine restarted, "
+     r"or it was killed; it saved no checkpoint, so start it again",
+     "训练进程（pid {pid}）未报告结束就消失了——服务器或机器重启了，或进程被结束；它没有保存检查点，请重新开始"),
+    (r"could not start the trainer: (?P<e>.+)", "无法启动训练进程：{e}"),
     # presets (trainer/interop/presets.py)
     (r"'(?P<n>.+)' is a built-in preset \(read-only\); save yours under another name",
      "“{n}”是内置预设（只读）：请用其他名称保存你的预设"),

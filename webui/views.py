@@ -309,11 +309,12 @@ def run_summary_markdown(info: Any, series: RunSeries, lang: str | None = None) 
             bits.append(t(lang, "best_eval", value=f"{best:.4g}"))
         if status.get("best_checkpoint"):
             bits.append(t(lang, "best_checkpoint", name=html.escape(Path(str(status["best_checkpoint"])).name)))
-        parts.append(t(lang, "finished_note") + (": " + ", ".join(bits) if bits else "."))
+        colon, comma = ("：", "，") if lang == ZH else (": ", ", ")
+        parts.append(t(lang, "finished_note") + (colon + comma.join(bits) if bits else "" if lang == ZH else "."))
     if status.get("status") in ("failed", "interrupted", "aborted") and status.get("reason"):
         word = status_word(status["status"], lang)
         parts.append(t(lang, "reason_note", status=word[:1].upper() + word[1:],
-                       reason=html.escape(str(status["reason"]))))
+                       reason=html.escape(say(str(status["reason"]), lang))))
     advice = status.get("advice") or []
     if isinstance(advice, list) and advice:
         parts.append("\n".join(f"- {html.escape(str(a))}" for a in advice))

@@ -92,7 +92,7 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
         infos = []
         if last.get("registry_error") != str(exc):
             last["registry_error"] = str(exc)
-            reply[WARNING] = f"The run list cannot be read: {exc}"
+            reply[WARNING] = t(lang, "runs_unreadable", detail=views.error_text(exc, lang))
     except Exception:  # noqa: BLE001 - a locked or missing db must not break the page
         infos = []
     list_key = [lang, [(i.id, i.status) for i in infos]]

@@ -14,7 +14,7 @@ import pytest
 from trainer.config import TrainConfig
 from trainer.jobs.manager import JobManager
 from trainer.run.layout import write_run_config
-from webui import tokens_panel
+from webui import tokens_panel, views
 from webui.api_tokens import TokenStore
 from webui.components import INFO, WARNING
 from webui.context import Context
@@ -158,3 +158,6 @@ def test_why_a_run_ended_is_chinese():
     series = RunSeries()
     series.extend([{"t": 1.0, "type": "status", "status": "finished", "adapter": "/runs/x/adapter", "best_eval_loss": 2.5}])
     assert not english_sentences(run_summary_markdown(None, series, "zh"))
+    reason = reasons[0]
+    assert not english_sentences(re.sub(r"<[^>]+>", " ", views.status_badge("aborted", reason, "zh")))
+    assert "stopped by the user" in views.status_badge("aborted", reason)

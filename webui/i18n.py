@@ -202,6 +202,7 @@ UI_TEXT: dict[str, tuple[str, str]] = {
                   "**健康检查：** 没有警报——目前没有 NaN 损失、没有尖峰、没有梯度暴增。"),
     "health_none": ("**Health:** nothing to judge yet — no logged steps.", "**健康检查：** 还没有可判断的数据——尚无记录的步。"),
     "level.error": ("Error", "错误"), "level.warning": ("Warning", "警告"), "level.info": ("Note", "提示"),
+    "toast_success": ("Success", "成功"),
     "alert.nan_loss": ("The loss is not finite: training has diverged.",
                        "损失出现 NaN 或无穷大：训练已发散。请降低学习率，保持梯度裁剪（max_grad_norm 1.0），优先用 bf16 而不是 fp16。"),
     "alert.warmup_spike": ("The loss rose far above its first value during warm-up.",

@@ -54,7 +54,20 @@ class InitialForm:
 
 
 def css() -> str:
-    return (STATIC / "style.css").read_text(encoding="utf-8")
+    return (STATIC / "style.css").read_text(encoding="utf-8") + toast_titles_css()
+
+
+def toast_titles_css() -> str:
+    """Gradio titles its toasts with their English type ("Warning", "Info") whatever the locale: in Chinese
+    (language.js marks the page) the title's text is hidden and the message table's word shown instead."""
+    title = '[data-td-lang="zh"] .toast-body.{kind} .toast-title-row > span:first-child'
+    rules = []
+    for kind, key in (("warning", "level.warning"), ("info", "level.info"), ("error", "level.error"),
+                      ("success", "toast_success")):
+        selector = "html" + title.format(kind=kind)
+        rules.append(f"{selector} {{ font-size: 0; }}\n{selector} > * {{ font-size: var(--text-md); }}\n"
+                     f"{selector}::before {{ content: {json.dumps(t('zh', key), ensure_ascii=False)}; font-size: var(--text-md); }}")
+    return "\n" + "\n".join(rules) + "\n"
 
 
 def language_js() -> str:

@@ -91,7 +91,7 @@ def preset_note(meta: dict[str, Any], ignored: dict[str, str] | None = None, lan
 def status_badge(status: str | None, detail: str = "", lang: str | None = None) -> str:
     status = status or "unknown"
     colour = STATUS_COLOURS.get(status, "#6b7280")
-    extra = f" <span class='td-detail'>{html.escape(detail)}</span>" if detail else ""
+    extra = f" <span class='td-detail'>{html.escape(say(detail, lang))}</span>" if detail else ""
     return (f"<span class='td-status' data-status='{html.escape(status)}' "
             f"style='background:{colour}'>{html.escape(status_word(status, lang))}</span>{extra}")
 

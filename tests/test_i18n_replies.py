@@ -161,3 +161,20 @@ def test_why_a_run_ended_is_chinese():
     reason = reasons[0]
     assert not english_sentences(re.sub(r"<[^>]+>", " ", views.status_badge("aborted", reason, "zh")))
     assert "stopped by the user" in views.status_badge("aborted", reason)
+
+
+def test_the_data_tabs_refusal_warnings_and_row_problems_are_chinese():
+    from webui.data_view import summary_markdown
+
+    error = ("/d/b.jsonl: 1 of 3 rows are invalid (fix them, or set skip_invalid_rows to train without them):\n"
+             "  line 3: invalid JSON: Expecting value (column 1)")
+    advice = ("Lengths vary (median 20, p90 40, longest 70 tokens): at micro-batch 16, 45% of the tokens processed are "
+              "padding even grouped by length. Turn on packing (no padding, about 2.5 rows per 256-token sequence).")
+    answer = {"loaded": {"source": "/d/b.jsonl", "format": "alpaca", "skipped": 1, "train_rows": 2, "eval_rows": 0,
+                         "errors": ["line 3: missing field 'output'", "line 5: duplicate of line 3"]},
+              "error": error, "warnings": [advice], "stats": None}
+    zh = summary_markdown(answer, "zh")
+    without_code = zh.replace("`", "")  # the refusal is in a code block, yet read by people: checked too
+    assert "第 3 行" in zh and "缺少值" in zh and "打包" in zh and not english_sentences(without_code), zh
+    assert not english_sentences(summary_markdown({**answer, "error": None}, "zh"))
+    assert "Turn on packing" in summary_markdown(answer)

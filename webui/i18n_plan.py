@@ -72,6 +72,21 @@ PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"Memory: about (?P<gb>\S+) GB at micro-batch (?P<m>\S+) × (?P<t>\S+) tokens on a (?P<g>\S+) GB GPU: "
      r"(?P<v>[^.]+)\. Even micro-batch 1 does not fit: .*", "显存：微批次 {m} × {t} token 时约 {gb} GB，{g} GB 的 GPU：{v}。"
      "即使微批次 1 也放不下：请对基座做 4 位量化、开启梯度检查点、缩短 cutoff_len 或换更大的 GPU。"),
+    # the length advice (trainer/datasets/stats.py), in the plan and on the Data tab
+    (r"(?P<t>[\d,]+) of (?P<n>[\d,]+) rows \((?P<s>\S+)\) are longer than cutoff_len (?P<c>\d+): (?P<k>[\d,]+) tokens are "
+     r"cut\. cutoff_len (?P<g>\d+) keeps 99% of the rows whole\.",
+     "{n} 行中有 {t} 行（{s}）超过 cutoff_len {c}：截掉 {k} 个 token。cutoff_len {g} 能让 99% 的行保持完整。"),
+    (r"Lengths vary \(median (?P<p>\d+), p90 (?P<q>\d+), longest (?P<x>\d+) tokens\): at micro-batch (?P<m>\d+), "
+     r"(?P<w>\S+) of the tokens processed are padding even grouped by length\. Turn on packing \(no padding, about "
+     r"(?P<r>\S+) rows per (?P<c>\d+)-token sequence\)\.",
+     "长度差异大（中位数 {p}，p90 {q}，最长 {x} 个 token）：微批次 {m} 时，即使按长度分组，处理的 token 中仍有 {w} 是填充。"
+     "请开启打包（无填充，每个 {c} token 的序列约 {r} 行）。"),
+    (r"Lengths vary \(median (?P<p>\d+), p90 (?P<q>\d+), longest (?P<x>\d+) tokens\): at micro-batch (?P<m>\d+), "
+     r"(?P<w>\S+) of the tokens processed with plain batches are padding\. Turn on group_by_length \((?P<g>\S+) "
+     r"padding\) or packing \(no padding, about (?P<r>\S+) rows per (?P<c>\d+)-token sequence\)\.",
+     "长度差异大（中位数 {p}，p90 {q}，最长 {x} 个 token）：微批次 {m} 时，普通批次处理的 token 中有 {w} 是填充。"
+     "请开启 group_by_length（填充 {g}）或打包（无填充，每个 {c} token 的序列约 {r} 行）。"),
+    (r"duplicate of line (?P<n>\d+)", "与第 {n} 行重复"),
     # the trainer's notes (trainer/engine/train.py, trainer/datasets/cache.py)
     (r"tokenized dataset cache: hit \((?P<split>\w+), (?P<rows>\S+) rows, (?P<path>.+)\)",
      "分词数据集缓存：命中（{split}，{rows} 行，{path}）"),
@@ -217,7 +232,8 @@ def message_zh(text: str) -> str:
     "source: field: message" keeps its source and field); a part without a pattern stays as it is."""
     text = str(text)
     if "\n" in text:
-        return "\n".join(message_zh(line) for line in text.split("\n"))
+        return "\n".join(line[:len(line) - len(line.lstrip())] + message_zh(line.strip()) if line.strip() else line
+                         for line in text.split("\n"))
     whole = _one_message_zh(text)
     if whole != text:
         return whole
@@ -235,6 +251,9 @@ def _one_message_zh(part: str) -> str:
             if "rest" in values:
                 values["rest"] = _rest_zh(values["rest"])
             return template.format(**values)
+    plan = plan_sentence_zh(stripped)
+    if plan != stripped:
+        return plan
     pieces = stripped.split(": ")  # "file.yaml: learning_rate: message", "line 3: missing field 'output'"
     for cut in range(1, len(pieces)):
         rest = ": ".join(pieces[cut:])

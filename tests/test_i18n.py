@@ -110,4 +110,5 @@ def test_the_data_tabs_summary_table_histogram_and_rows_follow_the_language():
     page = {"rows": [{"where": "line 1", "num_tokens": 9, "loss_tokens": 4, "segments": [("q", False), ("a", True)],
                       "truncated": True, "full_length": 80, "cut_text": "rest"}], "page": 1, "pages": 2, "total": 7}
     html_zh = preview_html(page, "zh")
+    assert "第 1 行 · 9 个 token" in html_zh and "line 1" in preview_html(page)
     assert "第 1 / 2 页（共 7 个训练行）" in html_zh and "计入损失" in html_zh and "carry loss" not in html_zh

@@ -26,7 +26,7 @@ from trainer.datasets import SHIPPED_DATASETS
 from trainer.jobs.sandbox import SandboxError, run_job
 
 from .i18n import ZH, t
-from .i18n_plan import message_zh
+from .i18n_plan import message_zh, where_zh
 
 PAGE_SIZE = 5
 MAX_LISTED_ISSUES = 20
@@ -60,7 +60,8 @@ def preview_html(preview: dict[str, Any], lang: str | None = None) -> str:
     if not rows:
         parts.append(f"<p>{t(lang, 'dv.no_rows')}</p>")
     for row in rows:
-        head = t(lang, "dv.row_head", where=html.escape(str(row.get("where") or "")), tokens=row["num_tokens"],
+        where = str(row.get("where") or "")
+        head = t(lang, "dv.row_head", where=html.escape(where_zh(where) if lang == ZH else where), tokens=row["num_tokens"],
                  loss=row["loss_tokens"])
         split = row.get("split_rows", 1) > 1
         if row.get("truncated"):

@@ -259,12 +259,17 @@ def _one_message_zh(part: str) -> str:
         rest = ": ".join(pieces[cut:])
         translated = _one_message_zh(rest)
         if translated != rest:
-            head = [_HEAD.sub(lambda m: f"第 {m.group(2)} {'行' if m.group(1) == 'line' else '条'}", p) for p in pieces[:cut]]
+            head = [where_zh(p) for p in pieces[:cut]]
             return "：".join(head) + "：" + translated
     return part
 
 
-_HEAD = re.compile(r"^(line|row) (\d+)$")
+_HEAD = re.compile(r"^(line|row|record) (\d+)$")
+
+
+def where_zh(where: str) -> str:
+    """A row's place ("line 3" of a JSONL file, "row 3" of a table) in Chinese; anything else unchanged."""
+    return _HEAD.sub(lambda m: f"第 {m.group(2)} {'行' if m.group(1) == 'line' else '条'}", where)
 _ISSUE_START = re.compile(r" (?=(?:line|row) \d+: |\.\.\. and \d+ more$)")
 
 

@@ -168,7 +168,7 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "pick_delete": ("Choose the runs to delete first (Runs to delete).", "请先选择要删除的运行（“要删除的运行”）。"),
     "confirm_delete_text": ("Delete {count} run(s)? This removes their directories (checkpoints, adapter, logs) "
                             "and cannot be undone:", "删除 {count} 个运行？这会删除它们的目录（检查点、适配器、日志），无法撤销："),
-    "finished_warning": ("finished: its trained adapter is deleted too", "已完成：训练好的适配器也会被删除"),
+    "finished_warning": ("its trained adapter is deleted too", "训练好的适配器也会被删除"),
     "deleted": ("Deleted {runs}.", "已删除 {runs}。"),
     "delete_cancelled": ("Nothing deleted.", "未删除任何运行。"),
     "configs_identical": ("The configs are identical.", "这些配置完全相同。"),

@@ -178,3 +178,12 @@ def test_the_data_tabs_refusal_warnings_and_row_problems_are_chinese():
     assert "第 3 行" in zh and "缺少值" in zh and "打包" in zh and not english_sentences(without_code), zh
     assert not english_sentences(summary_markdown({**answer, "error": None}, "zh"))
     assert "Turn on packing" in summary_markdown(answer)
+
+
+def test_a_broken_preset_upload_is_chinese(team, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: [1, 2\nfoo: 3\n", encoding="utf-8")
+    zh = presets.upload_preset(team, {"presets.upload": str(bad)}, lang="zh")
+    assert "bad.yaml" in zh["presets.messages"] and "第 2 行" in zh["presets.messages"], zh
+    assert not english_sentences({"m": zh["presets.messages"].split("（")[0]}), zh  # YAML's own words stay
+    assert "invalid YAML" in presets.upload_preset(team, {"presets.upload": str(bad)})["presets.messages"]

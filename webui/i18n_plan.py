@@ -205,6 +205,8 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"'(?P<n>.+)' ends with a dot or a space: not allowed in a preset name", "“{n}”以点或空格结尾：预设名称中不允许"),
     (r"not a preset: the file holds (?P<k>.+), not a mapping of field: value", "不是预设：文件内容是 {k}，而不是“字段: 值”的映射"),
     (r"the file is empty: not a preset", "文件为空：不是预设"),
+    (r"line (?P<l>\d+), column (?P<c>\d+): invalid YAML \((?P<m>.+)\)", "第 {l} 行第 {c} 列：YAML 无效（{m}）"),
+    (r"invalid YAML \((?P<m>.+)\)", "YAML 无效（{m}）"),
     (r"a binary file, not a YAML preset", "这是二进制文件，不是 YAML 预设"),
     (r"unknown key", "未知的键"),
 ]

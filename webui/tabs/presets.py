@@ -199,8 +199,9 @@ def render(ui: UI) -> None:
         ui.add("presets.download_btn", gr.Button(i18n("download"), elem_id="presets-download-btn"))
         ui.add("presets.export_lf_btn", gr.Button(i18n("export_lf"), elem_id="presets-export-lf-btn"))
         ui.add("presets.export_script_btn", gr.Button(i18n("export_script"), elem_id="presets-export-script-btn"))
-    ui.add("presets.download_file", gr.File(label=i18n("file"), interactive=False, elem_id="presets-download-file",
-                                            height=60))
+    # No label shown: Gradio renders a read-only File's translated label as "[object Object]".
+    ui.add("presets.download_file", gr.File(label=i18n("file"), show_label=False, interactive=False,
+                                            elem_id="presets-download-file", height=60))
     with gr.Row():
         ui.add("presets.upload", gr.File(label=i18n("upload_preset"), file_types=[".yaml", ".yml"],
                                          elem_id="presets-upload", height=120))

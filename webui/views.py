@@ -45,8 +45,7 @@ def short(text: str, limit: int = 300) -> str:
 
 def error_text(exc: BaseException, lang: str | None = None) -> str:
     """An exception's message for the page, in its language (the trainer's and the API's words are English)."""
-    text = str(exc) or exc.__class__.__name__
-    return message_zh(text) if lang == ZH else text
+    return say(str(exc) or exc.__class__.__name__, lang)
 
 
 def say(text: str, lang: str | None = None) -> str:

@@ -16,6 +16,7 @@ from webui.i18n_fields import FIELD_ZH, GROUP_ZH, HELP_ZH
 from webui.tabs.monitor import health_markdown
 
 ENGLISH_WORD = re.compile(r"\b[A-Za-z]{4,}\b")
+ENGLISH_SENTENCE = re.compile(r"[A-Za-z][A-Za-z'’]+(?:[ ,]+[A-Za-z][A-Za-z'’]+){2,}")
 
 
 def _placeholders(text: str) -> set[str]:
@@ -81,6 +82,9 @@ def test_the_plans_warnings_in_chinese_keep_their_numbers():
                                                  "lora_rank", "save_strategy", "val_size", "sdpa", "LoRA", "alpha"}
         assert not words, (words, zh)
     assert "1e-06" in views.plan_markdown(resolve_plan(configs[1], 100), num_samples=100, lang="zh")
+    sharded = TrainConfig(distributed_type="fsdp", offload_optimizer=True)
+    zh = views.plan_markdown(resolve_plan(sharded, 100), num_samples=100, lang="zh", on_gpu=False)
+    assert "通过 accelerate 启动" in zh and "卸载到 CPU 内存" in zh and not ENGLISH_SENTENCE.findall(zh), zh
 
 
 def test_the_trainers_notes_in_chinese():

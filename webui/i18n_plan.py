@@ -8,8 +8,10 @@ here stays in English: the page still shows it rather than hide a warning or a r
 from __future__ import annotations
 
 import re
+from typing import Any
 
-PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
+# A template is a format string, or a function of the matched values for a sentence with optional parts.
+PLAN_PATTERNS_ZH: list[tuple[str, Any]] = [
     (r"Effective batch = (?P<m>\S+) \(micro-batch\) × (?P<a>\S+) \(accumulation\) × (?P<d>\S+) \(devices?\) = "
      r"(?P<e>\S+) rows per optimizer step\.", "有效批次 = {m}（微批次）× {a}（累积）× {d}（设备）= 每个优化器步 {e} 行。"),
     (r"(?P<n>\S+) epochs × (?P<s>\S+) steps per epoch = (?P<t>\S+) optimizer steps \(max_steps not set\)\.",
@@ -72,6 +74,14 @@ PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"Memory: about (?P<gb>\S+) GB at micro-batch (?P<m>\S+) × (?P<t>\S+) tokens on a (?P<g>\S+) GB GPU: "
      r"(?P<v>[^.]+)\. Even micro-batch 1 does not fit: .*", "显存：微批次 {m} × {t} token 时约 {gb} GB，{g} GB 的 GPU：{v}。"
      "即使微批次 1 也放不下：请对基座做 4 位量化、开启梯度检查点、缩短 cutoff_len 或换更大的 GPU。"),
+    (r"Launched through accelerate: (?P<n>\d+) process(?:es)? per machine(?: on (?P<m>\d+) machines)?; (?P<how>.+?)"
+     r"(?:; (?P<off>.+) offloaded to CPU RAM)?\. The memory estimate is per device\.", lambda v: (
+         f"通过 accelerate 启动：每台机器 {v['n']} 个进程" + (f"，共 {v['m']} 台机器" if v["m"] else "") + "；"
+         + LAUNCH_ZH.get(v["how"], v["how"])
+         + (f"；{'和'.join(OFFLOAD_ZH.get(w, w) for w in v['off'].split(' and '))}卸载到 CPU 内存" if v["off"] else "")
+         + "。显存估计按每个设备计算。")),
+    (r"(?P<p>\d+) processes per machine but (?P<g>\d+) GPUs? here: one process per GPU\.",
+     "每台机器 {p} 个进程，但这里只有 {g} 块 GPU：每块 GPU 一个进程。"),
     # the length advice (trainer/datasets/stats.py), in the plan and on the Data tab
     (r"(?P<t>[\d,]+) of (?P<n>[\d,]+) rows \((?P<s>\S+)\) are longer than cutoff_len (?P<c>\d+): (?P<k>[\d,]+) tokens are "
      r"cut\. cutoff_len (?P<g>\d+) keeps 99% of the rows whole\.",
@@ -102,6 +112,11 @@ PLAN_PATTERNS_ZH: list[tuple[str, str]] = [
 ]
 _COMPILED = [(re.compile(pattern, re.DOTALL), template) for pattern, template in PLAN_PATTERNS_ZH]
 
+LAUNCH_ZH = {"DDP: each device holds the whole model": "DDP：每个设备持有完整的模型",
+             "FSDP: weights, gradients and optimizer state sharded over the devices": "FSDP：权重、梯度和优化器状态分片到各设备",
+             "DeepSpeed ZeRO-2: gradients and optimizer state sharded": "DeepSpeed ZeRO-2：梯度和优化器状态分片",
+             "DeepSpeed ZeRO-3: weights, gradients and optimizer state sharded": "DeepSpeed ZeRO-3：权重、梯度和优化器状态分片"}
+OFFLOAD_ZH = {"optimizer": "优化器状态", "weights": "权重"}
 VERDICT_ZH = {"fits": "放得下", "tight": "偏紧", "will not fit": "放不下"}
 # Words that fill the refusals' sentences: a run's status, what is refused, the thing it is refused on.
 STATUS_ZH = {"queued": "排队中", "running": "运行中", "finished": "已完成", "aborted": "已中止", "failed": "失败",
@@ -225,7 +240,7 @@ def plan_sentence_zh(sentence: str) -> str:
         match = pattern.fullmatch(sentence.strip())
         if match:
             values = {k: VERDICT_ZH.get(v, v) if k == "v" else v for k, v in match.groupdict().items()}
-            return template.format(**values)
+            return template(values) if callable(template) else template.format(**values)
     return sentence
 
 

@@ -187,3 +187,18 @@ def test_a_broken_preset_upload_is_chinese(team, tmp_path):
     assert "bad.yaml" in zh["presets.messages"] and "第 2 行" in zh["presets.messages"], zh
     assert not english_sentences({"m": zh["presets.messages"].split("（")[0]}), zh  # YAML's own words stay
     assert "invalid YAML" in presets.upload_preset(team, {"presets.upload": str(bad)})["presets.messages"]
+
+
+def test_the_trainers_notes_are_chinese():
+    from trainer.run.series import RunSeries
+    from webui.views import run_summary_markdown
+
+    notes = ["Building the demo model (first run only, about half a minute)…",
+             "3 of 324 rows are longer than cutoff_len 64: 120 tokens are cut (line 3, line 7, ...)",
+             "line 5: duplicate of line 3", "... and 7 more dataset warnings",
+             "1 invalid row was skipped (skip_invalid_rows is on)."]
+    series = RunSeries()
+    series.extend([{"t": 1.0, "type": "message", "level": "info", "text": text} for text in notes])
+    zh = run_summary_markdown(None, series, "zh")
+    assert "演示模型" in zh and "第 3 行" in zh and not english_sentences(zh), zh
+    assert "Building the demo model" in run_summary_markdown(None, series)

@@ -103,6 +103,14 @@ PLAN_PATTERNS_ZH: list[tuple[str, Any]] = [
     (r"tokenized dataset cache: miss \((?P<split>\w+)\): tokenizing (?P<rows>\S+) rows with (?P<n>\d+) process(?:es)?",
      "分词数据集缓存：未命中（{split}）：用 {n} 个进程对 {rows} 行分词"),
     (r"tokenizing (?P<done>\S+) / (?P<total>\S+) rows", "正在分词 {done} / {total} 行"),
+    (r"Building the demo model \(first run only, about half a minute\)…", "正在构建演示模型（仅首次运行，约半分钟）……"),
+    (r"(?P<n>[\d,]+) of (?P<t>[\d,]+) rows are longer than cutoff_len (?P<c>\d+): (?P<k>[\d,]+) tokens are cut "
+     r"\((?P<w>.+)\)", lambda v: f"{v['t']} 行中有 {v['n']} 行超过 cutoff_len {v['c']}：截掉 {v['k']} 个 token（{_places(v['w'])}）"),
+    (r"(?P<n>[\d,]+) of (?P<t>[\d,]+) text rows are longer than cutoff_len (?P<c>\d+) and were split into rows of at "
+     r"most (?P=c) tokens \((?P<w>.+)\): (?P<r>[\d,]+) training rows in all", lambda v: (
+         f"{v['t']} 个文本行中有 {v['n']} 行超过 cutoff_len {v['c']}，已切分为最多 {v['c']} token 的行"
+         f"（{_places(v['w'])}）：共 {v['r']} 个训练行")),
+    (r"\.\.\. and (?P<n>[\d,]+) more dataset warnings", "……还有 {n} 条数据集警告"),
     (r"(?P<t>\S+) trainable parameters of (?P<n>\S+) \((?P<p>\S+)\)", "可训练参数 {t}，共 {n} 个参数（{p}）"),
     (r"Resumed from (?P<c>\S+): the run continues from step (?P<s>\S+)\.", "从 {c} 继续：运行从第 {s} 步接着进行。"),
     (r"offload_activations is ignored on a CPU: the activations are in RAM already\.",
@@ -232,6 +240,11 @@ JSON_ZH = {"Expecting value": "缺少值", "Extra data": "多余的数据",
            "Expecting ',' delimiter": "缺少逗号分隔符", "Expecting ':' delimiter": "缺少冒号分隔符",
            "Unterminated string starting at": "字符串没有结束", "Invalid control character at": "无效的控制字符"}
 _WORDS = {"s": STATUS_ZH, "a": ACTION_ZH, "w": THING_ZH, "m": JSON_ZH}
+
+
+def _places(text: str) -> str:
+    """"line 3, line 7, ..." as "第 3 行、第 7 行……"."""
+    return "、".join("……" if p == "..." else where_zh(p) for p in text.split(", "))
 
 
 def plan_sentence_zh(sentence: str) -> str:

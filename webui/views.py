@@ -319,5 +319,5 @@ def run_summary_markdown(info: Any, series: RunSeries, lang: str | None = None) 
         parts.append("\n".join(f"- {html.escape(str(a))}" for a in advice))
     for message in series.messages[-5:]:
         text = str(message.get("text", ""))
-        parts.append(f"ℹ {html.escape(plan_sentence_zh(text) if lang == ZH else text)}")
+        parts.append(f"ℹ {html.escape(say(text, lang))}")
     return "\n\n".join(parts)

@@ -202,3 +202,18 @@ def test_the_trainers_notes_are_chinese():
     zh = run_summary_markdown(None, series, "zh")
     assert "演示模型" in zh and "第 3 行" in zh and not english_sentences(zh), zh
     assert "Building the demo model" in run_summary_markdown(None, series)
+
+
+def test_a_failed_runs_reason_and_advice_are_chinese():
+    from trainer.config import TrainConfig as Config
+    from trainer.engine.telemetry import oom_advice
+    from trainer.run.series import RunSeries
+    from webui.views import run_summary_markdown
+
+    for cfg in (Config(per_device_train_batch_size=8, cutoff_len=1024), Config(finetuning_type="full")):
+        series = RunSeries()
+        series.extend([{"t": 1.0, "type": "status", "status": "failed", "advice": oom_advice(cfg),
+                        "reason": "Out of memory: the GPU ran out of memory during training (CUDA out of memory)."}])
+        zh = run_summary_markdown(None, series, "zh")
+        assert "显存不足" in zh and not english_sentences(zh.replace("CUDA out of memory", "")), zh
+        assert "Out of memory" in run_summary_markdown(None, series)

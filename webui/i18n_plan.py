@@ -134,6 +134,10 @@ ACTION_ZH = {"abort": "中止", "resume": "继续", "cancel": "取消", "delete"
 THING_ZH = {"run": "运行", "preset": "预设", "token": "令牌"}
 
 MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
+    # a failed run's reason wraps the refusal it met: that one is said in Chinese too ("inner")
+    (r"Dataset problem: (?P<inner>.+)", "数据集问题：{inner}"),
+    (r"Not found: (?P<inner>.+)", "找不到：{inner}"),
+    (r"Invalid config: (?P<inner>.+)", "配置无效：{inner}"),
     # the dataset and the model, as Start's checks and the plan name them (trainer/datasets, trainer/engine/model.py)
     (r"dataset file not found: (?P<p>.+)", "找不到数据集文件：{p}"),
     (r"(?P<p>.+): invalid JSON at line (?P<l>\d+), column (?P<c>\d+): (?P<m>.+)", "{p}：第 {l} 行第 {c} 列不是有效的 JSON：{m}"),
@@ -210,6 +214,41 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
      r"or it was killed; it saved no checkpoint, so start it again",
      "训练进程（pid {pid}）未报告结束就消失了——服务器或机器重启了，或进程被结束；它没有保存检查点，请重新开始"),
     (r"could not start the trainer: (?P<e>.+)", "无法启动训练进程：{e}"),
+    # why a run failed and what to change (trainer/engine/telemetry.py)
+    (r"Out of memory: the (?P<w>GPU|device) ran out of memory during training \((?P<e>.+)\)\.",
+     "显存不足：训练期间 {w} 内存耗尽（{e}）。"),
+    (r"(?:Halve the micro-batch and double the accumulation|Lower the micro-batch and raise the accumulation by the "
+     r"same factor): per_device_train_batch_size (?P<m>\d+) → (?P<n>\d+) and gradient_accumulation_steps (?P<a>\d+) → "
+     r"(?P<b>\d+), keeping the effective batch at (?P<e>\d+) per device\.",
+     "减小微批次并按同样倍数增大梯度累积：per_device_train_batch_size {m} → {n}，gradient_accumulation_steps {a} → {b}，"
+     "每个设备的有效批次保持 {e}。"),
+    (r"Shorten the rows: cutoff_len (?P<a>\d+) → (?P<b>\d+) \(activation memory grows with the row length\)\.",
+     "缩短行长：cutoff_len {a} → {b}（激活内存随行长增长）。"),
+    (r"Turn on gradient_checkpointing: activations are recomputed instead of stored \(much less memory, about 30% "
+     r"slower\)\.", "开启 gradient_checkpointing：激活重新计算而不是保存（内存少得多，约慢 30%）。"),
+    (r"Turn on offload_activations to keep the saved activations in CPU RAM\.", "开启 offload_activations，把保存的激活放到 CPU 内存。"),
+    (r"Use finetuning_type lora \(with quantization_bit 4 for QLoRA\): full fine-tuning keeps gradients and optimizer "
+     r"state for every weight\.", "改用 finetuning_type lora（配合 quantization_bit 4 即 QLoRA）：全量微调要为每个权重保存梯度和优化器状态。"),
+    (r"Load the base model in 4 bits: quantization_bit 4 \(QLoRA\) stores the frozen weights in about a quarter of "
+     r"the memory\.", "以 4 位加载基座模型：quantization_bit 4（QLoRA）存放冻结权重只需约四分之一的内存。"),
+    (r"Use optim paged_adamw_8bit: the optimizer state takes a quarter of the memory\.",
+     "改用 optim paged_adamw_8bit：优化器状态只占四分之一的内存。"),
+    (r"The model itself does not fit this GPU: pick a smaller model or a larger GPU\.", "模型本身放不进这块 GPU：请换更小的模型或更大的 GPU。"),
+    (r"Lower the micro-batch size or cutoff_len\.", "请减小微批次或 cutoff_len。"),
+    (r"Lower the learning rate: learning_rate (?P<a>\S+) → (?P<b>\S+)\.", "降低学习率：learning_rate {a} → {b}。"),
+    (r"Clip the gradients: max_grad_norm 1\.0\.", "裁剪梯度：max_grad_norm 1.0。"),
+    (r"fp16 overflows easily: use precision bf16 on a GPU that has it, or fp32\.",
+     "fp16 容易溢出：在支持的 GPU 上用 precision bf16，或用 fp32。"),
+    (r"Warm up longer: warmup_ratio 0\.05-0\.1\.", "延长预热：warmup_ratio 0.05-0.1。"),
+    (r"Check the data for empty answers or rows the template renders oddly\.", "检查数据中是否有空回答，或被模板渲染得不正常的行。"),
+    (r"NaN loss: (?P<e>.+)\. Training was stopped because the weights stop learning once the loss is NaN\.",
+     "损失为 NaN：{e}。训练已停止，因为损失变成 NaN 后权重就不再学习。"),
+    (r"The disk is full: a file of the run could not be written(?P<w>.*)\.", "磁盘已满：无法写入本运行的文件{w}。"),
+    (r"Check the paths in the config \(dataset, model_name_or_path\)\.", "请检查配置中的路径（dataset、model_name_or_path）。"),
+    (r"A package is missing: (?P<e>.+)", "缺少软件包：{e}"),
+    (r"See the last lines of the log below\.", "请看下面日志的最后几行。"),
+    (r"Fix the rows named above, or turn on skip_invalid_rows to train without them \(they are counted and "
+     r"reported\)\.", "请修正上面列出的行，或开启 skip_invalid_rows 跳过它们训练（会统计并报告）。"),
     # presets (trainer/interop/presets.py)
     (r"'(?P<n>.+)' is a built-in preset \(read-only\); save yours under another name",
      "“{n}”是内置预设（只读）：请用其他名称保存你的预设"),
@@ -280,6 +319,8 @@ def _one_message_zh(part: str) -> str:
             values = {k: _WORDS.get(k, {}).get(v, v) for k, v in match.groupdict().items()}
             if "rest" in values:
                 values["rest"] = _rest_zh(values["rest"])
+            if "inner" in values:
+                values["inner"] = message_zh(values["inner"])
             return template.format(**values)
     plan = plan_sentence_zh(stripped)
     if plan != stripped:

@@ -316,7 +316,7 @@ def run_summary_markdown(info: Any, series: RunSeries, lang: str | None = None) 
                        reason=html.escape(say(str(status["reason"]), lang))))
     advice = status.get("advice") or []
     if isinstance(advice, list) and advice:
-        parts.append("\n".join(f"- {html.escape(str(a))}" for a in advice))
+        parts.append("\n".join(f"- {html.escape(say(str(a), lang))}" for a in advice))
     for message in series.messages[-5:]:
         text = str(message.get("text", ""))
         parts.append(f"ℹ {html.escape(say(text, lang))}")

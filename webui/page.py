@@ -104,8 +104,10 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None, tokens: Any 
         ui["top.language"].input(None, [ui["top.language"]], [ui["top.language"]], js=language_js())
         # The page opens in the language chosen last in this browser, else the browser's own; the top bar
         # shows it, and its change re-renders what the server wrote in words.
-        demo.load(None, None, [ui["top.language"]], js=language_js())
-        ui.on([demo.load, ui["top.language"].change], notices, [], ["page.notice"], show_progress="hidden")
+        opened = demo.load(None, None, [ui["top.language"]], js=language_js())
+        # The notice follows the language once it is known (on the page's own load it was still English).
+        ui.then(opened, notices, [], ["page.notice"], show_progress="hidden")
+        ui.on(ui["top.language"].change, notices, [], ["page.notice"], show_progress="hidden")
         ui.on(ui["top.language"].change, top_bar_words, ["top.method", "quantization_bit"],
               ["top.method", "quantization_bit"], show_progress="hidden")
     return demo

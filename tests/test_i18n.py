@@ -6,7 +6,11 @@ from __future__ import annotations
 import re
 import string
 
+import pytest
+from pydantic import ValidationError
+
 from trainer.config import GROUPS, TrainConfig
+from trainer.errors import pydantic_errors
 from trainer.fieldspecs import field_specs
 from trainer.plan.resolve import resolve_plan
 from trainer.run.series import RunSeries
@@ -68,6 +72,18 @@ def test_field_messages_are_mapped_to_chinese_by_pattern():
     assert field_message("zh", "Input should be greater than 0 (got -1.0)") == "必须大于 0（当前为 -1.0）"
     assert field_message("zh", "a number is required (got 'x')") == "需要一个数字（当前为 'x'）"
     assert field_message("en", "a number is required") == "a number is required"
+    # the schema's rules across fields, and the start checks, keep what they name
+    combos = [dict(finetuning_type="full", quantization_bit=4), dict(warmup_steps=5, warmup_ratio=0.1),
+              dict(eval_strategy="steps", val_size=0), dict(packing=True, group_by_length=True),
+              dict(offload_optimizer=True), dict(num_machines=2), dict(load_best_model_at_end=True, eval_strategy="no")]
+    for combo in combos:
+        with pytest.raises(ValidationError) as refused:
+            TrainConfig(**combo)
+        messages = [message for _, message in pydantic_errors(refused.value)]
+        assert messages, combo
+        for message in messages:
+            zh = field_message("zh", message)
+            assert not ENGLISH_SENTENCE.findall(zh), (combo, message, zh)
 
 
 def test_the_plans_warnings_in_chinese_keep_their_numbers():

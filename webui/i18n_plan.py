@@ -166,6 +166,40 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
      "{t}（{n}）未安装在本机：{i}，或从 report_to 中移除 {n}"),
     (r"(?P<t>.+) \((?P<n>\w+)\) needs (?P<v>\S+) in the environment \((?P<h>.+)\) before tunedeck starts, or "
      r"(?P<l>\S+) to log on this machine only", "{t}（{n}）需要在 tunedeck 启动前在环境中设置 {v}（{h}），或设置 {l} 只在本机记录"),
+    # the schema's rules across fields (trainer/config_rules.py), shown under the field they name
+    (r"0 steps would train nothing: use -1 to train by epochs, or a positive number", "0 步什么也不会训练：用 -1 按轮数训练，或填正数"),
+    (r"a quantized base cannot be fully fine-tuned: use finetuning_type lora \(QLoRA\) or leave quantization_bit empty",
+     "量化的基座不能全量微调：请用 finetuning_type lora（QLoRA），或让 quantization_bit 留空"),
+    (r"DoRA and rsLoRA are LoRA options; they do nothing with finetuning_type full",
+     "DoRA 和 rsLoRA 是 LoRA 的选项；finetuning_type 为 full 时不起作用"),
+    (r"DoRA is not supported on an 8-bit base; use 4-bit or 16-bit", "8 位基座不支持 DoRA；请用 4 位或 16 位"),
+    (r"set warmup_steps or warmup_ratio, not both \(set the other to 0\)", "warmup_steps 和 warmup_ratio 只设一个（另一个设为 0）"),
+    (r"eval_strategy is '(?P<e>\w+)' but val_size is 0: there is no validation split to evaluate on",
+     "eval_strategy 为 '{e}'，但 val_size 为 0：没有可评估的验证集"),
+    (r"needs an evaluation: set eval_strategy and val_size", "需要评估：请设置 eval_strategy 和 val_size"),
+    (r"load_best_model_at_end needs save_strategy equal to eval_strategy \('(?P<e>\w+)'\)",
+     "load_best_model_at_end 要求 save_strategy 与 eval_strategy（'{e}'）相同"),
+    (r"load_best_model_at_end needs save_steps \((?P<s>\d+)\) to be a multiple of eval_steps \((?P<e>\d+)\)",
+     "load_best_model_at_end 要求 save_steps（{s}）是 eval_steps（{e}）的整数倍"),
+    (r"early stopping watches the eval loss: set eval_strategy and val_size", "早停依据评估损失：请设置 eval_strategy 和 val_size"),
+    (r"packed rows all have the same length: turn off packing or group_by_length",
+     "打包后的行长度都相同：请关闭 packing 或 group_by_length"),
+    (r"(?P<n>\d+) GPUs? listed \((?P<g>[^)]+)\) for num_processes (?P<p>\d+): list one GPU per process, or empty "
+     r"num_processes to use every listed GPU", "列出了 {n} 块 GPU（{g}），但 num_processes 为 {p}：每个进程列一块 GPU，或清空 "
+     "num_processes 以使用所有列出的 GPU"),
+    (r"only sharded weights can be offloaded: distributed_type '(?P<d>\w+)' keeps whole weights on each device; use "
+     r"deepspeed_zero3 or fsdp, or turn offload_params off", "只有分片的权重才能卸载：distributed_type '{d}' 在每个设备上保存"
+     "完整权重；请用 deepspeed_zero3 或 fsdp，或关闭 offload_params"),
+    (r"DDP cannot offload the optimizer: use distributed_type deepspeed_zero2, deepspeed_zero3 or fsdp, or turn "
+     r"offload_optimizer off", "DDP 不能卸载优化器：请用 distributed_type deepspeed_zero2、deepspeed_zero3 或 fsdp，或关闭 "
+     "offload_optimizer"),
+    (r"(?P<d>\w+) cannot shard 8-bit \(LLM\.int8\) weights: use quantization_bit 4 \(QLoRA\), leave it empty, or use "
+     r"ddp / deepspeed_zero2", "{d} 无法分片 8 位（LLM.int8）权重：请用 quantization_bit 4（QLoRA）、留空，或用 ddp / "
+     "deepspeed_zero2"),
+    (r"num_machines is (?P<n>\d+): give the address of machine 0, which the other machines connect to",
+     "num_machines 为 {n}：请填写 0 号机器的地址，其他机器会连接它"),
+    (r"machine_rank (?P<r>\d+) with num_machines (?P<n>\d+): the machines are numbered 0 to (?P<m>\d+)",
+     "machine_rank {r}，而 num_machines 为 {n}：机器编号为 0 到 {m}"),
     # the roles check (webui/auth.py) and the token store (webui/api_tokens.py)
     (r"this (?P<w>\w+) belongs to '(?P<o>.*)': only its owner or an admin may (?P<a>\w+) it \(you are '(?P<u>.*)'\)",
      "这个{w}属于“{o}”：只有它的所有者或管理员可以{a}它（你是“{u}”）"),

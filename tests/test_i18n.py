@@ -75,7 +75,9 @@ def test_field_messages_are_mapped_to_chinese_by_pattern():
     # the schema's rules across fields, and the start checks, keep what they name
     combos = [dict(finetuning_type="full", quantization_bit=4), dict(warmup_steps=5, warmup_ratio=0.1),
               dict(eval_strategy="steps", val_size=0), dict(packing=True, group_by_length=True),
-              dict(offload_optimizer=True), dict(num_machines=2), dict(load_best_model_at_end=True, eval_strategy="no")]
+              dict(offload_optimizer=True), dict(num_machines=2), dict(load_best_model_at_end=True, eval_strategy="no"),
+              dict(max_steps=0), dict(lora_rank=1.5), dict(template="nope"), dict(gpu_ids="0,0"), dict(lora_target=""),
+              dict(run_name="hf_" + "a" * 30)]
     for combo in combos:
         with pytest.raises(ValidationError) as refused:
             TrainConfig(**combo)

@@ -437,12 +437,12 @@ def field_message(lang: str | None, message: str) -> str:
     """A validation message of a field in the page's language; one without a Chinese pattern stays as is."""
     if lang != ZH:
         return message
-    named = message_zh(message)  # a check that names a file, a line or a model keeps the name
-    if named != message:
-        return named
     got = re.search(r"\s*\(got (.*)\)$", message, flags=re.DOTALL)
     base = message[:got.start()] if got else message
     suffix = f"（当前为 {got.group(1)}）" if got else ""
+    named = message_zh(base)  # a rule or a check that names a file, a line or a model keeps the name
+    if named != base:
+        return named + suffix
     for pattern, replacement in ERROR_PATTERNS_ZH:
         if re.match(pattern, base, flags=re.IGNORECASE | re.DOTALL):
             return re.sub(pattern, replacement, base, flags=re.IGNORECASE | re.DOTALL) + suffix

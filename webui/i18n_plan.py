@@ -125,6 +125,9 @@ LAUNCH_ZH = {"DDP: each device holds the whole model": "DDP：每个设备持有
              "DeepSpeed ZeRO-2: gradients and optimizer state sharded": "DeepSpeed ZeRO-2：梯度和优化器状态分片",
              "DeepSpeed ZeRO-3: weights, gradients and optimizer state sharded": "DeepSpeed ZeRO-3：权重、梯度和优化器状态分片"}
 OFFLOAD_ZH = {"optimizer": "优化器状态", "weights": "权重"}
+SECRET_ZH = {"a Hugging Face token (hf_...)": " Hugging Face 令牌（hf_...）", "an OpenAI-style API key (sk-...)":
+             " OpenAI 风格的 API 密钥（sk-...）", "a GitHub token": " GitHub 令牌", "an AWS access key id": " AWS 访问密钥 ID",
+             "a Slack token": " Slack 令牌", "a GitLab token": " GitLab 令牌", "a bearer token": " Bearer 令牌"}
 VERDICT_ZH = {"fits": "放得下", "tight": "偏紧", "will not fit": "放不下"}
 # Words that fill the refusals' sentences: a run's status, what is refused, the thing it is refused on.
 STATUS_ZH = {"queued": "排队中", "running": "运行中", "finished": "已完成", "aborted": "已中止", "failed": "失败",
@@ -167,6 +170,19 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"(?P<t>.+) \((?P<n>\w+)\) needs (?P<v>\S+) in the environment \((?P<h>.+)\) before tunedeck starts, or "
      r"(?P<l>\S+) to log on this machine only", "{t}（{n}）需要在 tunedeck 启动前在环境中设置 {v}（{h}），或设置 {l} 只在本机记录"),
     # the schema's rules across fields (trainer/config_rules.py), shown under the field they name
+    (r"expects a whole number; it is not rounded: type (?P<a>\S+) or (?P<b>\S+)", "需要整数，不会自动取整：请填 {a} 或 {b}"),
+    (r"expects a whole number", "需要整数"),
+    (r"expects a number, not true/false", "需要数字，而不是 true/false"),
+    (r"bf16 and fp16 are both true: pick one precision", "bf16 和 fp16 同时为 true：只能选一种精度"),
+    (r"name at least one layer, or use all-linear", "请至少填写一个层名，或使用 all-linear"),
+    (r"'(?P<g>.+)' is not a GPU number: list them as 0,1,\.\.\.", "“{g}”不是 GPU 编号：请写成 0,1,..."),
+    (r"a GPU is listed twice", "有 GPU 被列出了两次"),
+    (r"unknown chat template '(?P<n>.+)': use one of (?P<l>.+)", "未知的对话模板“{n}”：请从以下选择：{l}"),
+    (r"a validation size of 1 or more is a row count and must be a whole number", "验证集大小为 1 或更大时表示行数，必须是整数"),
+    (r"looks like (?P<k>.+): a token or key is never stored with a run; it comes from the environment \(HF_TOKEN\) or "
+     r"your login\. Remove it from this field", lambda v: (
+         f"看起来像{SECRET_ZH.get(v['k'], v['k'])}：令牌或密钥从不随运行保存，它来自环境变量（HF_TOKEN）或你的登录。"
+         "请从此字段中删除")),
     (r"0 steps would train nothing: use -1 to train by epochs, or a positive number", "0 步什么也不会训练：用 -1 按轮数训练，或填正数"),
     (r"a quantized base cannot be fully fine-tuned: use finetuning_type lora \(QLoRA\) or leave quantization_bit empty",
      "量化的基座不能全量微调：请用 finetuning_type lora（QLoRA），或让 quantization_bit 留空"),
@@ -315,6 +331,15 @@ JSON_ZH = {"Expecting value": "缺少值", "Extra data": "多余的数据",
 _WORDS = {"s": STATUS_ZH, "a": ACTION_ZH, "w": THING_ZH, "m": JSON_ZH}
 
 
+def _filled(template: Any, values: dict[str, Any], original: str) -> str:
+    """A template with the matched values; the original words if it cannot be filled (a translation must never
+    cost the page its reply)."""
+    try:
+        return template(values) if callable(template) else template.format(**values)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return original
+
+
 def _places(text: str) -> str:
     """"line 3, line 7, ..." as "第 3 行、第 7 行……"."""
     return "、".join("……" if p == "..." else where_zh(p) for p in text.split(", "))
@@ -326,7 +351,7 @@ def plan_sentence_zh(sentence: str) -> str:
         match = pattern.fullmatch(sentence.strip())
         if match:
             values = {k: VERDICT_ZH.get(v, v) if k == "v" else v for k, v in match.groupdict().items()}
-            return template(values) if callable(template) else template.format(**values)
+            return _filled(template, values, sentence)
     return sentence
 
 
@@ -355,7 +380,7 @@ def _one_message_zh(part: str) -> str:
                 values["rest"] = _rest_zh(values["rest"])
             if "inner" in values:
                 values["inner"] = message_zh(values["inner"])
-            return template.format(**values)
+            return _filled(template, values, part)
     plan = plan_sentence_zh(stripped)
     if plan != stripped:
         return plan

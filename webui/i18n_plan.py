@@ -8,6 +8,7 @@ here stays in English: the page still shows it rather than hide a warning or a r
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 # A template is a format string, or a function of the matched values for a sentence with optional parts.
@@ -355,6 +356,7 @@ def plan_sentence_zh(sentence: str) -> str:
     return sentence
 
 
+@lru_cache(maxsize=2048)  # the Monitor says the same reason every second to every viewer
 def message_zh(text: str) -> str:
     """A refusal or note the page passes on, in Chinese: each "; "-separated part matched whole (a ConfigError's
     "source: field: message" keeps its source and field); a part without a pattern stays as it is."""

@@ -243,6 +243,12 @@ def test_the_chinese_page_has_no_english_sentence_and_keeps_its_language(server,
             _set(page, "learning_rate", "-1")
             _wait(lambda: "开始前请修正" in page.locator("#td-errors").inner_text(), 30, "the errors in Chinese")
             texts += page.evaluate(VISIBLE_TEXT_JS)
+            # Start refused: the toast's title too (Gradio writes "Warning"; the page's CSS words it).
+            page.locator("#start-btn").click()
+            toast = page.locator(".toast-body.warning .toast-title-row > span").first
+            _wait(lambda: toast.count() == 1, 30, "the refusal's toast")
+            assert "警告" in toast.evaluate("(el) => getComputedStyle(el, '::before').content")
+            assert toast.evaluate("(el) => getComputedStyle(el).fontSize") == "0px"  # "Warning" not shown
             _set(page, "learning_rate", "0.003")
             _wait(lambda: page.locator("#td-errors").is_hidden(), 30, "the errors gone")
         found = english_sentences(texts)

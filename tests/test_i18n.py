@@ -6,16 +6,22 @@ from __future__ import annotations
 import re
 import string
 
+import pytest
+from pydantic import ValidationError
+
 from trainer.config import GROUPS, TrainConfig
+from trainer.errors import pydantic_errors
 from trainer.fieldspecs import field_specs
 from trainer.plan.resolve import resolve_plan
 from trainer.run.series import RunSeries
+from trainer.templates import template_names
 from webui import charts, views
 from webui.i18n import UI_TEXT, field_message, t, translations
 from webui.i18n_fields import FIELD_ZH, GROUP_ZH, HELP_ZH
 from webui.tabs.monitor import health_markdown
 
 ENGLISH_WORD = re.compile(r"\b[A-Za-z]{4,}\b")
+ENGLISH_SENTENCE = re.compile(r"[A-Za-z][A-Za-z'’]+(?:[ ,]+[A-Za-z][A-Za-z'’]+){2,}")
 
 
 def _placeholders(text: str) -> set[str]:
@@ -67,6 +73,21 @@ def test_field_messages_are_mapped_to_chinese_by_pattern():
     assert field_message("zh", "Input should be greater than 0 (got -1.0)") == "必须大于 0（当前为 -1.0）"
     assert field_message("zh", "a number is required (got 'x')") == "需要一个数字（当前为 'x'）"
     assert field_message("en", "a number is required") == "a number is required"
+    # the schema's rules across fields, and the start checks, keep what they name
+    combos = [dict(finetuning_type="full", quantization_bit=4), dict(warmup_steps=5, warmup_ratio=0.1),
+              dict(eval_strategy="steps", val_size=0), dict(packing=True, group_by_length=True),
+              dict(offload_optimizer=True), dict(num_machines=2), dict(load_best_model_at_end=True, eval_strategy="no"),
+              dict(max_steps=0), dict(lora_rank=1.5), dict(template="nope"), dict(gpu_ids="0,0"), dict(lora_target=""),
+              dict(run_name="hf_" + "a" * 30)]
+    for combo in combos:
+        with pytest.raises(ValidationError) as refused:
+            TrainConfig(**combo)
+        messages = [message for _, message in pydantic_errors(refused.value)]
+        assert messages, combo
+        for message in messages:
+            zh = field_message("zh", message)
+            names = re.sub(r"\b(?:%s)\b" % "|".join(template_names()), " ", zh)  # the templates' names listed
+            assert not ENGLISH_SENTENCE.findall(names), (combo, message, zh)
 
 
 def test_the_plans_warnings_in_chinese_keep_their_numbers():
@@ -81,6 +102,9 @@ def test_the_plans_warnings_in_chinese_keep_their_numbers():
                                                  "lora_rank", "save_strategy", "val_size", "sdpa", "LoRA", "alpha"}
         assert not words, (words, zh)
     assert "1e-06" in views.plan_markdown(resolve_plan(configs[1], 100), num_samples=100, lang="zh")
+    sharded = TrainConfig(distributed_type="fsdp", offload_optimizer=True)
+    zh = views.plan_markdown(resolve_plan(sharded, 100), num_samples=100, lang="zh", on_gpu=False)
+    assert "通过 accelerate 启动" in zh and "卸载到 CPU 内存" in zh and not ENGLISH_SENTENCE.findall(zh), zh
 
 
 def test_the_trainers_notes_in_chinese():
@@ -110,4 +134,5 @@ def test_the_data_tabs_summary_table_histogram_and_rows_follow_the_language():
     page = {"rows": [{"where": "line 1", "num_tokens": 9, "loss_tokens": 4, "segments": [("q", False), ("a", True)],
                       "truncated": True, "full_length": 80, "cut_text": "rest"}], "page": 1, "pages": 2, "total": 7}
     html_zh = preview_html(page, "zh")
+    assert "第 1 行 · 9 个 token" in html_zh and "line 1" in preview_html(page)
     assert "第 1 / 2 页（共 7 个训练行）" in html_zh and "计入损失" in html_zh and "carry loss" not in html_zh

@@ -26,7 +26,8 @@ from trainer.config import TrainConfig
 from trainer.datasets import SHIPPED_DATASETS
 from trainer.jobs.sandbox import SandboxError, run_job
 
-from .i18n import t
+from .i18n import ZH, t
+from .i18n_plan import message_zh, where_zh
 
 PAGE_SIZE = 5
 MAX_LISTED_ISSUES = 20
@@ -60,7 +61,8 @@ def preview_html(preview: dict[str, Any], lang: str | None = None) -> str:
     if not rows:
         parts.append(f"<p>{t(lang, 'dv.no_rows')}</p>")
     for row in rows:
-        head = t(lang, "dv.row_head", where=html.escape(str(row.get("where") or "")), tokens=row["num_tokens"],
+        where = str(row.get("where") or "")
+        head = t(lang, "dv.row_head", where=html.escape(where_zh(where) if lang == ZH else where), tokens=row["num_tokens"],
                  loss=row["loss_tokens"])
         split = row.get("split_rows", 1) > 1
         if row.get("truncated"):
@@ -141,7 +143,7 @@ def stats_markdown(stats: Optional[dict[str, Any]], lang: str | None = None) -> 
 
 
 def _listed(items: list[str], lang: str | None) -> str:
-    listed = [f"- {html.escape(i)}" for i in items[:MAX_LISTED_ISSUES]]
+    listed = [f"- {html.escape(message_zh(i) if lang == ZH else i)}" for i in items[:MAX_LISTED_ISSUES]]
     if len(items) > MAX_LISTED_ISSUES:
         listed.append("- " + t(lang, "dv.more", count=len(items) - MAX_LISTED_ISSUES))
     return "\n".join(listed)
@@ -163,7 +165,7 @@ def summary_markdown(answer: dict[str, Any], lang: str | None = None) -> str:
                   t(lang, "dv.val_row" if validation == 1 else "dv.val_rows", count=validation)]
         out.append(f"**{html.escape(loaded['source'])}** — " + ", ".join(counts) + dropped)
     if error:
-        out.append(f"⚠️ **{t(lang, 'dv.refused')}**\n\n```\n" + error + "\n```")
+        out.append(f"⚠️ **{t(lang, 'dv.refused')}**\n\n```\n" + (message_zh(error) if lang == ZH else error) + "\n```")
     if answer.get("note"):
         out.append(f"ℹ️ {html.escape(answer['note'])}")
     errors = (loaded or {}).get("errors") or []

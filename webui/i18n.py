@@ -15,6 +15,7 @@ from trainer.config import GROUPS
 
 from .form import bounds_text, controls
 from .i18n_fields import FIELD_ZH, GROUP_ZH, HELP_ZH
+from .i18n_plan import message_zh
 
 LANGUAGES = {"English": "en", "中文": "zh-CN"}  # the top bar's choice -> Gradio's locale
 EN, ZH = "en", "zh"
@@ -104,6 +105,10 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "page": ("Page", "页"),
     "run_config": ("config.yaml of this run", "本次运行的 config.yaml"),
     "trackers_title": ("Experiment trackers", "实验跟踪器"),
+    "tracker_project": ("project {project}", "项目 {project}"),
+    "tracker_project_later": ("project {project} (the run's link appears once training starts)",
+                              "项目 {project}（训练开始后这里显示本运行的链接）"),
+    "tracker_run": ("(run {run})", "（运行 {run}）"),
     "reuse_config": ("Use this config in the form (to start a new run from it)", "把此配置填入表单（以它开始新运行）"),
     "queue": ("Queue", "队列"),
     "choose_preset": ("Choose a preset first.", "请先选择一个预设。"),
@@ -163,7 +168,7 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "pick_delete": ("Choose the runs to delete first (Runs to delete).", "请先选择要删除的运行（“要删除的运行”）。"),
     "confirm_delete_text": ("Delete {count} run(s)? This removes their directories (checkpoints, adapter, logs) "
                             "and cannot be undone:", "删除 {count} 个运行？这会删除它们的目录（检查点、适配器、日志），无法撤销："),
-    "finished_warning": ("finished: its trained adapter is deleted too", "已完成：训练好的适配器也会被删除"),
+    "finished_warning": ("its trained adapter is deleted too", "训练好的适配器也会被删除"),
     "deleted": ("Deleted {runs}.", "已删除 {runs}。"),
     "delete_cancelled": ("Nothing deleted.", "未删除任何运行。"),
     "configs_identical": ("The configs are identical.", "这些配置完全相同。"),
@@ -173,6 +178,9 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "plan_failed": ("The plan could not be computed: {detail}", "无法计算训练计划：{detail}"),
     "dataset_label": ("Dataset: `{dataset}`", "数据集：`{dataset}`"),
     "fix_form_first": ("Fix the form first: {detail}", "请先修正表单：{detail}"),
+    "data_unreadable": ("The dataset could not be read: {detail}", "无法读取数据集：{detail}"),
+    "upload_refused": ("Upload refused: {detail}", "上传被拒绝：{detail}"),
+    "upload_saved": ("Saved as {name}; the form's dataset now points at it.", "已保存为 {name}；表单的数据集已指向它。"),
     # run notes
     "finished_note": ("**Finished**", "**已完成**"),
     "saved_to": ("saved to `{path}`", "已保存到 `{path}`"),
@@ -194,6 +202,7 @@ UI_TEXT: dict[str, tuple[str, str]] = {
                   "**健康检查：** 没有警报——目前没有 NaN 损失、没有尖峰、没有梯度暴增。"),
     "health_none": ("**Health:** nothing to judge yet — no logged steps.", "**健康检查：** 还没有可判断的数据——尚无记录的步。"),
     "level.error": ("Error", "错误"), "level.warning": ("Warning", "警告"), "level.info": ("Note", "提示"),
+    "toast_success": ("Success", "成功"),
     "alert.nan_loss": ("The loss is not finite: training has diverged.",
                        "损失出现 NaN 或无穷大：训练已发散。请降低学习率，保持梯度裁剪（max_grad_norm 1.0），优先用 bf16 而不是 fp16。"),
     "alert.warmup_spike": ("The loss rose far above its first value during warm-up.",
@@ -479,6 +488,9 @@ def field_message(lang: str | None, message: str) -> str:
     got = re.search(r"\s*\(got (.*)\)$", message, flags=re.DOTALL)
     base = message[:got.start()] if got else message
     suffix = f"（当前为 {got.group(1)}）" if got else ""
+    named = message_zh(base)  # a rule or a check that names a file, a line or a model keeps the name
+    if named != base:
+        return named + suffix
     for pattern, replacement in ERROR_PATTERNS_ZH:
         if re.match(pattern, base, flags=re.IGNORECASE | re.DOTALL):
             return re.sub(pattern, replacement, base, flags=re.IGNORECASE | re.DOTALL) + suffix

@@ -54,7 +54,20 @@ class InitialForm:
 
 
 def css() -> str:
-    return (STATIC / "style.css").read_text(encoding="utf-8")
+    return (STATIC / "style.css").read_text(encoding="utf-8") + toast_titles_css()
+
+
+def toast_titles_css() -> str:
+    """Gradio titles its toasts with their English type ("Warning", "Info") whatever the locale: in Chinese
+    (language.js marks the page) the title's text is hidden and the message table's word shown instead."""
+    title = '[data-td-lang="zh"] .toast-body.{kind} .toast-title-row > span:first-child'
+    rules = []
+    for kind, key in (("warning", "level.warning"), ("info", "level.info"), ("error", "level.error"),
+                      ("success", "toast_success")):
+        selector = "html" + title.format(kind=kind)
+        rules.append(f"{selector} {{ font-size: 0; }}\n{selector} > * {{ font-size: var(--text-md); }}\n"
+                     f"{selector}::before {{ content: {json.dumps(t('zh', key), ensure_ascii=False)}; font-size: var(--text-md); }}")
+    return "\n" + "\n".join(rules) + "\n"
 
 
 def language_js() -> str:
@@ -91,8 +104,10 @@ def build(runs_root: str | Path | None = None, *, jobs: Any = None, tokens: Any 
         ui["top.language"].input(None, [ui["top.language"]], [ui["top.language"]], js=language_js())
         # The page opens in the language chosen last in this browser, else the browser's own; the top bar
         # shows it, and its change re-renders what the server wrote in words.
-        demo.load(None, None, [ui["top.language"]], js=language_js())
-        ui.on([demo.load, ui["top.language"].change], notices, [], ["page.notice"], show_progress="hidden")
+        opened = demo.load(None, None, [ui["top.language"]], js=language_js())
+        # The notice follows the language once it is known (on the page's own load it was still English).
+        ui.then(opened, notices, [], ["page.notice"], show_progress="hidden")
+        ui.on(ui["top.language"].change, notices, [], ["page.notice"], show_progress="hidden")
         ui.on(ui["top.language"].change, top_bar_words, ["top.method", "quantization_bit"],
               ["top.method", "quantization_bit"], show_progress="hidden")
     return demo

@@ -15,6 +15,7 @@ from .auth import LOCAL
 from .components import INFO, UI, WARNING, Reply
 from .context import Context, acting_as
 from .i18n import t
+from .views import say
 
 OUTPUTS = ["tokens.list", "tokens.revoke_id"]
 
@@ -31,7 +32,7 @@ def listed(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str |
     try:
         tokens = ctx.tokens.list(who)
     except RuntimeError as exc:  # an unreadable tokens file: say what to do, keep the page
-        return {"tokens.list": f"⚠ {html.escape(str(exc))}", "tokens.revoke_id": gr.update(choices=[], value=None)}
+        return {"tokens.list": f"⚠ {html.escape(say(str(exc), lang))}", "tokens.revoke_id": gr.update(choices=[], value=None)}
     if not tokens:
         text = t(lang, "tokens_none")
     else:
@@ -49,7 +50,7 @@ def create(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str |
     try:
         token_id, token = ctx.tokens.create(who, v.get("tokens.label") or "")
     except (ValueError, RuntimeError, OSError) as exc:  # too many tokens, an unreadable file
-        return {WARNING: str(exc)}
+        return {WARNING: say(str(exc), lang)}
     return {**listed(ctx, v, user, lang), "tokens.label": "",
             "tokens.new": gr.update(value=token, visible=True), INFO: t(lang, "token_created", id=token_id)}
 
@@ -61,7 +62,7 @@ def revoke(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str |
     try:
         ctx.tokens.revoke(acting_as(user), token_id)
     except (KeyError, PermissionError, RuntimeError, OSError) as exc:
-        return {WARNING: str(exc).strip("'\"")}
+        return {WARNING: say(str(exc).strip("'\""), lang)}
     return {**listed(ctx, v, user, lang), "tokens.new": gr.update(value="", visible=False),
             INFO: t(lang, "token_revoked", id=token_id)}
 

@@ -16,7 +16,7 @@ from trainer.run.series import RunSeries
 from .charts import Progress, format_duration
 from .i18n import UI_TEXT, ZH, t
 from .i18n_fields import MEMORY_PARTS_ZH, PRESET_ZH
-from .i18n_plan import plan_sentence_zh
+from .i18n_plan import message_zh, plan_sentence_zh
 
 STATUS_COLOURS = {
     "queued": "#6b7280", "running": "#2563eb", "finished": "#16a34a", "aborted": "#d97706",
@@ -43,8 +43,14 @@ def short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def error_text(exc: BaseException) -> str:
-    return str(exc) or exc.__class__.__name__
+def error_text(exc: BaseException, lang: str | None = None) -> str:
+    """An exception's message for the page, in its language (the trainer's and the API's words are English)."""
+    return say(str(exc) or exc.__class__.__name__, lang)
+
+
+def say(text: str, lang: str | None = None) -> str:
+    """A message the trainer, the job manager or a check wrote in English, in the page's language."""
+    return message_zh(text) if lang == ZH else text
 
 
 def md_lines(text: str) -> str:
@@ -84,7 +90,7 @@ def preset_note(meta: dict[str, Any], ignored: dict[str, str] | None = None, lan
 def status_badge(status: str | None, detail: str = "", lang: str | None = None) -> str:
     status = status or "unknown"
     colour = STATUS_COLOURS.get(status, "#6b7280")
-    extra = f" <span class='td-detail'>{html.escape(detail)}</span>" if detail else ""
+    extra = f" <span class='td-detail'>{html.escape(say(detail, lang))}</span>" if detail else ""
     return (f"<span class='td-status' data-status='{html.escape(status)}' "
             f"style='background:{colour}'>{html.escape(status_word(status, lang))}</span>{extra}")
 
@@ -172,7 +178,7 @@ def plan_markdown(plan: Any, *, num_samples: int | None, dataset_note: str = "",
         (t(lang, "plan.effective_batch"), t(lang, "plan.effective_batch_value", total=d["effective_batch_size"],
                                             micro=d["micro_batch_size"], accumulation=d["gradient_accumulation_steps"],
                                             devices=d["num_devices"])),
-        (t(lang, "plan.training_rows"), _fmt(num_samples, lang) + (f" ({dataset_note})" if dataset_note else "")),
+        (t(lang, "plan.training_rows"), _fmt(num_samples, lang) + (f" ({say(dataset_note, lang)})" if dataset_note else "")),
         (t(lang, "plan.steps_per_epoch"), _fmt(d.get("steps_per_epoch"), lang)),
         (t(lang, "plan.total_steps"), _fmt(d.get("total_steps"), lang)),
         (t(lang, "plan.warmup_steps"), _fmt(d.get("warmup_steps"), lang)),
@@ -302,15 +308,16 @@ def run_summary_markdown(info: Any, series: RunSeries, lang: str | None = None) 
             bits.append(t(lang, "best_eval", value=f"{best:.4g}"))
         if status.get("best_checkpoint"):
             bits.append(t(lang, "best_checkpoint", name=html.escape(Path(str(status["best_checkpoint"])).name)))
-        parts.append(t(lang, "finished_note") + (": " + ", ".join(bits) if bits else "."))
+        colon, comma = ("：", "，") if lang == ZH else (": ", ", ")
+        parts.append(t(lang, "finished_note") + (colon + comma.join(bits) if bits else "" if lang == ZH else "."))
     if status.get("status") in ("failed", "interrupted", "aborted") and status.get("reason"):
         word = status_word(status["status"], lang)
         parts.append(t(lang, "reason_note", status=word[:1].upper() + word[1:],
-                       reason=html.escape(str(status["reason"]))))
+                       reason=html.escape(say(str(status["reason"]), lang))))
     advice = status.get("advice") or []
     if isinstance(advice, list) and advice:
-        parts.append("\n".join(f"- {html.escape(str(a))}" for a in advice))
+        parts.append("\n".join(f"- {html.escape(say(str(a), lang))}" for a in advice))
     for message in series.messages[-5:]:
         text = str(message.get("text", ""))
-        parts.append(f"ℹ {html.escape(plan_sentence_zh(text) if lang == ZH else text)}")
+        parts.append(f"ℹ {html.escape(say(text, lang))}")
     return "\n\n".join(parts)

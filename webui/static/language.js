@@ -14,6 +14,8 @@ async (language) => {
     window.localStorage.setItem(key, language);
   }
   const code = codes[language] || "en";
+  // The page's CSS words what Gradio leaves in English (the toasts' titles) from this mark.
+  document.documentElement.setAttribute("data-td-lang", code.startsWith("zh") ? "zh" : "en");
   const urls = performance.getEntriesByType("resource").map((e) => e.name)
     .filter((n) => /\/assets\/core-[^/]+\.js$/.test(n));
   for (const url of urls) {

@@ -48,8 +48,8 @@ def preview(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str 
         cfg = values_to_config(form_values(v))
         warnings = access_for(ctx, user).check_config(cfg)
     except ConfigError as exc:
-        return {"data.summary": "⚠ " + t(lang, "fix_form_first", detail=html.escape(views.short(str(exc), 400))),
-                "data.rows": ""}
+        detail = html.escape(views.short(views.error_text(exc, lang), 400))
+        return {"data.summary": "⚠ " + t(lang, "fix_form_first", detail=detail), "data.rows": ""}
     try:
         page = max(1, int(v.get("data.page") or 1))
     except (TypeError, ValueError, OverflowError):
@@ -57,15 +57,15 @@ def preview(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str 
     try:
         view = dataset_view(cfg, page=page, lang=lang)
     except SandboxError as exc:
-        return {"data.summary": f"⚠ The dataset could not be read: {html.escape(views.short(str(exc), 1200))}",
-                "data.rows": ""}
+        detail = html.escape(views.short(views.error_text(exc, lang), 1200))
+        return {"data.summary": "⚠ " + t(lang, "data_unreadable", detail=detail), "data.rows": ""}
     if view.lengths:
         ctx.datasets.set_lengths(cfg, list(view.lengths))
-    summary = "".join(f"⚠️ {html.escape(w)}\n\n" for w in warnings) + view.summary_markdown
+    summary = "".join(f"⚠️ {html.escape(views.say(w, lang))}\n\n" for w in warnings) + view.summary_markdown
     return {"data.summary": summary, "data.histogram": view.histogram, "data.rows": view.rows_html}
 
 
-def uploaded(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
+def uploaded(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
     """Keep the uploaded file in the user's own upload folder and point the form's dataset at it."""
     path = v.get("data.upload")
     if not path:
@@ -73,10 +73,10 @@ def uploaded(ctx: Context, v: dict[str, Any], user: str | None = None) -> Reply:
     try:
         saved = save_upload(user_uploads_dir(ctx.runs_root, user), path)
     except (OSError, ValueError) as exc:
-        return {WARNING: f"Upload refused: {views.short(str(exc))}"}
+        return {WARNING: t(lang, "upload_refused", detail=views.short(views.error_text(exc, lang)))}
     finally:
         forget_gradio_copy(path)
-    return {INFO: f"Saved as {saved.name}; the form's dataset now points at it.", "dataset": str(saved),
+    return {INFO: t(lang, "upload_saved", name=saved.name), "dataset": str(saved),
             "data.source": source_text(str(saved))}
 
 

@@ -7,6 +7,7 @@ the selected run's events file, and redraws a chart only when its inputs changed
 from __future__ import annotations
 
 import html
+import re
 import sys
 import time
 from typing import Any, Callable
@@ -91,7 +92,7 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
         infos = []
         if last.get("registry_error") != str(exc):
             last["registry_error"] = str(exc)
-            reply[WARNING] = f"The run list cannot be read: {exc}"
+            reply[WARNING] = t(lang, "runs_unreadable", detail=views.error_text(exc, lang))
     except Exception:  # noqa: BLE001 - a locked or missing db must not break the page
         infos = []
     list_key = [lang, [(i.id, i.status) for i in infos]]
@@ -119,7 +120,7 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
         try:
             info = ctx.jobs.get(run_id)
         except Exception as exc:  # noqa: BLE001 - an unknown or deleted run
-            return {**reply, "monitor.status": views.status_badge("unknown", views.short(views.error_text(exc)), lang),
+            return {**reply, "monitor.status": views.status_badge("unknown", views.short(views.error_text(exc, lang)), lang),
                     "monitor.drawn": last}
     cached = ctx.cache.poll(info.run_dir)
     series, shown = cached.series, cached.shown_version()
@@ -202,9 +203,22 @@ def trackers_markdown(run_dir: Any, lang: str | None = None) -> str:
         return ""
     if not links:
         return ""
-    rows = [f"- **{html.escape(title)}**: " + (f"<{link}>" if link.startswith("http") else f"`{link}`")
-            for title, link in links]
+    rows = [f"- **{html.escape(title)}**: " + _link_text(link, lang) for title, link in links]
     return f"**{t(lang, 'trackers_title')}**\n\n" + "\n".join(rows)
+
+
+def _link_text(link: str, lang: str | None) -> str:
+    """A tracker's URL as a link, its command as code, its project (no link known yet) in words."""
+    if link.startswith("http"):
+        return f"<{link}>"
+    project = re.fullmatch(r"project (.+?)(?P<later> \(the run's link appears once training starts\))?", link)
+    if project:
+        key = "tracker_project_later" if project.group("later") else "tracker_project"
+        return t(lang, key, project=f"`{project.group(1)}`")
+    command = re.fullmatch(r"(?P<command>.+?)  \(run (?P<run>\S+)\)", link)  # MLflow without a server: its UI command
+    if command:
+        return f"`{command.group('command')}` " + t(lang, "tracker_run", run=f"`{command.group('run')}`")
+    return f"`{link}`"
 
 
 def health_markdown(series: RunSeries, lang: str | None = None) -> str:
@@ -230,7 +244,7 @@ def run_action(action: Callable[[Context, str, str | None], Any], done: str) -> 
         try:
             action(ctx, run_id, user)
         except Exception as exc:  # noqa: BLE001 - not yours, not abortable, unknown: say it
-            return {WARNING: views.short(views.error_text(exc))}
+            return {WARNING: views.short(views.error_text(exc, lang))}
         return {INFO: t(lang, done, run_id=run_id)}
     return handler
 
@@ -284,7 +298,7 @@ def reuse_config(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Re
     try:
         cfg = ctx.jobs.read_config(run_id)
     except Exception as exc:  # noqa: BLE001 - ConfigError, unknown run: say it
-        return {WARNING: views.short(views.error_text(exc))}
+        return {WARNING: views.short(views.error_text(exc, lang))}
     if cfg.resume_from_checkpoint:
         cfg = cfg.replace(resume_from_checkpoint=None)
     note = t(lang, "reuse_note", run_id=html.escape(run_id))

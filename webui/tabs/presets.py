@@ -49,7 +49,7 @@ def details(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str 
     try:
         info = presets_mod.find_preset(name, ctx.runs_root)
     except ConfigError as exc:
-        return {"presets.details": f"⚠ {html.escape(views.short(str(exc), 400))}"}
+        return {"presets.details": f"⚠ {html.escape(views.short(views.error_text(exc, lang), 400))}"}
     if info.builtin:
         kind = t(lang, "builtin_preset")
     elif info.owner == acting_as(user).name:
@@ -87,7 +87,7 @@ def rename(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str |
         presets_mod.rename_user_preset(old, new, ctx.runs_root)
         new_name = presets_mod.validate_name(new)
     except (ConfigError, OSError, PermissionError) as exc:
-        return {WARNING: views.short(views.error_text(exc), 400)}
+        return {WARNING: views.short(views.error_text(exc, lang), 400)}
     return {**choices(ctx, new_name, set_value=True, lang=lang, user=user),
             INFO: t(lang, "preset_renamed", old=old, new=new_name)}
 
@@ -98,15 +98,15 @@ def delete(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str |
         _require_owner(ctx, name, user, "delete")
         presets_mod.delete_user_preset(name, ctx.runs_root)
     except (ConfigError, OSError, PermissionError) as exc:
-        return {WARNING: views.short(views.error_text(exc), 400)}
+        return {WARNING: views.short(views.error_text(exc, lang), 400)}
     return {**choices(ctx, None, set_value=True, lang=lang, user=user), INFO: t(lang, "preset_deleted", name=name)}
 
 
-def download(ctx: Context, v: dict[str, Any]) -> Reply:
+def download(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     try:
         info = presets_mod.find_preset(v.get("presets.select") or "", ctx.runs_root)
     except ConfigError as exc:
-        return {WARNING: views.short(str(exc), 400)}
+        return {WARNING: views.short(views.error_text(exc, lang), 400)}
     # A copy in a temp folder: the page serves no file from the runs root itself.
     out = Path(tempfile.mkdtemp(prefix="tunedeck-preset-")) / info.path.name
     shutil.copyfile(info.path, out)
@@ -120,11 +120,11 @@ def exporter(kind: str, suffix: str) -> Callable[..., Reply]:
             cfg = values_to_config(form_values(v))
             access_for(ctx, user).check_config(cfg)  # the export reads the dataset file (its columns)
         except ConfigError as exc:
-            return {WARNING: t(lang, "fix_form_first", detail=views.short(str(exc), 200))}
+            return {WARNING: t(lang, "fix_form_first", detail=views.short(views.error_text(exc, lang), 200))}
         try:
             text = exported_text(cfg, kind)  # in the data worker: the export reads the dataset file
         except Exception as exc:  # noqa: BLE001 - a config the export cannot express: say which
-            return {WARNING: views.short(views.error_text(exc), 400)}
+            return {WARNING: views.short(views.error_text(exc, lang), 400)}
         out = Path(tempfile.mkdtemp(prefix="tunedeck-export-")) / f"{cfg.display_name}-{kind}{suffix}"
         out.write_text(text, encoding="utf-8")
         return {"presets.download_file": str(out)}
@@ -151,10 +151,10 @@ def upload_preset(ctx: Context, v: dict[str, Any], allow_unknown: bool = False, 
             data = fh.read(presets_mod.MAX_PRESET_BYTES + 1)
         meta, cfg, ignored = presets_mod.preset_from_bytes(data, Path(path).name, allow_unknown=allow_unknown)
     except presets_mod.UnknownKeysError as exc:
-        return {"presets.messages": "⚠ " + views.md_lines(str(exc)), "presets.upload_anyway_btn": gr.update(visible=True)}
+        return {"presets.messages": "⚠ " + views.md_lines(views.error_text(exc, lang)), "presets.upload_anyway_btn": gr.update(visible=True)}
     except (ConfigError, OSError) as exc:
         forget_gradio_copy(path)
-        return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}",
+        return {"presets.messages": f"⚠ {html.escape(views.short(views.error_text(exc, lang), 1200))}",
                 "presets.upload_anyway_btn": gr.update(visible=False)}
     forget_gradio_copy(path)
     return {**_loaded(cfg, meta, ignored, t(lang, "loaded_upload"), lang),
@@ -172,7 +172,7 @@ def import_llamafactory(ctx: Context, v: dict[str, Any], user: str | None = None
     try:
         result = import_llamafactory_for(ctx, user, path)  # dataset_dir under the access policy
     except Exception as exc:  # noqa: BLE001 - ConfigError, DataError, OSError: say it
-        return {"presets.messages": f"⚠ {html.escape(views.short(str(exc), 1200))}"}
+        return {"presets.messages": f"⚠ {html.escape(views.short(views.error_text(exc, lang), 1200))}"}
     finally:
         forget_gradio_copy(path)
     reply = _loaded(result.config, {"title": t(lang, "imported_from", name=Path(path).name)}, dict(result.unmapped),
@@ -198,8 +198,9 @@ def render(ui: UI) -> None:
         ui.add("presets.download_btn", gr.Button(i18n("download"), elem_id="presets-download-btn"))
         ui.add("presets.export_lf_btn", gr.Button(i18n("export_lf"), elem_id="presets-export-lf-btn"))
         ui.add("presets.export_script_btn", gr.Button(i18n("export_script"), elem_id="presets-export-script-btn"))
-    ui.add("presets.download_file", gr.File(label=i18n("file"), interactive=False, elem_id="presets-download-file",
-                                            height=60))
+    # No label shown: Gradio renders a read-only File's translated label as "[object Object]".
+    ui.add("presets.download_file", gr.File(label=i18n("file"), show_label=False, interactive=False,
+                                            elem_id="presets-download-file", height=60))
     with gr.Row():
         ui.add("presets.upload", gr.File(label=i18n("upload_preset"), file_types=[".yaml", ".yml"],
                                          elem_id="presets-upload", height=120))

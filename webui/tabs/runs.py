@@ -96,7 +96,7 @@ def compare(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
         try:
             info = ctx.jobs.get(run_id)
         except Exception as exc:  # noqa: BLE001 - deleted meanwhile: compare the others
-            problems.append(views.short(views.error_text(exc)))
+            problems.append(views.short(views.error_text(exc, lang)))
             continue
         label = f"{info.name} ({run_id[-6:]})"
         named_series.append((label, ctx.cache.poll(info.run_dir).series))
@@ -166,7 +166,7 @@ def delete(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str |
             ctx.cache.forget(info.run_dir)
             deleted.append(run_id)
         except Exception as exc:  # noqa: BLE001 - running, not yours, unknown: say it, delete the others
-            problems.append(views.short(views.error_text(exc)))
+            problems.append(views.short(views.error_text(exc, lang)))
     reply = list_runs(ctx, {**v, "runs.delete_picked": []}, lang)
     reply.update({"runs.compare_diff": "", "runs.confirm_box": gr.update(visible=False)})
     if deleted:

@@ -71,7 +71,7 @@ def plan_text(ctx: Context, cfg: TrainConfig, hw_key: str | None, reference: dic
         return views.plan_markdown(plan, num_samples=facts.num_train, dataset_note=note,
                                    hardware_label=views.hardware_label(hw), lang=lang, on_gpu=hw.device == "cuda") + gpus_found_text()
     except Exception as exc:  # noqa: BLE001 - a plan problem is shown, never a traceback
-        return t(lang, "plan_failed", detail=views.short(views.error_text(exc)))
+        return t(lang, "plan_failed", detail=views.short(views.error_text(exc, lang)))
 
 
 def gpus_found_text() -> str:
@@ -88,7 +88,7 @@ def preview(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     try:
         cfg = values_to_config(form_values(v))
     except ConfigError as exc:
-        return {WARNING: t(lang, "fix_red", detail=views.short(str(exc), 200))}
+        return {WARNING: t(lang, "fix_red", detail=views.short(views.error_text(exc, lang), 200))}
     run_dir = ctx.runs_root / "<run_id>"
     command = train_command(run_dir, cfg=cfg)
     if cfg.num_machines > 1:  # Start runs machine 0 here; the others run their own line on the shared run directory
@@ -117,7 +117,7 @@ def start(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | 
     except QueueFullError:  # the cap, in the page's language; nothing of the form is lost
         return {WARNING: t(lang, "queue_full", cap=ctx.jobs.max_queued_per_owner)}
     except Exception as exc:  # noqa: BLE001 - JobError, OSError: say it, keep the page alive
-        return {WARNING: t(lang, "not_started", detail=views.short(views.error_text(exc)))}
+        return {WARNING: t(lang, "not_started", detail=views.short(views.error_text(exc, lang)))}
     # The Monitor shows the new run from its first moment: nothing of the run it showed before.
     return {**form_feedback(values, {}, shown, lang), INFO: " ".join([t(lang, "run_queued", run_id=run_id), *warnings]),
             "monitor.run_select": gr.update(choices=ctx.run_choices(), value=run_id),
@@ -132,9 +132,9 @@ def load_preset(ctx: Context, name: str | None, hw_key: str | None, allow_unknow
         meta, cfg, ignored = presets_mod.load_named_preset(name or "demo", allow_unknown=allow_unknown,
                                                            runs_root=ctx.runs_root)
     except presets_mod.UnknownKeysError as exc:
-        return {"train.preset_note": f"⚠ {views.md_lines(str(exc))}", "train.load_anyway_btn": gr.update(visible=True)}
+        return {"train.preset_note": f"⚠ {views.md_lines(views.error_text(exc, lang))}", "train.load_anyway_btn": gr.update(visible=True)}
     except (ConfigError, OSError) as exc:
-        return {WARNING: views.short(views.error_text(exc)), "train.preset_note": f"⚠ {views.md_lines(str(exc))}",
+        return {WARNING: views.short(views.error_text(exc, lang)), "train.preset_note": f"⚠ {views.md_lines(views.error_text(exc, lang))}",
                 "train.load_anyway_btn": gr.update(visible=False)}
     cfg = presets_mod.resolve_auto_micro_batch(meta, cfg, hardware_for(hw_key, ctx.hardware))
     return apply_config(cfg, views.preset_note({"name": name, **meta}, ignored, lang))
@@ -160,7 +160,7 @@ def save_preset(ctx: Context, v: dict[str, Any], user: str | None = None, lang: 
         # Saving under an existing name updates it: the name was typed on purpose.
         saved = presets_mod.save_user_preset(name, cfg, runs_root=ctx.runs_root, overwrite=True, owner=owner)
     except (ConfigError, OSError, PermissionError) as exc:
-        return {WARNING: views.short(views.error_text(exc))}
+        return {WARNING: views.short(views.error_text(exc, lang))}
     message = t(lang, "preset_saved", name=saved.name)
     if saved.stripped:
         message += t(lang, "secrets_removed", names=", ".join(saved.stripped))

@@ -14,6 +14,7 @@ import re
 from trainer.config import GROUPS
 
 from .form import bounds_text, controls
+from .i18n_after import AFTER_TEXT
 from .i18n_fields import FIELD_ZH, GROUP_ZH, HELP_ZH
 from .i18n_plan import message_zh
 
@@ -398,55 +399,8 @@ UI_TEXT: dict[str, tuple[str, str]] = {
                       "令牌只来自服务器的 `{env}` 环境变量（当前：**{state}**）；这里从不询问、保存或显示它。"),
     "ac_token_set": ("set", "已设置"), "ac_token_not_set": ("not set", "未设置"),
     "ac_seconds_ago": ("{n} s ago", "{n} 秒前"), "ac_minutes_ago": ("{n} min ago", "{n} 分钟前"),
-    # after training (chat, evaluate, export)
-    "after.pick_run": ("Pick a run first.", "请先选择一个运行。"), "after.type_message": ("Type a message first.", "请先输入消息。"), "after.no_model": ("No model is loaded: pick a run and press **Load** first.", "尚未加载模型：请先选择一个运行并点击“**加载**”。"),
-    "after.already_loaded": ("This model is loaded already.", "该模型已加载。"), "after.newest_weights": ("its newest weights", "其最新权重"),
-    "after.load_under_way": ("{who} is loading {what} into the shared chat worker; wait for it, then load yours.", "{who} 正在把 {what} 加载到共享的对话进程；请等它完成后再加载你的模型。"), "after.waiting": ("Waiting: {reason}", "等待中：{reason}"),
-    "after.gpu_busy": ("⚠ {reason}. **Wait, then load** loads it as soon as training lets go of the GPU.", "⚠ {reason}。点击“**等待后加载**”，训练释放 GPU 后立即加载。"), "after.load_failed": ("Loading failed: {error}", "加载失败：{error}"),
-    "after.held_by": ("⚠ **{who}** loaded {what} {ago}: only {who} or an admin may replace or unload it. **Wait, then load** loads yours as soon as {who} unloads it or it goes idle ({minutes} minutes without a request).", "⚠ **{who}** 于 {ago} 加载了 {what}：只有 {who} 或管理员可以替换或卸载它。点击“**等待后加载**”，{who} 卸载它或它空闲（{minutes} 分钟无请求）后立即加载你的模型。"),
-    "after.held_toast": ("{who} is using the shared chat model: only {who} or an admin may replace it.", "{who} 正在使用共享的对话模型：只有 {who} 或管理员可以替换它。"),
-    "after.wait_holder": ("{who} holds {what}: waiting until it is unloaded or goes idle", "{who} 占用着 {what}：等待它被卸载或空闲"),
-    "after.unload_refused": ("{who} loaded this model: only {who} or an admin may unload it. Wait for it to go idle ({minutes} minutes without a request) or ask {who}.", "该模型由 {who} 加载：只有 {who} 或管理员可以卸载它。请等它空闲（{minutes} 分钟无请求）或联系 {who}。"),
-    "after.unloaded_by": ("unloaded by {who}; load a run to chat again", "已由 {who} 卸载；加载一个运行即可继续对话"), "after.unloaded": ("The chat model was unloaded: its memory is free.", "对话模型已卸载：其内存已释放。"),
-    "after.stop_refused": ("{who} is generating this reply: only {who} or an admin may stop it.", "{who} 正在生成这条回复：只有 {who} 或管理员可以停止它。"), "after.model_tuned": ("tuned", "微调"), "after.model_base": ("base", "基座"),
-    "after.timing": ("{model}: {seconds} s", "{model}：{seconds} 秒"), "after.stopped": (" (stopped)", "（已停止）"), "after.final_weights": ("final adapter / model", "最终适配器 / 模型"), "after.step_weights": ("{name} (step {step})", "{name}（第 {step} 步）"),
-    "after.owner_note": ("Run **{run}** · owner **{owner}** · {status}.", "运行 **{run}** · 所有者 **{owner}** · {status}。"), "after.you_may": ("You may merge and publish it.", "你可以合并并发布它。"),
-    "after.you_may_not": ("Only its owner or an admin may merge or publish it; you may chat with it, evaluate it and download the adapter.", "只有其所有者或管理员可以合并或发布它；你可以与它对话、评估它并下载适配器。"),
-    "after.not_owner": ("run {run} belongs to '{owner}': only its owner or an admin may {action} it (you are '{who}')", "运行 {run} 属于“{owner}”：只有其所有者或管理员可以{action}它（你是“{who}”）"), "after.act_merge": ("merge", "合并"),
-    "after.act_publish": ("publish", "发布"), "after.stored": ("Stored evaluations:", "已保存的评估："), "after.no_eval_yet": ("No evaluation of this run yet: press **Evaluate**.", "该运行尚无评估：请点击“**评估**”。"),
-    "after.no_eval_runs": ("No evaluation yet: run one in the *Evaluate & export* tab.", "尚无评估：请在“*评估与导出*”标签页中运行一次。"),
-    "after.eval_head": ("| weights | data | rows | eval loss | base eval loss | perplexity | base perplexity | change |", "| 权重 | 数据 | 行数 | 评估损失 | 基座评估损失 | 困惑度 | 基座困惑度 | 变化 |"), "after.col_prompt": ("prompt", "提示"),
-    "after.col_reference": ("reference", "参考答案"), "after.col_base": ("base answer", "基座模型回答"), "after.col_tuned": ("tuned answer", "微调模型回答"), "after.starting": ("starting {command}…", "正在启动 {command}……"),
-    "after.command_busy": ("{command} is already running for run {run} (started by {who}); wait for it to finish", "运行 {run} 的 {command} 已在进行中（由 {who} 启动）；请等它完成"),
-    "after.evaluated": ("Evaluated {weights} on {dataset} in {seconds} s; stored in the run's evaluation.json.", "已在 {dataset} 上评估 {weights}，用时 {seconds} 秒；结果保存在该运行的 evaluation.json 中。"),
-    "after.eval_failed": ("Evaluation failed: {error}", "评估失败：{error}"), "after.zip_ready": ("{name} is ready: download it below.", "{name} 已生成：请在下方下载。"),
-    "after.already_merged": ("Already merged: `{path}` (delete that folder to merge again).", "已合并：`{path}`（删除该目录后可重新合并）。"), "after.merged_already": ("This run's weights are merged already.", "该运行的权重已合并。"),
-    "after.merged_to": ("Merged model written to `{path}` (sharded safetensors, tokenizer, generation config): `AutoModelForCausalLM.from_pretrained` loads it alone.", "合并后的模型已写入 `{path}`（分片 safetensors、分词器、生成配置）：`AutoModelForCausalLM.from_pretrained` 可直接加载。"),
-    "after.gguf_file": ("GGUF: `{path}`", "GGUF：`{path}`"), "after.merged": ("Merged.", "合并完成。"), "after.merge_failed": ("Merge failed: {error}", "合并失败：{error}"),
-    "after.dry_run_done": ("Dry run: this is what **Push** would send to `{repo}`; nothing was sent.", "试运行：以下是“**推送**”会发送到 `{repo}` 的内容；什么都没有发送。"),
-    "after.no_token": ("No Hugging Face token: set {env} in the server's environment (a write token from https://huggingface.co/settings/tokens) and restart tunedeck; nothing was pushed.", "没有 Hugging Face 令牌：请在服务器环境中设置 {env}（在 https://huggingface.co/settings/tokens 创建有写权限的令牌）并重启 tunedeck；什么都没有推送。"),
-    "after.push_failed": ("Push failed: {error}", "推送失败：{error}"), "after.published": ("Published: [{url}]({url})", "已发布：[{url}]({url})"), "after.pushed": ("Pushed to {repo}.", "已推送到 {repo}。"),
-    "after.made_at_push": (" (made at push time)", "（推送时生成）"), "after.p_tuned": ("measuring the tuned model on {rows} rows of {source}", "在 {source} 的 {rows} 行上测量微调后的模型"),
-    "after.p_base": ("measuring the base model on the same rows", "在相同的行上测量基座模型"), "after.p_answers": ("generating {count} answers greedily with both models", "用两个模型贪心生成 {count} 个回答"), "after.p_val_split": ("validation split", "验证集"),
-    "after.p_merge_base": ("loading the base model {model} in 16 bits on the CPU", "在 CPU 上以 16 位加载基座模型 {model}"), "after.p_merge_load": ("loading {what} in 16 bits on the CPU", "在 CPU 上以 16 位加载 {what}"),
-    "after.p_merging": ("merging the {label}", "正在合并 {label}"), "after.p_saving": ("saving sharded safetensors to {path}", "正在把分片 safetensors 保存到 {path}"),
-    "after.p_gguf": ("converting to GGUF ({outtype}) with {converter}", "正在用 {converter} 转换为 GGUF（{outtype}）"), "after.p_load_base": ("loading the base model {model} ({detail})", "正在加载基座模型 {model}（{detail}）"),
-    "after.p_apply": ("applying the {label} with PEFT (not merged)", "正在用 PEFT 应用 {label}（不合并）"), "after.p_load_tuned": ("loading the fine-tuned model {label} ({detail})", "正在加载微调后的模型 {label}（{detail}）"),
-    "after.p_final_adapter": ("final adapter", "最终适配器"), "after.p_final_model": ("final model", "最终模型"), "after.p_ready": ("ready", "就绪"), "after.p_hub_create": ("checking the token and creating {repo}", "正在检查令牌并创建 {repo}"),
-    "after.p_hub_upload": ("uploading {count} files to {repo}", "正在上传 {count} 个文件到 {repo}"), "after.p_template": ("the tokenizer carries the '{template}' chat template the run trained with", "分词器带有该运行训练时使用的“{template}”对话模板"),
-    "after.p_qlora": ("this {bits}-bit QLoRA adapter was merged into the base loaded unquantized in {dtype}, not in {bits2} bits: the merged model is that base plus the adapter, so its outputs differ slightly from the quantized model chat and evaluate use", "这个 {bits} 位 QLoRA 适配器合并到了以 {dtype} 未量化加载的基座上，而不是 {bits2} 位：合并后的模型是该基座加适配器，因此其输出与对话和评估所用的量化模型略有不同"),
-    "after.p_note": ("note: {note}", "注意：{note}"), "after.r_idle": ("the chat model was unloaded after {minutes} idle minutes; load it again to continue", "对话模型空闲 {minutes} 分钟后已卸载；重新加载即可继续"),
-    "after.r_free_gpu": ("the chat model was unloaded to free the GPU: {reason}", "为释放 GPU，对话模型已卸载：{reason}"), "after.r_cannot_load": ("cannot load the chat model: {reason}", "无法加载对话模型：{reason}"),
-    "after.r_gpu_needed": ("the GPU is needed for training ({detail}); the chat model loads when it is free (wait, or abort the run)", "训练需要使用 GPU（{detail}）；GPU 空闲后才会加载对话模型（请等待，或中止该运行）"),
-    "after.r_running": ("training run {runs} is using it", "训练运行 {runs} 正在使用它"), "after.r_queued_one": ("{runs} is queued for it", "{runs} 正在排队等待它"), "after.r_queued_many": ("{runs} are queued for it", "{runs} 正在排队等待它"),
-    "after.r_busy": ("the chat worker is busy with another request; stop it or try again", "对话进程正忙于另一个请求；请停止它或稍后重试"),
-    "after.r_repo": ("repo_id: '{repo}' is not a Hub repository id; use your-name/model-name", "repo_id：“{repo}”不是 Hub 仓库 ID；请使用 your-name/model-name 的形式"),
-    "after.r_offline": ("cannot reach the Hugging Face Hub: HF_HUB_OFFLINE is set (no network); nothing was pushed", "无法连接 Hugging Face Hub：已设置 HF_HUB_OFFLINE（无网络）；什么都没有推送"),
-    "after.r_no_network": ("cannot reach the Hugging Face Hub (no network); nothing was pushed", "无法连接 Hugging Face Hub（无网络）；什么都没有推送"),
-    "after.r_token_refused": ("the Hub refused the token in {env} (it needs write access to the repository)", "Hub 拒绝了 {env} 中的令牌（它需要该仓库的写权限）"),
-    "after.r_no_weights": ("{run}: no usable weights named '{name}' (this run has: {shown})", "{run}：没有名为“{name}”的可用权重（该运行有：{shown}）"),
-    "after.r_no_validation": ("the run has no validation split (val_size is 0): choose a dataset to evaluate on", "该运行没有验证集（val_size 为 0）：请选择一个用于评估的数据集"),
 }
+UI_TEXT.update(AFTER_TEXT)  # the after-training tabs' words, one table all the same
 
 # Messages that come from the schema's validation (pydantic and our rules), in Chinese by pattern: the
 # field is already named by the form, so the message says what is wrong with its value.

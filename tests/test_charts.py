@@ -225,6 +225,8 @@ def test_run_notes_say_where_a_finished_run_went_and_why_a_failed_one_stopped():
     done = RunSeries()
     done.extend([{"t": 1, "type": "status", "status": "finished", "adapter": "/runs/r1/adapter", "best_eval_loss": 1.234567}])
     assert "/runs/r1/adapter" in run_summary_markdown(None, done) and "1.235" in run_summary_markdown(None, done)
+    assert "**Chat**" in run_summary_markdown(None, done) and "**Evaluate & export**" in run_summary_markdown(None, done)
+    assert "**对话**" in run_summary_markdown(None, done, "zh")  # where to try it next, in the page's words
     failed = RunSeries()
     failed.extend([{"t": 1, "type": "status", "status": "failed", "reason": "CUDA out of memory at step 3",
                     "advice": ["lower per_device_train_batch_size", "turn on gradient_checkpointing"]}])

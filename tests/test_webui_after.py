@@ -60,7 +60,11 @@ def last(replies) -> dict:
 
 def test_the_run_and_its_weights_are_offered(ctx, trained):
     _, run_id = trained
-    assert run_id in [value for _, value in chat.run_choices(ctx, {})["chat.run"]["choices"]]
+    offered = chat.run_choices(ctx, {})["chat.run"]
+    assert run_id in [value for _, value in offered["choices"]]
+    assert offered["value"] == run_id  # a tab opened after a run finds the newest one chosen
+    assert export.run_choices(ctx, {"export.run": "gone"})["export.run"]["value"] == run_id
+    assert chat.run_choices(ctx, {"chat.run": run_id})["chat.run"]["value"] == run_id  # a pick is kept
     weights = chat.pick_run(ctx, {"chat.run": run_id})["chat.weights"]
     assert [value for _, value in weights["choices"]] == ["adapter", "checkpoint-4", "checkpoint-2"]
     assert weights["value"] == "adapter"
@@ -151,6 +155,8 @@ def test_evaluate_in_a_subprocess_stores_and_shows_the_results(ctx, trained):
     assert len(samples["data"]) == 2 and all(len(row) == 4 for row in samples["data"])
     shown = runs.show_evaluations(ctx, {"runs.picked": [run_id]})["runs.evaluation"]
     assert f"{stored[-1]['perplexity']:.4g}" in shown
+    in_chinese = runs.show_evaluations(ctx, {"runs.picked": [run_id]}, lang="zh")["runs.evaluation"]
+    assert "困惑度" in in_chinese and "perplexity" not in in_chinese  # the Runs tab's table follows the page
     picked = export.pick_run(ctx, {"export.run": run_id}, user="bob")
     assert "Only its owner" in picked["export.owner_note"] and picked["export.samples"]["data"]
 

@@ -39,6 +39,13 @@ def runs_with_weights(jobs: Any, lang: Optional[str] = None) -> list[tuple[str, 
     return [(f"{i.name} · {status_word(lang, i.status)} · {i.id}", i.id) for i in infos if list_weights(i.run_dir)]
 
 
+def picked_or_newest(choices: list[tuple[str, str]], current: Optional[str]) -> Optional[str]:
+    """The run picker's value: the user's pick while it is still a choice, else the newest run with weights (a
+    newcomer who opens the tab after a run finds it chosen, not an empty box)."""
+    ids = [value for _, value in choices]
+    return current if current in ids else (ids[0] if ids else None)
+
+
 def status_word(lang: Optional[str], status: str) -> str:
     """A run's status in the page's language (the badges' words)."""
     return t(lang, f"status.{status}") if f"status.{status}" in UI_TEXT else status

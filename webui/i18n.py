@@ -185,6 +185,9 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     # run notes
     "finished_note": ("**Finished**", "**已完成**"),
     "saved_to": ("saved to `{path}`", "已保存到 `{path}`"),
+    "finished_next": ("Next: talk to it beside the base model in the **{chat}** tab; measure, merge, download or "
+                      "publish it in **{export}**.",
+                      "下一步：在“**{chat}**”标签页把它与基座模型并排对话；在“**{export}**”中评估、合并、下载或发布它。"),
     "best_eval": ("best eval loss {value}", "最佳评估损失 {value}"),
     "best_checkpoint": ("best checkpoint `{name}`", "最佳检查点 `{name}`"),
     "reason_note": ("**{status}:** {reason}", "**{status}：** {reason}"),
@@ -355,8 +358,8 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "dv.t_padding_value": ("plain {plain}, group_by_length {grouped}, packing {packed}",
                            "不处理 {plain}，group_by_length {grouped}，打包 {packed}"),
     "dv.t_packing": ("Packing into {cutoff}-token sequences", "打包为 {cutoff} token 的序列"),
-    "dv.t_packing_value": ("{rows} rows per sequence on average ({sequences} sequences); at least {factor}",
-                           "平均每个序列 {rows} 行（共 {sequences} 个序列）；至少 {factor}"),
+    "dv.t_packing_value": ("{rows} rows per sequence on average ({sequences} sequences); {factor} of the longest "
+                           "row would fit in one", "平均每个序列 {rows} 行（共 {sequences} 个序列）；一个序列可容纳 {factor} 个最长的行"),
     "dv.t_keep99": ("cutoff_len keeping 99% of rows whole", "让 99% 的行保持完整的 cutoff_len"),
     "dv.format": ("{format} format", "{format} 格式"),
     "dv.train_row": ("{count} training row", "{count} 个训练行"), "dv.train_rows": ("{count} training rows", "{count} 个训练行"),

@@ -310,6 +310,8 @@ def run_summary_markdown(info: Any, series: RunSeries, lang: str | None = None) 
             bits.append(t(lang, "best_checkpoint", name=html.escape(Path(str(status["best_checkpoint"])).name)))
         colon, comma = ("：", "，") if lang == ZH else (": ", ", ")
         parts.append(t(lang, "finished_note") + (colon + comma.join(bits) if bits else "" if lang == ZH else "."))
+        if status.get("adapter"):  # what a newcomer does with it next, where the page does it
+            parts.append(t(lang, "finished_next", chat=t(lang, "tab_chat"), export=t(lang, "tab_export")))
     if status.get("status") in ("failed", "interrupted", "aborted") and status.get("reason"):
         word = status_word(status["status"], lang)
         parts.append(t(lang, "reason_note", status=word[:1].upper() + word[1:],

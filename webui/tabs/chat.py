@@ -23,7 +23,7 @@ from trainer.engine.chat import GenerationSettings
 from trainer.jobs.workers import GPUBusyError, WorkerError
 
 from .. import views
-from ..after import acting_user, runs_with_weights
+from ..after import acting_user, picked_or_newest, runs_with_weights
 from ..after_views import ago, chat_status_markdown, progress_markdown, translate, weights_choices, weights_label
 from ..auth import can_view
 from ..components import INFO, UI, WARNING, Reply
@@ -46,7 +46,8 @@ LOAD_OUTPUTS = ["chat.status", "chat.wait_btn", "chat.notice"]
 # --- handlers -------------------------------------------------------------------------------------
 
 def run_choices(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
-    return {"chat.run": gr.update(choices=runs_with_weights(ctx.jobs, lang)),
+    choices = runs_with_weights(ctx.jobs, lang)
+    return {"chat.run": gr.update(choices=choices, value=picked_or_newest(choices, v.get("chat.run"))),
             "chat.status": chat_status_markdown(ctx.chat.status(), lang)}
 
 
@@ -317,7 +318,7 @@ def wire(ui: UI) -> None:
     quiet = dict(show_progress="hidden")
     ui.on([ui["tab.chat"].select, ui["chat.timer"].tick], tick, ["chat.drawn"], ["chat.status", "chat.drawn"],
           queue=False, **quiet)
-    ui.on([ui["tab.chat"].select, ui.demo.load], run_choices, [], ["chat.run", "chat.status"], **quiet)
+    ui.on([ui["tab.chat"].select, ui.demo.load], run_choices, ["chat.run"], ["chat.run", "chat.status"], **quiet)
     ui.on(ui["chat.run"].change, pick_run, ["chat.run"], ["chat.weights"], **quiet)
     loads = [stream(ui, ui["chat.load_btn"].click, load, ["chat.run", "chat.weights"], LOAD_OUTPUTS),
              stream(ui, ui["chat.wait_btn"].click, load_when_free, ["chat.run", "chat.weights"], LOAD_OUTPUTS)]

@@ -24,7 +24,7 @@ from trainer.engine.merge import adapter_zip, find_gguf_converter
 from trainer.interop.hub import TOKEN_ENV, check_repo_id, model_card, upload_files
 
 from .. import views
-from ..after import CommandBusy, CommandResult, acting_user, runs_with_weights, status_word
+from ..after import CommandBusy, CommandResult, acting_user, picked_or_newest, runs_with_weights, status_word
 from ..after_views import (SAMPLE_HEADERS, evaluation_markdown, files_markdown, merge_markdown, progress_markdown,
                            samples_table, translate, weights_choices)
 from ..components import INFO, UI, WARNING, Reply
@@ -65,7 +65,8 @@ def _samples(result: Any, lang: str | None) -> dict[str, Any]:
 
 def run_choices(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     token = t(lang, "ac_token_set" if os.environ.get(TOKEN_ENV, "").strip() else "ac_token_not_set")
-    return {"export.run": gr.update(choices=runs_with_weights(ctx.jobs, lang)),
+    choices = runs_with_weights(ctx.jobs, lang)
+    return {"export.run": gr.update(choices=choices, value=picked_or_newest(choices, v.get("export.run"))),
             "export.token_note": t(lang, "ac_token_note", env=TOKEN_ENV, state=token)}
 
 
@@ -294,7 +295,8 @@ def render(ui: UI) -> None:
 
 def wire(ui: UI) -> None:
     quiet = dict(show_progress="hidden")
-    ui.on([ui["tab.export"].select, ui.demo.load], run_choices, [], ["export.run", "export.token_note"], **quiet)
+    ui.on([ui["tab.export"].select, ui.demo.load], run_choices, ["export.run"], ["export.run", "export.token_note"],
+          **quiet)
     ui.on(ui["export.run"].change, pick_run, PICK, PICK_OUTPUTS, **quiet)
     stream(ui, ui["export.evaluate_btn"].click, evaluate,
            [*PICK, "export.dataset", "export.max_rows", "export.samples_count"],

@@ -112,7 +112,7 @@ def compare(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     return reply
 
 
-def show_evaluations(ctx: Context, v: dict[str, Any]) -> Reply:
+def show_evaluations(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
     """The stored evaluations (loss and perplexity beside the base model's) of the picked runs."""
     parts = []
     for run_id in _picked(v):
@@ -120,7 +120,7 @@ def show_evaluations(ctx: Context, v: dict[str, Any]) -> Reply:
             info = ctx.jobs.get(run_id)
         except Exception:  # noqa: BLE001 - deleted meanwhile: nothing to show for it
             continue
-        parts.append(evaluation_markdown(read_evaluations(info.run_dir), f"**{info.name}** ({run_id}): "))
+        parts.append(evaluation_markdown(read_evaluations(info.run_dir), f"**{info.name}** ({run_id}): ", lang))
     return {"runs.evaluation": "\n\n".join(parts)}
 
 

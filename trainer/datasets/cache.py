@@ -6,7 +6,7 @@ and memory-maps it, so the rows live in Arrow, not in Python lists, and a second
 the same data starts without tokenizing again. The fingerprint covers what changes the result: the
 dataset file (path, size, mtime; the rows' content for a Hub dataset), the options that decide which
 rows are loaded, the split, the tokenizer (its whole definition, chat template and special tokens),
-template, cutoff_len, train_on_prompt, and the source of the code that renders and tokenizes. Packing
+template, cutoff_len, train_on_prompt (KEY_FIELDS), and the source of the code that renders and tokenizes. Packing
 is not in it: TRL packs the same tokenized rows.
 
 The rows are exactly those of ``tokenize_examples`` (both go through ``tokenize.row_outcome``), and
@@ -41,7 +41,13 @@ PROCESS_MIN_ROWS = 20_000  # rows per worker process below which starting it cos
 MAX_PROCESSES = 8
 MAP_BATCH = 256
 # The code whose change changes the tokenized rows: its source is part of the fingerprint.
-_CODE_FILES = ("load.py", "rows.py", "render.py", "tokenize.py", "cache.py", "../templates.py")
+_CODE_FILES = ("load.py", "sources.py", "kinds.py", "rows.py", "render.py", "tokenize.py", "cache.py",
+               "../templates.py")
+# The config's fields that change which rows are loaded or how they are tokenized; the seed too while val_size
+# holds rows out. The dataset file, the hub and the model reach the key through the source and tokenizer stamps.
+# tests/test_data_cache_key.py classifies every field of the schema, so a new one must be placed here or there.
+KEY_FIELDS = ("stage", "dataset_format", "column_mapping", "max_samples", "val_size", "skip_invalid_rows",
+              "kto_desirable_only", "dataset_split", "dataset_subset", "template", "cutoff_len", "train_on_prompt")
 
 
 @dataclass
@@ -87,11 +93,11 @@ def tokenize_cached(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig, 
     key = fingerprint(examples, tokenizer, cfg, loaded, split)
     entry = root / key
     source = loaded.source if loaded else ""
-    meta = _read_meta(entry)
-    if meta is not None:
-        dropped = [RowIssue(**issue) for issue in meta["dropped"]]
+    cached = _read_entry(entry)
+    if cached is not None:
+        data, meta, dropped = cached
         raise_for_dropped(dropped, meta["rows"], len(examples), source, cfg)
-        result = TokenizedDataset(_load(entry), entry, True, list(meta["warnings"]), dropped)
+        result = TokenizedDataset(data, entry, True, list(meta["warnings"]), dropped)
         os.utime(entry)  # most recently used: evicted last
         _emit(events, f"tokenized dataset cache: hit ({split}, {len(result):,} rows, {entry})",
               cache="hit", split=split, rows=len(result), path=str(entry))
@@ -119,13 +125,15 @@ def worker_processes(rows: int) -> int:
 def fingerprint(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig, loaded: Optional[LoadedData],
                 split: str) -> str:
     """The cache key: a hash of everything that changes the tokenized rows (see the module's docstring)."""
+    options = {name: getattr(cfg, name) for name in KEY_FIELDS}
+    options["column_mapping"] = sorted(cfg.column_mapping.items())
+    if cfg.val_size:  # the seed draws the held-out rows; without them it changes nothing tokenized
+        options["seed"] = cfg.seed
     parts = {
         "source": _source_stamp(examples, loaded),
         "split": split,
         "rows": len(examples),
-        "loading": [cfg.dataset_format, sorted(cfg.column_mapping.items()), cfg.max_samples, cfg.val_size,
-                    cfg.seed, cfg.skip_invalid_rows, cfg.dataset_split, cfg.dataset_subset],
-        "tokenizing": [cfg.template, cfg.cutoff_len, cfg.train_on_prompt],
+        "options": options,
         "tokenizer": _tokenizer_stamp(tokenizer),
         "code": [hashlib.sha256((Path(__file__).parent / name).read_bytes()).hexdigest() for name in _CODE_FILES],
     }
@@ -136,7 +144,8 @@ def _source_stamp(examples: Sequence[dict], loaded: Optional[LoadedData]) -> lis
     path = Path(loaded.source) if loaded is not None else None
     if path is not None and path.is_file():
         stat = path.stat()
-        return ["file", str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+        # ctime and inode too: a rewrite that keeps the size and sets the old mtime back still changes them.
+        return ["file", str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
     # A Hub dataset or rows given directly: their content (the Hub may serve a new version under the same id).
     digest = hashlib.sha256()
     for example in examples:
@@ -279,11 +288,26 @@ def _load(path: Path) -> Any:
     return datasets.load_from_disk(str(path / "data"))
 
 
-def _read_meta(entry: Path) -> Optional[dict]:
-    try:
-        return json.loads((entry / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def _read_entry(entry: Path) -> Optional[tuple[Any, dict, list[RowIssue]]]:
+    """(dataset, meta, dropped rows) of a complete entry; None when there is none. An entry that cannot be read
+    whole (a file deleted or cut short on disk, a full disk, a hand edit) is removed, to be tokenized again."""
+    if not entry.exists():
         return None
+    try:
+        meta = json.loads((entry / META_FILE).read_text(encoding="utf-8"))
+        dropped = [RowIssue(**issue) for issue in meta["dropped"]]
+        if not isinstance(meta["rows"], int) or not isinstance(meta["warnings"], list):
+            raise ValueError("meta")
+        data = _load(entry)
+        if len(data) != meta["rows"] or set(data.column_names) != {"input_ids", "completion_mask"}:
+            raise ValueError("rows")
+        # Reading the first and last rows touches every Arrow file's ends: a truncated one fails here.
+        if len(data):
+            data[0], data[len(data) - 1]
+    except Exception:  # whatever is wrong with it, the rows can be made again
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+    return data, meta, dropped
 
 
 def _evict(root: Path, keep: Path) -> None:

@@ -34,6 +34,14 @@ def clean_env(monkeypatch):
 
 
 @pytest.fixture
+def online(clean_env):
+    """The offline variables cleared (the tests run offline): W&B and SwanLab then need credentials."""
+    for name in hub.OFFLINE_VARIABLES:
+        clean_env.delenv(name, raising=False)
+    return clean_env
+
+
+@pytest.fixture
 def importable(tmp_path, monkeypatch):
     """Make the named packages importable (an empty package each): the checks ask only whether it imports."""
     def make(*names: str) -> None:
@@ -58,7 +66,8 @@ def test_report_to_and_project_reach_sftconfig_and_the_form_text_is_a_list():
         TrainConfig.from_dict({"report_to": ["neptune"]})
 
 
-def test_the_environment_carries_project_and_tags_but_never_overrides_the_users(clean_env, tmp_path):
+def test_the_environment_carries_project_and_tags_but_never_overrides_the_users(online, tmp_path):
+    clean_env = online
     cfg = TrainConfig(report_to=["wandb", "mlflow", "swanlab"], tracker_project="p1", tracker_tags=["a", "b"])
     clean_env.setenv("MLFLOW_EXPERIMENT_NAME", "mine")
     env = tracker_environment(cfg, tmp_path)
@@ -83,7 +92,8 @@ def test_a_missing_tracker_package_names_the_tracker_and_the_install(name, clean
 
 @pytest.mark.parametrize("name,variable,local", [("wandb", "WANDB_API_KEY", ("WANDB_MODE", "offline")),
                                                  ("swanlab", "SWANLAB_API_KEY", ("SWANLAB_MODE", "local"))])
-def test_a_missing_credential_names_the_variable_and_the_local_mode(name, variable, local, clean_env, importable):
+def test_a_missing_credential_names_the_variable_and_the_local_mode(name, variable, local, online, importable):
+    clean_env = online
     importable(name)
     cfg = TrainConfig(report_to=[name])
     (field, message), = tracker_problems(cfg)

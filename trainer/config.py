@@ -374,23 +374,23 @@ class TrainConfig(ConfigRules):
         sft_via="trackers", lf_skip="LLaMA-Factory takes the project from each tracker's environment variable")
     tracker_tags: list[str] = _field(
         [], "logging", "Tags for the run in W&B, MLflow and SwanLab, comma separated.", advanced=True,
-        used_by=("trainer.trackers",),
-        lf_skip="LLaMA-Factory takes tags from each tracker's environment variable")
+        used_by=("trainer.trackers",), lf_skip="LLaMA-Factory takes tags from each tracker's environment variable")
     trackio_space_id: Optional[str] = _field(
         None, "logging",
         "A Hugging Face Space (user/space) that hosts the Trackio dashboard for the team; empty keeps it "
-        "on this machine. Needs HF_TOKEN with write access in the environment.", max_length=200,
-        advanced=True,
+        "on this machine. Needs HF_TOKEN with write access in the environment.", max_length=200, advanced=True,
         sft="trackio_space_id", lf_skip="LLaMA-Factory has no Trackio Space setting")
 
     @field_validator("report_to", "tracker_tags", mode="before")
     @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        """`a, b` (the form's text, LLaMA-Factory's string) is the list [a, b]; `none` is no tracker."""
+    def _comma_list(cls, value: Any, info: Any) -> Any:
+        """`a, b` (the form's text) is [a, b]; `none`/empty: none; names in any case, `;`/space too; each once."""
+        names, value = info.field_name == "report_to", "" if value is None else value
         if isinstance(value, str):
-            value = [part.strip() for part in value.split(",")]
+            value = value.replace(";", ",").replace(" ", ",").split(",") if names else value.split(",")
         if isinstance(value, list):
-            return [part for part in value if not (isinstance(part, str) and part.strip().lower() in ("", "none"))]
+            value = [(p.strip().lower() if names else p.strip()) if isinstance(p, str) else p for p in value]
+            return [p for i, p in enumerate(value) if p not in value[:i] and p not in ("", "none", "None")]
         return value
 
     # --- devices & machines ------------------------------------------------------------------------

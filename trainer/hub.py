@@ -26,8 +26,39 @@ OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFL
 REACH_TIMEOUT_S = 2.0
 
 
+TRUE_VALUES, FALSE_VALUES = ("1", "true", "yes", "y", "on"), ("", "0", "false", "no", "n", "off")
+
+
 def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    return os.environ.get(name, "").strip().lower() in TRUE_VALUES
+
+
+def setting_notes(hub: str) -> list[str]:
+    """What is wrong with the environment that chose ``hub``, for the messages that say it cannot be reached:
+    an HF_ENDPOINT that is not an http(s) URL, a USE_MODELSCOPE_HUB that is neither on nor off."""
+    notes = []
+    flag = os.environ.get("USE_MODELSCOPE_HUB", "").strip()
+    if flag.lower() not in TRUE_VALUES + FALSE_VALUES:
+        notes.append(f"USE_MODELSCOPE_HUB={flag!r} is neither 1/true nor 0/false, so it was read as off")
+    problem = endpoint_problem(hub)
+    if problem:
+        notes.append(problem)
+    return notes
+
+
+def endpoint_problem(hub: str) -> Optional[str]:
+    """Why the hub's endpoint (HF_ENDPOINT or MODELSCOPE_DOMAIN) is not a usable URL, or None."""
+    url = endpoint(hub)
+    variable = "MODELSCOPE_DOMAIN" if hub == MODELSCOPE else "HF_ENDPOINT"
+    try:
+        parsed = urlparse(url)
+        host, _port = parsed.hostname, parsed.port
+    except ValueError as exc:  # a bad port or IPv6 address
+        return f"{variable}={url!r} is not a valid URL ({exc})"
+    if parsed.scheme not in ("http", "https") or not host or " " in url:
+        return (f"{variable}={url!r} is not an http(s) URL: give it as https://host (for example "
+                "https://hf-mirror.com)")
+    return None
 
 
 def hub_offline() -> bool:
@@ -77,12 +108,10 @@ def reachable(hub: str, timeout: float = REACH_TIMEOUT_S) -> bool:
 
     Name resolution has no timeout of its own, so the attempt runs in a thread that is abandoned when slow.
     """
-    if hub_offline():
+    if hub_offline() or endpoint_problem(hub):
         return False
     parsed = urlparse(endpoint(hub))
     host, port = parsed.hostname, parsed.port or (80 if parsed.scheme == "http" else 443)
-    if not host:
-        return False
     result: list[bool] = []
 
     def attempt() -> None:
@@ -101,15 +130,19 @@ def reachable(hub: str, timeout: float = REACH_TIMEOUT_S) -> bool:
 def unreachable_message(kind: str, name: str, hub: str) -> str:
     """Why a Hub id cannot be loaded now, and what to do: one wording for models and datasets."""
     where = hub_label(hub)
+    notes = setting_notes(hub)
     if hub_offline():
         reason = (f"offline mode is on ({', '.join(v for v in OFFLINE_VARIABLES if env_flag(v))}) and it is not "
                   "in the local cache")
+    elif endpoint_problem(hub):
+        reason = notes.pop()
     else:
         cache = "" if hub == MODELSCOPE else "; a copy in the local cache is used with HF_HUB_OFFLINE=1"
         reason = f"{endpoint(hub)} cannot be reached (no network, or a firewall{cache})"
     mirror = "" if hub == MODELSCOPE else "; or set HF_ENDPOINT to a mirror you can reach, or USE_MODELSCOPE_HUB=1"
-    return (f"{kind} '{name}' cannot be loaded from {where}: {reason}. Download it on a connected machine and "
-            f"give the local path{mirror}")
+    also = "".join(f" ({note})" for note in notes)
+    return (f"{kind} '{name}' cannot be loaded from {where}: {reason}{also}. Download it on a connected machine "
+            f"and give the local path{mirror}")
 
 
 def modelscope_missing(kind: str, name: str) -> Optional[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -67,9 +68,22 @@ def _installed(module: str) -> bool:
         return False
 
 
+# Characters W&B refuses in a project name (Trackio makes a file of it): refused for every tracker alike.
+PROJECT_FORBIDDEN = '/\\#?%:'
+WANDB_PROJECT_MAX, WANDB_TAG_MAX = 128, 64
+SPACE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+# Where a tracker would log on this machine when offline mode is on and the user chose no mode.
+OFFLINE_MODES = {"wandb": "offline", "swanlab": "offline"}
+
+
+def _controls(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def tracker_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     """Why a tracker cannot log this run: (field, message naming the tracker and the fix), ConfigError's form."""
     problems = []
+    offline = hub_offline()
     for name in cfg.report_to:
         tracker = TRACKERS[name]
         if not _installed(tracker.module):
@@ -79,25 +93,60 @@ def tracker_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
                                           f"{name} from report_to"))
             continue
         variable, local_values = tracker.local_mode
-        local = variable and os.environ.get(variable, "").strip().lower() in local_values
+        mode = os.environ.get(variable, "").strip().lower() if variable else ""
+        local = mode in local_values or (offline and not mode)  # offline: tracker_environment sets the local mode
         if tracker.credentials and not local and not any(os.environ.get(v, "").strip() for v in tracker.credentials):
             problems.append(("report_to", (
                 f"{tracker.title} ({name}) needs {tracker.credentials[0]} in the environment ({tracker.login_hint}) "
                 f"before tunedeck starts, or {variable}={local_values[0]} to log on this machine only")))
-    space = cfg.trackio_space_id
-    if "trackio" in cfg.report_to and space:
-        if hub_offline():
-            problems.append(("trackio_space_id", (
-                f"the Trackio Space {space} is on the Hugging Face Hub, but offline mode is on: clear "
-                "trackio_space_id to keep the dashboard on this machine")))
-        elif not os.environ.get("HF_TOKEN", "").strip():
-            problems.append(("trackio_space_id", (
-                f"the Trackio Space {space} needs HF_TOKEN (a token with write access) in the environment, or "
-                "clear trackio_space_id to keep the dashboard on this machine")))
-    if cfg.tracker_project and "/" in cfg.tracker_project:
-        problems.append(("tracker_project", f"'{cfg.tracker_project}' has a '/', which trackers do not accept in "
-                                            "a project name"))
+        elif tracker.credentials and offline and not local:
+            problems.append(("report_to", (
+                f"{tracker.title} ({name}) is set to log online ({variable}={mode}) but offline mode is on: set "
+                f"{variable}={local_values[0]} to log on this machine only")))
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+        if name == "mlflow" and offline and uri.startswith(("http://", "https://")):
+            problems.append(("report_to", (
+                f"MLflow (mlflow) logs to the server {uri} but offline mode is on: unset MLFLOW_TRACKING_URI to "
+                "log in ./mlruns on this machine, or remove mlflow from report_to")))
+    problems += _space_problems(cfg, offline)
+    project = cfg.tracker_project or ""
+    bad = sorted({c for c in project if c in PROJECT_FORBIDDEN})
+    if bad or _controls(project):
+        shown = " ".join(f"'{c}'" for c in bad) or "a control character (a line break, a tab)"
+        problems.append(("tracker_project", f"{project!r} has {shown}, which trackers do not accept in a project "
+                                            f"name (none of {' '.join(PROJECT_FORBIDDEN)} or control characters)"))
+    elif "wandb" in cfg.report_to and len(project) > WANDB_PROJECT_MAX:
+        problems.append(("tracker_project", f"W&B accepts project names of at most {WANDB_PROJECT_MAX} characters; "
+                                            f"this one has {len(project)}"))
+    for tag in cfg.tracker_tags:
+        if "," in tag or _controls(tag):
+            problems.append(("tracker_tags", f"the tag {tag!r} has a comma or a control character: trackers read "
+                                             "tags as a comma-separated list, so give each tag on its own"))
+        elif "wandb" in cfg.report_to and len(tag) > WANDB_TAG_MAX:
+            problems.append(("tracker_tags", f"W&B accepts tags of at most {WANDB_TAG_MAX} characters; "
+                                             f"'{tag[:20]}...' has {len(tag)}"))
     return problems
+
+
+def _space_problems(cfg: TrainConfig, offline: bool) -> list[tuple[str, str]]:
+    space = cfg.trackio_space_id
+    if space is None or (not space.strip() and "trackio" not in cfg.report_to):
+        return []
+    if "trackio" not in cfg.report_to:
+        return [("trackio_space_id", f"a Trackio Space ({space.strip() or 'blank'}) is set but trackio is not in "
+                                     "report_to: add trackio to report_to, or clear trackio_space_id")]
+    if not SPACE_ID.fullmatch(space):
+        return [("trackio_space_id", f"{space!r} is not a Space id: give it as owner/name (for example "
+                                     "my-team/trackio), not a URL, or clear it to keep the dashboard on this machine")]
+    if offline:
+        return [("trackio_space_id", (
+            f"the Trackio Space {space} is on the Hugging Face Hub, but offline mode is on: clear "
+            "trackio_space_id to keep the dashboard on this machine"))]
+    if not os.environ.get("HF_TOKEN", "").strip():
+        return [("trackio_space_id", (
+            f"the Trackio Space {space} needs HF_TOKEN (a token with write access) in the environment, or "
+            "clear trackio_space_id to keep the dashboard on this machine"))]
+    return []
 
 
 def tracker_environment(cfg: TrainConfig, run_dir: str | Path) -> dict[str, str]:
@@ -116,6 +165,10 @@ def tracker_environment(cfg: TrainConfig, run_dir: str | Path) -> dict[str, str]
             wanted["MLFLOW_TAGS"] = json.dumps({tag: "" for tag in tags})
     if "swanlab" in cfg.report_to:
         wanted.update(SWANLAB_PROJECT=project, SWANLAB_LOG_DIR=str(Path(run_dir) / "swanlog"))
+    if hub_offline():  # no network: the trackers that would log online log on this machine instead
+        for name, mode in OFFLINE_MODES.items():
+            if name in cfg.report_to:
+                wanted[TRACKERS[name].local_mode[0]] = mode
     return {key: value for key, value in wanted.items() if not os.environ.get(key)}
 
 

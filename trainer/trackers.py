@@ -95,14 +95,14 @@ def tracker_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
         variable, local_values = tracker.local_mode
         mode = os.environ.get(variable, "").strip().lower() if variable else ""
         local = mode in local_values or (offline and not mode)  # offline: tracker_environment sets the local mode
-        if tracker.credentials and not local and not any(os.environ.get(v, "").strip() for v in tracker.credentials):
-            problems.append(("report_to", (
-                f"{tracker.title} ({name}) needs {tracker.credentials[0]} in the environment ({tracker.login_hint}) "
-                f"before tunedeck starts, or {variable}={local_values[0]} to log on this machine only")))
-        elif tracker.credentials and offline and not local:
+        if tracker.credentials and offline and not local:
             problems.append(("report_to", (
                 f"{tracker.title} ({name}) is set to log online ({variable}={mode}) but offline mode is on: set "
                 f"{variable}={local_values[0]} to log on this machine only")))
+        elif tracker.credentials and not local and not any(os.environ.get(v, "").strip() for v in tracker.credentials):
+            problems.append(("report_to", (
+                f"{tracker.title} ({name}) needs {tracker.credentials[0]} in the environment ({tracker.login_hint}) "
+                f"before tunedeck starts, or {variable}={local_values[0]} to log on this machine only")))
         uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
         if name == "mlflow" and offline and uri.startswith(("http://", "https://")):
             problems.append(("report_to", (

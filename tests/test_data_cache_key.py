@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import typing
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def test_the_dataset_file_content_size_and_mtime_each_change_the_key(tmp_path, d
 
 
 @pytest.mark.parametrize("damage", ["meta_missing", "meta_garbage", "meta_wrong_rows", "arrow_truncated",
-                                    "arrow_deleted", "data_dir_missing"])
+                                    "arrow_deleted", "data_dir_missing", "entry_is_a_file", "staging_left"])
 def test_a_damaged_cache_entry_is_tokenized_again(tmp_path, demo_tokenizer, damage):
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 20), encoding="utf-8")
@@ -135,10 +136,15 @@ def test_a_damaged_cache_entry_is_tokenized_again(tmp_path, demo_tokenizer, dama
             handle.truncate(arrows[-1].stat().st_size // 2)
     elif damage == "arrow_deleted":
         arrows[-1].unlink()
-    else:
-        import shutil
-
+    elif damage == "data_dir_missing":
         shutil.rmtree(entry / "data")
+    elif damage == "entry_is_a_file":
+        shutil.rmtree(entry)
+        entry.write_text("not a cache entry")
+    else:  # a run killed while writing: its staging folder stays beside a missing entry
+        shutil.rmtree(entry)
+        (entry.parent / f".{entry.name}.999.1" / "work").mkdir(parents=True)
+        (entry.parent / f".{entry.name}.999.1" / "work" / "chunk-00000.arrow").write_bytes(b"\x00" * 10)
     again = tokenize_cached(loaded.train, demo_tokenizer, cfg, loaded, runs_root=tmp_path)
     assert not again.cache_hit and Path(again.path) == entry
     assert again.dataset["input_ids"] == [r["input_ids"] for r in fresh]

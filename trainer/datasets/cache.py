@@ -305,7 +305,10 @@ def _read_entry(entry: Path) -> Optional[tuple[Any, dict, list[RowIssue]]]:
         if len(data):
             data[0], data[len(data) - 1]
     except Exception:  # whatever is wrong with it, the rows can be made again
-        shutil.rmtree(entry, ignore_errors=True)
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
         return None
     return data, meta, dropped
 

@@ -8,6 +8,7 @@ problem at once (CombinationError).
 from __future__ import annotations
 
 import math
+import re
 import typing
 from typing import Any, Optional
 
@@ -126,12 +127,28 @@ class ConfigRules(BaseModel):
         ids = [str(e).strip() for e in entries if str(e).strip()]
         if not ids:
             return None
-        bad = [i for i in ids if not i.isdigit()]
+        bad = [i for i in ids if not (i.isascii() and i.isdigit())]  # not "²", which int() cannot read
         if bad:
             raise ValueError(f"'{bad[0]}' is not a GPU number: list them as 0,1,...")
         if len(set(ids)) != len(ids):
             raise ValueError("a GPU is listed twice")
         return ",".join(str(int(i)) for i in ids)
+
+    @field_validator("main_process_ip", check_fields=False)
+    @classmethod
+    def _main_process_ip(cls, value: Optional[str]) -> Optional[str]:
+        """A host name or an IP address (v4 or v6) that torchrun can dial: the port has a field of its own."""
+        if value is None:
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        if not re.fullmatch(r"[\w.:-]+", value, re.ASCII):  # what torchrun accepts as a host
+            raise ValueError("not a host name or IP address: give only the address of machine 0, "
+                             "e.g. 10.0.0.1 or node001 (no scheme, path or spaces)")
+        if value.count(":") == 1:
+            raise ValueError("the port goes in main_process_port: give only the address here")
+        return value
 
     @field_validator("template", check_fields=False)
     @classmethod

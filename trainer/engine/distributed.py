@@ -134,7 +134,9 @@ def accelerate_config(cfg: TrainConfig, gpu_count: int, *, run_dir: str | Path |
         # the trainer's use_cpu then picks the gloo backend. Its --cpu would start a single process.
         "distributed_type": "MULTI_GPU",
         "downcast_bf16": "no",
-        "gpu_ids": "all",  # the scheduler already narrowed CUDA_VISIBLE_DEVICES to the run's GPUs
+        # The run's GPUs: under the scheduler CUDA_VISIBLE_DEVICES already holds these same ids; a command
+        # printed by launch-commands (run by hand, or under Slurm) has only this to keep to them.
+        "gpu_ids": cfg.gpu_ids or "all",
         "machine_rank": cfg.machine_rank,
         "main_training_function": "main",
         "mixed_precision": "no",  # the Trainer sets bf16/fp16 from the run's precision
@@ -156,6 +158,10 @@ def accelerate_config(cfg: TrainConfig, gpu_count: int, *, run_dir: str | Path |
         where = Path(run_dir) / DEEPSPEED_CONFIG_FILE if run_dir is not None else Path(DEEPSPEED_CONFIG_FILE)
         data["deepspeed_config"] = {"deepspeed_config_file": str(where), "zero3_init_flag":
                                     cfg.distributed_type == "deepspeed_zero3"}
+        if cfg.num_machines > 1:
+            # accelerate's default for several machines is pdsh from one host with a hostfile; tunedeck starts
+            # the same command on every machine (launch-commands), which is torchrun's way: "standard".
+            data["deepspeed_config"]["deepspeed_multinode_launcher"] = "standard"
     return data
 
 

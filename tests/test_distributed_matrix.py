@@ -207,3 +207,34 @@ def test_check_plans_one_process_for_auto_without_gpus(tmp_path):
     assert "× 1 (device) = 16 rows per optimizer step" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
 
+
+
+# --- launch-commands: what is not a config --------------------------------------------------------------------
+
+def _launch_commands(*argv: str) -> int:
+    import argparse
+
+    from trainer.cli import launch_commands
+
+    parser = argparse.ArgumentParser(prog="launch-commands")
+    launch_commands.add_arguments(parser)
+    return launch_commands.run(parser.parse_args(list(argv)))
+
+
+def test_launch_commands_names_the_option_or_directory_it_cannot_use(tmp_path, capsys):
+    config = tmp_path / "multi.yaml"
+    config.write_text("num_machines: 2\nmain_process_ip: 10.0.0.1\ndistributed_type: deepspeed_zero3\n"
+                      "num_processes: auto\n")
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    assert _launch_commands(str(config), "--run-dir", str(in_the_way / "run")) == 1
+    assert f"--run-dir: cannot write the run directory {in_the_way / 'run'}" in capsys.readouterr().err
+    for gpus, message in (("-3", "expects 0 or more GPUs per machine, not -3"), ("two", "expects a whole number")):
+        with pytest.raises(SystemExit) as exited:
+            _launch_commands(str(config), "--gpus", gpus)
+        assert exited.value.code == 2 and message in capsys.readouterr().err
+    # The same config, written where it can be: ZeRO-3 over two machines of 2 GPUs (auto), each with its rank.
+    assert _launch_commands(str(config), "--run-dir", str(tmp_path / "run"), "--gpus", "2") == 0
+    assert capsys.readouterr().out.count("--machine_rank") == 2
+    args, command, _ = accelerate_accepts(TrainConfig.from_yaml(tmp_path / "run" / "config.yaml"), tmp_path / "run", 2)
+    assert command is None and args.use_deepspeed and args.nnodes == "2" and args.nproc_per_node == "2"

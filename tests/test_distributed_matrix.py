@@ -109,9 +109,26 @@ def test_each_combination_is_refused_by_name_or_launches(tmp_path, kind, bits, m
         assert (type(plugin.cpu_offload).__name__ == "CPUOffloadPolicy") is (offload_optimizer or offload_params)
     if kind.startswith("deepspeed"):
         assert env["ACCELERATE_DEEPSPEED_CONFIG_FILE"] == str(tmp_path / distributed.DEEPSPEED_CONFIG_FILE)
-        zero = distributed.deepspeed_config(cfg)["zero_optimization"]
+        ds = distributed.deepspeed_config(cfg)
+        zero = ds["zero_optimization"]
         assert ("offload_optimizer" in zero, "offload_param" in zero) == (offload_optimizer, offload_params)
+        # The Trainer's own optimizer may step on the CPU, else DeepSpeed stops at the start (ZeRORuntimeException).
+        assert ds.get("zero_force_ds_cpu_optimizer", True) is not offload_optimizer
     expect_plan_counts(cfg, GPUS_HERE, 2)
+
+
+@pytest.mark.parametrize("optim", ["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit",
+                                   "paged_adamw_8bit", "paged_adamw_32bit"])
+@pytest.mark.parametrize("kind,offload", [("deepspeed_zero2", "offload_optimizer"), ("fsdp", "offload_params"),
+                                          ("deepspeed_zero3", "offload_optimizer"), ("fsdp", "offload_optimizer"),
+                                          ("deepspeed_zero3", "offload_params")])
+def test_an_offloaded_optimizer_steps_on_the_cpu(optim, kind, offload):
+    """bitsandbytes' optimizers have GPU kernels only: where the optimizer state lives in CPU RAM they cannot
+    step, which is refused naming `optim` (ZeRO-3's offload_params alone keeps the optimizer on the GPU)."""
+    refused = refused_fields(dict(distributed_type=kind, num_processes=2, optim=optim, **{offload: True}))
+    steps_on_cpu = not (kind == "deepspeed_zero3" and offload == "offload_params")
+    bitsandbytes = optim in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
+    assert refused == ({"optim"} if steps_on_cpu and bitsandbytes else None)
 
 
 # --- process counts × GPU lists, on a machine with 4 GPUs and on one without ------------------------------

@@ -89,8 +89,12 @@ def deepspeed_config(cfg: TrainConfig) -> dict[str, Any]:
         "contiguous_gradients": True,
         "reduce_bucket_size": "auto",
     }
+    offload: dict[str, Any] = {}
     if cfg.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        # The Trainer builds the run's own optimizer (`optim`), a "client" optimizer to DeepSpeed, which
+        # refuses to step one on the CPU (ZeRORuntimeException at the start) unless told it may.
+        offload["zero_force_ds_cpu_optimizer"] = False
     if stage == 3:
         zero.update({"stage3_prefetch_bucket_size": "auto", "stage3_param_persistence_threshold": "auto",
                      "stage3_gather_16bit_weights_on_model_save": True})
@@ -107,6 +111,7 @@ def deepspeed_config(cfg: TrainConfig) -> dict[str, Any]:
         "fp16": {"enabled": "auto"},
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
+        **offload,
     }
 
 

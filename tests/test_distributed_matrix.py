@@ -170,6 +170,15 @@ def test_process_counts_and_gpu_lists(tmp_path, processes, shape, gpus):
     assert env.get("CUDA_VISIBLE_DEVICES") == cfg.gpu_ids
 
 
+def test_cpu_processes_are_capped_by_the_cores():
+    cores = os.cpu_count() or 1
+    cap = max(2, cores)
+    assert distributed.machine_problems(TrainConfig(num_processes=cap), []) == []
+    problems = dict(distributed.machine_problems(TrainConfig(num_processes=cap + 1), []))
+    assert problems["num_processes"].endswith(f"no GPU and {cores} CPU cores: at most {cap} here")
+    assert distributed.machine_problems(TrainConfig(num_processes=cap + 1), [str(i) for i in range(cap + 1)]) == []
+
+
 # --- several machines --------------------------------------------------------------------------------------
 
 MACHINES = [

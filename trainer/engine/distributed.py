@@ -68,6 +68,10 @@ def machine_problems(cfg: TrainConfig, gpus: list[str]) -> list[tuple[str, str]]
     elif gpus and cfg.num_processes is not None and cfg.num_processes > len(gpus):
         problems.append(("num_processes", f"{cfg.num_processes} processes but this machine has {len(gpus)} "
                          f"GPU{'s' if len(gpus) != 1 else ''}: one process per GPU"))
+    elif not gpus and cfg.num_processes is not None and cfg.num_processes > max(2, os.cpu_count() or 1):
+        # Without GPUs every process is a whole copy of the model on the CPU: more than the cores only thrashes.
+        problems.append(("num_processes", f"{cfg.num_processes} CPU processes but this machine has no GPU and "
+                         f"{os.cpu_count()} CPU cores: at most {max(2, os.cpu_count() or 1)} here"))
     if cfg.distributed_type.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         problems.append(("distributed_type", f"{cfg.distributed_type} needs the deepspeed package, which is not "
                          "installed here: pip install deepspeed (or use fsdp, which ships with PyTorch)"))

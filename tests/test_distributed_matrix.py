@@ -6,6 +6,7 @@ the number of processes. Nothing is trained here: tests/test_distributed.py has 
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import subprocess
@@ -19,6 +20,7 @@ from trainer.engine import distributed
 from trainer.plan.resolve import Hardware, resolve_plan
 
 ROOT = Path(__file__).resolve().parents[1]
+HAS_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
 GPUS_HERE = 4  # the machine the launch files are generated for, in all but the CPU cases
 
 launch = pytest.importorskip("accelerate.commands.launch")
@@ -220,6 +222,10 @@ def test_multi_machine_fields(tmp_path, kind, fields, refused):
     assert parse_rendezvous_endpoint(endpoint, 1) == (cfg.main_process_ip, cfg.main_process_port)
     assert env["CUDA_VISIBLE_DEVICES"] == "1,2"
     expect_plan_counts(cfg, GPUS_HERE, 4)
+    # Queued here, a run is machine 0 (its own new run directory); the others join with launch-commands.
+    problems = dict(distributed.machine_problems(cfg, [str(i) for i in range(GPUS_HERE)]))
+    assert set(problems) == ({"machine_rank"} if cfg.machine_rank else set()) | \
+        ({"distributed_type"} if kind.startswith("deepspeed") and not HAS_DEEPSPEED else set())
 
 
 # --- num_processes auto on a machine without GPUs --------------------------------------------------------------

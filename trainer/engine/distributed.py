@@ -72,6 +72,12 @@ def machine_problems(cfg: TrainConfig, gpus: list[str]) -> list[tuple[str, str]]
         # Without GPUs every process is a whole copy of the model on the CPU: more than the cores only thrashes.
         problems.append(("num_processes", f"{cfg.num_processes} CPU processes but this machine has no GPU and "
                          f"{os.cpu_count()} CPU cores: at most {max(2, os.cpu_count() or 1)} here"))
+    if cfg.machine_rank:
+        # A run queued here gets a run directory of its own, so only machine 0 can start from here: the other
+        # machines join it with their line from launch-commands, on the run directory machine 0 made.
+        problems.append(("machine_rank", f"a run started here is machine 0 of the run, not machine {cfg.machine_rank}: "
+                         "set machine_rank 0 here and start the other machines with their line from "
+                         "python -m trainer launch-commands"))
     if cfg.distributed_type.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         problems.append(("distributed_type", f"{cfg.distributed_type} needs the deepspeed package, which is not "
                          "installed here: pip install deepspeed (or use fsdp, which ships with PyTorch)"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import math
 import os
 import subprocess
 import sys
@@ -52,8 +53,9 @@ def expect_plan_counts(cfg: TrainConfig, gpus: int, processes: int) -> None:
     hw = Hardware(device="cuda", num_devices=gpus, gpu_total_gb=80, bf16_supported=True) if gpus else \
         Hardware(device="cpu", num_devices=1)
     plan = resolve_plan(cfg, 1000, hw=hw)
-    assert plan.effective_batch_size == \
-        cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * processes
+    effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * processes
+    assert plan.effective_batch_size == effective
+    assert plan.steps_per_epoch == math.ceil(1000 / effective)  # every process's micro-batches make one step
 
 
 def refused_fields(values: dict) -> set[str] | None:

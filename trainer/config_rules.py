@@ -8,6 +8,7 @@ problem at once (CombinationError).
 from __future__ import annotations
 
 import math
+import re
 import typing
 from typing import Any, Optional
 
@@ -20,6 +21,7 @@ from trainer.templates import template_names, unknown_template_message
 LORA_TARGET_ALL = "all-linear"
 _NUMBER_TYPES = (int, float, Optional[int], Optional[float])
 _INTEGER_TYPES = (int, Optional[int])
+_GPU_ONLY_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")  # bitsandbytes' CUDA kernels
 ALIAS_KEYS = {"bf16", "fp16", "evaluation_strategy"}  # accepted spellings that are not fields
 
 
@@ -126,12 +128,28 @@ class ConfigRules(BaseModel):
         ids = [str(e).strip() for e in entries if str(e).strip()]
         if not ids:
             return None
-        bad = [i for i in ids if not i.isdigit()]
+        bad = [i for i in ids if not (i.isascii() and i.isdigit())]  # not "²", which int() cannot read
         if bad:
             raise ValueError(f"'{bad[0]}' is not a GPU number: list them as 0,1,...")
         if len(set(ids)) != len(ids):
             raise ValueError("a GPU is listed twice")
         return ",".join(str(int(i)) for i in ids)
+
+    @field_validator("main_process_ip", check_fields=False)
+    @classmethod
+    def _main_process_ip(cls, value: Optional[str]) -> Optional[str]:
+        """A host name or an IP address (v4 or v6) that torchrun can dial: the port has a field of its own."""
+        if value is None:
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        if not re.fullmatch(r"[\w.:-]+", value, re.ASCII):  # what torchrun accepts as a host
+            raise ValueError("not a host name or IP address: give only the address of machine 0, "
+                             "e.g. 10.0.0.1 or node001 (no scheme, path or spaces)")
+        if value.count(":") == 1:
+            raise ValueError("the port goes in main_process_port: give only the address here")
+        return value
 
     @field_validator("template", check_fields=False)
     @classmethod
@@ -209,6 +227,11 @@ class ConfigRules(BaseModel):
         if self.offload_optimizer and self.distributed_type == "ddp":
             problems.append(("offload_optimizer", "DDP cannot offload the optimizer: use distributed_type "
                              "deepspeed_zero2, deepspeed_zero3 or fsdp, or turn offload_optimizer off"))
+        offloads_optimizer = (self.offload_optimizer and self.distributed_type != "ddp") or \
+            (self.offload_params and self.distributed_type == "fsdp")  # FSDP offloads both together
+        if offloads_optimizer and self.optim in _GPU_ONLY_OPTIMIZERS:
+            problems.append(("optim", f"{self.optim} (bitsandbytes) steps on the GPU only, and the offloaded optimizer "
+                             "steps on the CPU: use adamw_torch, or turn the offload off"))
         if sharded and self.quantization_bit == 8:
             problems.append(("distributed_type", f"{self.distributed_type} cannot shard 8-bit (LLM.int8) weights: "
                              "use quantization_bit 4 (QLoRA), leave it empty, or use ddp / deepspeed_zero2"))

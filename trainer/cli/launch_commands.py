@@ -6,7 +6,7 @@ and prints one command per machine. Every machine must see the run directory at 
 storage: NFS, Lustre, a cluster's home); machine 0 writes the events, checkpoints and adapter there, so
 a dashboard whose runs root is that storage follows the run. Under Slurm, one `srun` task per node runs
 the command with --machine_rank $SLURM_NODEID (see --slurm).
-Exit codes: 0 printed, 2 invalid config.
+Exit codes: 0 printed, 2 invalid config or option, 1 the run directory cannot be written.
 """
 
 from __future__ import annotations
@@ -24,10 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "<runs root>/<new run id>)")
     parser.add_argument("--python", default="python",
                         help="the interpreter to run on each machine (default: python, from the PATH there)")
-    parser.add_argument("--gpus", type=int, default=None,
+    parser.add_argument("--gpus", type=_gpu_count, default=None,
                         help="GPUs per machine, for num_processes auto (default: this machine's)")
     parser.add_argument("--slurm", action="store_true",
                         help="print one srun line for all machines instead of one command per machine")
+
+
+def _gpu_count(text: str) -> int:
+    """--gpus: a count of GPUs, 0 or more (argparse names the option and exits 2 otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a whole number of GPUs per machine, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expects 0 or more GPUs per machine, not {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,9 +57,13 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else default_runs_root() / new_run_id()
     run_dir = run_dir.expanduser().resolve()
     gpus = gpu_count() if args.gpus is None else args.gpus
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_config(cfg, run_dir)
-    write_launch_files(cfg, run_dir, gpus)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_config(cfg, run_dir)
+        write_launch_files(cfg, run_dir, gpus)
+    except OSError as exc:  # a file in the way, a read-only or missing mount: say which directory and why
+        print(f"--run-dir: cannot write the run directory {run_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     per_machine = processes_per_machine(cfg, gpus)
     print(f"# run directory {run_dir} (must be the same path on every machine)")
     print(f"# {cfg.num_machines} machine(s) × {per_machine} process(es) = {total_processes(cfg, gpus)} processes; "

@@ -68,6 +68,16 @@ def machine_problems(cfg: TrainConfig, gpus: list[str]) -> list[tuple[str, str]]
     elif gpus and cfg.num_processes is not None and cfg.num_processes > len(gpus):
         problems.append(("num_processes", f"{cfg.num_processes} processes but this machine has {len(gpus)} "
                          f"GPU{'s' if len(gpus) != 1 else ''}: one process per GPU"))
+    elif not gpus and cfg.num_processes is not None and cfg.num_processes > max(2, os.cpu_count() or 1):
+        # Without GPUs every process is a whole copy of the model on the CPU: more than the cores only thrashes.
+        problems.append(("num_processes", f"{cfg.num_processes} CPU processes but this machine has no GPU and "
+                         f"{os.cpu_count()} CPU cores: at most {max(2, os.cpu_count() or 1)} here"))
+    if cfg.machine_rank:
+        # A run queued here gets a run directory of its own, so only machine 0 can start from here: the other
+        # machines join it with their line from launch-commands, on the run directory machine 0 made.
+        problems.append(("machine_rank", f"a run started here is machine 0 of the run, not machine {cfg.machine_rank}: "
+                         "set machine_rank 0 here and start the other machines with their line from "
+                         "python -m trainer launch-commands"))
     if cfg.distributed_type.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         problems.append(("distributed_type", f"{cfg.distributed_type} needs the deepspeed package, which is not "
                          "installed here: pip install deepspeed (or use fsdp, which ships with PyTorch)"))
@@ -89,8 +99,12 @@ def deepspeed_config(cfg: TrainConfig) -> dict[str, Any]:
         "contiguous_gradients": True,
         "reduce_bucket_size": "auto",
     }
+    offload: dict[str, Any] = {}
     if cfg.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        # The Trainer builds the run's own optimizer (`optim`), a "client" optimizer to DeepSpeed, which
+        # refuses to step one on the CPU (ZeRORuntimeException at the start) unless told it may.
+        offload["zero_force_ds_cpu_optimizer"] = False
     if stage == 3:
         zero.update({"stage3_prefetch_bucket_size": "auto", "stage3_param_persistence_threshold": "auto",
                      "stage3_gather_16bit_weights_on_model_save": True})
@@ -107,6 +121,7 @@ def deepspeed_config(cfg: TrainConfig) -> dict[str, Any]:
         "fp16": {"enabled": "auto"},
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
+        **offload,
     }
 
 
@@ -134,7 +149,9 @@ def accelerate_config(cfg: TrainConfig, gpu_count: int, *, run_dir: str | Path |
         # the trainer's use_cpu then picks the gloo backend. Its --cpu would start a single process.
         "distributed_type": "MULTI_GPU",
         "downcast_bf16": "no",
-        "gpu_ids": "all",  # the scheduler already narrowed CUDA_VISIBLE_DEVICES to the run's GPUs
+        # The run's GPUs: under the scheduler CUDA_VISIBLE_DEVICES already holds these same ids; a command
+        # printed by launch-commands (run by hand, or under Slurm) has only this to keep to them.
+        "gpu_ids": cfg.gpu_ids or "all",
         "machine_rank": cfg.machine_rank,
         "main_training_function": "main",
         "mixed_precision": "no",  # the Trainer sets bf16/fp16 from the run's precision
@@ -156,6 +173,10 @@ def accelerate_config(cfg: TrainConfig, gpu_count: int, *, run_dir: str | Path |
         where = Path(run_dir) / DEEPSPEED_CONFIG_FILE if run_dir is not None else Path(DEEPSPEED_CONFIG_FILE)
         data["deepspeed_config"] = {"deepspeed_config_file": str(where), "zero3_init_flag":
                                     cfg.distributed_type == "deepspeed_zero3"}
+        if cfg.num_machines > 1:
+            # accelerate's default for several machines is pdsh from one host with a hostfile; tunedeck starts
+            # the same command on every machine (launch-commands), which is torchrun's way: "standard".
+            data["deepspeed_config"]["deepspeed_multinode_launcher"] = "standard"
     return data
 
 

@@ -78,7 +78,9 @@ def test_field_messages_are_mapped_to_chinese_by_pattern():
               dict(eval_strategy="steps", val_size=0), dict(packing=True, group_by_length=True),
               dict(offload_optimizer=True), dict(num_machines=2), dict(load_best_model_at_end=True, eval_strategy="no"),
               dict(max_steps=0), dict(lora_rank=1.5), dict(template="nope"), dict(gpu_ids="0,0"), dict(lora_target=""),
-              dict(run_name="hf_" + "a" * 30)]
+              dict(run_name="hf_" + "a" * 30), dict(num_machines=2, main_process_ip="http://node0"),
+              dict(num_machines=2, main_process_ip="10.0.0.1:29500"),
+              dict(distributed_type="deepspeed_zero2", offload_optimizer=True, optim="adamw_8bit")]
     for combo in combos:
         with pytest.raises(ValidationError) as refused:
             TrainConfig(**combo)
@@ -88,6 +90,17 @@ def test_field_messages_are_mapped_to_chinese_by_pattern():
             zh = field_message("zh", message)
             names = re.sub(r"\b(?:%s)\b" % "|".join(template_names()), " ", zh)  # the templates' names listed
             assert not ENGLISH_SENTENCE.findall(names), (combo, message, zh)
+
+
+def test_this_machines_launch_refusals_in_chinese():
+    from trainer.engine.distributed import machine_problems
+
+    refused = machine_problems(TrainConfig(num_processes=64, machine_rank=1, num_machines=2,
+                                           main_process_ip="node0"), gpus=[])
+    assert {field for field, _ in refused} >= {"num_processes", "machine_rank"}
+    for _, message in refused:
+        zh = field_message("zh", message)
+        assert not ENGLISH_SENTENCE.findall(zh), (message, zh)
 
 
 def test_the_plans_warnings_in_chinese_keep_their_numbers():

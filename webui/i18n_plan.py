@@ -217,6 +217,17 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
      "num_machines 为 {n}：请填写 0 号机器的地址，其他机器会连接它"),
     (r"machine_rank (?P<r>\d+) with num_machines (?P<n>\d+): the machines are numbered 0 to (?P<m>\d+)",
      "machine_rank {r}，而 num_machines 为 {n}：机器编号为 0 到 {m}"),
+    (r"not a host name or IP address: give only the address of machine 0, e\.g\. 10\.0\.0\.1 or node001 \(no "
+     r"scheme, path or spaces\)", "不是主机名或 IP 地址：只填写 0 号机器的地址，例如 10.0.0.1 或 node001（不要协议、路径或空格）"),
+    (r"the port goes in main_process_port: give only the address here", "端口请填在 main_process_port：这里只填写地址"),
+    (r"(?P<o>\S+) \(bitsandbytes\) steps on the GPU only, and the offloaded optimizer steps on the CPU: use "
+     r"adamw_torch, or turn the offload off", "{o}（bitsandbytes）只能在 GPU 上更新，而卸载后的优化器在 CPU 上更新：请用 "
+     "adamw_torch，或关闭卸载"),
+    (r"(?P<n>\d+) CPU processes but this machine has no GPU and (?P<c>\d+) CPU cores: at most (?P<m>\d+) here",
+     "{n} 个 CPU 进程，但这台机器没有 GPU，只有 {c} 个 CPU 核心：这里最多 {m} 个"),
+    (r"a run started here is machine 0 of the run, not machine (?P<r>\d+): set machine_rank 0 here and start the "
+     r"other machines with their line from python -m trainer launch-commands", "在这里启动的运行是 0 号机器，而不是 {r} "
+     "号：请在这里把 machine_rank 设为 0，其他机器用 python -m trainer launch-commands 给出的命令启动"),
     # the roles check (webui/auth.py) and the token store (webui/api_tokens.py)
     (r"this (?P<w>\w+) belongs to '(?P<o>.*)': only its owner or an admin may (?P<a>\w+) it \(you are '(?P<u>.*)'\)",
      "这个{w}属于“{o}”：只有它的所有者或管理员可以{a}它（你是“{u}”）"),

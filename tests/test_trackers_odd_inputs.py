@@ -195,3 +195,25 @@ def test_check_start_and_the_trainer_refuse_a_bad_tracker_setting_at_its_field(e
     assert run_training(cfg, tmp_path / "run") != 0  # before the model or the data is loaded
     said = capsys.readouterr().err
     assert "tracker_project: 'team:a' has ':'" in said and "loading" not in said
+
+
+def test_a_malformed_hf_endpoint_stops_the_model_load_with_its_name(env):
+    from trainer.engine.model import ModelNotFoundError, model_source
+
+    online(env)
+    env.setenv("HF_ENDPOINT", "hf-mirror.com")
+    with pytest.raises(ModelNotFoundError) as caught:
+        model_source(TrainConfig(model_name_or_path="someone/some-model"))
+    assert "someone/some-model" in str(caught.value) and "HF_ENDPOINT='hf-mirror.com'" in str(caught.value)
+    env.setenv("HF_HUB_OFFLINE", "1")  # offline, the endpoint is never used: the cache is read as before
+    assert model_source(TrainConfig(model_name_or_path="someone/some-model")) == "someone/some-model"
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("modelscope") is not None, reason="modelscope installed")
+def test_check_refuses_modelscope_without_its_package(tmp_path):
+    config = tmp_path / "config.yaml"
+    TrainConfig(model_name_or_path="Qwen/Qwen2.5-0.5B-Instruct", model_hub="modelscope").save(config)
+    proc = subprocess.run([sys.executable, "-m", "trainer", "check", str(config)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert proc.returncode == 2 and "model" in proc.stderr and "pip install 'tunedeck[modelscope]'" in proc.stderr, \
+        proc.stderr

@@ -95,7 +95,8 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     """
     from trainer.datasets import DataError, length_stats, load_examples, resolve_source
     from trainer.engine.model import DEMO_NAME, ModelNotFoundError, looks_like_local_path
-    from trainer.hub import MODELSCOPE, chosen_hub, hub_label, hub_model_id, model_page, reachable, unreachable_message
+    from trainer.hub import (MODELSCOPE, chosen_hub, hub_label, hub_model_id, model_page, modelscope_missing,
+                             reachable, unreachable_message)
     from trainer.plan.resolve import resolve_plan
     from trainer.trackers import tracker_links, tracker_problems
 
@@ -142,6 +143,9 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
     if not is_local:
         model_info.update(hub=hub_label(hub), hub_id=hub_model_id(name, hub), page=model_page(name, hub))
     if not is_local and hub == MODELSCOPE:
+        missing = modelscope_missing("model", name)
+        if missing:  # the run would stop on it before its first step: so does check
+            raise _Invalid("model", missing)
         # ModelScope downloads whole snapshots: check leaves that to the run.
         warnings.append(f"model '{name}' comes from ModelScope ({hub_model_id(name, hub)}), downloaded when the run "
                         "starts: token lengths and padding efficiency are unknown here.")

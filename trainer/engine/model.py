@@ -17,7 +17,8 @@ from typing import Any
 from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig
 from trainer.engine.demo import DEMO_NAME, resolve_model_path
 from trainer.engine.distributed import SHARDED
-from trainer.hub import MODELSCOPE, chosen_hub, hub_label, hub_model_id, hub_offline, modelscope_missing
+from trainer.hub import (HUGGINGFACE, MODELSCOPE, chosen_hub, endpoint_problem, hub_label, hub_model_id, hub_offline,
+                         modelscope_missing)
 from trainer.local_names import hub_id_only, shadowed_locally
 
 # bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional kernel package is missing;
@@ -57,6 +58,9 @@ def model_source(cfg: TrainConfig) -> str:
         return _modelscope_snapshot(name)
     if shadowed_locally(name):  # transformers would load the local folder: answer as for a Hub id not there
         raise _not_found(name, OSError(f"{name} is not a valid model identifier"))
+    problem = None if hub_offline() else endpoint_problem(HUGGINGFACE)
+    if problem:  # huggingface_hub would fail on it with a bare URL error deep in the download
+        raise ModelNotFoundError(f"model '{name}' cannot be loaded: {problem}")
     return name  # Hugging Face, or the mirror HF_ENDPOINT names: huggingface_hub reads the variable itself
 
 

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import yaml
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -49,6 +49,7 @@ from webui.auth import (
 
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_JSON_BYTES = 4 * 1024
+MAX_NAME_CHARS = 200
 MAX_YAML_VALUES = 20_000  # a config has a few hundred
 EVENTS_CHUNK_BYTES = 256 * 1024
 FAILED_SIGN_INS_PER_MINUTE = 20
@@ -133,6 +134,24 @@ def yaml_problem(text: str) -> str | None:
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
     return HTTPException(status_code=status, detail=detail, headers=headers)
+
+
+def field_errors(detail: str, errors: list[tuple[str, str]]) -> JSONResponse:
+    """422 naming the fields: {"detail": one sentence, "errors": [{"field", "message"}]} — for a config and
+    for a query parameter alike (FastAPI's own validation records are a list no script prints as a sentence,
+    so query parameters are read as text and checked here)."""
+    return JSONResponse({"detail": detail, "errors": [{"field": f, "message": m} for f, m in errors]},
+                        status_code=422)
+
+
+def _query_error(field: str, message: str) -> JSONResponse:
+    return field_errors(f"{field}: {message}", [(field, message)])
+
+
+def query_offset(raw: str | None) -> int | None:
+    """?offset=N: a whole number of bytes from 0; None when it is not one."""
+    text = (raw or "0").strip()
+    return int(text) if text.isdigit() and len(text) <= 18 else None
 
 
 def run_json(info: RunInfo) -> dict[str, Any]:
@@ -223,8 +242,10 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
         return [run_json(info) for info in jobs.list_runs(status, owner) if can_view(user, info.owner)]
 
     @router.post("/runs", status_code=201)
-    async def submit(request: Request, name: str | None = Query(None, max_length=200),
+    async def submit(request: Request, name: str | None = None,
                      user: User = Depends(current_user)) -> JSONResponse:
+        if name is not None and len(name) > MAX_NAME_CHARS:
+            return _query_error("name", f"at most {MAX_NAME_CHARS} characters (got {len(name)})")
         body = await read_body(request, MAX_CONFIG_BYTES, "the config")
         try:
             text = body.decode("utf-8")
@@ -238,8 +259,7 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
                 raise _error(422, problem)
             cfg = await run_in_threadpool(TrainConfig.from_yaml_text, text, "request body")
         except ConfigError as exc:
-            return JSONResponse({"detail": str(exc), "errors": [{"field": f, "message": m} for f, m in exc.errors]},
-                                status_code=422)
+            return field_errors(str(exc), exc.errors)
         refusal = config_refusal(user, cfg, jobs.runs_root)
         if refusal:
             raise _error(403, refusal)
@@ -248,8 +268,7 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
         except QueueFullError as exc:
             raise _error(429, str(exc)) from None
         except ConfigError as exc:
-            return JSONResponse({"detail": str(exc), "errors": [{"field": f, "message": m} for f, m in exc.errors]},
-                                status_code=422)
+            return field_errors(str(exc), exc.errors)
         return JSONResponse(run_json(jobs.get(run_id)), status_code=201)
 
     @router.get("/runs/{run_id}")
@@ -260,15 +279,18 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
         return data
 
     @router.get("/runs/{run_id}/events")
-    def events(run_id: str, offset: int = Query(0, ge=0), user: User = Depends(current_user)) -> dict[str, Any]:
+    def events(run_id: str, offset: str | None = None, user: User = Depends(current_user)) -> Any:
         info = find_run(run_id, user)
+        start = query_offset(offset)
+        if start is None:
+            return _query_error("offset", f"expects a whole number of bytes from 0 (got {str(offset)[:40]!r})")
         path = Path(info.run_dir) / EVENTS_FILE
         try:
             with open(path, "rb") as fh:
                 size = fh.seek(0, 2)
-                if offset > size:
-                    raise _error(400, f"offset {offset} is past the end of the events ({size} bytes)")
-                fh.seek(offset)
+                if start > size:
+                    raise _error(400, f"offset {start} is past the end of the events ({size} bytes)")
+                fh.seek(start)
                 chunk = fh.read(EVENTS_CHUNK_BYTES)
         except FileNotFoundError:
             chunk, size = b"", 0
@@ -287,8 +309,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
                 continue  # a line cut by an offset in its middle
             if isinstance(event, dict):
                 parsed.append(event)
-        next_offset = offset + len(chunk)
-        return {"run_id": run_id, "status": info.status, "offset": offset, "next_offset": next_offset,
+        next_offset = start + len(chunk)
+        return {"run_id": run_id, "status": info.status, "offset": start, "next_offset": next_offset,
                 "size": size, "more": next_offset < size, "events": parsed}
 
     @router.post("/runs/{run_id}/abort")
@@ -345,8 +367,12 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
             label = json.loads(body).get("label", "") if body.strip() else ""
         except (ValueError, AttributeError):
             raise _error(400, 'send JSON like {"label": "my script"} (or nothing)') from None
+        if label is None:
+            label = ""
+        if not isinstance(label, str):
+            raise _error(400, f"label: expects text, got {type(label).__name__}")
         try:
-            token_id, token = await run_in_threadpool(tokens.create, user, str(label))
+            token_id, token = await run_in_threadpool(tokens.create, user, label)
         except SecretLabelError as exc:
             raise _error(400, str(exc)) from None
         except ValueError as exc:

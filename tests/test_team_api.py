@@ -18,6 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 240
+SECRET = "hf_" + "aZ3" * 12  # the shape of a Hugging Face token, pasted where a name goes
 ALICE, BOB, ADMIN = ("alice", "alice-pw-1"), ("bob", "bob-pw-22"), ("root", "root-pw-333")
 
 SMALL = dict(model_name_or_path="demo", dataset="demo", cutoff_len=64, max_samples=64, val_size=0,
@@ -207,6 +208,13 @@ def test_crafted_requests_get_a_clear_4xx_and_the_server_keeps_answering(server)
     assert deep.status_code == 422 and "nested too deeply" in deep.json()["detail"]
     field_errors = api(base, "POST", "/api/runs", ALICE, content="learning_rate: fast\n").json()["errors"]
     assert field_errors[0]["field"] == "learning_rate"
+    for changes, field in [({"max_steps": True}, "max_steps"), ({"lora_rank": 1.5}, "lora_rank"),
+                           ({"bogus_field": 3}, "bogus_field"), ({"run_name": SECRET}, "run_name")]:
+        response = api(base, "POST", "/api/runs", BOB, content=config_yaml(**changes))
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == field, response.text
+    named = api(base, "POST", f"/api/runs?name={SECRET}", BOB, content=config_yaml())
+    assert named.status_code == 422 and named.json()["errors"][0]["field"] == "run_name"
+    assert SECRET not in api(base, "GET", "/api/runs", ALICE).text  # nothing of bob's secret is kept or shown
     assert api(base, "POST", "/api/runs", ALICE, content=b"\xff\xfe bad").status_code == 400
     for refused_config, words in [(config_yaml(trust_remote_code=True), "only an admin"),
                                   (config_yaml(dataset="/etc/passwd"), "not allowed on this shared server")]:
@@ -215,9 +223,16 @@ def test_crafted_requests_get_a_clear_4xx_and_the_server_keeps_answering(server)
     assert api(base, "POST", "/api/tokens", ALICE, content=b"{" * 10_000).status_code == 413
     assert api(base, "GET", "/api/runs?status=sleeping", ALICE).status_code == 400
     run_id = api(base, "POST", "/api/runs", ALICE, content=config_yaml()).json()["id"]
-    for query in ["offset=-1", "offset=abc", "offset=99999999999"]:
+    for query, status in [("offset=-1", 422), ("offset=abc", 422), ("offset=1e3", 422), ("offset=99999999999", 400)]:
         response = api(base, "GET", f"/api/runs/{run_id}/events?{query}", ALICE)
-        assert response.status_code in (400, 422) and response.json()["detail"], (query, response.text)
+        assert response.status_code == status and response.json()["detail"].startswith("offset"), (query, response.text)
+    too_long = api(base, "POST", "/api/runs?name=" + "n" * 201, ALICE, content=config_yaml())
+    assert too_long.status_code == 422 and too_long.json()["errors"] == [
+        {"field": "name", "message": "at most 200 characters (got 201)"}]
+    for label in [{"a": 1}, ["x"], 3]:
+        response = api(base, "POST", "/api/tokens", BOB, json={"label": label})
+        assert response.status_code == 400 and response.json()["detail"].startswith("label: expects text")
+    assert api(base, "GET", "/api/tokens", BOB).json() == []  # no token was made from a wrong type
     for body in [b"not json", b"[1]", b'{"position": 0}', b'{"position": "1"}']:
         response = api(base, "POST", f"/api/queue/{run_id}/move", ADMIN, content=body)
         assert response.status_code in (400, 409) and response.json()["detail"], (body, response.text)

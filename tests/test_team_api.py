@@ -241,3 +241,20 @@ def test_crafted_requests_get_a_clear_4xx_and_the_server_keeps_answering(server)
     assert api(base, "GET", "/api/me", ALICE).status_code == 200  # still answering
     wait_for(lambda: api(base, "GET", f"/api/runs/{run_id}", ALICE).json()["status"] in ("finished", "failed"),
              "the last run to end")
+
+    # A long history comes in pages of whole lines: a script that follows next_offset while `more` reads every
+    # event once, whatever the page size cuts.
+    events_file = runs / run_id / "events.jsonl"
+    with open(events_file, "a", encoding="utf-8") as fh:
+        for step in range(3000):
+            fh.write('{"type": "log", "step": %d, "loss": 1.5, "note": "%s"}\n' % (step, "x" * 100))
+    lines = len(events_file.read_text(encoding="utf-8").splitlines())
+    offset, seen, pages = 0, [], 0
+    while True:
+        page = api(base, "GET", f"/api/runs/{run_id}/events?offset={offset}", BOB).json()
+        seen += page["events"]
+        offset, pages = page["next_offset"], pages + 1
+        if not page["more"]:
+            break
+    assert pages >= 2 and len(seen) == lines and offset == events_file.stat().st_size
+    assert [e["step"] for e in seen if e.get("note")] == list(range(3000))

@@ -139,6 +139,9 @@ def test_owners_admins_and_the_fair_queue(server):
 
     moved = api(base, "POST", f"/api/queue/{third}/move", ADMIN, json={"position": 1})
     assert moved.status_code == 200 and [e["run_id"] for e in moved.json()["waiting"]] == [third, second]
+    assert api(base, "DELETE", f"/api/runs/{third}", ALICE).status_code == 403  # not hers, queued or not
+    waiting = api(base, "DELETE", f"/api/runs/{third}", BOB)
+    assert waiting.status_code == 409 and f"POST /api/queue/{third}/cancel" in waiting.json()["detail"]
     cancelled = api(base, "POST", f"/api/queue/{third}/cancel", BOB)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "aborted"
     again = api(base, "POST", f"/api/queue/{third}/cancel", BOB)

@@ -13,7 +13,7 @@ another site). Handlers are plain functions FastAPI runs in its thread pool; no 
     POST   /api/runs[?name=]            body: a YAML config -> 201 the queued run
     GET    /api/runs/{id}               one run (+ its place in the queue while queued)
     GET    /api/runs/{id}/events?offset=N   events from byte N, at most 256 KB; next_offset to go on
-    POST   /api/runs/{id}/abort | /resume;  DELETE /api/runs/{id}
+    POST   /api/runs/{id}/abort | /resume;  DELETE /api/runs/{id} (a queued run: cancel it first)
     GET    /api/queue                   running runs, then the line (position, ahead, estimated start)
     POST   /api/queue/{id}/cancel       the owner (or an admin) takes a queued run out of the line
     POST   /api/queue/{id}/move         {"position": N}: admins only
@@ -44,7 +44,7 @@ from trainer.run.layout import EVENTS_FILE, is_run_id
 from webui.api_tokens import SecretLabelError, TokenStore
 from webui.space import is_loopback
 from webui.auth import (
-    LOCAL_USER, PASSWORD, SignIn, User, can_reorder_queue, can_view, config_refusal, require_modify,
+    LOCAL_USER, PASSWORD, SignIn, User, can_modify, can_reorder_queue, can_view, config_refusal, require_modify,
 )
 
 MAX_CONFIG_BYTES = 256 * 1024
@@ -323,6 +323,11 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
 
     @router.delete("/runs/{run_id}")
     def delete(run_id: str, user: User = Depends(current_user)) -> dict[str, Any]:
+        info = find_run(run_id, user)
+        if info.status == "queued" and can_modify(user, info.owner):
+            # A script's way out of the line is the queue's cancel, not abort: say which call to make.
+            raise _error(409, f"run {run_id} is waiting in the queue: cancel it first "
+                              f"(POST /api/queue/{run_id}/cancel), then delete it")
         act(run_id, user, "delete", jobs.delete)
         return {"deleted": run_id}
 

@@ -168,6 +168,20 @@ def test_owners_admins_and_the_fair_queue(server):
     assert api(base, "GET", f"/api/runs/{first}", ALICE).status_code == 404
 
 
+def test_failed_sign_ins_slow_down_that_login_only(server):
+    """Behind a Space's proxy the team shares one address: a script with a dead token, or a guesser at one
+    login, gets 429 after 20 failures a minute, while everyone else from that address still signs in."""
+    base, runs = server
+    for _ in range(20):
+        assert api(base, "GET", "/api/me", ("mallory", "guess")).status_code == 401
+    slowed = api(base, "GET", "/api/me", ("mallory", "guess"))
+    assert slowed.status_code == 429 and int(slowed.headers["retry-after"]) >= 1
+    assert "too many failed sign-ins" in slowed.json()["detail"]
+    assert api(base, "GET", "/api/me", ("mallory", "another guess")).status_code == 429  # the login, not the password
+    assert api(base, "GET", "/api/me", ALICE).json()["name"] == "alice"
+    assert api(base, "GET", "/api/me", ("bob", "wrong")).status_code == 401  # another login: still its own tries
+
+
 def test_api_tokens_are_personal_and_revocable(server):
     base, runs = server
     made = api(base, "POST", "/api/tokens", ALICE, json={"label": "nightly script"})

@@ -57,8 +57,9 @@ _HIDDEN_FIELDS = ("run_dir", "pid", "events_offset", "queue_order")  # server in
 
 
 class FailedSignIns:
-    """Failed sign-ins per client address in the last minute: past the limit, 429 instead of another
-    password hash (a guesser gets a few tries a minute, and the CPU stays free)."""
+    """Failed sign-ins per key (a client address and the login or token it claims) in the last minute: past
+    the limit, 429 instead of another password hash (a guesser gets a few tries a minute per login, and the
+    CPU stays free)."""
 
     def __init__(self, limit: int = FAILED_SIGN_INS_PER_MINUTE, window_s: float = 60.0):
         self.limit, self.window_s = limit, window_s
@@ -166,7 +167,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
     answers only requests addressed to a loopback name (a site that rebinds its own name to 127.0.0.1
     cannot drive it from a browser)."""
     router = APIRouter(prefix="/api")
-    limiter = FailedSignIns()
+    limiter = FailedSignIns()  # per address and claimed login/token
+    address_limiter = FailedSignIns(limit=10 * FAILED_SIGN_INS_PER_MINUTE)  # per address: the CPU's guard
     unauthorized = {"WWW-Authenticate": 'Basic realm="tunedeck", charset="UTF-8"'}
 
     def current_user(request: Request) -> User:
@@ -183,17 +185,24 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
             raise _error(401, "sign in: HTTP Basic with your login, or 'Authorization: Bearer <API token>'",
                          unauthorized)
         client = request.client.host if request.client else "?"
-        wait = limiter.retry_after(client)
-        if wait is not None:
-            raise _error(429, f"too many failed sign-ins from this address; try again in {wait} s",
-                         {"Retry-After": str(wait)})
-        user = None
+        name = password = ""
+        sep = ""
         if scheme.lower() == "basic":
             try:
                 name, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError, ValueError):
                 raise _error(401, "malformed Basic credentials (expected base64 of name:password)",
                              unauthorized) from None
+        # Failures count per address *and* claimed login (or token id): behind a Space's proxy the whole team
+        # shares one address, and one script with a revoked token must not lock everyone else out.
+        claimed = f"basic:{name[:100]}" if scheme.lower() == "basic" else f"token:{credentials.strip()[:16]}"
+        key = f"{client}\x00{claimed}"
+        wait = limiter.retry_after(key) or address_limiter.retry_after(client)
+        if wait is not None:
+            raise _error(429, f"too many failed sign-ins with these credentials from this address; try again in "
+                              f"{wait} s", {"Retry-After": str(wait)})
+        user = None
+        if scheme.lower() == "basic":
             user = sign_in.accounts.check_password(name, password) if sep else None
         elif scheme.lower() == "bearer":
             owner = tokens.owner_of(credentials.strip())
@@ -201,7 +210,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
                 owner = None  # a login that was removed: its tokens go with it
             user = sign_in.accounts.user(owner) if owner else None
         if user is None:
-            limiter.failed(client)
+            limiter.failed(key)
+            address_limiter.failed(client)
             raise _error(401, "wrong user name, password or API token", unauthorized)
         return user
 

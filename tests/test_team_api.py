@@ -189,6 +189,11 @@ def test_api_tokens_are_personal_and_revocable(server):
     token = made.json()["token"]
     bearer = {"Authorization": f"Bearer {token}"}
     assert api(base, "GET", "/api/me", headers=bearer).json()["name"] == "alice"
+    # On a private Space, Authorization carries the Hugging Face token for the proxy; ours has its own header.
+    behind_proxy = {"Authorization": "Bearer hf_" + "q" * 34, "X-Tunedeck-Token": token}
+    assert api(base, "GET", "/api/me", headers=behind_proxy).json()["name"] == "alice"
+    wrong = api(base, "GET", "/api/me", headers={**behind_proxy, "X-Tunedeck-Token": token[:-2] + "zz"})
+    assert wrong.status_code == 401 and "hf_" not in wrong.text
     stored = (runs / "api_tokens.json").read_text()
     assert token.split("_", 2)[2] not in stored and "scrypt$" in stored  # the secret part: only its hash is kept
     assert oct((runs / "api_tokens.json").stat().st_mode & 0o777) == "0o600"
@@ -198,6 +203,7 @@ def test_api_tokens_are_personal_and_revocable(server):
     assert api(base, "DELETE", f"/api/tokens/{made.json()['id']}", BOB).status_code == 403
     assert api(base, "DELETE", f"/api/tokens/{made.json()['id']}", ALICE).status_code == 200
     assert api(base, "GET", "/api/me", headers=bearer).status_code == 401
+    assert api(base, "GET", "/api/me", headers=behind_proxy).status_code == 401  # revoked in either header
 
 
 def test_crafted_requests_get_a_clear_4xx_and_the_server_keeps_answering(server):

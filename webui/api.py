@@ -1,6 +1,7 @@
 """The HTTP API beside the page, on the same server and port, with the same users and rules.
 
-Authentication: HTTP Basic with a password login, or `Authorization: Bearer tdk_...` (an API token).
+Authentication: HTTP Basic with a password login, or `Authorization: Bearer tdk_...` (an API token), or
+`X-Tunedeck-Token: tdk_...` (a private Space's proxy wants a Hugging Face token in Authorization).
 401 without (or with wrong) credentials, 403 for another's run (or a config that reads server files
 outside the caller's upload folder, or trusts remote code: webui.auth.config_refusal), 404 for an unknown id, 409 for a request
 the run's state refuses, 413 for a body over the limit, 422 for a config with field errors, 429 after
@@ -47,6 +48,7 @@ from webui.auth import (
     LOCAL_USER, PASSWORD, SignIn, User, can_modify, can_reorder_queue, can_view, config_refusal, require_modify,
 )
 
+TOKEN_HEADER = "X-Tunedeck-Token"  # the API token where Authorization is taken (a private Space's proxy)
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_JSON_BYTES = 4 * 1024
 MAX_NAME_CHARS = 200
@@ -181,9 +183,12 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
             return LOCAL_USER  # no sign-in configured: everyone is the operator, as on the page
         header = request.headers.get("authorization", "")
         scheme, _, credentials = header.partition(" ")
+        own_header = request.headers.get(TOKEN_HEADER, "").strip()
+        if own_header:  # a private Space's proxy takes Authorization for the Hugging Face token: ours goes here
+            header, scheme, credentials = own_header, "bearer", own_header
         if not header:
-            raise _error(401, "sign in: HTTP Basic with your login, or 'Authorization: Bearer <API token>'",
-                         unauthorized)
+            raise _error(401, "sign in: HTTP Basic with your login, or 'Authorization: Bearer <API token>' "
+                              f"(on a private Space: '{TOKEN_HEADER}: <API token>')", unauthorized)
         client = request.client.host if request.client else "?"
         name = password = ""
         sep = ""

@@ -83,6 +83,11 @@ def test_delete_of_anothers_run_is_refused_before_the_question(ctx):
 
 def test_runs_made_before_sign_in_are_for_admins_to_change(ctx):
     old = ctx.jobs.submit(TrainConfig(), owner="local", name="before logins")
+    values = {"monitor.run_select": old, "monitor.smoothing": 0.6, "monitor.log_scale": False, "monitor.drawn": {}}
+    assert "before sign-in was turned on: only an admin" in monitor.tick(ctx, values, user="bob")["monitor.who"]
+    asked = runs.ask_delete(ctx, {"runs.delete_picked": [old]}, user="bob")
+    assert "made before sign-in was turned on: only an admin may delete it" in asked[WARNING]
+    assert asked["runs.confirm_box"]["visible"] is False
     assert "belongs to 'local'" in monitor.abort(ctx, {"monitor.run_select": old}, user="bob")[WARNING]
     assert INFO in monitor.abort(ctx, {"monitor.run_select": old}, user="alice")
 

@@ -23,7 +23,7 @@ from trainer.trackers import tracker_links
 
 from .. import alerts, charts, queue_view, views
 from ..components import CONFIG_OUTPUTS, INFO, UI, WARNING, Reply, apply_config
-from ..auth import can_reorder_queue
+from ..auth import LOCAL, can_reorder_queue
 from ..context import Context, acting_as, may_change, require_change
 from ..i18n import ZH, t
 from .train import then_refresh_plan
@@ -282,7 +282,11 @@ def _mover(step: int) -> Callable[[Context, str, str | None], None]:
 def who_may_act(owner: str, mine: bool, lang: str | None = None) -> str:
     """The line under the buttons when they are off because the run is someone else's (a disabled button
     says nothing by itself); empty for the user's own runs, where the status says why."""
-    return "" if mine else t(lang, "others_run_note", owner=html.escape(owner, quote=False))
+    if mine:
+        return ""
+    if owner == LOCAL:  # no one signs in as `local`: only the admins are left
+        return t(lang, "local_run_note")
+    return t(lang, "others_run_note", owner=html.escape(owner, quote=False))
 
 
 def _queue_buttons(queued: bool, mine: bool, admin: bool) -> Reply:

@@ -19,6 +19,7 @@ from trainer.jobs.registry import JobError
 
 from .. import charts, tokens_panel, views
 from ..after_views import evaluation_markdown
+from ..auth import LOCAL
 from ..components import INFO, UI, WARNING, Reply
 from ..context import Context, may_change, require_change
 from ..i18n import t
@@ -141,8 +142,8 @@ def ask_delete(ctx: Context, v: dict[str, Any], user: str | None = None, lang: s
             infos.append(ctx.jobs.get(run_id))
         except Exception:  # noqa: BLE001 - deleted meanwhile: nothing of it to lose
             continue
-    refused = [t(lang, "delete_not_yours", run=html.escape(f"'{i.name}' ({i.id})", quote=False),
-                 owner=html.escape(i.owner, quote=False))
+    refused = [t(lang, "delete_local_run" if i.owner == LOCAL else "delete_not_yours",
+                 run=html.escape(f"'{i.name}' ({i.id})", quote=False), owner=html.escape(i.owner, quote=False))
                for i in infos if not may_change(user, i.owner)]
     if refused:
         return {WARNING: " ".join(refused), "runs.confirm_box": gr.update(visible=False)}

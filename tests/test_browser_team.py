@@ -92,6 +92,12 @@ def test_two_users_and_an_admin_share_one_queue(tmp_path, monkeypatch):
             # A page opened while a run is live lands on it: wait for that before going to the form.
             _wait(lambda: bob.locator("#run-status [data-status='running']").is_visible(), 60,
                   "bob's page landing on alice's live run")
+            # Abort is off on alice's run, and the line under the buttons says why.
+            note = bob.locator("#run-actions-note")
+            _wait(lambda: "alice's run: only alice or an admin may abort" in note.inner_text(), 30,
+                  "the reason bob's buttons are off")
+            assert bob.locator("#abort-btn").is_disabled() and alice.locator("#abort-btn").is_enabled()
+            assert alice.locator("#run-actions-note").inner_text().strip() == ""  # her own run: nothing to explain
             bobs = _start(bob)
             assert bobs != alices
             queue = bob.locator("#monitor-queue")

@@ -18,6 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 240
+SECRET = "hf_" + "aZ3" * 12  # the shape of a Hugging Face token, pasted where a name goes
 ALICE, BOB, ADMIN = ("alice", "alice-pw-1"), ("bob", "bob-pw-22"), ("root", "root-pw-333")
 
 SMALL = dict(model_name_or_path="demo", dataset="demo", cutoff_len=64, max_samples=64, val_size=0,
@@ -138,6 +139,9 @@ def test_owners_admins_and_the_fair_queue(server):
 
     moved = api(base, "POST", f"/api/queue/{third}/move", ADMIN, json={"position": 1})
     assert moved.status_code == 200 and [e["run_id"] for e in moved.json()["waiting"]] == [third, second]
+    assert api(base, "DELETE", f"/api/runs/{third}", ALICE).status_code == 403  # not hers, queued or not
+    waiting = api(base, "DELETE", f"/api/runs/{third}", BOB)
+    assert waiting.status_code == 409 and f"POST /api/queue/{third}/cancel" in waiting.json()["detail"]
     cancelled = api(base, "POST", f"/api/queue/{third}/cancel", BOB)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "aborted"
     again = api(base, "POST", f"/api/queue/{third}/cancel", BOB)
@@ -164,6 +168,20 @@ def test_owners_admins_and_the_fair_queue(server):
     assert api(base, "GET", f"/api/runs/{first}", ALICE).status_code == 404
 
 
+def test_failed_sign_ins_slow_down_that_login_only(server):
+    """Behind a Space's proxy the team shares one address: a script with a dead token, or a guesser at one
+    login, gets 429 after 20 failures a minute, while everyone else from that address still signs in."""
+    base, runs = server
+    for _ in range(20):
+        assert api(base, "GET", "/api/me", ("mallory", "guess")).status_code == 401
+    slowed = api(base, "GET", "/api/me", ("mallory", "guess"))
+    assert slowed.status_code == 429 and int(slowed.headers["retry-after"]) >= 1
+    assert "too many failed sign-ins" in slowed.json()["detail"]
+    assert api(base, "GET", "/api/me", ("mallory", "another guess")).status_code == 429  # the login, not the password
+    assert api(base, "GET", "/api/me", ALICE).json()["name"] == "alice"
+    assert api(base, "GET", "/api/me", ("bob", "wrong")).status_code == 401  # another login: still its own tries
+
+
 def test_api_tokens_are_personal_and_revocable(server):
     base, runs = server
     made = api(base, "POST", "/api/tokens", ALICE, json={"label": "nightly script"})
@@ -171,6 +189,11 @@ def test_api_tokens_are_personal_and_revocable(server):
     token = made.json()["token"]
     bearer = {"Authorization": f"Bearer {token}"}
     assert api(base, "GET", "/api/me", headers=bearer).json()["name"] == "alice"
+    # On a private Space, Authorization carries the Hugging Face token for the proxy; ours has its own header.
+    behind_proxy = {"Authorization": "Bearer hf_" + "q" * 34, "X-Tunedeck-Token": token}
+    assert api(base, "GET", "/api/me", headers=behind_proxy).json()["name"] == "alice"
+    wrong = api(base, "GET", "/api/me", headers={**behind_proxy, "X-Tunedeck-Token": token[:-2] + "zz"})
+    assert wrong.status_code == 401 and "hf_" not in wrong.text
     stored = (runs / "api_tokens.json").read_text()
     assert token.split("_", 2)[2] not in stored and "scrypt$" in stored  # the secret part: only its hash is kept
     assert oct((runs / "api_tokens.json").stat().st_mode & 0o777) == "0o600"
@@ -180,6 +203,7 @@ def test_api_tokens_are_personal_and_revocable(server):
     assert api(base, "DELETE", f"/api/tokens/{made.json()['id']}", BOB).status_code == 403
     assert api(base, "DELETE", f"/api/tokens/{made.json()['id']}", ALICE).status_code == 200
     assert api(base, "GET", "/api/me", headers=bearer).status_code == 401
+    assert api(base, "GET", "/api/me", headers=behind_proxy).status_code == 401  # revoked in either header
 
 
 def test_crafted_requests_get_a_clear_4xx_and_the_server_keeps_answering(server):
@@ -207,6 +231,13 @@ def test_crafted_requests_get_a_clear_4xx_and_the_server_keeps_answering(server)
     assert deep.status_code == 422 and "nested too deeply" in deep.json()["detail"]
     field_errors = api(base, "POST", "/api/runs", ALICE, content="learning_rate: fast\n").json()["errors"]
     assert field_errors[0]["field"] == "learning_rate"
+    for changes, field in [({"max_steps": True}, "max_steps"), ({"lora_rank": 1.5}, "lora_rank"),
+                           ({"bogus_field": 3}, "bogus_field"), ({"run_name": SECRET}, "run_name")]:
+        response = api(base, "POST", "/api/runs", BOB, content=config_yaml(**changes))
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == field, response.text
+    named = api(base, "POST", f"/api/runs?name={SECRET}", BOB, content=config_yaml())
+    assert named.status_code == 422 and named.json()["errors"][0]["field"] == "run_name"
+    assert SECRET not in api(base, "GET", "/api/runs", ALICE).text  # nothing of bob's secret is kept or shown
     assert api(base, "POST", "/api/runs", ALICE, content=b"\xff\xfe bad").status_code == 400
     for refused_config, words in [(config_yaml(trust_remote_code=True), "only an admin"),
                                   (config_yaml(dataset="/etc/passwd"), "not allowed on this shared server")]:
@@ -215,9 +246,16 @@ def test_crafted_requests_get_a_clear_4xx_and_the_server_keeps_answering(server)
     assert api(base, "POST", "/api/tokens", ALICE, content=b"{" * 10_000).status_code == 413
     assert api(base, "GET", "/api/runs?status=sleeping", ALICE).status_code == 400
     run_id = api(base, "POST", "/api/runs", ALICE, content=config_yaml()).json()["id"]
-    for query in ["offset=-1", "offset=abc", "offset=99999999999"]:
+    for query, status in [("offset=-1", 422), ("offset=abc", 422), ("offset=1e3", 422), ("offset=99999999999", 400)]:
         response = api(base, "GET", f"/api/runs/{run_id}/events?{query}", ALICE)
-        assert response.status_code in (400, 422) and response.json()["detail"], (query, response.text)
+        assert response.status_code == status and response.json()["detail"].startswith("offset"), (query, response.text)
+    too_long = api(base, "POST", "/api/runs?name=" + "n" * 201, ALICE, content=config_yaml())
+    assert too_long.status_code == 422 and too_long.json()["errors"] == [
+        {"field": "name", "message": "at most 200 characters (got 201)"}]
+    for label in [{"a": 1}, ["x"], 3]:
+        response = api(base, "POST", "/api/tokens", BOB, json={"label": label})
+        assert response.status_code == 400 and response.json()["detail"].startswith("label: expects text")
+    assert api(base, "GET", "/api/tokens", BOB).json() == []  # no token was made from a wrong type
     for body in [b"not json", b"[1]", b'{"position": 0}', b'{"position": "1"}']:
         response = api(base, "POST", f"/api/queue/{run_id}/move", ADMIN, content=body)
         assert response.status_code in (400, 409) and response.json()["detail"], (body, response.text)
@@ -226,3 +264,20 @@ def test_crafted_requests_get_a_clear_4xx_and_the_server_keeps_answering(server)
     assert api(base, "GET", "/api/me", ALICE).status_code == 200  # still answering
     wait_for(lambda: api(base, "GET", f"/api/runs/{run_id}", ALICE).json()["status"] in ("finished", "failed"),
              "the last run to end")
+
+    # A long history comes in pages of whole lines: a script that follows next_offset while `more` reads every
+    # event once, whatever the page size cuts.
+    events_file = runs / run_id / "events.jsonl"
+    with open(events_file, "a", encoding="utf-8") as fh:
+        for step in range(3000):
+            fh.write('{"type": "log", "step": %d, "loss": 1.5, "note": "%s"}\n' % (step, "x" * 100))
+    lines = len(events_file.read_text(encoding="utf-8").splitlines())
+    offset, seen, pages = 0, [], 0
+    while True:
+        page = api(base, "GET", f"/api/runs/{run_id}/events?offset={offset}", BOB).json()
+        seen += page["events"]
+        offset, pages = page["next_offset"], pages + 1
+        if not page["more"]:
+            break
+    assert pages >= 2 and len(seen) == lines and offset == events_file.stat().st_size
+    assert [e["step"] for e in seen if e.get("note")] == list(range(3000))

@@ -50,8 +50,44 @@ def test_only_the_owner_or_an_admin_aborts_resumes_or_deletes_a_run(ctx):
     assert bobs in runs.delete(ctx, table, user="alice")[INFO]
 
 
+def test_the_monitor_says_why_anothers_run_has_its_buttons_off(ctx):
+    bobs = ctx.jobs.submit(TrainConfig(), owner="bob", name="bobs")
+    values = {"monitor.run_select": bobs, "monitor.smoothing": 0.6, "monitor.log_scale": False, "monitor.drawn": {}}
+    carol = monitor.tick(ctx, values, user="carol")
+    assert carol["monitor.abort_btn"]["interactive"] is False and carol["monitor.cancel_btn"]["interactive"] is False
+    assert carol["monitor.who"] == "bob's run: only bob or an admin may abort, resume or cancel it."
+    assert monitor.tick(ctx, values, user="carol", lang="zh")["monitor.who"].startswith("bob 的运行：只有 bob")
+    assert monitor.tick(ctx, values, user="bob")["monitor.who"] == ""  # their own: nothing to explain
+    assert monitor.tick(ctx, values, user="alice")["monitor.who"] == ""  # the admin may
+    redraw = monitor.tick(ctx, {**values, "monitor.drawn": carol["monitor.drawn"]}, user="carol")
+    assert "monitor.who" not in redraw  # drawn once, not every tick
+    assert monitor.tick(ctx, {**values, "monitor.drawn": carol["monitor.drawn"]}, user="bob")["monitor.who"] == ""
+    assert monitor.tick(ctx, {**values, "monitor.run_select": None}, user="carol")["monitor.who"] == ""
+
+
+def test_delete_of_anothers_run_is_refused_before_the_question(ctx):
+    bobs = ctx.jobs.submit(TrainConfig(), owner="bob", name="bobs <b>")
+    carols = ctx.jobs.submit(TrainConfig(), owner="carol", name="carols")
+    asked = runs.ask_delete(ctx, {"runs.delete_picked": [carols, bobs]}, user="carol")
+    assert asked["runs.confirm_box"]["visible"] is False and "runs.confirm_text" not in asked
+    assert asked[WARNING] == (f"'bobs &lt;b&gt;' ({bobs}) is bob's run: only bob or an admin may delete it. "
+                              "Take it out of Runs to delete; nothing was deleted.")
+    assert "只有 bob 或管理员可以删除" in runs.ask_delete(ctx, {"runs.delete_picked": [bobs]}, user="carol",
+                                                   lang="zh")[WARNING]
+    assert ctx.jobs.get(bobs) and ctx.jobs.get(carols)
+    for user in ("bob", "alice"):  # the owner and the admin are asked, as before
+        mine = runs.ask_delete(ctx, {"runs.delete_picked": [bobs]}, user=user)
+        assert mine["runs.confirm_box"]["visible"] is True and bobs in mine["runs.confirm_text"]
+    assert runs.ask_delete(ctx, {"runs.delete_picked": [bobs]})["runs.confirm_box"]["visible"] is True  # open page
+
+
 def test_runs_made_before_sign_in_are_for_admins_to_change(ctx):
     old = ctx.jobs.submit(TrainConfig(), owner="local", name="before logins")
+    values = {"monitor.run_select": old, "monitor.smoothing": 0.6, "monitor.log_scale": False, "monitor.drawn": {}}
+    assert "before sign-in was turned on: only an admin" in monitor.tick(ctx, values, user="bob")["monitor.who"]
+    asked = runs.ask_delete(ctx, {"runs.delete_picked": [old]}, user="bob")
+    assert "made before sign-in was turned on: only an admin may delete it" in asked[WARNING]
+    assert asked["runs.confirm_box"]["visible"] is False
     assert "belongs to 'local'" in monitor.abort(ctx, {"monitor.run_select": old}, user="bob")[WARNING]
     assert INFO in monitor.abort(ctx, {"monitor.run_select": old}, user="alice")
 

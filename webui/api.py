@@ -1,6 +1,7 @@
 """The HTTP API beside the page, on the same server and port, with the same users and rules.
 
-Authentication: HTTP Basic with a password login, or `Authorization: Bearer tdk_...` (an API token).
+Authentication: HTTP Basic with a password login, or `Authorization: Bearer tdk_...` (an API token), or
+`X-Tunedeck-Token: tdk_...` (a private Space's proxy wants a Hugging Face token in Authorization).
 401 without (or with wrong) credentials, 403 for another's run (or a config that reads server files
 outside the caller's upload folder, or trusts remote code: webui.auth.config_refusal), 404 for an unknown id, 409 for a request
 the run's state refuses, 413 for a body over the limit, 422 for a config with field errors, 429 after
@@ -13,7 +14,7 @@ another site). Handlers are plain functions FastAPI runs in its thread pool; no 
     POST   /api/runs[?name=]            body: a YAML config -> 201 the queued run
     GET    /api/runs/{id}               one run (+ its place in the queue while queued)
     GET    /api/runs/{id}/events?offset=N   events from byte N, at most 256 KB; next_offset to go on
-    POST   /api/runs/{id}/abort | /resume;  DELETE /api/runs/{id}
+    POST   /api/runs/{id}/abort | /resume;  DELETE /api/runs/{id} (a queued run: cancel it first)
     GET    /api/queue                   running runs, then the line (position, ahead, estimated start)
     POST   /api/queue/{id}/cancel       the owner (or an admin) takes a queued run out of the line
     POST   /api/queue/{id}/move         {"position": N}: admins only
@@ -33,7 +34,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import yaml
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -44,11 +45,13 @@ from trainer.run.layout import EVENTS_FILE, is_run_id
 from webui.api_tokens import SecretLabelError, TokenStore
 from webui.space import is_loopback
 from webui.auth import (
-    LOCAL_USER, PASSWORD, SignIn, User, can_reorder_queue, can_view, config_refusal, require_modify,
+    LOCAL_USER, PASSWORD, SignIn, User, can_modify, can_reorder_queue, can_view, config_refusal, require_modify,
 )
 
+TOKEN_HEADER = "X-Tunedeck-Token"  # the API token where Authorization is taken (a private Space's proxy)
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_JSON_BYTES = 4 * 1024
+MAX_NAME_CHARS = 200
 MAX_YAML_VALUES = 20_000  # a config has a few hundred
 EVENTS_CHUNK_BYTES = 256 * 1024
 FAILED_SIGN_INS_PER_MINUTE = 20
@@ -56,8 +59,9 @@ _HIDDEN_FIELDS = ("run_dir", "pid", "events_offset", "queue_order")  # server in
 
 
 class FailedSignIns:
-    """Failed sign-ins per client address in the last minute: past the limit, 429 instead of another
-    password hash (a guesser gets a few tries a minute, and the CPU stays free)."""
+    """Failed sign-ins per key (a client address and the login or token it claims) in the last minute: past
+    the limit, 429 instead of another password hash (a guesser gets a few tries a minute per login, and the
+    CPU stays free)."""
 
     def __init__(self, limit: int = FAILED_SIGN_INS_PER_MINUTE, window_s: float = 60.0):
         self.limit, self.window_s = limit, window_s
@@ -135,6 +139,24 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> H
     return HTTPException(status_code=status, detail=detail, headers=headers)
 
 
+def field_errors(detail: str, errors: list[tuple[str, str]]) -> JSONResponse:
+    """422 naming the fields: {"detail": one sentence, "errors": [{"field", "message"}]} — for a config and
+    for a query parameter alike (FastAPI's own validation records are a list no script prints as a sentence,
+    so query parameters are read as text and checked here)."""
+    return JSONResponse({"detail": detail, "errors": [{"field": f, "message": m} for f, m in errors]},
+                        status_code=422)
+
+
+def _query_error(field: str, message: str) -> JSONResponse:
+    return field_errors(f"{field}: {message}", [(field, message)])
+
+
+def query_offset(raw: str | None) -> int | None:
+    """?offset=N: a whole number of bytes from 0; None when it is not one."""
+    text = (raw or "0").strip()
+    return int(text) if text.isdigit() and len(text) <= 18 else None
+
+
 def run_json(info: RunInfo) -> dict[str, Any]:
     data = info.to_dict()
     for name in _HIDDEN_FIELDS:
@@ -147,7 +169,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
     answers only requests addressed to a loopback name (a site that rebinds its own name to 127.0.0.1
     cannot drive it from a browser)."""
     router = APIRouter(prefix="/api")
-    limiter = FailedSignIns()
+    limiter = FailedSignIns()  # per address and claimed login/token
+    address_limiter = FailedSignIns(limit=10 * FAILED_SIGN_INS_PER_MINUTE)  # per address: the CPU's guard
     unauthorized = {"WWW-Authenticate": 'Basic realm="tunedeck", charset="UTF-8"'}
 
     def current_user(request: Request) -> User:
@@ -160,21 +183,31 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
             return LOCAL_USER  # no sign-in configured: everyone is the operator, as on the page
         header = request.headers.get("authorization", "")
         scheme, _, credentials = header.partition(" ")
+        own_header = request.headers.get(TOKEN_HEADER, "").strip()
+        if own_header:  # a private Space's proxy takes Authorization for the Hugging Face token: ours goes here
+            header, scheme, credentials = own_header, "bearer", own_header
         if not header:
-            raise _error(401, "sign in: HTTP Basic with your login, or 'Authorization: Bearer <API token>'",
-                         unauthorized)
+            raise _error(401, "sign in: HTTP Basic with your login, or 'Authorization: Bearer <API token>' "
+                              f"(on a private Space: '{TOKEN_HEADER}: <API token>')", unauthorized)
         client = request.client.host if request.client else "?"
-        wait = limiter.retry_after(client)
-        if wait is not None:
-            raise _error(429, f"too many failed sign-ins from this address; try again in {wait} s",
-                         {"Retry-After": str(wait)})
-        user = None
+        name = password = ""
+        sep = ""
         if scheme.lower() == "basic":
             try:
                 name, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError, ValueError):
                 raise _error(401, "malformed Basic credentials (expected base64 of name:password)",
                              unauthorized) from None
+        # Failures count per address *and* claimed login (or token id): behind a Space's proxy the whole team
+        # shares one address, and one script with a revoked token must not lock everyone else out.
+        claimed = f"basic:{name[:100]}" if scheme.lower() == "basic" else f"token:{credentials.strip()[:16]}"
+        key = f"{client}\x00{claimed}"
+        wait = limiter.retry_after(key) or address_limiter.retry_after(client)
+        if wait is not None:
+            raise _error(429, f"too many failed sign-ins with these credentials from this address; try again in "
+                              f"{wait} s", {"Retry-After": str(wait)})
+        user = None
+        if scheme.lower() == "basic":
             user = sign_in.accounts.check_password(name, password) if sep else None
         elif scheme.lower() == "bearer":
             owner = tokens.owner_of(credentials.strip())
@@ -182,7 +215,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
                 owner = None  # a login that was removed: its tokens go with it
             user = sign_in.accounts.user(owner) if owner else None
         if user is None:
-            limiter.failed(client)
+            limiter.failed(key)
+            address_limiter.failed(client)
             raise _error(401, "wrong user name, password or API token", unauthorized)
         return user
 
@@ -223,8 +257,10 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
         return [run_json(info) for info in jobs.list_runs(status, owner) if can_view(user, info.owner)]
 
     @router.post("/runs", status_code=201)
-    async def submit(request: Request, name: str | None = Query(None, max_length=200),
+    async def submit(request: Request, name: str | None = None,
                      user: User = Depends(current_user)) -> JSONResponse:
+        if name is not None and len(name) > MAX_NAME_CHARS:
+            return _query_error("name", f"at most {MAX_NAME_CHARS} characters (got {len(name)})")
         body = await read_body(request, MAX_CONFIG_BYTES, "the config")
         try:
             text = body.decode("utf-8")
@@ -238,8 +274,7 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
                 raise _error(422, problem)
             cfg = await run_in_threadpool(TrainConfig.from_yaml_text, text, "request body")
         except ConfigError as exc:
-            return JSONResponse({"detail": str(exc), "errors": [{"field": f, "message": m} for f, m in exc.errors]},
-                                status_code=422)
+            return field_errors(str(exc), exc.errors)
         refusal = config_refusal(user, cfg, jobs.runs_root)
         if refusal:
             raise _error(403, refusal)
@@ -248,8 +283,7 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
         except QueueFullError as exc:
             raise _error(429, str(exc)) from None
         except ConfigError as exc:
-            return JSONResponse({"detail": str(exc), "errors": [{"field": f, "message": m} for f, m in exc.errors]},
-                                status_code=422)
+            return field_errors(str(exc), exc.errors)
         return JSONResponse(run_json(jobs.get(run_id)), status_code=201)
 
     @router.get("/runs/{run_id}")
@@ -260,15 +294,18 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
         return data
 
     @router.get("/runs/{run_id}/events")
-    def events(run_id: str, offset: int = Query(0, ge=0), user: User = Depends(current_user)) -> dict[str, Any]:
+    def events(run_id: str, offset: str | None = None, user: User = Depends(current_user)) -> Any:
         info = find_run(run_id, user)
+        start = query_offset(offset)
+        if start is None:
+            return _query_error("offset", f"expects a whole number of bytes from 0 (got {str(offset)[:40]!r})")
         path = Path(info.run_dir) / EVENTS_FILE
         try:
             with open(path, "rb") as fh:
                 size = fh.seek(0, 2)
-                if offset > size:
-                    raise _error(400, f"offset {offset} is past the end of the events ({size} bytes)")
-                fh.seek(offset)
+                if start > size:
+                    raise _error(400, f"offset {start} is past the end of the events ({size} bytes)")
+                fh.seek(start)
                 chunk = fh.read(EVENTS_CHUNK_BYTES)
         except FileNotFoundError:
             chunk, size = b"", 0
@@ -287,8 +324,8 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
                 continue  # a line cut by an offset in its middle
             if isinstance(event, dict):
                 parsed.append(event)
-        next_offset = offset + len(chunk)
-        return {"run_id": run_id, "status": info.status, "offset": offset, "next_offset": next_offset,
+        next_offset = start + len(chunk)
+        return {"run_id": run_id, "status": info.status, "offset": start, "next_offset": next_offset,
                 "size": size, "more": next_offset < size, "events": parsed}
 
     @router.post("/runs/{run_id}/abort")
@@ -301,6 +338,11 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
 
     @router.delete("/runs/{run_id}")
     def delete(run_id: str, user: User = Depends(current_user)) -> dict[str, Any]:
+        info = find_run(run_id, user)
+        if info.status == "queued" and can_modify(user, info.owner):
+            # A script's way out of the line is the queue's cancel, not abort: say which call to make.
+            raise _error(409, f"run {run_id} is waiting in the queue: cancel it first "
+                              f"(POST /api/queue/{run_id}/cancel), then delete it")
         act(run_id, user, "delete", jobs.delete)
         return {"deleted": run_id}
 
@@ -345,8 +387,12 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
             label = json.loads(body).get("label", "") if body.strip() else ""
         except (ValueError, AttributeError):
             raise _error(400, 'send JSON like {"label": "my script"} (or nothing)') from None
+        if label is None:
+            label = ""
+        if not isinstance(label, str):
+            raise _error(400, f"label: expects text, got {type(label).__name__}")
         try:
-            token_id, token = await run_in_threadpool(tokens.create, user, str(label))
+            token_id, token = await run_in_threadpool(tokens.create, user, label)
         except SecretLabelError as exc:
             raise _error(400, str(exc)) from None
         except ValueError as exc:

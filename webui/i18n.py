@@ -73,6 +73,10 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "cancel_queued": ("Cancel (leave the queue)", "取消排队"),
     "move_up": ("Move up", "上移"),
     "move_down": ("Move down", "下移"),
+    "others_run_note": ("{owner}'s run: only {owner} or an admin may abort, resume or cancel it.",
+                        "{owner} 的运行：只有 {owner} 或管理员可以中止、恢复或取消它。"),
+    "local_run_note": ("This run was made before sign-in was turned on: only an admin may abort, resume or "
+                       "cancel it.", "这个运行创建于启用登录之前：只有管理员可以中止、恢复或取消它。"),
     "run_plan": ("Run plan", "训练计划"),
     "plan_gpu": ("Plan for", "按此硬件规划"),
     "advanced": ("Advanced", "高级"),
@@ -169,6 +173,12 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "pick_delete": ("Choose the runs to delete first (Runs to delete).", "请先选择要删除的运行（“要删除的运行”）。"),
     "confirm_delete_text": ("Delete {count} run(s)? This removes their directories (checkpoints, adapter, logs) "
                             "and cannot be undone:", "删除 {count} 个运行？这会删除它们的目录（检查点、适配器、日志），无法撤销："),
+    "delete_not_yours": ("{run} is {owner}'s run: only {owner} or an admin may delete it. Take it out of Runs "
+                         "to delete; nothing was deleted.", "{run} 是 {owner} 的运行：只有 {owner} 或管理员可以删除它。"
+                         "请把它从“要删除的运行”中移除；未删除任何运行。"),
+    "delete_local_run": ("{run} was made before sign-in was turned on: only an admin may delete it. Take it out "
+                         "of Runs to delete; nothing was deleted.", "{run} 创建于启用登录之前：只有管理员可以删除它。"
+                         "请把它从“要删除的运行”中移除；未删除任何运行。"),
     "finished_warning": ("its trained adapter is deleted too", "训练好的适配器也会被删除"),
     "deleted": ("Deleted {runs}.", "已删除 {runs}。"),
     "delete_cancelled": ("Nothing deleted.", "未删除任何运行。"),

@@ -23,7 +23,7 @@ from trainer.trackers import tracker_links
 
 from .. import alerts, charts, queue_view, views
 from ..components import CONFIG_OUTPUTS, INFO, UI, WARNING, Reply, apply_config
-from ..auth import can_reorder_queue
+from ..auth import LOCAL, can_reorder_queue
 from ..context import Context, acting_as, may_change, require_change
 from ..i18n import ZH, t
 from .train import then_refresh_plan
@@ -36,7 +36,8 @@ TICK_INPUTS = ["monitor.run_select", "monitor.smoothing", "monitor.log_scale", "
 TICK_OUTPUTS = ["monitor.status", "monitor.progress", "monitor.notes", "monitor.loss_plot", "monitor.memory_plot",
                 "monitor.lr_plot", "monitor.throughput_plot", "monitor.alerts", "monitor.log", "monitor.abort_btn",
                 "monitor.resume_btn", "monitor.run_select", "monitor.config", "monitor.queue", "train.live",
-                "monitor.trackers", "monitor.cancel_btn", "monitor.up_btn", "monitor.down_btn", "monitor.drawn"]
+                "monitor.trackers", "monitor.cancel_btn", "monitor.up_btn", "monitor.down_btn", "monitor.drawn",
+                "monitor.who"]
 QUEUE_ETA_STEP_S = 15  # the queue panel's estimates are redrawn when they move by this much
 
 
@@ -114,7 +115,7 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
                 "monitor.throughput_plot": charts.throughput_figure(empty, lang=lang), "monitor.alerts": "",
                 "monitor.log": "", "monitor.abort_btn": gr.update(interactive=False),
                 "monitor.resume_btn": gr.update(interactive=False), **_queue_buttons(False, False, False),
-                "monitor.config": "", "monitor.drawn": last}
+                "monitor.who": "", "monitor.config": "", "monitor.drawn": last}
     info = next((i for i in infos if i.id == run_id), None)
     if info is None:
         try:
@@ -137,7 +138,7 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
         "loss": (run_id, shown, round(smooth, 3), log, lang),
         "data": (run_id, shown, lang),
         "log": (run_id, _size(stdout_path(info.run_dir)), lang),
-        "buttons": (run_id, status, user),
+        "buttons": (run_id, status, user, lang),
         "config": (run_id, status),  # resume rewrites the run's config.yaml, so it follows the status
         "trackers": (run_id, status, _size(info.run_dir / TRACKERS_FILE), lang),
     }
@@ -170,6 +171,7 @@ def _tick(ctx: Context, run_id: str | None, smooth: float, log: bool, last: dict
         reply["monitor.abort_btn"] = gr.update(interactive=mine and running)
         reply["monitor.resume_btn"] = gr.update(interactive=mine and status in ("aborted", "interrupted", "failed"))
         reply.update(_queue_buttons(status == "queued", mine, can_reorder_queue(acting_as(user))))
+        reply["monitor.who"] = who_may_act(info.owner, mine, lang)
     if "config" in changed:
         try:
             reply["monitor.config"] = config_path(info.run_dir).read_text(encoding="utf-8")
@@ -277,6 +279,16 @@ def _mover(step: int) -> Callable[[Context, str, str | None], None]:
     return move
 
 
+def who_may_act(owner: str, mine: bool, lang: str | None = None) -> str:
+    """The line under the buttons when they are off because the run is someone else's (a disabled button
+    says nothing by itself); empty for the user's own runs, where the status says why."""
+    if mine:
+        return ""
+    if owner == LOCAL:  # no one signs in as `local`: only the admins are left
+        return t(lang, "local_run_note")
+    return t(lang, "others_run_note", owner=html.escape(owner, quote=False))
+
+
 def _queue_buttons(queued: bool, mine: bool, admin: bool) -> Reply:
     """Cancel for a queued run (its owner or an admin may press it); Move up/down for admins only."""
     return {"monitor.cancel_btn": gr.update(visible=queued, interactive=mine),
@@ -339,6 +351,7 @@ def render(ui: UI) -> None:
                                                visible=False))
         ui.add("monitor.up_btn", gr.Button(i18n("move_up"), elem_id="move-up-btn", scale=1, visible=False))
         ui.add("monitor.down_btn", gr.Button(i18n("move_down"), elem_id="move-down-btn", scale=1, visible=False))
+    ui.add("monitor.who", gr.Markdown("", elem_id="run-actions-note"))
     ui.add("monitor.status", gr.HTML(views.status_badge(None), elem_id="run-status"))
     ui.add("monitor.queue", gr.Markdown("", elem_id="monitor-queue"))
     ui.add("monitor.progress", gr.HTML("", elem_id="run-progress"))

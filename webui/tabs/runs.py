@@ -19,8 +19,9 @@ from trainer.jobs.registry import JobError
 
 from .. import charts, tokens_panel, views
 from ..after_views import evaluation_markdown
+from ..auth import LOCAL
 from ..components import INFO, UI, WARNING, Reply
-from ..context import Context, require_change
+from ..context import Context, may_change, require_change
 from ..i18n import t
 
 ID = "runs"
@@ -129,17 +130,26 @@ def compare_cleared(ctx: Context, v: dict[str, Any], lang: str | None = None) ->
     return {"runs.compare_plot": charts.compare_loss_figure([], lang=lang), "runs.compare_diff": ""}
 
 
-def ask_delete(ctx: Context, v: dict[str, Any], lang: str | None = None) -> Reply:
-    """Delete asks first: each run by name and status, a finished one flagged (its adapter goes too)."""
+def ask_delete(ctx: Context, v: dict[str, Any], user: str | None = None, lang: str | None = None) -> Reply:
+    """Delete asks first: each run by name and status, a finished one flagged (its adapter goes too). A run
+    the user may not delete is refused here, before the question (asking, then refusing, wastes a yes)."""
     to_delete = _picked(v, "runs.delete_picked")
     if not to_delete:
         return {WARNING: t(lang, "pick_delete"), "runs.confirm_box": gr.update(visible=False)}
-    lines = []
+    infos = []
     for run_id in to_delete:
         try:
-            info = ctx.jobs.get(run_id)
+            infos.append(ctx.jobs.get(run_id))
         except Exception:  # noqa: BLE001 - deleted meanwhile: nothing of it to lose
             continue
+    refused = [t(lang, "delete_local_run" if i.owner == LOCAL else "delete_not_yours",
+                 run=html.escape(f"'{i.name}' ({i.id})", quote=False), owner=html.escape(i.owner, quote=False))
+               for i in infos if not may_change(user, i.owner)]
+    if refused:
+        return {WARNING: " ".join(refused), "runs.confirm_box": gr.update(visible=False)}
+    lines = []
+    for info in infos:
+        run_id = info.id
         line = f"- **{html.escape(info.name)}** (`{html.escape(run_id)}`) — {views.status_word(info.status, lang)}"
         if info.status == "finished":
             line += f" · ⚠ **{t(lang, 'finished_warning')}**"

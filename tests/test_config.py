@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.config import GROUP_KEYS, ConfigError, TrainConfig
+from trainer.config import GROUP_KEYS, ConfigError, TrainConfig, load_config
 from trainer.fieldspecs import field_specs
 
 
@@ -113,3 +113,10 @@ def test_every_integer_field_refuses_a_fraction_naming_the_field_and_never_round
     assert TrainConfig.from_dict({"lora_rank": " 8 "}).lora_rank == 8
     with pytest.raises(ConfigError, match="lora_rank: expects a whole number"):
         TrainConfig.from_dict({"lora_rank": float("inf")})
+
+
+def test_an_absurd_max_steps_is_refused_by_name():
+    with pytest.raises(ConfigError) as refused:
+        load_config({"max_steps": 99999999999999999999999})
+    assert "max_steps" in str(refused.value)
+    assert load_config({"max_steps": 10**9}).max_steps == 10**9

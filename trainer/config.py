@@ -231,7 +231,7 @@ class TrainConfig(ConfigRules):
     max_steps: int = _field(
         -1, "batch",
         "Stop after this many optimizer steps; overrides the epochs. -1 = train by epochs. With a "
-        "fixed max_steps a bigger batch makes the run longer, not shorter.", ge=-1,
+        "fixed max_steps a bigger batch makes the run longer, not shorter.", ge=-1, le=10**9,
         sft="max_steps", lf="max_steps")
 
     # --- optimizer -----------------------------------------------------------------------------

@@ -55,10 +55,11 @@ UI_TEXT: dict[str, tuple[str, str]] = {
                         "运行保存在 Space 的容器中，每次重启或重建都会丢失：请在 Space 设置中添加持久存储"
                         "（它显示为 /data，运行将保存在那里）。"),
     "api_token": ("API token", "API 令牌"),
-    "tokens_help": ("A personal token for the HTTP API (`Authorization: Bearer <token>`, see the README): it acts "
-                    "as you. It is shown once; only its hash is kept.",
-                    "用于 HTTP API 的个人令牌（`Authorization: Bearer <令牌>`，见 README）：它以你的身份操作。"
-                    "令牌只显示一次；服务器只保存其哈希。"),
+    "tokens_help": ("A personal token for the HTTP API (`Authorization: Bearer <token>`, or `X-Tunedeck-Token: "
+                    "<token>` behind a private Space; see the README): it acts as you. It is shown once; only its "
+                    "hash is kept.",
+                    "用于 HTTP API 的个人令牌（`Authorization: Bearer <令牌>`；在私有 Space 后面用 `X-Tunedeck-Token: "
+                    "<令牌>`，见 README）：它以你的身份操作。令牌只显示一次；服务器只保存其哈希。"),
     "token_label": ("What it is for (optional)", "用途（可选）"),
     "token_create": ("Create token", "创建令牌"),
     "token_new": ("Your new token — copy it now, it is not shown again", "你的新令牌 —— 请立即复制，它不会再次显示"),

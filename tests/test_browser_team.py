@@ -97,7 +97,8 @@ def test_two_users_and_an_admin_share_one_queue(tmp_path, monkeypatch):
             _wait(lambda: "alice's run: only alice or an admin may abort" in note.inner_text(), 30,
                   "the reason bob's buttons are off")
             assert bob.locator("#abort-btn").is_disabled() and alice.locator("#abort-btn").is_enabled()
-            assert alice.locator("#run-actions-note").inner_text().strip() == ""  # her own run: nothing to explain
+            # Her own run: nothing to explain (waited for: a request in flight shows Gradio's timer there meanwhile).
+            _wait(lambda: alice.locator("#run-actions-note").inner_text().strip() == "", 30, "alice's note empty")
             bobs = _start(bob)
             assert bobs != alices
             queue = bob.locator("#monitor-queue")

@@ -200,7 +200,7 @@ def test_monitor_redraws_only_what_changed(tmp_path):
         writer.emit("log", step=1, loss=2.0, learning_rate=1e-4, grad_norm=1.0)
         out = _monitor_tick(ctx, run_id, 0.6, False, {}, None)
         (status, progress_html, notes, loss, memory, lr, throughput, alerts, log, abort, resume, select, config, queue,
-         live, trackers, cancel, up, _down, last) = out
+         live, trackers, cancel, up, _down, last, _who) = out
         assert f"tensorboard --logdir {jobs.run_dir(run_id) / 'tensorboard'}" in trackers
         assert cancel["visible"] is True and up["visible"] is True  # the open page's operator is an admin
         assert "#1" in queue and queue == live  # the queue panel, on the Monitor and the Train tab
@@ -210,10 +210,10 @@ def test_monitor_redraws_only_what_changed(tmp_path):
         again = _monitor_tick(ctx, run_id, 0.6, False, last, None)
         skipped = [i for i, value in enumerate(again[:-1]) if value == gr.skip()]
         assert set(skipped) >= {0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}  # nothing new: nothing is redrawn
-        resmoothed = _monitor_tick(ctx, run_id, 0.9, False, again[-1], None)
+        resmoothed = _monitor_tick(ctx, run_id, 0.9, False, again[TICK_OUTPUTS.index('monitor.drawn')], None)
         assert resmoothed[3] != gr.skip() and resmoothed[4] == gr.skip()  # only the loss chart follows the slider
         writer.emit("log", step=2, loss=float("nan"))
-        fresh = _monitor_tick(ctx, run_id, 0.9, False, resmoothed[-1], None)
+        fresh = _monitor_tick(ctx, run_id, 0.9, False, resmoothed[TICK_OUTPUTS.index('monitor.drawn')], None)
         assert fresh[3] != gr.skip() and "NaN" in fresh[7]
     finally:
         jobs.close()

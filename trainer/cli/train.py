@@ -54,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"invalid config: {exc}", file=sys.stderr)
         _record_invalid(run_dir, exc)
         return 2
-    try:
+    try:  # one probe file per process: every rank of a distributed run checks the same directory at once
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ".write-test").touch()
-        (run_dir / ".write-test").unlink()
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink(missing_ok=True)
     except OSError as exc:
         print(f"cannot write the run directory {run_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2

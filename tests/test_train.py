@@ -216,6 +216,41 @@ def test_abort_file_and_sigterm_on_a_real_subprocess_end_aborted_with_a_checkpoi
     assert latest_checkpoint(run_dir).name == f"checkpoint-{status['step']}"
 
 
+_SIGNAL_STORM = """
+import os, signal, sys, threading, time
+from trainer.engine.telemetry import AbortSignal
+
+run_dir = sys.argv[1]
+abort = AbortSignal(run_dir)
+abort.install()
+stop = False
+
+def storm():  # the launcher's SIGTERM, the manager's, a user's kill: several, at any moment
+    while not stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.0002)
+
+threading.Thread(target=storm, daemon=True).start()
+checks, deadline = 0, time.time() + 1.5
+open(os.path.join(run_dir, "ABORT"), "w").close()
+while time.time() < deadline:  # what every step end does: is there an abort request?
+    abort.request("stopped by the user (abort requested)")
+    checks += abort.requested
+stop = True
+print("checks", checks, abort.reason)
+"""
+
+
+def test_a_storm_of_sigterms_while_the_abort_is_being_recorded_never_hangs_the_run(tmp_path):
+    # A distributed run's ranks get SIGTERM from the launcher and from the manager while their main thread
+    # may be recording the ABORT file's request: a handler that took a lock there deadlocked the rank.
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_STORM, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    checks, _, reason = proc.stdout.strip().partition(" ")[2].partition(" ")
+    assert int(checks) > 1000 and reason in ("stopped by SIGTERM", "stopped by the user (abort requested)")
+
+
 def test_injected_oom_is_classified_with_advice_from_the_config(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEDECK_FAULT", "oom@2")
     run_dir = tmp_path / "oom"

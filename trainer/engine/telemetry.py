@@ -94,7 +94,10 @@ class AbortSignal:
 
     def __init__(self, run_dir: str | Path):
         self.abort_file = Path(run_dir) / ABORT_FILE
-        self._requested = threading.Event()
+        # A plain flag, never a lock: the signal handler runs between two bytecodes of the main thread, which
+        # may be inside request() already (the ABORT file seen at a step end); an Event's lock taken again
+        # there deadlocks the run, and a second SIGTERM (the launcher sends its own) is routine.
+        self._requested = False
         self.reason = ""
         self._interrupts = 0
         self._previous: dict[int, Any] = {}
@@ -120,15 +123,15 @@ class AbortSignal:
         self.request("stopped by " + ("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"))
 
     def request(self, reason: str) -> None:
-        if not self._requested.is_set():
+        if not self._requested:
             self.reason = reason
-        self._requested.set()
+            self._requested = True
 
     @property
     def requested(self) -> bool:
-        if not self._requested.is_set() and self.abort_file.exists():
+        if not self._requested and self.abort_file.exists():
             self.request("stopped by the user (abort requested)")
-        return self._requested.is_set()
+        return self._requested
 
 
 # --- fault injection --------------------------------------------------------------------------------

@@ -152,6 +152,30 @@ def test_one_process_keeps_the_direct_command_and_more_go_through_accelerate(tmp
     assert train_argv(tmp_path, "/py", TrainConfig(num_processes=None), gpu_count=1) == direct
 
 
+def test_two_runs_of_one_machine_meet_on_different_ports(tmp_path):
+    import socket
+
+    def port_of(run_dir):
+        return yaml.safe_load((run_dir / distributed.ACCELERATE_CONFIG_FILE).read_text())["main_process_port"]
+
+    with socket.socket() as held:  # something of this machine already listens on the configured port
+        held.bind(("", 0))
+        held.listen()
+        busy = held.getsockname()[1]
+        first, second = tmp_path / "a", tmp_path / "b"
+        for run_dir in (first, second):  # started in the same scheduler tick: neither has bound its port yet
+            run_dir.mkdir()
+            distributed.write_launch_files(TrainConfig(num_processes=2, main_process_port=busy), run_dir, 4)
+        ports = {port_of(first), port_of(second)}
+    assert busy not in ports and len(ports) == 2
+    for port in ports:
+        with socket.socket() as probe:
+            probe.bind(("", port))  # free to take: the launcher will bind it
+    # Several machines meet on the address and port the user gave, whatever this machine holds.
+    cfg = TrainConfig(num_machines=2, num_processes=2, main_process_ip="10.1.2.3", main_process_port=busy)
+    assert distributed.accelerate_config(cfg, gpu_count=2)["main_process_port"] == busy
+
+
 def test_multi_machine_commands_and_config(tmp_path):
     cfg = TrainConfig(num_machines=3, num_processes=8, main_process_ip="10.1.2.3", main_process_port=29555,
                       distributed_type="deepspeed_zero3")
@@ -314,6 +338,10 @@ def test_two_cpu_processes_train_one_run_and_abort_stops_both(tmp_path):
         aborted = wait_for(status_is(jm, long_run, "aborted", "failed", "interrupted"), "the abort", manager=jm)
         assert aborted.status == "aborted", aborted.reason
         wait_for(lambda: not [pid for pid in pids if _alive(pid)], "every process of the run to end", timeout=60)
+        # The ranks stopped by themselves: the launcher was not told to stop them (it would kill them after
+        # 30 s, in the middle of a large checkpoint).
+        launcher_log = (aborted.run_dir / "stdout.log").read_text()
+        assert "death signal" not in launcher_log and "forcefully exiting" not in launcher_log, launcher_log[-3000:]
         checkpoint = latest_checkpoint(aborted.run_dir)
         assert checkpoint is not None
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +166,7 @@ def accelerate_config(cfg: TrainConfig, gpu_count: int, *, run_dir: str | Path |
     if cfg.num_machines > 1:
         data.update(main_process_ip=cfg.main_process_ip, main_process_port=cfg.main_process_port)
     else:
-        data["main_process_port"] = cfg.main_process_port
+        data["main_process_port"] = local_port(cfg.main_process_port)
     if cfg.distributed_type == "fsdp":
         data["distributed_type"] = "FSDP"
         data["fsdp_config"] = fsdp_config(cfg)
@@ -178,6 +180,30 @@ def accelerate_config(cfg: TrainConfig, gpu_count: int, *, run_dir: str | Path |
             # the same command on every machine (launch-commands), which is torchrun's way: "standard".
             data["deepspeed_config"]["deepspeed_multinode_launcher"] = "standard"
     return data
+
+
+_handed_out: dict[int, float] = {}  # port -> when: a run started a moment ago may not have bound it yet
+
+
+def local_port(preferred: int) -> int:
+    """The port the processes of a one-machine run meet on: `preferred` when it is free here, else one the
+    system picks. Two runs of one machine, each on its own GPUs, would otherwise both take the default and
+    the second would fail with "address already in use"; the port never leaves the machine."""
+    now = time.monotonic()
+    for port, when in list(_handed_out.items()):
+        if now - when > 60:
+            del _handed_out[port]
+    for candidate in (preferred, 0, 0, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("", candidate))
+            except OSError:
+                continue
+            port = probe.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out[port] = now
+            return port
+    return preferred
 
 
 def write_launch_files(cfg: TrainConfig, run_dir: str | Path, gpu_count: int) -> Path:

@@ -70,3 +70,12 @@ def any_rank(flag: bool, device: Any) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def all_ranks_done() -> None:
+    """Wait until every rank got here. A rank that exits before rank 0 has written the checkpoint, the adapter
+    and the status looks like a failure to the launcher, which then kills the others after 30 seconds."""
+    if _distributed():
+        import torch.distributed as dist
+
+        dist.barrier()

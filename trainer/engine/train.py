@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trainer.config import ConfigError, TrainConfig
-from trainer.engine.ranks import RankEventWriter, rank, world_size
+from trainer.engine.ranks import RankEventWriter, all_ranks_done, rank, world_size
 from trainer.run.events import ABORTED, FAILED, FINISHED, RUNNING, tail_lines
 from trainer.run.layout import (
     ADAPTER_DIR, CHECKPOINTS_DIR, STDOUT_FILE, TENSORBOARD_DIR, latest_checkpoint, resolve_resume, write_run_config,
@@ -220,6 +220,7 @@ def _train(run: _Run, abort) -> int:
         writer.emit("status", status=ABORTED, reason=f"{abort.reason} at step {trainer.state.global_step}{where}",
                     checkpoint=str(checkpoint) if checkpoint else None, **run.progress())
         _say(f"aborted at step {trainer.state.global_step}{where}")
+        all_ranks_done()
         return EXIT_ABORTED
 
     out_dir = run_dir / ADAPTER_DIR
@@ -233,6 +234,7 @@ def _train(run: _Run, abort) -> int:
                 best_checkpoint=best, **summary, **run.progress())
     _say(f"finished: {trainer.state.global_step} steps, final {'adapter' if cfg.finetuning_type == 'lora' else 'model'} "
          f"saved to {out_dir}")
+    all_ranks_done()
     return EXIT_FINISHED
 
 

@@ -135,9 +135,26 @@ def _signal_run(pid: int | None, signum: int) -> None:
 
 
 def terminate(pid: int | None) -> None:
-    """SIGTERM to the trainer and every process it started (the ranks of a multi-process run): each stops
-    at the next step, after saving a checkpoint."""
+    """SIGTERM to the trainer and every process it started: each stops at the next step, after saving a
+    checkpoint. A multi-process run's launcher is spared once its ranks are up: on SIGTERM it gives them 30
+    seconds and then SIGKILLs them, which could cut a large checkpoint short. Told nothing, it waits for
+    the ranks to stop by themselves."""
+    members = run_processes(pid)
+    if pid and len(members) > 1 and _is_launcher(pid):
+        for member in members[1:]:
+            try:
+                os.kill(member, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return
     _signal_run(pid, signal.SIGTERM)
+
+
+def _is_launcher(pid: int) -> bool:
+    try:
+        return b"accelerate.commands.launch" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
 
 
 def kill_group(pid: int | None) -> None:

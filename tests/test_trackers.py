@@ -70,11 +70,16 @@ def test_the_environment_carries_project_and_tags_but_never_overrides_the_users(
     clean_env = online
     cfg = TrainConfig(report_to=["wandb", "mlflow", "swanlab"], tracker_project="p1", tracker_tags=["a", "b"])
     clean_env.setenv("MLFLOW_EXPERIMENT_NAME", "mine")
+    clean_env.delenv("MLFLOW_TRACKING_URI", raising=False)
     env = tracker_environment(cfg, tmp_path)
     assert env["WANDB_PROJECT"] == "p1" and env["WANDB_TAGS"] == "a,b" and env["WANDB_DIR"] == str(tmp_path)
     assert json.loads(env["MLFLOW_TAGS"]) == {"a": "", "b": ""} and "MLFLOW_EXPERIMENT_NAME" not in env
     assert env["SWANLAB_PROJECT"] == "p1"
     assert not any(key in env for key in CREDENTIALS), "credentials come from the user's environment only"
+    # Without a tracking server MLflow logs beside the runs (its default is the process's working folder).
+    assert env["MLFLOW_TRACKING_URI"] == (tmp_path.resolve().parent / "mlruns").as_uri()
+    clean_env.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert "MLFLOW_TRACKING_URI" not in tracker_environment(cfg, tmp_path)
 
 
 # --- missing packages and credentials ----------------------------------------------------------------

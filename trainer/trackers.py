@@ -107,7 +107,7 @@ def tracker_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
         if name == "mlflow" and offline and uri.startswith(("http://", "https://")):
             problems.append(("report_to", (
                 f"MLflow (mlflow) logs to the server {uri} but offline mode is on: unset MLFLOW_TRACKING_URI to "
-                "log in ./mlruns on this machine, or remove mlflow from report_to")))
+                "log in the runs root on this machine (mlruns), or remove mlflow from report_to")))
     problems += _space_problems(cfg, offline)
     project = cfg.tracker_project or ""
     bad = sorted({c for c in project if c in PROJECT_FORBIDDEN})
@@ -161,6 +161,9 @@ def tracker_environment(cfg: TrainConfig, run_dir: str | Path) -> dict[str, str]
             wanted["WANDB_TAGS"] = ",".join(tags)
     if "mlflow" in cfg.report_to:
         wanted["MLFLOW_EXPERIMENT_NAME"] = project
+        # MLflow's own default is a store in the process's working folder (the server's, or the project's
+        # checkout): the runs root keeps it with the runs, on a Space's persistent storage too.
+        wanted["MLFLOW_TRACKING_URI"] = mlflow_local_store(run_dir)
         if tags:
             wanted["MLFLOW_TAGS"] = json.dumps({tag: "" for tag in tags})
     if "swanlab" in cfg.report_to:
@@ -170,6 +173,12 @@ def tracker_environment(cfg: TrainConfig, run_dir: str | Path) -> dict[str, str]
             if name in cfg.report_to:
                 wanted[TRACKERS[name].local_mode[0]] = mode
     return {key: value for key, value in wanted.items() if not os.environ.get(key)}
+
+
+def mlflow_local_store(run_dir: str | Path) -> str:
+    """Where MLflow logs without a tracking server: `mlruns` in the runs root, shared by its runs so that
+    `mlflow ui` compares them."""
+    return (Path(run_dir).resolve().parent / "mlruns").as_uri()
 
 
 def live_links() -> dict[str, str]:

@@ -15,6 +15,7 @@ import os
 import sys
 
 from trainer.run.layout import RUNS_DIR_ENV
+from webui.api_tokens import TokenStore, hf_token_days
 from webui.auth import AUTH_ENV, HUGGING_FACE, PASSWORD, sign_in_from_env
 from webui.space import default_runs_dir, is_loopback, storage_warning
 
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sign_in = sign_in_from_env()
         max_queued = _max_queued(sign_in.is_open)
+        token_days = hf_token_days() if sign_in.mode == HUGGING_FACE else None
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -71,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.jobs.manager import JobManager
     from trainer.jobs.registry import JobError
     from webui.api import server_extension
-    from webui.api_tokens import TokenStore
     from webui.page import build, launch_options
 
     try:
@@ -81,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         loopback_only = sign_in.is_open and is_loopback(args.host) and not args.share
-        tokens = TokenStore(args.runs_dir)  # one store for the API and the page: a revoke takes effect at once
+        # One store for the API and the page: a revoke takes effect at once. With Hugging Face sign-in a
+        # token lapses when its owner has not signed in on the page for a while (membership is checked there).
+        tokens = TokenStore(args.runs_dir, max_age_days=token_days)
         extension = server_extension(jobs, sign_in, tokens, loopback_only)
     except ImportError as exc:  # Hugging Face sign-in without Gradio's OAuth extras
         jobs.close()
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     elif sign_in.mode == HUGGING_FACE:
         from webui.hf_sign_in import hf_auth_dependency
 
-        auth_options = {"auth_dependency": hf_auth_dependency(sign_in)}
+        auth_options = {"auth_dependency": hf_auth_dependency(sign_in, on_verified=tokens.renew)}
     try:
         demo.queue(default_concurrency_limit=8).launch(
             server_name=args.host, server_port=args.port, share=args.share, **launch_options(),

@@ -19,6 +19,9 @@ import pytest
 from itsdangerous import TimestampSigner
 
 from test_team_api import free_port, wait_for
+from webui.api_tokens import TOKENS_FILE, TokenNeedsSignIn, TokenStore, hf_token_days
+from webui.api import FAILED_SIGN_INS_PER_MINUTE
+from webui.auth import User
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "space-oauth-secret"
@@ -84,3 +87,73 @@ def test_visitors_sign_in_with_hugging_face_and_only_the_team_gets_in(space):
     assert httpx.get(base + "/config", headers=outsider, timeout=30).status_code == 401
     # The API does not take the browser's session (no cross-site requests riding on a cookie): tokens only.
     assert httpx.get(base + "/api/runs", headers=alice, timeout=30).status_code == 401
+
+
+# --- API tokens of Hugging Face users: as good as their owner's last sign-in -----------------------------
+
+def _age(runs: Path, token_id: str, days: float) -> None:
+    path = runs / TOKENS_FILE
+    records = json.loads(path.read_text())
+    records[token_id]["verified_at"] = time.time() - days * 86400
+    path.write_text(json.dumps(records))
+
+
+def test_a_token_lapses_when_its_owner_stops_signing_in_and_the_page_renews_it(space):
+    base, log_path = space
+    runs = log_path.parent / "runs"
+    store = TokenStore(runs)  # the server's own file, as its page writes it when carol makes a token
+    carol_id, carol = store.create(User("carol"), "nightly script")
+    me = lambda token: httpx.get(base + "/api/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert me(carol).status_code == 200 and me(carol).json()["name"] == "carol"
+    # Made with a token, a new token is no younger than it: tokens cannot keep each other alive.
+    _age(runs, carol_id, 10)
+    made = httpx.post(base + "/api/tokens", json={"label": "second"}, timeout=30,
+                      headers={"Authorization": f"Bearer {carol}"})
+    assert made.status_code == 201, made.text
+    records = json.loads((runs / TOKENS_FILE).read_text())
+    assert abs(records[made.json()["id"]]["verified_at"] - records[carol_id]["verified_at"]) < 1
+
+    # Carol has not signed in for 31 days (she may have left the organisation): her tokens are refused,
+    # with the reason, and the right secret does not count as a failed sign-in.
+    _age(runs, carol_id, 31)
+    for _ in range(FAILED_SIGN_INS_PER_MINUTE + 5):
+        lapsed = me(carol)
+        assert lapsed.status_code == 401 and "has not signed in on the page for over 30 days" in lapsed.text
+    # A visit to the page, with a session the organisation check lets in, renews them.
+    assert httpx.get(base + "/config", headers=session_cookie("carol", ["acme"]), timeout=30).status_code == 200
+    assert me(carol).status_code == 200
+    # Someone the organisation check refuses renews nothing.
+    mallory_id, mallory = store.create(User("mallory"), "kept from before")
+    _age(runs, mallory_id, 31)
+    assert httpx.get(base + "/", headers=session_cookie("mallory", ["other-org"]), timeout=30).status_code == 403
+    httpx.get(base + "/config", headers=session_cookie("mallory", ["other-org"]), timeout=30)
+    assert me(mallory).status_code == 401
+
+
+def test_token_store_lifetimes(tmp_path):
+    store = TokenStore(tmp_path, max_age_days=30)
+    token_id, token = store.create(User("dana"))
+    assert store.owner_of(token) == "dana"
+    _age(tmp_path, token_id, 31)
+    with pytest.raises(TokenNeedsSignIn, match="dana, who has not signed in on the page for over 30 days"):
+        store.owner_of(token)
+    assert store.owner_of(token.replace(token[-4:], "AAAA")) is None  # a wrong secret is just wrong
+    store.renew("dana")
+    assert store.owner_of(token) == "dana"
+    _age(tmp_path, token_id, 31)
+    store.renew("dana")  # renewed within the hour already: the file is not rewritten on every request
+    with pytest.raises(TokenNeedsSignIn):
+        store.owner_of(token)
+    # Password logins: a token lives until it is revoked (removing the login removes its tokens).
+    assert TokenStore(tmp_path).owner_of(token) == "dana"
+
+
+@pytest.mark.parametrize("raw,days", [("", 30.0), ("7", 7.0), ("0.5", 0.5)])
+def test_the_token_lifetime_comes_from_the_environment(raw, days):
+    assert hf_token_days({"TUNEDECK_HF_TOKEN_DAYS": raw}) == days
+
+
+@pytest.mark.parametrize("raw", ["x", "0", "-1", "nan", "inf", "99999"])
+def test_a_wrong_token_lifetime_is_refused_by_name(raw):
+    with pytest.raises(ValueError, match="TUNEDECK_HF_TOKEN_DAYS"):
+        hf_token_days({"TUNEDECK_HF_TOKEN_DAYS": raw})

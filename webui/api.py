@@ -42,7 +42,7 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.jobs.manager import JobError, JobManager, QueueFullError, RunInfo, UnknownRunError
 from trainer.run.events import STATUSES
 from trainer.run.layout import EVENTS_FILE, is_run_id
-from webui.api_tokens import SecretLabelError, TokenStore
+from webui.api_tokens import SecretLabelError, TokenNeedsSignIn, TokenStore
 from webui.space import is_loopback
 from webui.auth import (
     LOCAL_USER, PASSWORD, SignIn, User, can_modify, can_reorder_queue, can_view, config_refusal, require_modify,
@@ -210,7 +210,12 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
         if scheme.lower() == "basic":
             user = sign_in.accounts.check_password(name, password) if sep else None
         elif scheme.lower() == "bearer":
-            owner = tokens.owner_of(credentials.strip())
+            try:
+                found = tokens.verified_owner(credentials.strip())
+            except TokenNeedsSignIn as exc:  # the right secret: not a failed sign-in, a lapsed one
+                raise _error(401, str(exc), unauthorized) from None
+            owner = found[0] if found else None
+            request.state.token_verified_at = found[1] if found else None
             if sign_in.mode == PASSWORD and owner not in sign_in.accounts.names:
                 owner = None  # a login that was removed: its tokens go with it
             user = sign_in.accounts.user(owner) if owner else None
@@ -392,7 +397,9 @@ def api_router(jobs: JobManager, sign_in: SignIn, tokens: TokenStore, loopback_o
         if not isinstance(label, str):
             raise _error(400, f"label: expects text, got {type(label).__name__}")
         try:
-            token_id, token = await run_in_threadpool(tokens.create, user, label)
+            # Made with a token, the new one is no younger than it: tokens cannot keep each other alive.
+            verified_at = getattr(request.state, "token_verified_at", None)
+            token_id, token = await run_in_threadpool(tokens.create, user, label, verified_at)
         except SecretLabelError as exc:
             raise _error(400, str(exc)) from None
         except ValueError as exc:

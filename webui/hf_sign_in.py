@@ -18,10 +18,15 @@ from webui.auth import SignIn, hf_user_from_session
 _PAGE_PATHS = ("/", "")
 
 
-def hf_auth_dependency(sign_in: SignIn) -> Callable[[Request], str | None]:
-    """Gradio's auth_dependency: the signed-in (and allowed) user name, else None (Gradio answers 401)."""
+def hf_auth_dependency(sign_in: SignIn, on_verified: Callable[[str], None] | None = None
+                       ) -> Callable[[Request], str | None]:
+    """Gradio's auth_dependency: the signed-in (and allowed) user name, else None (Gradio answers 401).
+    `on_verified(name)` after each request of an allowed user (the API tokens' renewal)."""
     def user_name(request: Request) -> str | None:
-        return hf_user_from_session(request.scope.get("session") or {}, sign_in.hf_orgs)[0]
+        name = hf_user_from_session(request.scope.get("session") or {}, sign_in.hf_orgs)[0]
+        if name is not None and on_verified is not None:
+            on_verified(name)
+        return name
     return user_name
 
 

@@ -1,7 +1,8 @@
 """`python -m trainer train CONFIG.yaml [--run-dir DIR]`: one training in the foreground.
 
 The same code path the dashboard's job manager launches (it redirects the output to RUN_DIR/stdout.log).
-Exit codes: 0 finished, 3 aborted, 1 failed, 2 invalid config, dataset or model path.
+Exit codes: 0 finished, 3 aborted, 1 failed, 2 invalid config, dataset or model path. A rank of a
+multi-process run leaves a clean abort with 0 (see run()).
 """
 
 from __future__ import annotations
@@ -62,10 +63,16 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot write the run directory {run_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    from trainer.engine.train import run_training
+    from trainer.engine.ranks import world_size
+    from trainer.engine.train import EXIT_ABORTED, run_training
 
     print(f"tunedeck: run directory {run_dir.resolve()}", flush=True)
-    return run_training(cfg, run_dir)
+    code = run_training(cfg, run_dir)
+    if code == EXIT_ABORTED and world_size() > 1:
+        # accelerate's launcher reads any code but 0 as a crash and prints "trainer FAILED" with a traceback
+        # under a clean abort; the run's own status event says it was aborted, and where its checkpoint is.
+        return 0
+    return code
 
 
 def _owner_access(run_dir: Path):

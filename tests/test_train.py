@@ -354,3 +354,15 @@ def test_oom_advice_keeps_the_effective_batch_exactly_for_odd_micro_batches():
     first = oom_advice(tiny(per_device_train_batch_size=9, gradient_accumulation_steps=2))[0]
     assert "per_device_train_batch_size 9 → 3" in first and "gradient_accumulation_steps 2 → 6" in first
     assert "effective batch at 18" in first
+
+
+def test_a_lora_target_the_model_lacks_is_refused_not_silently_dropped(tmp_path):
+    # PEFT adapts the names it finds and ignores the others: q_proj alone would have trained here.
+    run_dir = tmp_path / "typo"
+    code = run_training(tiny(lora_target=["q_proj", "v_prj"]), run_dir)
+    status = final_status(read_events(run_dir))
+    assert code == 2 and status["status"] == FAILED and status["kind"] == "config"
+    assert "lora_target" in status["reason"] and "v_prj (did you mean v_proj?)" in status["reason"]
+    assert "q_proj (did" not in status["reason"]  # the name it has is not blamed
+    assert run_training(tiny(lora_target=["q_proj", "v_proj"], max_steps=1, eval_strategy="no"),
+                        tmp_path / "right") == 0

@@ -209,15 +209,30 @@ def apply_lora(model, cfg: TrainConfig):
     """Wrap the base in a PEFT LoRA model (only the adapters train)."""
     from peft import get_peft_model
 
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                     if type(m).__name__ in ("Linear", "Linear4bit", "Linear8bitLt")})
+    if cfg.lora_target != LORA_TARGET_ALL:
+        # PEFT adapts the names it finds and drops the rest without a word: a typo (v_prj) would train q_proj
+        # alone while the config says both. PEFT matches a name or a dotted suffix of a module's name.
+        names = [name for name, _ in model.named_modules()]
+        missing = [t for t in cfg.lora_target if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            raise ConfigError([("lora_target", _unknown_targets(missing, linear))])
     try:
         return get_peft_model(model, lora_config(cfg))
     except ValueError as exc:
         if "Target modules" in str(exc) or "not found in the base model" in str(exc):
-            names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                            if type(m).__name__ in ("Linear", "Linear4bit", "Linear8bitLt")})
-            raise ConfigError([("lora_target", f"no layer of this model is named {', '.join(cfg.lora_target)}. Its "
-                                               f"linear layers are: {', '.join(names)} (or use all-linear).")]) from exc
+            raise ConfigError([("lora_target", _unknown_targets(list(cfg.lora_target), linear))]) from exc
         raise
+
+
+def _unknown_targets(missing: list[str], linear: list[str]) -> str:
+    import difflib
+
+    guesses = {t: difflib.get_close_matches(t, linear, n=1) for t in missing}
+    named = ", ".join(f"{t} (did you mean {g[0]}?)" if g else t for t, g in guesses.items())
+    return (f"no layer of this model is named {named}. Its linear layers are: {', '.join(linear)} "
+            "(or use all-linear).")
 
 
 def trainable_parameters(model) -> tuple[int, int]:

@@ -125,3 +125,32 @@ def test_a_run_that_failed_before_its_first_step_is_not_called_finite():
     waiting = RunSeries()
     waiting.extend([{"t": 1.0, "type": "status", "status": "running"}])
     assert "yet" in alerts_markdown(health_alerts(waiting))
+
+
+def test_every_alert_says_its_numbers_in_chinese_too():
+    from webui.tabs.monitor import health_markdown
+
+    loss = _clean_loss(120)
+    loss[80] = loss[79] * 3
+    grad = _clean_grad(120)
+    grad[45] = 40.0
+    cases = {
+        "loss_spike": (_series(loss), ["第 81 步"]),
+        "grad_norm_blowup": (_series(_clean_loss(120), grad), ["第 46 步", "40"]),
+        "plateau": (_series(_clean_loss(60) + [0.55 + 0.01 * math.sin(i) for i in range(100)]), ["自第"]),
+        "overfitting": (_series(_clean_loss(200), evals=[(25, 1.6), (50, 1.2), (75, 1.0), (100, 1.05), (125, 1.12),
+                                                        (150, 1.2)]), ["第 75 步 1", "第 150 步 1.2"]),
+        "warmup_spike": (_series([1.26, 3.1, 6.9, 5.2, 4.0] + [2.35] * 60), ["第 1 步的 1.26", "第 3 步的 6.9"]),
+    }
+    nan_loss = _clean_loss(50)
+    nan_loss[30] = math.nan
+    cases["nan_loss"] = (_series(nan_loss), ["第 31 步"])
+    inf_grad = _clean_grad(60)
+    inf_grad[20] = math.inf
+    cases["grad_norm_nonfinite"] = (_series(_clean_loss(60), inf_grad), ["第 21 步梯度范数不是有限值"])
+    for code, (series, numbers) in cases.items():
+        zh = health_markdown(series, "zh")
+        assert all(n in zh for n in numbers), (code, zh)
+        assert not any(c.isascii() and c.isalpha() for c in zh.replace("max_grad_norm", "").replace("NaN", "")
+                       .replace("bf16", "").replace("fp16", "").replace("LoRA", "")
+                       .replace("early_stopping_patience", "")), (code, zh)

@@ -218,15 +218,30 @@ UI_TEXT: dict[str, tuple[str, str]] = {
     "health_none": ("**Health:** nothing to judge yet — no logged steps.", "**健康检查：** 还没有可判断的数据——尚无记录的步。"),
     "level.error": ("Error", "错误"), "level.warning": ("Warning", "警告"), "level.info": ("Note", "提示"),
     "toast_success": ("Success", "成功"),
-    "alert.nan_loss": ("The loss is not finite: training has diverged.",
-                       "损失出现 NaN 或无穷大：训练已发散。请降低学习率，保持梯度裁剪（max_grad_norm 1.0），优先用 bf16 而不是 fp16。"),
-    "alert.warmup_spike": ("The loss rose far above its first value during warm-up.",
-                           "预热期间损失远高于最初的值：学习率升得太高。请降低学习率或延长预热。"),
+    # Health in Chinese: alerts.py words each alert in English with its numbers; these say the same numbers.
+    "alert.nan_loss": ("The loss is not finite from step {step}: training has diverged.",
+                       "损失从第 {step} 步起出现 NaN 或无穷大：训练已发散。请降低学习率，保持梯度裁剪（max_grad_norm 1.0），"
+                       "优先用 bf16 而不是 fp16。"),
+    "alert.warmup_spike": ("Warm-up spike: {first:.4g} at step {first_step} → {peak:.4g} at step {step}.",
+                           "预热期间损失从第 {first_step} 步的 {first:.4g} 升到第 {step} 步的 {peak:.4g}：学习率升得太高。"
+                           "请降低学习率或延长预热。"),
     "alert.no_steps": ("No training step was logged yet.", "尚未记录任何训练步：等损失出现后才能判断健康状况。"),
-    "alert.loss_spike": ("The loss spiked.", "损失出现尖峰：远高于最近的水平。请降低学习率或增加预热，并保持梯度裁剪。"),
-    "alert.grad_norm_blowup": ("The gradient norm blew up.", "梯度范数突然暴增。请降低学习率并保持梯度裁剪（max_grad_norm）。"),
-    "alert.plateau": ("The loss has stopped falling.", "损失已停止下降：更多步数收益可能很小；若仍偏高，请提高学习率或 LoRA 秩，或检查数据。"),
-    "alert.overfitting": ("Eval loss is rising.", "评估损失在上升而训练损失仍在下降：模型在记忆训练数据。请提前停止（减少轮数、"
+    "alert.loss_spike": ("{count} loss spike(s), the largest at step {step}: {value:.4g} vs {median:.4g}.",
+                         "损失出现 {count} 次尖峰，最大一次在第 {step} 步：{value:.4g}，而最近的中位数为 {median:.4g}。"
+                         "偶尔出现无妨；频繁出现说明学习率过高或有损坏的数据行（请看数据预览）。"),
+    "alert.grad_norm_blowup": ("Gradient norm blow-up at step {step}: {value:.3g} against a typical {typical:.3g}.",
+                               "第 {step} 步梯度范数暴增：{value:.3g}，通常为 {typical:.3g}。请降低学习率或增加预热，"
+                               "并保持梯度裁剪（max_grad_norm）。"),
+    "alert.grad_norm_nonfinite": ("The gradient norm is not finite at step {step}.",
+                                  "第 {step} 步梯度范数不是有限值：这次更新无效。请降低学习率，并保持 max_grad_norm 为 1.0。"),
+    "alert.plateau": ("The loss has stopped falling: {recent:.4g} over the last {points} steps (since step "
+                      "{since_step}) vs {before:.4g}.",
+                      "损失已停止下降：最近 {points} 个记录步（自第 {since_step} 步起）平均 {recent:.4g}，此前为 {before:.4g}。"
+                      "更多步数收益可能很小；若仍偏高，请提高学习率或 LoRA 秩，或检查数据。"),
+    "alert.overfitting": ("Eval loss is rising: {best:.4g} at step {best_step} → {eval:.4g} at step {step}, while "
+                          "the train loss falls ({train_then:.4g} → {train_now:.4g}).",
+                          "评估损失在上升（第 {best_step} 步 {best:.4g} → 第 {step} 步 {eval:.4g}），而训练损失仍在下降"
+                          "（{train_then:.4g} → {train_now:.4g}）：模型在记忆训练数据。请提前停止（减少轮数、"
                           "early_stopping_patience）、加载最佳检查点，或增加数据。"),
     # the run plan
     "plan.effective_batch": ("Effective batch", "有效批次"),

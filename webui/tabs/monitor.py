@@ -234,7 +234,18 @@ def health_markdown(series: RunSeries, lang: str | None = None) -> str:
         return t(lang, "health_ok")
     if [a.code for a in found] == ["no_steps"]:  # nothing logged (a run that failed early): nothing to judge
         return t(lang, "health_none")
-    return "\n\n".join(f"**{t(lang, f'level.{a.level}')}：** {t(lang, f'alert.{a.code}')}" for a in found)
+    return "\n\n".join(f"**{t(lang, f'level.{a.level}')}：** {_alert_zh(a)}" for a in found)
+
+
+def _alert_zh(alert: alerts.Alert) -> str:
+    """One alert in Chinese with its numbers (alerts.py gives them as params)."""
+    key = f"alert.{alert.code}"
+    if alert.code == "grad_norm_blowup" and "value" not in alert.params:
+        key = "alert.grad_norm_nonfinite"
+    try:
+        return t(ZH, key, **alert.params)
+    except (KeyError, ValueError, TypeError, IndexError):  # alerts.py always gives them; never a crash if not
+        return alert.message
 
 
 def run_action(action: Callable[[Context, str, str | None], Any], done: str) -> Callable[..., Reply]:

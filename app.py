@@ -17,7 +17,7 @@ import sys
 from trainer.run.layout import RUNS_DIR_ENV
 from webui.api_tokens import TokenStore, hf_token_days
 from webui.auth import AUTH_ENV, HUGGING_FACE, PASSWORD, sign_in_from_env
-from webui.space import default_runs_dir, is_loopback, storage_warning
+from webui.space import default_runs_dir, is_loopback, quiet_spaces_reloader, storage_warning
 
 MAX_QUEUED_ENV = "TUNEDECK_MAX_QUEUED"  # queued runs one person may have waiting (default 3 with sign-in)
 DEFAULT_MAX_QUEUED = 3
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         from webui.hf_sign_in import hf_auth_dependency
 
         auth_options = {"auth_dependency": hf_auth_dependency(sign_in, on_verified=tokens.renew)}
+    quiet_spaces_reloader()
     try:
         demo.queue(default_concurrency_limit=8).launch(
             server_name=args.host, server_port=args.port, share=args.share, **launch_options(),

@@ -1,5 +1,6 @@
 """Where the server runs: the runs root on a Space's persistent storage, the warning when runs would not
-survive a restart, and whether an address reaches beyond this machine. Standard library only."""
+survive a restart, whether an address reaches beyond this machine, and Gradio's Space reloader kept quiet.
+Standard library only (Gradio imported inside that one function)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def quiet_spaces_reloader() -> bool:
+    """On a Space (SYSTEM=spaces) Gradio starts its dev-mode reloader, which needs the `spaces` package; a
+    Docker Space has none, and the reloader's thread dies with a traceback in the Space's log at every
+    start. tunedeck never hot-reloads: without the package the reloader is a no-op. True when it was."""
+    import importlib.util
+
+    if importlib.util.find_spec("spaces") is not None:
+        return False
+    try:
+        from gradio import http_server
+    except ImportError:
+        return False
+    if not hasattr(http_server, "watchfn_spaces"):  # another Gradio: nothing of this to quiet
+        return False
+    http_server.watchfn_spaces = lambda reloader: None
+    return True

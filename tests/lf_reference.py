@@ -83,6 +83,23 @@ GENERATING_ARGS = {"do_sample", "temperature", "top_p", "top_k", "num_beams", "m
 LF_TRAINING_ARGS = {"ray_run_name", "ray_storage_path", "ray_storage_filesystem", "ray_num_workers",
                     "resources_per_worker", "placement_strategy", "ray_init_kwargs", "fp8", "fp8_backend",
                     "fp8_enable_fsdp_float8_all_gather"}
+# Added on LLaMA-Factory's main branch since those releases (read from its hparams/ at commit ff6d4d1, fields
+# its train parser takes: none with init=False, none of the Megatron bridge's nested config). Not here:
+# overwrite_output_dir, which main declares again but the releases on transformers 5 refuse.
+LF_MAIN_ARGS = {
+    # DataArguments
+    "preserve_thinking",
+    # FinetuningArguments
+    "use_megatron_bridge", "use_hyper_parallel", "hyper_parallel_args", "hyper_parallel_cp_size", "use_asft_loss",
+    "asft_alpha", "use_eaft_loss", "eaft_alpha",
+    # KTransformersArguments (of ModelArguments)
+    "use_kt", "kt_cpu_activation", "kt_weight_path", "kt_non_expert_weight_path", "kt_expert_checkpoint_path",
+    "kt_use_lora_experts", "kt_lora_expert_num", "kt_lora_expert_intermediate_size",
+    # RayArguments, ProfilerArguments (of TrainingArguments)
+    "master_addr", "master_port", "enable_torch_profiler", "profiler_output_dir", "profiler_wait_steps",
+    "profiler_warmup_steps", "profiler_active_steps", "profiler_repeat", "profiler_record_shapes",
+    "profiler_profile_memory", "profiler_with_stack", "profile_modules",
+}
 # TrainingArguments keys that transformers 5 removed: LLaMA-Factory's parser refuses them there.
 REMOVED_IN_TRANSFORMERS_5 = {"group_by_length", "evaluation_strategy", "no_cuda", "use_mps_device",
                              "overwrite_output_dir", "logging_dir"}
@@ -108,7 +125,8 @@ def training_argument_names() -> set[str]:
 
 def llamafactory_argument_names() -> set[str]:
     """Every key `llamafactory-cli train` takes with the installed transformers."""
-    return MODEL_ARGS | DATA_ARGS | FINETUNING_ARGS | GENERATING_ARGS | LF_TRAINING_ARGS | training_argument_names()
+    return (MODEL_ARGS | DATA_ARGS | FINETUNING_ARGS | GENERATING_ARGS | LF_TRAINING_ARGS | LF_MAIN_ARGS
+            | training_argument_names())
 
 
 def check_values(data: dict[str, Any]) -> list[str]:

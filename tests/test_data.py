@@ -275,6 +275,29 @@ def test_non_utf8_and_empty_files(tmp_path):
     assert refused(cfg(empty_array)) == f"{empty_array}: the dataset is empty: no rows"
 
 
+def test_a_compressed_file_is_named_as_one(tmp_path):
+    import gzip
+    import zipfile
+
+    packed = tmp_path / "train.jsonl.gz"
+    with gzip.open(packed, "wt", encoding="utf-8") as fh:
+        fh.write('{"text": "a"}\n')
+    assert refused(cfg(packed)) == (f"{packed}: is a gzip-compressed file: decompress it first and give the .jsonl, "
+                                    ".json, .csv or .parquet file inside")
+    zipped = tmp_path / "train.jsonl"  # the name says JSONL; the bytes say zip
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("train.jsonl", '{"text": "a"}\n')
+    assert refused(cfg(zipped)).startswith(f"{zipped}: is a zip file: decompress it first")
+
+
+def test_sharegpt_roles_in_a_messages_list_get_a_hint(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    row = {"messages": [{"role": "human", "content": "hi"}, {"role": "gpt", "content": "hello"}]}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    assert "unknown role 'human' (expected one of: system, user, assistant, tool; ShareGPT's 'human' is 'user' " \
+           "here)" in refused(cfg(path))
+
+
 def test_broken_json_array_names_line_and_column(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('[\n  {"text": "a"},\n  {"text": "b"\n]\n', encoding="utf-8")

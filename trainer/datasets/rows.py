@@ -213,7 +213,9 @@ def _turns(row: dict, name: str, role_key: str, content_key: str, roles: dict[st
         role = roles.get(str(raw_role).strip().lower()) if isinstance(raw_role, str) else None
         if role is None:
             known = ", ".join(k for k in roles if k not in ("function", "ipython"))  # legacy spellings of tool
-            raise RowProblem(name, f"turn {turn}: unknown role {raw_role!r} (expected one of: {known})")
+            other = SHAREGPT_ROLES.get(str(raw_role).strip().lower()) if isinstance(raw_role, str) else None
+            hint = f"; ShareGPT's {raw_role!r} is {other!r} here" if other in MESSAGE_ROLES else ""
+            raise RowProblem(name, f"turn {turn}: unknown role {raw_role!r} (expected one of: {known}{hint})")
         if role == "function_call":  # sharegpt: the call as JSON text in the turn's value
             messages.append({"role": "assistant", "content": "",
                              "tool_calls": parse_tool_calls(item.get(ck), name, turn)})

@@ -116,6 +116,10 @@ def _data_file_in(directory: Path, split: str) -> Path:
     raise DataError(f"{directory}: is a directory with several data files ({shown}{more}): name one of them")
 
 
+_ARCHIVES = ((b"\x1f\x8b", "gzip-compressed"), (b"PK\x03\x04", "zip"), (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+             (b"BZh", "bzip2-compressed"), (b"\xfd7zXZ\x00", "xz-compressed"), (b"7z\xbc\xaf\x27\x1c", "7-Zip"))
+
+
 def _read_file(path: Path) -> tuple[list[Record], list[RowIssue]]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -124,6 +128,10 @@ def _read_file(path: Path) -> tuple[list[Record], list[RowIssue]]:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})", source=str(path)) from None
+    packed = next((kind for magic, kind in _ARCHIVES if raw.startswith(magic)), None)
+    if packed:  # read as text it would be "not UTF-8 at byte 0x8b", which says nothing useful
+        raise DataError(f"{path}: is a {packed} file: decompress it first and give the .jsonl, .json, .csv or "
+                        ".parquet file inside", source=str(path))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

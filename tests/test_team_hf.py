@@ -159,3 +159,15 @@ def test_the_token_lifetime_comes_from_the_environment(raw, days):
 def test_a_wrong_token_lifetime_is_refused_by_name(raw):
     with pytest.raises(ValueError, match="TUNEDECK_HF_TOKEN_DAYS"):
         hf_token_days({"TUNEDECK_HF_TOKEN_DAYS": raw})
+
+
+def test_a_renewal_that_cannot_write_leaves_the_page_answering(tmp_path):
+    store = TokenStore(tmp_path, max_age_days=30)
+    token_id, token = store.create(User("erin"))
+    _age(tmp_path, token_id, 31)
+    good = (tmp_path / TOKENS_FILE).read_text()
+    (tmp_path / TOKENS_FILE).write_text("{damaged")  # unreadable: the API refuses every token until it is moved
+    store.renew("erin")  # no exception: the page's request goes on
+    (tmp_path / TOKENS_FILE).write_text(good)
+    store.renew("erin")  # the failed renewal did not count: this one is not held back by the hourly limit
+    assert store.owner_of(token) == "erin"

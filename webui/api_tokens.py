@@ -167,11 +167,14 @@ class TokenStore:
         if now - self._renewed.get(owner, 0.0) < RENEW_EVERY_S:
             return
         self._renewed[owner] = now
-        with self._lock:
-            tokens = self._load()
-            mine = [t for t in tokens.values() if isinstance(t, dict) and t.get("owner") == owner]
-            if not mine:
-                return
-            for record in mine:
-                record["verified_at"] = now
-            self._save(tokens)
+        try:
+            with self._lock:
+                tokens = self._load()
+                mine = [t for t in tokens.values() if isinstance(t, dict) and t.get("owner") == owner]
+                if not mine:
+                    return
+                for record in mine:
+                    record["verified_at"] = now
+                self._save(tokens)
+        except (OSError, RuntimeError):  # a full disk or a damaged file: the page keeps answering; next hour
+            self._renewed.pop(owner, None)

@@ -176,7 +176,8 @@ def test_a_renewal_that_cannot_write_leaves_the_page_answering(tmp_path):
 def test_a_space_with_a_wrong_token_lifetime_refuses_to_start_by_name(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TUNEDECK_AUTH", "TUNEDECK_USERS_FILE", "SPACE_HOST")}
     env.update({"PYTHONPATH": str(ROOT), "SYSTEM": "spaces", "SPACE_ID": "team/tunedeck", "OAUTH_CLIENT_ID": "client",
-                "OAUTH_CLIENT_SECRET": SECRET, "OAUTH_SCOPES": "openid profile", "TUNEDECK_HF_TOKEN_DAYS": "a month"})
+                "OAUTH_CLIENT_SECRET": SECRET, "OAUTH_SCOPES": "openid profile",
+                "OPENID_PROVIDER_URL": "http://127.0.0.1:9", "TUNEDECK_HF_TOKEN_DAYS": "a month"})
     done = subprocess.run([sys.executable, "app.py", "--runs-dir", str(tmp_path / "runs")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "TUNEDECK_HF_TOKEN_DAYS: expects a number of days, got 'a month'" in done.stderr

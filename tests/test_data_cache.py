@@ -146,6 +146,30 @@ def test_no_loss_rows_stop_the_run_from_the_cache_too_and_nothing_half_written_i
     assert list((tmp_path / ".cache" / "tokenized").iterdir()) == []
 
 
+def test_an_abort_between_chunks_stops_tokenizing_and_caches_nothing(tmp_path, demo_tokenizer):
+    from trainer.datasets import TokenizingStopped
+
+    path = write_jsonl(tmp_path / "rows.jsonl", [ROWS[0], ROWS[1], ROWS[3]] * 40)
+    cfg = TrainConfig(dataset=str(path), cutoff_len=64, val_size=0)
+    loaded = load_examples(cfg)
+    asked = []
+
+    def should_stop():  # the abort arrives while the second chunk is tokenized
+        asked.append(len(asked))
+        return len(asked) >= 2
+
+    events = Events()
+    with pytest.raises(TokenizingStopped, match="100 of 120 rows tokenized"):
+        tokenize_cached(loaded.train, demo_tokenizer, cfg, loaded, runs_root=tmp_path, events=events, chunk_rows=50,
+                        should_stop=should_stop)
+    assert len(asked) == 2 and "tokenizing 100 / 120 rows" in events.texts
+    assert list((tmp_path / ".cache" / "tokenized").iterdir()) == []  # nothing half-written is left
+    # Not asked to stop: the same rows tokenize whole (and are cached).
+    whole = tokenize_cached(loaded.train, demo_tokenizer, cfg, loaded, runs_root=tmp_path, chunk_rows=50,
+                            should_stop=lambda: False)
+    assert len(whole) == 120 and not whole.cache_hit
+
+
 def test_old_entries_are_evicted_beyond_the_limit(tmp_path, demo_tokenizer, monkeypatch):
     monkeypatch.setattr(cache_module, "KEEP_ENTRIES", 2)
     path = write_jsonl(tmp_path / "rows.jsonl", ROWS[:2])

@@ -366,3 +366,16 @@ def test_a_lora_target_the_model_lacks_is_refused_not_silently_dropped(tmp_path)
     assert "q_proj (did" not in status["reason"]  # the name it has is not blamed
     assert run_training(tiny(lora_target=["q_proj", "v_proj"], max_steps=1, eval_strategy="no"),
                         tmp_path / "right") == 0
+
+
+def test_an_abort_before_training_stops_after_tokenizing_without_loading_the_model(tmp_path):
+    run_dir = tmp_path / "early"
+    run_dir.mkdir()
+    (run_dir / "ABORT").touch()  # asked to stop while the rows were being prepared
+    code = run_training(tiny(eval_strategy="no"), run_dir)
+    events = read_events(run_dir)
+    status = final_status(events)
+    assert code == 3 and status["status"] == ABORTED
+    assert status["reason"].startswith("stopped by the user (abort requested) while tokenizing (")
+    assert not any("trainable parameters" in str(e.get("text")) for e in events)  # the model was not loaded
+    assert not (run_dir / "checkpoints").exists() or not any((run_dir / "checkpoints").iterdir())

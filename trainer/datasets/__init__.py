@@ -19,7 +19,7 @@ source of ``render._find_answers`` into its text. No torch import here: the toke
 object the caller passes.
 """
 
-from trainer.datasets.cache import TokenizedDataset, cache_root, tokenize_cached
+from trainer.datasets.cache import TokenizedDataset, TokenizingStopped, cache_root, tokenize_cached
 from trainer.datasets.issues import DataError, RowIssue
 from trainer.datasets.load import LoadedData, load_examples, split_examples
 from trainer.datasets.render import END_OF_TURN_MARKERS, chat_template_for_saving, render_segments
@@ -40,5 +40,5 @@ __all__ = [
     "SAMPLE_ROWS", "LengthSample", "tokenize_sample",
     "length_histogram", "length_stats", "percentile", "suggested_cutoff_len",
     "TokenizedRows", "tokenize_example", "tokenize_examples",
-    "TokenizedDataset", "cache_root", "tokenize_cached",
+    "TokenizedDataset", "TokenizingStopped", "cache_root", "tokenize_cached",
 ]

@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from trainer.config import TrainConfig
 from trainer.datasets.issues import RowIssue
@@ -80,14 +80,20 @@ def cache_root(runs_root: Optional[str | Path] = None) -> Path:
     return Path(base).expanduser() / "tokenized"
 
 
+class TokenizingStopped(Exception):
+    """The run was asked to stop between two chunks of tokenizing: nothing of this data is cached."""
+
+
 def tokenize_cached(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig, loaded: Optional[LoadedData] = None,
                     *, split: str = "train", runs_root: Optional[str | Path] = None, events: Any = None,
-                    chunk_rows: int = CHUNK_ROWS) -> TokenizedDataset:
+                    chunk_rows: int = CHUNK_ROWS, should_stop: Optional[Callable[[], bool]] = None
+                    ) -> TokenizedDataset:
     """The examples tokenized (see tokenize_examples), from the cache when this data was tokenized before.
 
     events: anything with ``emit(type, **data)`` (the run's EventWriter): a "tokenized dataset cache:
     hit/miss" message, and "tokenizing N / M rows" progress when the rows take more than one chunk.
     Rows without a token carrying loss are added to `loaded` (issues, skipped) as tokenize_examples does.
+    should_stop: asked after each chunk; True raises TokenizingStopped (an abort need not wait for a million rows).
     """
     root = cache_root(runs_root)
     key = fingerprint(examples, tokenizer, cfg, loaded, split)
@@ -105,7 +111,7 @@ def tokenize_cached(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig, 
         processes = worker_processes(len(examples))
         _emit(events, f"tokenized dataset cache: miss ({split}): tokenizing {len(examples):,} rows with "
               f"{processes} process{'es' if processes > 1 else ''}", cache="miss", split=split, path=str(entry))
-        result = _build(examples, tokenizer, cfg, source, entry, processes, events, chunk_rows)
+        result = _build(examples, tokenizer, cfg, source, entry, processes, events, chunk_rows, should_stop)
     if loaded is not None and result.dropped:
         loaded.issues.extend(result.dropped)
         loaded.skipped += len(result.dropped)
@@ -199,7 +205,7 @@ def _features():
 
 
 def _build(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig, source: str, entry: Path, processes: int,
-           events: Any, chunk_rows: int) -> TokenizedDataset:
+           events: Any, chunk_rows: int, should_stop: Optional[Callable[[], bool]] = None) -> TokenizedDataset:
     import datasets
 
     staging = entry.parent / f".{entry.name}.{os.getpid()}.{time.time_ns()}"
@@ -224,10 +230,12 @@ def _build(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig, source: s
                 num_proc=chunk_processes if chunk_processes > 1 else None,
                 cache_file_name=str(work / f"chunk-{number:05d}.arrow"),
                 new_fingerprint=f"{entry.name}-{number}", desc=None))
+            done = min(start + chunk_rows, total)
             if total > chunk_rows:
-                done = min(start + chunk_rows, total)
                 _emit(events, f"tokenizing {done:,} / {total:,} rows", progress={"stage": "tokenizing",
                                                                                "done": done, "total": total})
+            if should_stop is not None and should_stop():
+                raise TokenizingStopped(f"{done:,} of {total:,} rows tokenized")
         rows = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
         dropped, warnings, keep = _summary(rows, total, cfg)
         raise_for_dropped(dropped, len(keep) if keep is not None else len(rows), total, source, cfg)

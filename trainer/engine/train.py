@@ -123,7 +123,7 @@ def _train(run: _Run, abort) -> int:
     writer.emit("status", status=RUNNING, pid=os.getpid(), processes=world_size())
     resume_from = resolve_resume(cfg.resume_from_checkpoint, run_dir)
 
-    from trainer.datasets import chat_template_for_saving, load_examples, tokenize_cached
+    from trainer.datasets import TokenizingStopped, chat_template_for_saving, load_examples, tokenize_cached
     from trainer.engine.demo import needs_build
     from trainer.plan.hardware import detect
     from trainer.engine.model import apply_lora, load_model, load_tokenizer, model_source, trainable_parameters
@@ -148,9 +148,16 @@ def _train(run: _Run, abort) -> int:
     tokenizer = load_tokenizer(cfg, source)
     # Tokenized once per data, tokenizer and options, into Arrow files under the runs root: a second run
     # or a resume of the same data starts at once (the events say whether the cache was used).
-    train_rows = tokenize_cached(loaded.train, tokenizer, cfg, loaded, runs_root=run_dir.parent, events=writer)
-    eval_rows = (tokenize_cached(loaded.eval, tokenizer, cfg, loaded, split="eval", runs_root=run_dir.parent,
-                                 events=writer) if loaded.eval else [])
+    def stop() -> bool:  # asked between chunks of tokenizing: an abort need not wait for every row
+        return abort.requested
+
+    try:
+        train_rows = tokenize_cached(loaded.train, tokenizer, cfg, loaded, runs_root=run_dir.parent, events=writer,
+                                     should_stop=stop)
+        eval_rows = (tokenize_cached(loaded.eval, tokenizer, cfg, loaded, split="eval", runs_root=run_dir.parent,
+                                     events=writer, should_stop=stop) if loaded.eval else [])
+    except TokenizingStopped as stopped:
+        return _stopped_before_training(run, abort, f"while tokenizing ({stopped})")
     # The checkpoints and the adapter carry the named template the rows were rendered with (they are
     # tokenized already), so whoever loads the saved tokenizer prompts the model as training did.
     saved_template = chat_template_for_saving(tokenizer, cfg)
@@ -207,8 +214,7 @@ def _train(run: _Run, abort) -> int:
     trainer.add_callback(callback)
 
     if abort.requested:  # stopped while loading: nothing trained, nothing to save
-        writer.emit("status", status=ABORTED, reason=f"{abort.reason} before the first step", **run.progress())
-        return EXIT_ABORTED
+        return _stopped_before_training(run, abort, "before the first step")
 
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     callback.stop()
@@ -236,6 +242,13 @@ def _train(run: _Run, abort) -> int:
          f"saved to {out_dir}")
     all_ranks_done()
     return EXIT_FINISHED
+
+
+def _stopped_before_training(run: _Run, abort, when: str) -> int:
+    """An abort that came before the first step: nothing trained, nothing to save."""
+    run.writer.emit("status", status=ABORTED, reason=f"{abort.reason} {when}", **run.progress())
+    _say(f"aborted {when}")
+    return EXIT_ABORTED
 
 
 def _cpu_threads(device: str, parameters: int) -> Optional[int]:

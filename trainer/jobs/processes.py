@@ -91,16 +91,13 @@ def is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0:1] == ["Z"]
 
 
-def run_processes(pid: int | None) -> list[int]:
-    """The trainer and every live process it started, found by parent links in /proc (a multi-process
-    run's launcher starts each rank in a session of its own, so its process group does not hold them)."""
-    if not pid:
-        return []
+def _children_by_parent() -> dict[int, list[int]] | None:
+    """Every live process's children, from the parent links in /proc (None without /proc)."""
     children: dict[int, list[int]] = {}
     try:
         entries = [e for e in os.listdir("/proc") if e.isdigit()]
     except OSError:
-        return [pid]
+        return None
     for entry in entries:
         try:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
@@ -108,6 +105,17 @@ def run_processes(pid: int | None) -> list[int]:
             continue
         if fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def run_processes(pid: int | None) -> list[int]:
+    """The trainer and every live process it started, found by parent links in /proc (a multi-process
+    run's launcher starts each rank in a session of its own, so its process group does not hold them)."""
+    if not pid:
+        return []
+    children = _children_by_parent()
+    if children is None:
+        return [pid]
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -116,38 +124,22 @@ def run_processes(pid: int | None) -> list[int]:
     return found
 
 
-def _signal_run(pid: int | None, signum: int) -> None:
-    """`signum` to the trainer's session (it leads it when the scheduler started it) and to every process it
-    started, collected first: a rank whose launcher is gone could not be found any more."""
+def terminate(pid: int | None) -> None:
+    """SIGTERM to the trainer: it stops at the next step, after saving a checkpoint (or before loading the model,
+    between two chunks of tokenizing), and its own helper processes (the tokenizer's workers) finish their
+    chunk rather than die under it. A multi-process run's launcher is not told either: on SIGTERM it gives
+    its ranks 30 s and then SIGKILLs them, which could cut a large checkpoint short; its ranks are told, and
+    it ends with them. Whatever has not stopped after the grace goes with kill_group."""
     if not pid:
         return
-    members = run_processes(pid)
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for member in members:
+    targets = [pid]
+    if _is_launcher(pid):
+        targets = (_children_by_parent() or {}).get(pid) or [pid]  # no ranks yet: the launcher itself
+    for target in targets:
         try:
-            os.kill(member, signum)
+            os.kill(target, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def terminate(pid: int | None) -> None:
-    """SIGTERM to the trainer and every process it started: each stops at the next step, after saving a
-    checkpoint. A multi-process run's launcher is spared once its ranks are up: on SIGTERM it gives them 30
-    seconds and then SIGKILLs them, which could cut a large checkpoint short. Told nothing, it waits for
-    the ranks to stop by themselves."""
-    members = run_processes(pid)
-    if pid and len(members) > 1 and _is_launcher(pid):
-        for member in members[1:]:
-            try:
-                os.kill(member, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-        return
-    _signal_run(pid, signal.SIGTERM)
 
 
 def _is_launcher(pid: int) -> bool:
@@ -158,8 +150,21 @@ def _is_launcher(pid: int) -> bool:
 
 
 def kill_group(pid: int | None) -> None:
-    """SIGKILL to the trainer's whole session and every process it started, wherever their session is."""
-    _signal_run(pid, signal.SIGKILL)
+    """SIGKILL to the trainer's session (it leads it when the scheduler started it) and to every process it
+    started, collected first: a rank whose launcher is gone could not be found any more."""
+    if not pid:
+        return
+    members = run_processes(pid)
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for member in members:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def signal_name(signum: int) -> str:

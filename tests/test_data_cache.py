@@ -206,3 +206,32 @@ def test_a_second_run_of_the_same_data_starts_from_the_cache(tmp_path):
     assert cache_messages("second") == [("hit", "train"), ("hit", "eval")]
     plans = [next(e for e in read_events(runs / run) if e["type"] == "plan") for run in ("first", "second")]
     assert plans[0]["plan"] == plans[1]["plan"] and plans[0]["dataset"]["train_rows"] == 32
+
+
+def test_a_rank_waits_for_the_rows_another_rank_tokenizes(tmp_path, demo_tokenizer):
+    import threading
+
+    from trainer.datasets import TokenizingStopped
+
+    path = write_jsonl(tmp_path / "rows.jsonl", [ROWS[0], ROWS[1], ROWS[3]] * 20)
+    cfg = TrainConfig(dataset=str(path), cutoff_len=64, val_size=0)
+    loaded = load_examples(cfg)
+    got = {}
+
+    def follower():
+        got["rows"] = tokenize_cached(loaded.train, demo_tokenizer, cfg, loaded, runs_root=tmp_path,
+                                      made_by_another=True)
+
+    waiting = threading.Thread(target=follower)
+    waiting.start()
+    waiting.join(timeout=2)
+    assert waiting.is_alive()  # nothing cached yet: it waits rather than tokenize the rows a second time
+    first = tokenize_cached(loaded.train, demo_tokenizer, cfg, loaded, runs_root=tmp_path)
+    waiting.join(timeout=30)
+    assert not waiting.is_alive() and got["rows"].cache_hit and not first.cache_hit
+    assert got["rows"].dataset["input_ids"] == first.dataset["input_ids"]
+    # Asked to stop while waiting (the first rank failed, and the launcher stops the others): it stops.
+    other = TrainConfig(dataset=str(path), cutoff_len=48, val_size=0)
+    with pytest.raises(TokenizingStopped, match="waiting for the first rank's rows"):
+        tokenize_cached(loaded.train, demo_tokenizer, other, loaded, runs_root=tmp_path, made_by_another=True,
+                        should_stop=lambda: True)

@@ -310,6 +310,9 @@ def test_two_cpu_processes_train_one_run_and_abort_stops_both(tmp_path):
         # Both ranks trained: each logged the steps.
         for rank in (0, 1):
             assert f"tunedeck: rank {rank}/2 step 1 loss" in log, log[-3000:]
+        # The rows were tokenized once, by rank 0; rank 1 took them from the cache.
+        assert "tunedeck[rank 1]: waiting for the first rank of this machine to tokenize" in log, log[-3000:]
+        assert len(list((run_dir.parent / ".cache" / "tokenized").iterdir())) == 1
         # Only rank 0 wrote the run: one plan, one running and one finished status, the adapter.
         events = read_events(run_dir)
         assert [e["status"] for e in events if e["type"] == "status"] == ["queued", "running", "finished"]

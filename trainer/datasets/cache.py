@@ -37,6 +37,7 @@ CACHE_DIR = Path(".cache") / "tokenized"  # under the runs root
 META_FILE = "tokenized.json"
 KEEP_ENTRIES = 8  # least recently used entries beyond this are removed
 CHUNK_ROWS = 50_000  # rows per datasets.map call: one progress event each
+WAIT_POLL_S = 0.5  # how often a rank that waits for another's tokenized rows looks for them
 PROCESS_MIN_ROWS = 20_000  # rows per worker process below which starting it costs more than it saves
 MAX_PROCESSES = 8
 MAP_BATCH = 256
@@ -86,20 +87,24 @@ class TokenizingStopped(Exception):
 
 def tokenize_cached(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig, loaded: Optional[LoadedData] = None,
                     *, split: str = "train", runs_root: Optional[str | Path] = None, events: Any = None,
-                    chunk_rows: int = CHUNK_ROWS, should_stop: Optional[Callable[[], bool]] = None
-                    ) -> TokenizedDataset:
+                    chunk_rows: int = CHUNK_ROWS, should_stop: Optional[Callable[[], bool]] = None,
+                    made_by_another: bool = False) -> TokenizedDataset:
     """The examples tokenized (see tokenize_examples), from the cache when this data was tokenized before.
 
     events: anything with ``emit(type, **data)`` (the run's EventWriter): a "tokenized dataset cache:
     hit/miss" message, and "tokenizing N / M rows" progress when the rows take more than one chunk.
     Rows without a token carrying loss are added to `loaded` (issues, skipped) as tokenize_examples does.
     should_stop: asked after each chunk; True raises TokenizingStopped (an abort need not wait for a million rows).
+    made_by_another: another process of the run (its machine's first rank) tokenizes these same rows into the
+    same entry: wait for it rather than tokenize them again (eight ranks would do the work eight times over).
     """
     root = cache_root(runs_root)
     key = fingerprint(examples, tokenizer, cfg, loaded, split)
     entry = root / key
     source = loaded.source if loaded else ""
     cached = _read_entry(entry)
+    if cached is None and made_by_another:
+        cached = _wait_for_entry(entry, should_stop)
     if cached is not None:
         data, meta, dropped = cached
         raise_for_dropped(dropped, meta["rows"], len(examples), source, cfg)
@@ -117,6 +122,18 @@ def tokenize_cached(examples: Sequence[dict], tokenizer: Any, cfg: TrainConfig, 
         loaded.skipped += len(result.dropped)
     _evict(root, keep=entry)
     return result
+
+
+def _wait_for_entry(entry: Path, should_stop: Optional[Callable[[], bool]]) -> tuple[Any, dict, list[RowIssue]]:
+    """The entry another process is making, once it is complete (it appears whole: a rename). Should that
+    process fail, the launcher stops this one, which should_stop then sees."""
+    while True:
+        if should_stop is not None and should_stop():
+            raise TokenizingStopped("waiting for the first rank's rows")
+        time.sleep(WAIT_POLL_S)
+        cached = _read_entry(entry)
+        if cached is not None:
+            return cached
 
 
 def worker_processes(rows: int) -> int:

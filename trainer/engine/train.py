@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trainer.config import ConfigError, TrainConfig
-from trainer.engine.ranks import RankEventWriter, all_ranks_done, rank, world_size
+from trainer.engine.ranks import RankEventWriter, all_ranks_done, local_rank, rank, world_size
 from trainer.run.events import ABORTED, FAILED, FINISHED, RUNNING, tail_lines
 from trainer.run.layout import (
     ADAPTER_DIR, CHECKPOINTS_DIR, STDOUT_FILE, TENSORBOARD_DIR, latest_checkpoint, resolve_resume, write_run_config,
@@ -151,11 +151,16 @@ def _train(run: _Run, abort) -> int:
     def stop() -> bool:  # asked between chunks of tokenizing: an abort need not wait for every row
         return abort.requested
 
+    # Each machine's first rank tokenizes; the others take its rows from the cache when they are stored.
+    follower = local_rank() > 0
+    if follower:
+        _say("waiting for the first rank of this machine to tokenize the rows (or finding them cached)")
     try:
         train_rows = tokenize_cached(loaded.train, tokenizer, cfg, loaded, runs_root=run_dir.parent, events=writer,
-                                     should_stop=stop)
+                                     should_stop=stop, made_by_another=follower)
         eval_rows = (tokenize_cached(loaded.eval, tokenizer, cfg, loaded, split="eval", runs_root=run_dir.parent,
-                                     events=writer, should_stop=stop) if loaded.eval else [])
+                                     events=writer, should_stop=stop, made_by_another=follower)
+                     if loaded.eval else [])
     except TokenizingStopped as stopped:
         return _stopped_before_training(run, abort, f"while tokenizing ({stopped})")
     # The checkpoints and the adapter carry the named template the rows were rendered with (they are

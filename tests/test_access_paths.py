@@ -23,6 +23,7 @@ import yaml
 from trainer.config import TrainConfig
 from webui.components import INFO, WARNING
 from webui.form import config_to_values
+from webui.i18n_plan import message_zh
 
 SECRET = "hunter2-do-not-show"
 SHARED_ENV = {"TUNEDECK_AUTH": "alice:pw1,bob:pw2", "TUNEDECK_ADMINS": "alice"}
@@ -385,3 +386,40 @@ def test_an_lf_dataset_name_climbing_out_of_an_allowed_dataset_dir_tells_nothing
         assert SECRET not in text and "not allowed" in text, text
         answers.append(text.replace(str(folder), "F").replace(climb, "C"))
     assert answers[0] == answers[1], answers
+
+
+def test_a_new_run_may_start_from_a_checkpoint_of_the_users_own_runs_only(disk, tmp_path):
+    from trainer.access import signed_in_access
+    from trainer.config import ConfigError
+    from trainer.jobs.manager import JobManager
+
+    runs = tmp_path / "runs"
+    with JobManager(runs, autostart=False) as jobs:
+        mine = jobs.submit(TrainConfig(), owner="bob")
+        theirs = jobs.submit(TrainConfig(), owner="carol")
+    for run_id in (mine, theirs):
+        (runs / run_id / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    bob = signed_in_access("bob", False, runs)
+
+    def refusal(value: str) -> str:
+        try:
+            bob.check_config(TrainConfig(resume_from_checkpoint=value))
+        except ConfigError as exc:
+            return str(exc)
+        return ""
+
+    assert refusal(str(runs / mine / "checkpoints" / "checkpoint-4")) == ""
+    assert refusal("last") == ""
+    for value in (str(runs / theirs / "checkpoints" / "checkpoint-4"),  # another user's run
+                  str(runs / mine / "checkpoints" / ".." / ".." / theirs / "checkpoints" / "checkpoint-4"),
+                  str(runs / mine / "config.yaml"),  # a run of theirs, but not a checkpoint
+                  str(runs / "20990101-000000-abcdef" / "checkpoints" / "checkpoint-1"),  # no such run
+                  str(disk["there"] / "checkpoint-5")):
+        message = refusal(value)
+        assert "resume_from_checkpoint" in message and "a checkpoint of one of your runs" in message, value
+        assert "此共享服务器上不允许使用路径" in message_zh(message)  # the Chinese page says it too
+    # A symlink in the user's uploads to another user's checkpoint resolves to where it points.
+    uploads = runs / "uploads" / "bob"
+    uploads.mkdir(parents=True)
+    (uploads / "link").symlink_to(runs / theirs / "checkpoints" / "checkpoint-4")
+    assert "is not allowed on this shared server" in refusal(str(uploads / "link"))

@@ -44,6 +44,22 @@ class Access:
     admin: bool = True
     shared: bool = False
     allowed_roots: tuple[Path, ...] = ()
+    runs_root: Optional[Path] = None  # resolved: where the user's own runs (and their checkpoints) are
+
+    def own_checkpoint(self, real: Path) -> bool:
+        """Whether a resolved path lies in the checkpoints of a run this user owns (a new run may start from
+        any of them; another user's checkpoints stay theirs). The registry says who owns a run."""
+        if self.runs_root is None or not self.user:
+            return False
+        try:
+            parts = real.relative_to(self.runs_root).parts
+        except ValueError:
+            return False
+        if len(parts) < 3 or parts[1] != "checkpoints":
+            return False
+        from trainer.jobs.registry import owner_of_run  # the registry is only asked for this field
+
+        return owner_of_run(self.runs_root, parts[0]) == self.user
 
     def allows(self, path: str | Path) -> bool:
         """Whether a local path (after symlinks and `..` are resolved) lies under an allowed folder. An admin
@@ -63,13 +79,14 @@ class Access:
         if not self.shared or self.admin or not name or name in builtin:
             return
         if field == "resume_from_checkpoint":
-            if name.lower() in RESUME_KEYWORDS:
+            if name.lower() in RESUME_KEYWORDS or self.own_checkpoint(Path(os.path.realpath(Path(name).expanduser()))):
                 return
         elif hub_id_shaped(name):
             return
         if not self.allows(name):
-            raise ConfigError([(field, f"the path '{name}' is not allowed on this shared server: use a file you "
-                                       "uploaded, or one in the folders the admin allows (TUNEDECK_ALLOWED_PATHS)")])
+            own = "a checkpoint of one of your runs, " if field == "resume_from_checkpoint" else ""
+            raise ConfigError([(field, f"the path '{name}' is not allowed on this shared server: use {own}a file "
+                                       "you uploaded, or one in the folders the admin allows (TUNEDECK_ALLOWED_PATHS)")])
 
     def check_remote_code(self, enabled: bool) -> Optional[str]:
         """A warning when it is on; ConfigError for a non-admin on a shared server."""
@@ -137,6 +154,7 @@ def signed_in_access(user: Optional[str], admin: bool, runs_root: str | Path,
     """The policy for a signed-in user (the server is shared): the allowed folders and their own uploads."""
     roots = [*env_list(ALLOWED_PATHS_ENV, environ), str(user_uploads_dir(runs_root, user))]
     return Access(user=user, admin=admin, shared=True,
-                  allowed_roots=tuple(Path(os.path.realpath(Path(r).expanduser())) for r in roots))
+                  allowed_roots=tuple(Path(os.path.realpath(Path(r).expanduser())) for r in roots),
+                  runs_root=Path(os.path.realpath(Path(runs_root).expanduser())))
 
 

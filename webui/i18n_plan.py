@@ -255,6 +255,14 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
     (r"run (?P<r>\S+) is not waiting in the queue: only a queued run can be moved",
      "运行 {r} 不在队列中：只有排队中的运行才能移动"),
     (r"no run '?(?P<r>[^'\s]+)'?", "没有运行 {r}"),
+    # the access policy of a shared server (trainer/access.py)
+    (r"the path '(?P<p>.+)' is not allowed on this shared server: use a file you uploaded, or one in the folders "
+     r"the admin allows \(TUNEDECK_ALLOWED_PATHS\)",
+     "此共享服务器上不允许使用路径 '{p}'：请使用你上传的文件，或管理员允许的文件夹（TUNEDECK_ALLOWED_PATHS）中的文件"),
+    (r"the path '(?P<p>.+)' is not allowed on this shared server: use a checkpoint of one of your runs, a file you "
+     r"uploaded, or one in the folders the admin allows \(TUNEDECK_ALLOWED_PATHS\)",
+     "此共享服务器上不允许使用路径 '{p}'：请使用你自己某次运行的检查点、你上传的文件，或管理员允许的文件夹"
+     "（TUNEDECK_ALLOWED_PATHS）中的文件"),
     # why a run ended (trainer/engine/train.py, trainer/jobs/scheduler.py, trainer/jobs/manager.py)
     (r"stopped by the user \(abort requested\) at step (?P<n>\d+); checkpoint (?P<c>\S+) saved, resume to continue",
      "用户已中止（请求中止），停在第 {n} 步；已保存检查点 {c}，点“继续训练”可接着训练"),

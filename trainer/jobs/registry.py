@@ -330,3 +330,13 @@ def _offset_of_last_start(run_dir: Path) -> int:
         return 0
     at = data.rfind(b'"status":"running"')
     return 0 if at < 0 else data.rfind(b"\n", 0, at) + 1
+
+
+def owner_of_run(runs_root: str | Path, run_id: str) -> str | None:
+    """Who owns the run `run_id` of the registry in `runs_root`; None for no such run or no registry."""
+    if not is_run_id(run_id) or not (Path(runs_root) / DB_FILE).is_file():
+        return None
+    try:
+        return Registry(runs_root).get(run_id).owner
+    except (JobError, sqlite3.Error):
+        return None

@@ -222,7 +222,7 @@ def test_a_rank_waits_for_the_rows_another_rank_tokenizes(tmp_path, demo_tokeniz
         got["rows"] = tokenize_cached(loaded.train, demo_tokenizer, cfg, loaded, runs_root=tmp_path,
                                       made_by_another=True)
 
-    waiting = threading.Thread(target=follower)
+    waiting = threading.Thread(target=follower, daemon=True)  # a failed test must not hang the suite
     waiting.start()
     waiting.join(timeout=2)
     assert waiting.is_alive()  # nothing cached yet: it waits rather than tokenize the rows a second time

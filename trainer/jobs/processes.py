@@ -135,11 +135,7 @@ def terminate(pid: int | None) -> None:
     targets = [pid]
     if _is_launcher(pid):
         targets = (_children_by_parent() or {}).get(pid) or [pid]  # no ranks yet: the launcher itself
-    for target in targets:
-        try:
-            os.kill(target, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+    _send(targets, signal.SIGTERM)
 
 
 def _is_launcher(pid: int) -> bool:
@@ -160,10 +156,14 @@ def kill_group(pid: int | None) -> None:
             os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    for member in members:
+    _send(members, signal.SIGKILL)
+
+
+def _send(pids: list[int], signum: int) -> None:
+    for pid in pids:
         try:
-            os.kill(member, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):  # gone meanwhile, or not ours: nothing to stop
             pass
 
 

@@ -31,7 +31,7 @@ def open_dashboard(playwright, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
     page.goto(url)
-    page.wait_for_selector("#start-btn")
+    page.wait_for_selector("#start-btn", state="attached")
     return browser, page
 
 

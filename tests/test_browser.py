@@ -81,7 +81,7 @@ def test_start_watch_reload_restart_abort(tmp_path):
 
             # Reload: the page holds nothing; it finds the live run again and keeps streaming.
             page.reload()
-            page.wait_for_selector("#start-btn")
+            page.wait_for_selector("#start-btn", state="attached")
             _open_monitor(page)
             _wait(lambda: _selected_run(page).endswith(run_id), 30, "the same run selected after reload")
             after_reload = _loss_points_grow(page, first)
@@ -90,7 +90,7 @@ def test_start_watch_reload_restart_abort(tmp_path):
             server.stop()
             server.start()
             page.goto(server.url)
-            page.wait_for_selector("#start-btn")
+            page.wait_for_selector("#start-btn", state="attached")
             _open_monitor(page)
             _wait(lambda: _selected_run(page).endswith(run_id), 30, "the same run selected after a restart")
             streamed = _loss_points_grow(page, after_reload)

@@ -80,7 +80,7 @@ def _page(browser, url: str, locale: str = "en-US", width: int = 1400, height: i
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
-    page.wait_for_selector("#start-btn")
+    page.wait_for_selector("#start-btn", state="attached")
     return page
 
 
@@ -129,7 +129,7 @@ def test_start_refuses_queue_log_reload_and_delete(server, browser):
     _wait(lambda: re.search(r"Epochs \(effective\)\s+1\b", page.locator("#run-plan").inner_text()), 60,
           "the plan to follow the edit")
     page.reload()
-    page.wait_for_selector("#start-btn")
+    page.wait_for_selector("#start-btn", state="attached")
     _wait(lambda: _field(page, "num_train_epochs").input_value() == "1", 30, "the edited epochs after a reload")
     page.get_by_role("tab", name="Train").click()
     page.locator("#start-btn").click()
@@ -147,7 +147,7 @@ def test_start_refuses_queue_log_reload_and_delete(server, browser):
 
     # The first run ends: its log box shows the final line without scrolling.
     page.goto(server.url + f"?run={first}")
-    page.wait_for_selector("#start-btn")
+    page.wait_for_selector("#start-btn", state="attached")
     _wait(lambda: _active_tab(page) == "Monitor" and _selected_run(page).endswith(first), 30,
           "?run= landing on the Monitor of that run")
     _wait(lambda: page.locator("#run-status [data-status='finished']").count() == 1, 240, "the first run finished")
@@ -166,7 +166,7 @@ def test_start_refuses_queue_log_reload_and_delete(server, browser):
 
     # A plain reload lands on the Monitor of the live run (the second, now running or still queued).
     page.goto(server.url)
-    page.wait_for_selector("#start-btn")
+    page.wait_for_selector("#start-btn", state="attached")
     _wait(lambda: _active_tab(page) == "Monitor" and _selected_run(page).endswith(second), 30,
           "a reload landing on the live run")
     page.locator("#abort-btn").click()
@@ -196,7 +196,7 @@ def test_start_refuses_queue_log_reload_and_delete(server, browser):
     assert any(info.id == first for info in _registry_runs(server))
     # Deleting the aborted run only (a fresh page: nothing chosen to delete yet); the finished one stays.
     page.reload()
-    page.wait_for_selector("#start-btn")
+    page.wait_for_selector("#start-btn", state="attached")
     page.get_by_role("tab", name="Runs").click()
     page.locator("#runs-delete-picked input").click()
     page.get_by_role("option", name=re.compile(second)).first.click()
@@ -268,7 +268,7 @@ def test_the_chinese_page_has_no_english_sentence_and_keeps_its_language(server,
     english.get_by_role("option", name="中文").click()
     _wait(lambda: "训练" in english.locator("#td-tabs").inner_text(), 30, "the page in Chinese")
     english.reload()
-    english.wait_for_selector("#start-btn")
+    english.wait_for_selector("#start-btn", state="attached")
     _wait(lambda: "训练" in english.locator("#td-tabs").inner_text() and "有效批次" in
           english.locator("#run-plan").inner_text(), 30, "Chinese kept across a reload")
     english.context.close()

@@ -34,7 +34,7 @@ def _sign_in(browser, url: str, name: str):
     page.get_by_label(re.compile("username", re.I)).fill(name)
     page.get_by_label(re.compile("password", re.I)).fill(LOGINS[name])
     page.get_by_role("button", name=re.compile(r"log ?in", re.I)).click()
-    page.wait_for_selector("#start-btn")
+    page.wait_for_selector("#start-btn", state="attached")
     return context, page
 
 

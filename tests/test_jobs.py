@@ -256,6 +256,29 @@ def test_a_lost_registry_is_rebuilt_from_the_run_directories(tmp_path):
         rebuilt.close()
 
 
+def test_a_run_another_manager_started_is_left_to_it_for_a_moment_when_its_trainer_ends(tmp_path):
+    """Two servers on one registry: the one that did not start a trainer learns its end without the exit
+    code. It waits for the parent to record the code; after that (the parent is gone) it records the end."""
+    from trainer.run.events import append_event
+
+    jm = JobManager(tmp_path / "runs", poll_interval_s=0.05, autostart=False)
+    jm.parent_grace_s = 1.0
+    try:
+        run_id = jm.submit(small_config())
+        ended = subprocess.Popen([sys.executable, "-c", "pass"])
+        ended.wait()  # reaped by us, as the other server reaps its own child
+        with jm.registry.transaction(write=True) as conn:
+            jm.registry.update(conn, run_id, status="running", pid=ended.pid, started_at=time.time())
+        append_event(jm.run_dir(run_id), "status", status="finished", reason="done")
+        jm.refresh()
+        assert jm.get(run_id).status == "running"  # the parent's moment to record it with its exit code
+        time.sleep(1.1)
+        jm.refresh()
+        assert jm.get(run_id).status == "finished"
+    finally:
+        jm.close()
+
+
 def test_failures_are_recorded_with_reason_and_kind(tmp_path):
     jm = JobManager(tmp_path / "runs", max_concurrent=2, poll_interval_s=0.2, autostart=False)
     try:

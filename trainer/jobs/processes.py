@@ -82,15 +82,6 @@ def _run_dir_argument(proc: Path, cmdline: list[bytes]) -> Path | None:
     return None
 
 
-def is_zombie(pid: int) -> bool:
-    """A finished child its parent has not reaped yet: that parent (another manager) will record it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0:1] == ["Z"]
-
-
 def _children_by_parent() -> dict[int, list[int]] | None:
     """Every live process's children, from the parent links in /proc (None without /proc)."""
     children: dict[int, list[int]] = {}

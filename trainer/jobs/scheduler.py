@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from trainer.config import ConfigError
 from trainer.engine import distributed
-from trainer.jobs.processes import is_zombie, kill_group, pid_is_trainer_of, signal_name, spawn_trainer
+from trainer.jobs.processes import kill_group, pid_is_trainer_of, signal_name, spawn_trainer
 from trainer.jobs.registry import (
     QUEUE_ORDER_SQL, JobError, Registry, RegistryError, RunInfo, UnknownRunError, summary_columns,
 )
@@ -85,7 +85,8 @@ class Scheduler:
         self.poll_interval_s = poll_interval_s
         self._children: dict[str, subprocess.Popen] = {}  # runs this process spawned (reaped by poll)
         self._summaries: dict[str, tuple[EventReader, RunSummary]] = {}
-        self._zombies_seen: dict[int, float] = {}
+        self.parent_grace_s = 5.0  # how long an ended trainer is left to the manager that started it
+        self._parent_seen_recording: dict[int, float] = {}  # pid -> when first seen ended
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self.last_error: str | None = None  # a registry problem the last tick met (damaged runs.db, full disk)
@@ -175,11 +176,14 @@ class Scheduler:
         for info in self.registry.with_status(RUNNING):
             if info.id in self._children:
                 alive = True
-            elif info.pid and is_zombie(info.pid) and self._zombie_wait(info.pid):
-                continue  # ended; the manager that started it reaps it and records the exit code
             else:
                 alive = pid_is_trainer_of(info.pid, info.run_dir)
+                # Ended, as an unreaped zombie or reaped a moment ago: the manager that started it records the
+                # end with the exit code. Recorded here at once, the run would read "finished" with no code.
+                if not alive and info.pid and self._parent_may_record(info.pid):
+                    continue
             if not alive:
+                self._parent_seen_recording.pop(info.pid or 0, None)
                 self._finalize(info.id, info.pid, None)
                 continue
             if info.abort_requested_at is not None and time.time() - info.abort_requested_at > self.abort_grace_s:
@@ -195,11 +199,11 @@ class Scheduler:
                 with self.registry.transaction(write=True) as conn:
                     self.registry.update(conn, info.id, "AND status = ?", (RUNNING,), **summary_columns(summary))
 
-    def _zombie_wait(self, pid: int) -> bool:
-        """Leave an unreaped trainer to its parent manager for a while; after that (the parent is stuck, or
-        is an init that never reaps orphans) record it here."""
-        first_seen = self._zombies_seen.setdefault(pid, time.monotonic())
-        return time.monotonic() - first_seen < max(5.0, 3 * self.poll_interval_s)
+    def _parent_may_record(self, pid: int) -> bool:
+        """Leave an ended trainer to its parent manager for a while; after that (the parent is gone or stuck,
+        or is an init that never reaps orphans) record it here."""
+        first_seen = self._parent_seen_recording.setdefault(pid, time.monotonic())
+        return time.monotonic() - first_seen < max(self.parent_grace_s, 3 * self.poll_interval_s)
 
     def _read_summary(self, info: RunInfo) -> tuple[RunSummary, bool]:
         """The run's summary with the events appended since the last read, and whether it changed."""

@@ -132,6 +132,11 @@ def test_generation_settings_name_the_bad_field():
         GenerationSettings.from_dict({"top_k": 5})
     with pytest.raises(AfterTrainingError, match="history turn 1"):
         conversation([{"role": "robot", "content": "x"}], "hi")
+    # Bytes a terminal passed through undecoded (`chat --prompt $'a\xffb'`) are surrogate escapes.
+    with pytest.raises(AfterTrainingError, match="message: not UTF-8 text"):
+        conversation([], "a\udcffb")
+    with pytest.raises(AfterTrainingError, match="system turn 1: not UTF-8 text"):
+        conversation([], "hi", "be brief\udcff")
     assert GenerationSettings.from_dict({"max_new_tokens": "12", "temperature": ""}).max_new_tokens == 12
 
 
@@ -258,6 +263,36 @@ def test_evaluate_command_prints_the_numbers_and_refuses_a_run_without_validatio
     assert proc.returncode == 2 and "no validation split" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("evaluate", str(no_val), "--dataset", str(tmp_path / "missing.jsonl"))
     assert proc.returncode == 2 and "missing.jsonl" in proc.stderr and "Traceback" not in proc.stderr
+    # Another dataset for a run that trained with evaluation on: all its rows, the run's eval settings aside.
+    # (On a copy: the evaluation is stored in the run, and the model card test reads the run's.)
+    with_eval = tmp_path / "with-eval"
+    shutil.copytree(run_dir, with_eval)
+    proc = cli("evaluate", str(with_eval), "--dataset", "demo-chat", "--max-rows", "4", "--samples", "0", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["rows"] == 4
+
+
+def test_a_damaged_adapter_is_one_line_naming_it_for_chat_evaluate_and_merge(run_dir, tmp_path):
+    from trainer.engine.merge import merge_run
+
+    for damage in ("empty weights", "random weights", "config without peft_type"):
+        bad = tmp_path / damage.replace(" ", "-")
+        shutil.copytree(run_dir, bad)
+        adapter = bad / "adapter"
+        if damage == "empty weights":
+            (adapter / "adapter_model.safetensors").write_bytes(b"")
+        elif damage == "random weights":
+            (adapter / "adapter_model.safetensors").write_bytes(os.urandom(1000))
+        else:
+            (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
+        with pytest.raises(AfterTrainingError, match="the adapter does not load on demo") as refused:
+            load_run(resolve_weights(bad))  # what chat and evaluate load
+        assert str(adapter) in str(refused.value) and "\n" not in str(refused.value), damage
+        with pytest.raises(AfterTrainingError, match="the adapter does not load on demo"):
+            merge_run(bad, tmp_path / f"merged-{bad.name}")
+        assert not (tmp_path / f"merged-{bad.name}").exists()
+    proc = cli("evaluate", str(tmp_path / "random-weights"), "--samples", "0")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "does not load" in proc.stderr
 
 
 # --- merge and export ----------------------------------------------------------------------------

@@ -260,13 +260,7 @@ def load_run(weights: RunWeights, *, device: Optional[str] = None, progress: Opt
         say(f"loading the base model {cfg.model_name_or_path} ({precision} on {device}{kind})")
         model = _load_base(cfg, precision, device)
         say(f"applying the {weights.label} with PEFT (not merged)")
-        from peft import PeftModel
-
-        try:
-            model = PeftModel.from_pretrained(model, str(weights.path), is_trainable=False)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise AfterTrainingError(f"{weights.path}: the adapter does not load on {cfg.model_name_or_path}: "
-                                     f"{str(exc).splitlines()[0]}") from None
+        model = apply_adapter(model, weights)
         model.eval()
     else:
         say(f"loading the fine-tuned model {weights.label} ({precision} on {device})")
@@ -275,3 +269,17 @@ def load_run(weights: RunWeights, *, device: Optional[str] = None, progress: Opt
     return LoadedRun(weights=weights, model=model, tokenizer=tokenizer, device=device, precision=precision,
                      loaded_in_bits=bits, seconds=time.time() - started)
 
+
+def apply_adapter(model, weights: RunWeights):
+    """The run's adapter on `model` with PEFT, not merged. A damaged or foreign adapter is one line naming its
+    folder: it fails in safetensors, json, PEFT or torch, each with its own exception type."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, str(weights.path), is_trainable=False)
+    except Exception as exc:
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        if isinstance(exc, KeyError) or not detail:  # KeyError('peft_type') reads as just 'peft_type'
+            detail = f"{type(exc).__name__} {detail}".strip()
+        raise AfterTrainingError(f"{weights.path}: the adapter does not load on {weights.cfg.model_name_or_path}: "
+                                 f"{detail[:300]}") from None

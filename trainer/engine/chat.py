@@ -87,6 +87,12 @@ def conversation(history: Optional[list[dict[str, Any]]], user_message: str,
                                      "'content': text}")
         messages.append({"role": turn["role"], "content": turn["content"]})
     messages.append({"role": "user", "content": user_message})
+    for i, message in enumerate(messages):
+        try:
+            message["content"].encode("utf-8")
+        except UnicodeEncodeError:  # bytes a terminal passed through undecoded (surrogate escapes)
+            what = "message" if i == len(messages) - 1 else f"{message['role']} turn {i + 1}"
+            raise AfterTrainingError(f"{what}: not UTF-8 text; type it again as UTF-8") from None
     return messages
 
 

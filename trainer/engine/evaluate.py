@@ -32,7 +32,9 @@ def evaluation_rows(loaded: LoadedRun, dataset: Optional[str] = None, max_rows: 
     """(examples, tokenized rows, source): the validation split, or all rows of `dataset`."""
     cfg = loaded.cfg
     if dataset:
-        cfg = cfg.replace(dataset=dataset, dataset_format="auto", column_mapping={}, val_size=0, max_samples=None)
+        # Every row of that dataset, none held out: the run's own evaluation settings need a split, so they go.
+        cfg = cfg.replace(dataset=dataset, dataset_format="auto", column_mapping={}, val_size=0, max_samples=None,
+                          eval_strategy="no", load_best_model_at_end=False, early_stopping_patience=None)
     try:
         data = load_examples(cfg)
     except DataError as exc:

@@ -25,7 +25,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Optional
 
-from trainer.engine.artifacts import AfterTrainingError, RunWeights, base_source, load_tokenizer_of, resolve_weights
+from trainer.engine.artifacts import (
+    AfterTrainingError, RunWeights, apply_adapter, base_source, load_tokenizer_of, resolve_weights,
+)
 
 LLAMA_CPP_ENV = "TUNEDECK_LLAMA_CPP"  # a llama.cpp checkout, or its convert_hf_to_gguf.py
 CONVERTER = "convert_hf_to_gguf.py"
@@ -88,14 +90,8 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, checkpoint: Optional[str
             notes.append(f"this {cfg.quantization_bit}-bit QLoRA adapter was merged into the base loaded unquantized "
                          f"in {dtype}, not in {cfg.quantization_bit} bits: the merged model is that base plus the "
                          "adapter, so its outputs differ slightly from the quantized model chat and evaluate use")
-        from peft import PeftModel
-
         say(f"merging the {weights.label}")
-        try:
-            model = PeftModel.from_pretrained(model, str(weights.path), is_trainable=False)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise AfterTrainingError(f"{weights.path}: the adapter does not load on {cfg.model_name_or_path}: "
-                                     f"{str(exc).splitlines()[0]}") from None
+        model = apply_adapter(model, weights)
         with torch.no_grad():
             model = model.merge_and_unload()
     template = saved_chat_template(tokenizer, cfg)

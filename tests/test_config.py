@@ -52,11 +52,23 @@ def test_unknown_key_names_the_closest_field():
       "load_best_model_at_end": True}, "save_steps", "multiple of eval_steps"),
     ({"early_stopping_patience": 3}, "early_stopping_patience", "eval loss"),
     ({"packing": True, "group_by_length": True}, "group_by_length", "packed rows"),
+    ({"seed": 2**32}, "seed", "less than or equal to 4294967295"),  # numpy refused it when training began
 ])
 def test_bad_values_name_their_field(data, field, fragment):
     errors = errors_of(data)
     assert field in errors, errors
     assert fragment in errors[field]
+
+
+def test_warmup_in_steps_alone_and_precision_switches_as_written():
+    # warmup_steps given alone wins over the default ratio; both given stay a contradiction (above).
+    assert (TrainConfig(warmup_steps=10).warmup_ratio, TrainConfig(warmup_steps="10").warmup_steps) == (0.0, 10)
+    assert TrainConfig(warmup_steps=0).warmup_ratio == TrainConfig().warmup_ratio > 0
+    # bf16: "false" is off, as a person means it (bool("false") is True in Python).
+    assert TrainConfig(bf16="false").precision == TrainConfig().precision
+    assert TrainConfig(bf16="yes").precision == "bf16" and TrainConfig(fp16=1).precision == "fp16"
+    with pytest.raises(Exception, match="bf16: expected true or false"):
+        TrainConfig(bf16="maybe")
 
 
 def test_llamafactory_and_transformers_spellings_are_accepted():

@@ -236,6 +236,10 @@ def test_format_override(tmp_path):
 def test_missing_file_directory_and_unsupported_type(tmp_path):
     assert refused(cfg(tmp_path / "nope.jsonl")) == f"dataset file not found: {tmp_path / 'nope.jsonl'}"
     assert refused(cfg("data/nope.csv"), tmp_path) == f"dataset file not found: {tmp_path / 'data' / 'nope.csv'}"
+    # LLaMA-Factory's `dataset: a,b` is no Hub id; a file whose name holds a comma is still that file.
+    assert "names several datasets" in refused(cfg("demo,demo-chat"))
+    write_jsonl(tmp_path / "a,b.jsonl", [{"text": "t"}])
+    assert load_examples(cfg(tmp_path / "a,b.jsonl")).train == [{"text": "t"}]
     folder = tmp_path / "repo"
     folder.mkdir()
     assert refused(cfg(folder)) == f"{folder}: is a directory with no .jsonl, .json, .csv or .parquet file in it"

@@ -4,6 +4,7 @@ values are refused at the field and never echoed back."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -83,7 +84,7 @@ def test_ordinary_names_are_not_mistaken_for_tokens():
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -110,6 +111,43 @@ def test_check_and_convert_exit_2_within_seconds_without_a_traceback(tmp_path, t
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_a_fifo_as_config_or_dataset_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model_name_or_path: demo\ndataset: {fifo}\n")
+    for args in (["check", str(config)], ["convert", "--to", "llamafactory", str(config), str(tmp_path / "o.yaml")]):
+        done = _cli(*args, cwd=tmp_path)  # the old code waited here until the 60 s timeout
+        assert done.returncode == 2 and "not a regular file" in done.stderr and str(fifo) in done.stderr, done.stderr
+    fifo_config = tmp_path / "config.yaml"
+    os.mkfifo(fifo_config)
+    done = _cli("check", str(fifo_config), cwd=tmp_path)
+    assert done.returncode == 2 and "not a regular file" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("make", ["jsonl line", "json array", "csv cell"])
+def test_json_nested_past_the_recursion_limit_is_a_row_error_naming_the_line(tmp_path, make):
+    from trainer.datasets import DataError, load_examples
+
+    deep = "[" * 5000 + "]" * 5000
+    good = '{"instruction": "a", "input": "", "output": "b"}'
+    if make == "jsonl line":
+        path = tmp_path / "d.jsonl"
+        path.write_text(good + "\n" + '{"instruction": "a", "output": "b", "x": ' + deep + "}\n" + good + "\n")
+        where = "line 2"
+    elif make == "json array":
+        path = tmp_path / "d.json"
+        path.write_text("[" + good + ", " + deep + "]")
+        where = "nested too deeply"
+    else:
+        path = tmp_path / "d.csv"
+        path.write_text('messages\n"' + deep + '"\n')
+        where = "row"
+    with pytest.raises(DataError) as refused:
+        load_examples(TrainConfig(dataset=str(path)))
+    assert "nested too deeply" in str(refused.value) and where in str(refused.value), str(refused.value)
 
 
 # --- events, the registry, a full disk --------------------------------------------------------------

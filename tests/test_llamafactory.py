@@ -322,6 +322,32 @@ def test_broken_dataset_info_is_named(lf_dir):
         merge_dataset_info(lf_dir / "data" / "dataset_info.json", {})
 
 
+def test_switches_read_as_written_and_a_misshapen_entry_names_its_key(lf_dir):
+    base = "model_name_or_path: m\nstage: sft\ndataset: qa_alpaca\ndataset_dir: data\n"
+    off = import_llamafactory_text(base + 'packing: "false"\nbf16: "false"\ngroup_by_length: "no"\n'
+                                   'disable_gradient_checkpointing: "off"\n', "off.yaml", base_dir=lf_dir)
+    assert (off.config.packing, off.config.group_by_length, off.config.gradient_checkpointing) == (False, False, True)
+    assert off.config.precision != "bf16" and not off.unmapped
+    on = import_llamafactory_text(base + "packing: 'yes'\nbf16: 'true'\n", "on.yaml", base_dir=lf_dir)
+    assert (on.config.packing, on.config.precision) == (True, "bf16")
+    odd = import_llamafactory_text(base + "packing: maybe\nbf16: [true]\n", "odd.yaml", base_dir=lf_dir)
+    assert not odd.config.packing and odd.config.precision != "bf16"
+    assert "not true or false" in odd.unmapped["packing"] and "not true or false" in odd.unmapped["bf16"]
+
+    info_path = lf_dir / "data" / "dataset_info.json"
+    info = json.loads(info_path.read_text())
+    for key, value in (("columns", ["prompt"]), ("columns", "prompt"), ("columns", {"prompt": {"a": 1}}),
+                       ("tags", "x")):
+        info["qa_alpaca"] = {"file_name": "qa.json", key: value}
+        info_path.write_text(json.dumps(info))
+        with pytest.raises(ConfigError, match=rf"dataset_info.json: the entry for 'qa_alpaca': \"{key}\" must be"):
+            import_llamafactory_text(base, "t.yaml", base_dir=lf_dir)
+    # A null name: the role is unused, as LLaMA-Factory reads it.
+    info["qa_alpaca"] = {"file_name": "qa.json", "columns": {"prompt": "question", "query": None, "response": "answer"}}
+    info_path.write_text(json.dumps(info))
+    assert import_llamafactory_text(base, "t.yaml", base_dir=lf_dir).config.dataset.endswith("qa.json")
+
+
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=cwd, env=env, capture_output=True, text=True,

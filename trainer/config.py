@@ -263,7 +263,7 @@ class TrainConfig(ConfigRules):
         "and save memory; paged moves it to RAM under pressure.", label="Optimizer",
         sft_via="optim", lf="optim")
     seed: int = _field(42, "optimizer", "Random seed for initialisation, shuffling and the validation split.",
-                       ge=0, advanced=True,
+                       ge=0, le=2**32 - 1, advanced=True,  # numpy's seeds are 32-bit
                        sft_via="seed", used_by=("trainer.datasets",), lf="seed")
     neftune_noise_alpha: Optional[float] = _field(
         None, "optimizer",

@@ -30,6 +30,29 @@ def _optional_fields(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(name for name, info in model.model_fields.items() if type(None) in typing.get_args(info.annotation))
 
 
+def parse_switch(value: Any) -> Optional[bool]:
+    """A true/false setting as a person writes it in YAML or a form ("false", "no", "off", 0 are off;
+    bool("false") would be on); None when the value is no switch at all."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("true", "yes", "on", "1", "y", "t"):
+            return True
+        if word in ("false", "no", "off", "0", "n", "f", ""):
+            return False
+    return None
+
+
+def _positive(value: Any) -> bool:
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False  # the field's own check names the bad value
+
+
 class ConfigRules(BaseModel):
     """The validation of TrainConfig, apart from its field declarations."""
 
@@ -41,6 +64,10 @@ class ConfigRules(BaseModel):
             return data
         data = dict(data)
         bf16, fp16 = data.pop("bf16", None), data.pop("fp16", None)
+        for name, value in (("bf16", bf16), ("fp16", fp16)):
+            if value is not None and parse_switch(value) is None:
+                raise ValueError(f"{name}: expected true or false, got {value!r}")
+        bf16, fp16 = parse_switch(bf16), parse_switch(fp16)
         if bf16 and fp16:
             raise ValueError("bf16 and fp16 are both true: pick one precision")
         if bf16 or fp16:
@@ -55,6 +82,8 @@ class ConfigRules(BaseModel):
                 data[key] = None
         if isinstance(data.get("num_processes"), str) and data["num_processes"].strip().lower() == "auto":
             data["num_processes"] = None
+        if "warmup_ratio" not in data and _positive(data.get("warmup_steps")):
+            data["warmup_ratio"] = 0.0  # warmup given in steps alone: the default ratio gives way
         if data.get("max_steps") is None and "max_steps" in data:
             data["max_steps"] = -1
         return data

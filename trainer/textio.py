@@ -9,6 +9,7 @@ nesting (recursion), duplicate keys (the last one would silently win) and texts 
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -21,6 +22,16 @@ from trainer.errors import ConfigError
 MAX_YAML_BYTES = 1_000_000  # a config or preset is a few KB; LLaMA-Factory's largest examples ~10 KB
 MAX_YAML_DEPTH = 50  # a config nests 3 levels at most (column_mapping, lists of names)
 MAX_TEXT_FILE_BYTES = MAX_YAML_BYTES
+
+
+def load_json(text: str) -> Any:
+    """json.loads for text a user gave (a row, a cell, dataset_info.json): nesting deeper than Python's
+    recursion limit is a JSONDecodeError like any other malformed JSON, so the caller's message names the
+    file and line, instead of a RecursionError that escapes every handler."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 class _Refused(yaml.MarkedYAMLError):
@@ -96,8 +107,11 @@ def read_text_file(path: str | Path, what: str = "text file", max_bytes: int = M
     a byte is read, a file larger than the limit is refused by its size."""
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer (forever) before the check
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
             info = os.fstat(handle.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError
             if not stat.S_ISREG(info.st_mode):
                 raise ConfigError([("", f"not a regular file, not a {what}")], str(path))
             if info.st_size > max_bytes:

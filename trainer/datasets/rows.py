@@ -17,6 +17,7 @@ from typing import Any, Iterable, Optional
 
 from trainer.datasets.issues import type_name
 from trainer.datasets.sources import CSV_EXTRA_CELLS
+from trainer.textio import load_json
 
 MEDIA_PART_TYPES = ("image", "image_url", "video", "video_url", "audio", "input_audio", "audio_url")
 
@@ -119,7 +120,7 @@ def _list_field(row: dict, name: str) -> list:
         raise RowProblem(name, f"field '{name}' is empty")
     if isinstance(value, str):  # CSV cells hold conversations as JSON text
         try:
-            value = json.loads(value)
+            value = load_json(value)
         except json.JSONDecodeError as exc:
             raise RowProblem(name, f"field '{name}' is not a JSON list: {exc.msg} (column {exc.colno})") from None
     if hasattr(value, "tolist"):
@@ -242,7 +243,7 @@ def parse_tool_calls(value: Any, field_name: str, turn: int) -> list[dict[str, A
     ({"name", "arguments"} or a list of them) or OpenAI's tool_calls list."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = load_json(value)
         except json.JSONDecodeError as exc:
             raise RowProblem(field_name, f"turn {turn}: a function call must be JSON {{\"name\": ..., \"arguments\": "
                              f"...}}: {exc.msg} (column {exc.colno})") from None
@@ -255,7 +256,7 @@ def parse_tool_calls(value: Any, field_name: str, turn: int) -> list[dict[str, A
         arguments = function.get("arguments", {})
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
+                arguments = load_json(arguments) if arguments.strip() else {}
             except json.JSONDecodeError:
                 raise RowProblem(field_name, f"turn {turn}: the arguments of tool call '{function['name']}' are not "
                                  "JSON") from None
@@ -272,7 +273,7 @@ def _tools(row: dict) -> list[dict[str, Any]]:
         return []
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = load_json(value)
         except json.JSONDecodeError as exc:
             raise RowProblem("tools", f"field 'tools' is not a JSON list of tools: {exc.msg} (column {exc.colno})") \
                 from None
@@ -325,7 +326,7 @@ def _normalize_alpaca(row: dict) -> dict:
         history = history.tolist()
     if isinstance(history, str) and history.strip():
         try:
-            history = json.loads(history)
+            history = load_json(history)
         except json.JSONDecodeError:
             raise RowProblem("history", "field 'history' must be a list of [instruction, answer] pairs") from None
     if history:

@@ -21,6 +21,7 @@ from trainer.config import TrainConfig
 from trainer.datasets.issues import DataError, RowIssue, type_name
 from trainer.local_names import FILE_SUFFIXES, hub_id_only, shadowed_locally
 from trainer.hub import HUGGINGFACE, MODELSCOPE, chosen_hub, hub_offline, modelscope_missing, reachable, unreachable_message
+from trainer.textio import load_json
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 SHIPPED_DATASETS: dict[str, Path] = {"demo": DATA_DIR / "demo.jsonl", "demo-chat": DATA_DIR / "demo_chat.jsonl"}
@@ -76,7 +77,12 @@ def resolve_source(dataset: str, base_dir: Optional[str | Path] = None, split: s
     if path.exists():
         if path.is_dir():
             return "file", str(_data_file_in(path, split))
+        if not path.is_file():  # opening a FIFO for reading waits for a writer forever; a device never ends
+            raise DataError(f"dataset '{name}': {path} is not a regular file (a device, FIFO or socket)")
         return "file", str(path)
+    if "," in name:  # in no Hub id: LLaMA-Factory's list of datasets
+        raise DataError(f"dataset '{name}' names several datasets (a comma list, as LLaMA-Factory's `dataset: a,b`); "
+                        "tunedeck trains on one dataset: merge the files into one, or pick one")
     looks_local = (name.lower().endswith(FILE_SUFFIXES) or name.startswith(("/", ".", "~")) or "\\" in name
                    or name.count("/") > 1)
     if looks_local:
@@ -148,13 +154,13 @@ def _read_file(path: Path) -> tuple[list[Record], list[RowIssue]]:
             return _read_json_document(text, path), []
         if stripped.startswith("{"):
             try:
-                document = json.loads(text)
+                document = load_json(text)
             except json.JSONDecodeError:
                 return _read_json_lines(text)  # one object per line in a .json file
             return _records_from_document(document, path), []
     if suffix == ".jsonl" and text.lstrip().startswith("["):
         try:  # a JSON array saved as .jsonl: read it as what it is
-            return _records_from_document(json.loads(text), path), []
+            return _records_from_document(load_json(text), path), []
         except json.JSONDecodeError:
             pass
     if suffix in (".jsonl", ".json"):
@@ -172,7 +178,7 @@ def _read_json_lines(text: str) -> tuple[list[Record], list[RowIssue]]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = load_json(line)
         except json.JSONDecodeError as exc:
             issues.append(RowIssue(number, "", f"invalid JSON: {exc.msg} (column {exc.colno})", "line"))
             records.append(Record(number, "line", None))
@@ -183,7 +189,7 @@ def _read_json_lines(text: str) -> tuple[list[Record], list[RowIssue]]:
 
 def _read_json_document(text: str, path: Path) -> list[Record]:
     try:
-        document = json.loads(text)
+        document = load_json(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                         source=str(path)) from None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from trainer.config import ConfigError, TrainConfig
+from trainer.textio import load_json
 
 # dataset_info.json columns (LLaMA-Factory role -> tunedeck's column name), per format.
 _ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
@@ -57,7 +58,7 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
     info: dict[str, Any] = {}
     if info_path is not None and info_path.is_file():
         try:
-            info = json.loads(info_path.read_text(encoding="utf-8-sig"))
+            info = load_json(info_path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as exc:
             raise ConfigError([("dataset_dir", f"{info_path}: invalid JSON at line {exc.lineno}, column "
                                 f"{exc.colno}: {exc.msg}")], source) from None
@@ -86,6 +87,14 @@ def import_dataset(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str
         return
     if not isinstance(entry, dict):
         raise ConfigError([("dataset", f"{info_path}: the entry for '{name}' is not a JSON object")], source)
+    for key in ("columns", "tags"):  # LLaMA-Factory's shape: {"prompt": "instruction", ...}
+        value = entry.get(key)
+        if value is not None and not (isinstance(value, dict)
+                                      and all(isinstance(v, (str, type(None))) for v in value.values())):
+            raise ConfigError([("dataset", f"{info_path}: the entry for '{name}': \"{key}\" must be a JSON object "
+                                f"of names, as {{\"prompt\": \"instruction\"}}; got {json.dumps(value)[:80]}")], source)
+        if value is not None:  # a null name means the role is not used, as LLaMA-Factory reads it
+            entry = {**entry, key: {role: column for role, column in value.items() if column is not None}}
     _refuse_kind(name, entry, info_path, source)
     notes.append(f"dataset '{name}' resolved through {info_path}")
     from trainer.datasets.sources import FILE_SUFFIXES
@@ -312,13 +321,15 @@ def _sniff_format(path: Path, column_mapping: dict[str, str]) -> tuple[Optional[
     from trainer.datasets import detect_format
 
     rows: list[dict] = []
+    if not path.is_file():  # a FIFO would block the read; the dataset check names it later
+        return None, set()
     # The format from the first rows; the columns from all of them, as `datasets` builds a file's columns.
     try:
         if path.suffix.lower() == ".jsonl":
             with path.open(encoding="utf-8-sig") as fh:
-                rows = [json.loads(line) for line in fh if line.strip()]
+                rows = [load_json(line) for line in fh if line.strip()]
         elif path.suffix.lower() == ".json":
-            doc = json.loads(path.read_text(encoding="utf-8-sig"))
+            doc = load_json(path.read_text(encoding="utf-8-sig"))
             rows = doc if isinstance(doc, list) else []
         elif path.suffix.lower() == ".csv":
             import csv
@@ -340,7 +351,7 @@ def merge_dataset_info(path: Union[str, Path], entries: dict[str, Any]) -> dict[
     existing: dict[str, Any] = {}
     if path.is_file():
         try:
-            existing = json.loads(path.read_text(encoding="utf-8-sig"))
+            existing = load_json(path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as exc:
             raise ConfigError([("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; fix or "
                                 "remove it")], str(path)) from None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig
+from trainer.config_rules import parse_switch
 from trainer.fieldspecs import field_specs
 from trainer.plan.resolve import Hardware
 
@@ -219,7 +220,7 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
             f"'{qmethod}' is not one of LLaMA-Factory's methods ({', '.join(LF_QUANTIZATION_METHODS)}): it would " \
             "load the base unquantized"
 
-    bf16, fp16, pure = take("bf16"), take("fp16"), take("pure_bf16")
+    bf16, fp16, pure = (_switch(take(key), key, unmapped) for key in ("bf16", "fp16", "pure_bf16"))
     if pure:
         out["precision"] = "bf16"
         unmapped["pure_bf16"] = "pure bf16 (weights and optimizer state in bf16, no fp32 copy) is not supported: " \
@@ -242,23 +243,24 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
             out["attn_implementation"] = _FLASH_ATTN[str(flash)]
         else:
             unmapped["flash_attn"] = f"unknown value '{flash}'"
-    disable_gc = take("disable_gradient_checkpointing")
+    disable_gc = _switch(take("disable_gradient_checkpointing"), "disable_gradient_checkpointing", unmapped)
     if disable_gc is not None:
-        out["gradient_checkpointing"] = not bool(disable_gc)
-    if "gradient_checkpointing" in data:
-        out["gradient_checkpointing"] = bool(take("gradient_checkpointing"))
+        out["gradient_checkpointing"] = not disable_gc
+    checkpointing = _switch(take("gradient_checkpointing"), "gradient_checkpointing", unmapped)
+    if checkpointing is not None:
+        out["gradient_checkpointing"] = checkpointing
     _import_sampling(data, out, unmapped, take)
     _import_warmup(data, out, take)
-    packing, neat = take("packing"), take("neat_packing")
+    packing, neat = (_switch(take(key), key, unmapped) for key in ("packing", "neat_packing"))
     if packing is not None:
-        out["packing"] = bool(packing)
+        out["packing"] = packing
     if neat:
         # Neat packing keeps packed rows from attending to each other; tunedeck's packing is padding-free
         # with per-row position ids, which does the same where the attention kernel supports it.
         out["packing"] = True
         notes.append("neat_packing imported as packing: tunedeck keeps packed rows apart (per-row position ids)")
-    if "use_unsloth_gc" in data and data.get("use_unsloth_gc"):
-        out["offload_activations"] = bool(take("use_unsloth_gc"))
+    if _switch(take("use_unsloth_gc"), "use_unsloth_gc", unmapped):
+        out["offload_activations"] = True
         notes.append("use_unsloth_gc (offloaded gradient checkpointing) imported as offload_activations")
 
     if "evaluation_strategy" in data:  # the name before transformers 4.41
@@ -272,6 +274,17 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
         unmapped["metric_for_best_model"] = f"'{metric}': tunedeck keeps the checkpoint with the lowest eval loss"
     if out.get("resume_from_checkpoint") in (False, "false", "False"):
         out["resume_from_checkpoint"] = None
+
+
+def _switch(value: Any, key: str, unmapped: dict[str, str]) -> bool | None:
+    """A LLaMA-Factory true/false key as its author meant it ("false" is off); None when absent, or when the
+    value is no switch (said in the report, and the key left at tunedeck's default)."""
+    if value is None:
+        return None
+    switch = parse_switch(value)
+    if switch is None:
+        unmapped[key] = f"{value!r} is not true or false: left at tunedeck's default"
+    return switch
 
 
 def _refuse_predict_only(data: dict[str, Any], source: str | None) -> None:
@@ -289,8 +302,9 @@ def _refuse_predict_only(data: dict[str, Any], source: str | None) -> None:
 
 def _import_sampling(data: dict[str, Any], out: dict[str, Any], unmapped: dict[str, str], take: Any) -> None:
     """group_by_length (transformers 4) or train_sampling_strategy (transformers 5) -> group_by_length."""
-    if "group_by_length" in data:
-        out["group_by_length"] = bool(take("group_by_length"))
+    grouped = _switch(take("group_by_length"), "group_by_length", unmapped)
+    if grouped is not None:
+        out["group_by_length"] = grouped
     strategy = take("train_sampling_strategy")
     if strategy is None:
         return

@@ -149,6 +149,21 @@ def test_cli_exit_code_and_no_traceback_in_a_real_subprocess(tmp_path):
     assert result.returncode == 2 and "lora_alpha" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_reader_that_leaves_early_and_a_gpu_size_that_is_no_size(tmp_path):
+    config = write(tmp_path, "dataset: demo\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # `check x.yaml | head -1`: the reader is gone before the report is written. Nothing is wrong.
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", "check", str(config)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "BrokenPipeError" not in err, err
+    for size in ("-5", "0", "nan", "inf", "lots"):
+        done = subprocess.run([sys.executable, "-m", "trainer", "check", str(config), "--gpu-gb", size], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "--gpu-gb" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 def test_one_validation_row_is_one_row(capsys, tmp_path):
     data = write_rows(tmp_path / "rows.jsonl", 10)
     code, out, err = check(capsys, write(tmp_path, f"dataset: {data}\nval_size: 1\n"))

@@ -150,6 +150,17 @@ def test_json_nested_past_the_recursion_limit_is_a_row_error_naming_the_line(tmp
     assert "nested too deeply" in str(refused.value) and where in str(refused.value), str(refused.value)
 
 
+def test_a_write_that_cannot_happen_names_the_file_asked_for(tmp_path):
+    from trainer.textio import write_text_atomic
+
+    with pytest.raises(IsADirectoryError) as refused:
+        write_text_atomic(tmp_path, "x")
+    assert refused.value.filename == str(tmp_path)
+    with pytest.raises(OSError) as refused:
+        write_text_atomic("/proc/tunedeck-nowhere.yaml", "x")  # a file system that takes no new files
+    assert refused.value.filename == "/proc/tunedeck-nowhere.yaml"
+
+
 # --- events, the registry, a full disk --------------------------------------------------------------
 
 def test_an_oversize_event_line_is_skipped_and_said_with_bounded_reads(tmp_path):

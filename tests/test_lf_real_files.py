@@ -52,7 +52,7 @@ UNRESOLVED = {"extras/asft/llama2_full_asft.yaml": "no entry in", "train_lora/qw
 CONVERTED = {"stage", "do_train", "finetuning_type", "lora_target", "template", "quantization_bit",
              "quantization_method", "bf16", "fp16", "pure_bf16", "flash_attn", "disable_gradient_checkpointing",
              "packing", "neat_packing", "warmup_ratio", "warmup_steps", "train_sampling_strategy", "dataset",
-             "dataset_dir"}
+             "dataset_dir", "deepspeed"}
 
 
 # --- LLaMA-Factory's argument classes, read from its files -------------------------------------------
@@ -151,6 +151,10 @@ def test_each_example_imports_with_its_settings_or_is_refused_by_name(example, t
         assert cfg.finetuning_type == "lora" and source["finetuning_type"] in result.unmapped["finetuning_type"]
     if "," in str(source.get("dataset")):
         assert "left out" in result.unmapped["dataset"]
+    stage = re.search(r"ds_z([023])", str(source.get("deepspeed")))
+    if stage:  # torchrun on every GPU with that ZeRO stage (stage 0 shards nothing: DDP)
+        assert cfg.num_processes is None
+        assert cfg.distributed_type == {"0": "ddp"}.get(stage.group(1), f"deepspeed_zero{stage.group(1)}")
     if source.get("quantization_method") == "bnb":
         assert cfg.quantization_bit == source["quantization_bit"]
     if source.get("stage") == "pt":

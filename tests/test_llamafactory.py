@@ -236,7 +236,8 @@ def test_full_sft_example_imports(lf_dir):
     assert (cfg.finetuning_type, cfg.learning_rate, cfg.max_steps, cfg.quantization_bit, cfg.template) == \
         ("full", 1e-5, 200, None, "qwen")  # Qwen's default system prompt on rows without one, as LLaMA-Factory
     assert cfg.dataset_format == "messages"  # sharegpt with OpenAI role/content tags
-    assert "DeepSpeed" in result.unmapped["deepspeed"]
+    # LLaMA-Factory's ds_z3_config.json, launched with torchrun on every GPU: the same here.
+    assert (cfg.distributed_type, cfg.num_processes) == ("deepspeed_zero3", None) and "deepspeed" not in result.unmapped
     assert len(load_examples(cfg).train) == 30
 
 
@@ -346,6 +347,32 @@ def test_switches_read_as_written_and_a_misshapen_entry_names_its_key(lf_dir):
     info["qa_alpaca"] = {"file_name": "qa.json", "columns": {"prompt": "question", "query": None, "response": "answer"}}
     info_path.write_text(json.dumps(info))
     assert import_llamafactory_text(base, "t.yaml", base_dir=lf_dir).config.dataset.endswith("qa.json")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("examples/deepspeed/ds_z3_config.json", ("deepspeed_zero3", False, False)),
+    ("examples/deepspeed/ds_z2_offload_config.json", ("deepspeed_zero2", True, False)),
+    ("ds_z3_offload_config.json", ("deepspeed_zero3", True, True)),
+    ("examples/deepspeed/ds_z0_config.json", ("ddp", False, False)),
+    ("/secret/creds.json", None),  # no stage in the name: said, and never opened
+    ("ds_z1_config.json", None),
+])
+def test_deepspeed_files_import_as_the_distributed_type(lf_dir, name, expected):
+    text = (f"model_name_or_path: m/x\nstage: sft\ndataset: qa_alpaca\ndataset_dir: data\nfinetuning_type: lora\n"
+            f"deepspeed: {name}\n")
+    result = import_llamafactory_text(text, "ds.yaml", base_dir=lf_dir)
+    cfg = result.config
+    if expected is None:
+        assert "cannot tell its ZeRO stage" in result.unmapped["deepspeed"]
+        assert (cfg.distributed_type, cfg.num_processes) == ("ddp", 1)
+        return
+    assert (cfg.distributed_type, cfg.offload_optimizer, cfg.offload_params) == expected
+    assert cfg.num_processes is None and "deepspeed" not in result.unmapped  # every GPU, as torchrun
+    if cfg.distributed_type != "ddp":  # exported as the stage's file; the offload is said to be lost
+        exported = export_llamafactory(cfg, base_dir=lf_dir)
+        assert f"deepspeed: examples/deepspeed/ds_z{cfg.distributed_type[-1]}_config.json" in exported.yaml_text
+        assert "distributed_type" not in exported.unmapped
+        assert ("offload_optimizer" in exported.unmapped) == cfg.offload_optimizer
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

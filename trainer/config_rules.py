@@ -21,7 +21,7 @@ from trainer.templates import template_names, unknown_template_message
 LORA_TARGET_ALL = "all-linear"
 _NUMBER_TYPES = (int, float, Optional[int], Optional[float])
 _INTEGER_TYPES = (int, Optional[int])
-_GPU_ONLY_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")  # bitsandbytes' CUDA kernels
+GPU_ONLY_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")  # bitsandbytes' CUDA kernels
 ALIAS_KEYS = {"bf16", "fp16", "evaluation_strategy"}  # accepted spellings that are not fields
 
 
@@ -258,7 +258,7 @@ class ConfigRules(BaseModel):
                              "deepspeed_zero2, deepspeed_zero3 or fsdp, or turn offload_optimizer off"))
         offloads_optimizer = (self.offload_optimizer and self.distributed_type != "ddp") or \
             (self.offload_params and self.distributed_type == "fsdp")  # FSDP offloads both together
-        if offloads_optimizer and self.optim in _GPU_ONLY_OPTIMIZERS:
+        if offloads_optimizer and self.optim in GPU_ONLY_OPTIMIZERS:
             problems.append(("optim", f"{self.optim} (bitsandbytes) steps on the GPU only, and the offloaded optimizer "
                              "steps on the CPU: use adamw_torch, or turn the offload off"))
         if sharded and self.quantization_bit == 8:

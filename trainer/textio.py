@@ -9,6 +9,7 @@ nesting (recursion), duplicate keys (the last one would silently win) and texts 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -138,9 +139,13 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a file so that a reader sees the old or the new contents, never half of them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as exc:  # named after the file asked for, not the temporary one beside it
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)

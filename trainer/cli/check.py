@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any, Optional
 
@@ -19,8 +20,19 @@ from trainer.plan.mfu import throughput_line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="the config (YAML) to check: a preset or a saved config.yaml")
     parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
-    parser.add_argument("--gpu-gb", type=float, default=None, metavar="N",
+    parser.add_argument("--gpu-gb", type=_gigabytes, default=None, metavar="N",
                         help="judge the memory estimate against a GPU of N GB (default: the GPU of this machine)")
+
+
+def _gigabytes(text: str) -> float:
+    """A GPU's memory in GB: a finite number above 0 (argparse names the option when this refuses)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GB, got '{text}'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of GB above 0, got '{text}'")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import LORA_TARGET_ALL, ConfigError, TrainConfig
-from trainer.config_rules import parse_switch
+from trainer.config_rules import GPU_ONLY_OPTIMIZERS, parse_switch
 from trainer.fieldspecs import field_specs
 from trainer.plan.resolve import Hardware
 
@@ -49,17 +49,16 @@ NOT_TAKEN: dict[str, str] = {
     "overwrite_output_dir": "every tunedeck run gets a fresh run directory",
     "logging_dir": "tunedeck logs to runs/<run_id>/tensorboard/",
     "plot_loss": "the dashboard always plots the loss",
-    "preprocessing_num_workers": "tunedeck tokenizes in the training process",
+    "preprocessing_num_workers": "tunedeck picks the tokenizing processes from the CPU cores",
     "dataloader_num_workers": "tunedeck chooses the data loader workers",
-    "overwrite_cache": "tunedeck keeps no dataset cache to overwrite",
-    "ddp_timeout": "tunedeck trains on one node; no distributed timeout to set",
-    "deepspeed": "DeepSpeed configs are not supported; use QLoRA or gradient checkpointing to fit memory",
-    "fsdp": "FSDP is not supported",
+    "overwrite_cache": "tunedeck's tokenized-data cache is keyed by the file, tokenizer and options: never stale",
+    "ddp_timeout": "tunedeck's launches keep torch's default collective timeout",
+    "fsdp": "LLaMA-Factory's FSDP options are not read: set distributed_type fsdp (offload_params to offload)",
     "save_only_model": "tunedeck checkpoints keep the optimizer state so runs can resume",
     "use_unsloth": "tunedeck does not use Unsloth; use_liger_kernel gives fused kernels",
     "use_unsloth_gc": "tunedeck does not use Unsloth; offload_activations offloads checkpointed activations",
     "eval_dataset": "tunedeck evaluates on a split of the training data (val_size)",
-    "tokenized_path": "tunedeck tokenizes every run from the dataset",
+    "tokenized_path": "tunedeck caches tokenized rows in the runs root itself (keyed by the file and options)",
     "streaming": "tunedeck loads the dataset into memory",
     "buffer_size": "tunedeck loads the dataset into memory",
     "mix_strategy": "tunedeck trains on one dataset",
@@ -83,7 +82,7 @@ NOT_TAKEN: dict[str, str] = {
     "freeze_trainable_modules": "freeze fine-tuning is not supported (imported as LoRA)",
     "freeze_extra_modules": "freeze fine-tuning is not supported (imported as LoRA)",
     "lr_scheduler_kwargs": "scheduler arguments are not configurable in tunedeck",
-    "ddp_find_unused_parameters": "tunedeck trains on one node",
+    "ddp_find_unused_parameters": "not configurable in tunedeck",
     "bf16_full_eval": "evaluation runs in the training precision",
     "include_num_input_tokens_seen": "tunedeck counts tokens itself",
     "print_param_status": "tunedeck reports trainable parameters itself",
@@ -251,6 +250,7 @@ def import_special(data: dict[str, Any], out: dict[str, Any], report: Report, co
         out["gradient_checkpointing"] = checkpointing
     _import_sampling(data, out, unmapped, take)
     _import_warmup(data, out, take)
+    _import_deepspeed(take("deepspeed"), out, unmapped, notes)
     packing, neat = (_switch(take(key), key, unmapped) for key in ("packing", "neat_packing"))
     if packing is not None:
         out["packing"] = packing
@@ -313,6 +313,40 @@ def _import_sampling(data: dict[str, Any], out: dict[str, Any], unmapped: dict[s
     else:
         unmapped["train_sampling_strategy"] = f"'{strategy}': tunedeck shuffles rows (random) or groups them by " \
                                               "length (group_by_length)"
+
+
+def _import_deepspeed(value: Any, out: dict[str, Any], unmapped: dict[str, str], notes: list[str]) -> None:
+    """deepspeed: examples/deepspeed/ds_z3_offload_config.json -> distributed_type deepspeed_zero3 with offload,
+    on every GPU (LLaMA-Factory launches it with torchrun on all of them). The stage is read from the names of
+    LLaMA-Factory's shipped files, never from the file: a shared server does not open a path a user names."""
+    if value in (None, False, "", "none", "None"):
+        return
+    name = Path(str(value)).name.lower()
+    stage = next((digit for digit in "0123" if f"z{digit}" in name or f"zero{digit}" in name or
+                  f"stage{digit}" in name), None)
+    if stage in (None, "1"):
+        unmapped["deepspeed"] = f"'{value}': tunedeck cannot tell its ZeRO stage from the name (it reads " \
+                                "LLaMA-Factory's ds_z0/z2/z3[_offload]_config.json): set distributed_type to " \
+                                "deepspeed_zero2, deepspeed_zero3 or fsdp" + (" (no ZeRO-1 here)" if stage else "")
+        return
+    if stage == "3" and out.get("quantization_bit") == 8:
+        unmapped["deepspeed"] = f"'{value}': ZeRO-3 cannot shard 8-bit weights; set distributed_type " \
+                                "deepspeed_zero2 or quantization_bit 4"
+        return
+    offload = "offload" in name
+    if offload and str(out.get("optim")) in GPU_ONLY_OPTIMIZERS:
+        offload = False
+        notes.append(f"deepspeed {value}: the optimizer stays on the GPUs, as {out['optim']} steps there only")
+    out["num_processes"] = None  # every visible GPU, as torchrun
+    if stage == "0":  # ZeRO stage 0 shards nothing: plain data parallelism
+        out["distributed_type"] = "ddp"
+    else:
+        out["distributed_type"] = f"deepspeed_zero{stage}"
+        out["offload_optimizer"] = offload
+        out["offload_params"] = offload and stage == "3"
+    offload = " with CPU offload" if offload and stage != "0" else ""
+    notes.append(f"deepspeed {value} imported as distributed_type {out['distributed_type']}{offload} on every GPU "
+                 "(num_processes empty), from its file name; tunedeck writes its own DeepSpeed config")
 
 
 def _import_warmup(data: dict[str, Any], out: dict[str, Any], take: Any) -> None:
@@ -430,6 +464,12 @@ def export_special(cfg: TrainConfig, sections: dict[str, dict[str, Any]], report
     d["packing"] = bool(cfg.packing)
     if cfg.packing:
         d["neat_packing"] = True  # packed rows do not attend to each other, as in tunedeck
+    if cfg.distributed_type.startswith("deepspeed_zero"):
+        # The stage as the file LLaMA-Factory ships (relative to its checkout, where its YAMLs run from);
+        # offload is not carried (reported by export_skipped): its *_offload files offload more than asked.
+        t["deepspeed"] = f"examples/deepspeed/ds_z{cfg.distributed_type[-1]}_config.json"
+        report.notes.append(f"distributed_type {cfg.distributed_type} written as deepspeed: {t['deepspeed']} "
+                            "(launch with FORCE_TORCHRUN=1 llamafactory-cli train)")
     _export_precision(cfg, t, report, hardware)
     if cfg.warmup_steps:
         t["warmup_steps"] = cfg.warmup_steps
@@ -474,5 +514,7 @@ def _export_precision(cfg: TrainConfig, train: dict[str, Any], report: Report, h
 def export_skipped(cfg: TrainConfig, report: Report) -> None:
     """Fields LLaMA-Factory has no word for, reported when they differ from the default."""
     for spec in field_specs():
+        if spec.name == "distributed_type" and cfg.distributed_type.startswith("deepspeed_zero"):
+            continue  # written as LLaMA-Factory's `deepspeed` file (export_special)
         if spec.lf_skip and getattr(cfg, spec.name) != spec.default:
             report.unmapped.setdefault(spec.name, f"{getattr(cfg, spec.name)!r}: {spec.lf_skip}")

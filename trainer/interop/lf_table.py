@@ -344,8 +344,8 @@ def _import_deepspeed(value: Any, out: dict[str, Any], unmapped: dict[str, str],
         out["distributed_type"] = f"deepspeed_zero{stage}"
         out["offload_optimizer"] = offload
         out["offload_params"] = offload and stage == "3"
-    offload = " with CPU offload" if offload and stage != "0" else ""
-    notes.append(f"deepspeed {value} imported as distributed_type {out['distributed_type']}{offload} on every GPU "
+    with_offload = " with CPU offload" if offload and stage != "0" else ""
+    notes.append(f"deepspeed {value} imported as distributed_type {out['distributed_type']}{with_offload} on every GPU "
                  "(num_processes empty), from its file name; tunedeck writes its own DeepSpeed config")
 
 

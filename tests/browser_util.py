@@ -35,6 +35,25 @@ def open_dashboard(playwright, url: str):
     return browser, page
 
 
+def navigate(page, url: str, attempts: int = 5) -> None:
+    """`page.goto(url)`, tolerating the page's own reload. When the server behind an open page restarts,
+    Gradio's front end polls until it reconnects and then calls `location.reload()`; a goto issued in
+    that moment is aborted by the reload (net::ERR_ABORTED). Either navigation lands on the same page,
+    so the goto is tried again once the reload has settled."""
+    for attempt in range(attempts):
+        try:
+            page.goto(url)
+            return
+        except Exception as exc:  # playwright's Error; this module does not import playwright
+            if "ERR_ABORTED" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(1)
+            try:
+                page.wait_for_load_state("load", timeout=30_000)
+            except Exception:
+                pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser_util import CHROMIUM, CHROMIUM_MISSING, ROOT, Server, free_port, kill_leftover_trainers, open_dashboard
+from browser_util import (CHROMIUM, CHROMIUM_MISSING, ROOT, Server, free_port, kill_leftover_trainers, navigate,
+                          open_dashboard)
 from browser_util import plot_points as _plot_points
 from browser_util import trace_names as _trace_names
 from browser_util import wait_for as _wait
@@ -89,7 +90,7 @@ def test_start_watch_reload_restart_abort(tmp_path):
             # Restart the server mid-run: the trainer lives in its own session and goes on.
             server.stop()
             server.start()
-            page.goto(server.url)
+            navigate(page, server.url)
             page.wait_for_selector("#start-btn", state="attached")
             _open_monitor(page)
             _wait(lambda: _selected_run(page).endswith(run_id), 30, "the same run selected after a restart")

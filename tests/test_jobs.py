@@ -275,6 +275,17 @@ def test_a_run_another_manager_started_is_left_to_it_for_a_moment_when_its_train
         time.sleep(1.1)
         jm.refresh()
         assert jm.get(run_id).status == "finished"
+
+        # The parent records it within the moment: nothing of that trainer stays in this manager's memory.
+        second = jm.submit(small_config())
+        with jm.registry.transaction(write=True) as conn:
+            jm.registry.update(conn, second, status="running", pid=ended.pid + 1_000_000, started_at=time.time())
+        jm.refresh()
+        assert jm.get(second).status == "running" and jm._parent_seen_recording
+        with jm.registry.transaction(write=True) as conn:
+            jm.registry.update(conn, second, status="finished", exit_code=0, finished_at=time.time())
+        jm.refresh()
+        assert jm._parent_seen_recording == {}
     finally:
         jm.close()
 

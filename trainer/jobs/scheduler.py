@@ -173,7 +173,11 @@ class Scheduler:
                 self._finalize(run_id, proc.pid, code)
 
     def _check_running(self) -> None:
-        for info in self.registry.with_status(RUNNING):
+        running = self.registry.with_status(RUNNING)
+        # A trainer its parent recorded during the grace is no longer running: forget when it was seen ended.
+        for pid in set(self._parent_seen_recording) - {info.pid for info in running}:
+            del self._parent_seen_recording[pid]
+        for info in running:
             if info.id in self._children:
                 alive = True
             else:

@@ -386,6 +386,12 @@ def test_csv_rows_are_numbered_without_the_header(tmp_path):
     ]
 
 
+def test_csv_with_a_column_named_twice_is_refused(tmp_path):
+    path = tmp_path / "twice.csv"
+    path.write_text("instruction,output,output\nq1,a1,b1\n", encoding="utf-8")
+    assert refused(cfg(path)) == f"{path}: line 1: the header names column 'output' twice: rename one of them"
+
+
 def test_all_invalid_is_refused_even_with_skip(tmp_path):
     path = write_jsonl(tmp_path / "all.jsonl", [{"text": ""}, "not json"])
     message = refused(cfg(path, skip_invalid_rows=True, dataset_format="text"))

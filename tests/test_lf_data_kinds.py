@@ -50,6 +50,19 @@ def test_kto_data_is_refused_or_trained_on_its_desirable_rows(tmp_path):
     assert "no row has kto_tag: true" in _refused(tagged, kto_desirable_only=True)
     words = _write(tmp_path / "words.jsonl", [{"instruction": "q", "output": "a", "label": "sports"}])
     assert len(load_examples(TrainConfig(dataset=str(words))).train) == 1
+    classes = _write(tmp_path / "classes.jsonl", [{"instruction": "q", "output": "a", "label": i} for i in (0, 1)])
+    assert len(load_examples(TrainConfig(dataset=str(classes))).train) == 2
+
+
+def test_kto_data_in_csv_spells_its_tags_as_words(tmp_path):
+    # A CSV cell is text: the KTO mark arrives as 'true'/'FALSE', never as a boolean.
+    path = tmp_path / "kto.csv"
+    path.write_text("instruction,output,label\nq1,good,true\nq2,rude,FALSE\nq3,fine, True \n", encoding="utf-8")
+    message = _refused(path)
+    assert "this is KTO data" in message and "2 desirable, 1 undesirable" in message
+    data = load_examples(TrainConfig(dataset=str(path), kto_desirable_only=True))
+    assert [ex.row for ex in data.train] == [1, 3]
+    assert all("label" not in ex for ex in data.train)
 
 
 @pytest.mark.parametrize("row", [

@@ -1,6 +1,7 @@
 """Data that is not supervised fine-tuning data, named before it trains as if it were.
 
-KTO data (a true/false ``label`` or ``kto_tag`` column: which answers to imitate and which not),
+KTO data (a true/false ``label`` or ``kto_tag`` column: which answers to imitate and which not; JSON
+booleans, or the words true/false as a CSV file spells them),
 preference data (``chosen``/``rejected`` answers, ``chosen_messages``/``rejected_messages``) and
 multimodal data (``images``/``videos``/``audios`` columns, ``<image>``-style placeholders) would train
 as SFT: every answer imitated, undesirable ones included, placeholders learned as literal text.
@@ -56,8 +57,8 @@ def sft_records(records: list[Record], cfg: TrainConfig, source: str) -> list[Re
 
 
 def _kto_records(records: list[Record], column: str, cfg: TrainConfig, source: str) -> list[Record]:
-    desirable = [r for r in records if isinstance(r.value, dict) and r.value.get(column) is True]
-    undesirable = sum(1 for r in records if isinstance(r.value, dict) and r.value.get(column) is False)
+    desirable = [r for r in records if isinstance(r.value, dict) and _tag(r.value.get(column)) is True]
+    undesirable = sum(1 for r in records if isinstance(r.value, dict) and _tag(r.value.get(column)) is False)
     if not cfg.kto_desirable_only:
         raise DataError(
             f"{source}: this is KTO data (a true/false '{column}' column marks which answers to imitate: "
@@ -69,9 +70,19 @@ def _kto_records(records: list[Record], column: str, cfg: TrainConfig, source: s
     return [Record(r.row, r.kind, {k: v for k, v in r.value.items() if k != column}) for r in desirable]
 
 
+def _tag(value: Any) -> bool | None:
+    """A KTO tag's truth: a JSON boolean, or 'true'/'false' in any case (CSV cells are text); None otherwise.
+    Numbers are not tags: a 0/1 label column is as likely a class as a KTO mark."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return {"true": True, "false": False}.get(value.strip().lower())
+    return None
+
+
 def _all_bool(rows: Sequence[dict], column: str) -> bool:
-    values = [row[column] for row in rows if row.get(column) is not None]
-    return bool(values) and all(isinstance(v, bool) for v in values)
+    values = [row[column] for row in rows if row.get(column) not in (None, "")]
+    return bool(values) and all(_tag(v) is not None for v in values)
 
 
 def _non_empty(value: Any) -> bool:

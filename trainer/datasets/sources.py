@@ -220,6 +220,13 @@ def _read_csv(text: str, path: Path) -> list[Record]:
         raise DataError(f"{path}: invalid CSV: {exc}", source=str(path)) from None
     if reader.fieldnames is None:
         return []
+    # DictReader keeps the last of two same-named columns and drops the other without a word.
+    seen: set[str] = set()
+    for name in reader.fieldnames:
+        if name in seen:
+            raise DataError(f"{path}: line 1: the header names column '{name}' twice: rename one of them",
+                            source=str(path))
+        seen.add(name)
     records = []
     for i, row in enumerate(rows, 1):
         extra = row.pop(None, None)  # cells beyond the header

@@ -169,3 +169,25 @@ def test_one_validation_row_is_one_row(capsys, tmp_path):
     code, out, err = check(capsys, write(tmp_path, f"dataset: {data}\nval_size: 1\n"))
     assert code == 0, err
     assert "9 training rows, 1 validation row" in out and "1 validation rows" not in out
+
+
+def test_a_lora_target_the_model_lacks_is_refused_before_the_run(capsys, tmp_path):
+    # The run refuses it once the weights have loaded; check builds the layers on the meta device instead.
+    config = write(tmp_path, "model_name_or_path: demo\nlora_target: q_proj,v_prj\n")
+    code, out, err = check(capsys, config, "--json")
+    assert code == 2
+    report = json.loads(out)
+    assert report["errors"][0]["field"] == "lora_target"
+    assert "v_prj (did you mean v_proj?)" in report["errors"][0]["message"]
+    assert "q_proj" in report["errors"][0]["message"]  # the model's layers are listed
+    fine = write(tmp_path, "model_name_or_path: demo\nlora_target: q_proj,v_proj\n", "fine.yaml")
+    assert check(capsys, fine)[0] == 0
+    # Full fine-tuning has no targets to judge.
+    full = write(tmp_path, "model_name_or_path: demo\nfinetuning_type: full\nlora_target: v_prj\n", "full.yaml")
+    assert check(capsys, full)[0] == 0
+
+
+def test_liger_kernels_on_a_machine_without_a_gpu_are_named(capsys, tmp_path):
+    code, out, err = check(capsys, write(tmp_path, "model_name_or_path: demo\nuse_liger_kernel: true\n"))
+    assert code == 0, err  # a warning here (the config may be meant for a GPU machine); the queue refuses it
+    assert "use_liger_kernel: Liger's fused kernels run on a GPU" in out

@@ -71,6 +71,21 @@ def test_the_machine_is_checked_for_gpus_and_libraries():
                          "here: pip install deepspeed (or use fsdp, which ships with PyTorch)")]
 
 
+def test_liger_kernels_are_refused_where_they_cannot_run(monkeypatch):
+    # Turned on by hand: refused without a GPU, and without the package on a GPU machine. Auto (empty) and
+    # off are never refused: auto turns the kernels on only where they work.
+    on_cpu = dict(distributed.machine_problems(TrainConfig(use_liger_kernel=True), []))
+    assert "run on a GPU and this machine has none" in on_cpu["use_liger_kernel"]
+    real_find_spec = distributed.importlib.util.find_spec
+    monkeypatch.setattr(distributed.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "liger_kernel" else real_find_spec(name, *a))
+    on_gpu = dict(distributed.machine_problems(TrainConfig(use_liger_kernel=True), ["0"]))
+    assert "needs the liger-kernel package" in on_gpu["use_liger_kernel"]
+    for value in (None, False):
+        assert distributed.machine_problems(TrainConfig(use_liger_kernel=value), []) == []
+        assert distributed.machine_problems(TrainConfig(use_liger_kernel=value), ["0"]) == []
+
+
 @pytest.mark.skipif(HAS_DEEPSPEED, reason="checks the message shown where deepspeed is missing")
 def test_check_says_clearly_that_deepspeed_is_missing(tmp_path):
     config = tmp_path / "zero.yaml"

@@ -97,10 +97,17 @@ def test_this_machines_launch_refusals_in_chinese():
 
     refused = machine_problems(TrainConfig(num_processes=64, machine_rank=1, num_machines=2,
                                            main_process_ip="node0"), gpus=[])
-    assert {field for field, _ in refused} >= {"num_processes", "machine_rank"}
+    refused += machine_problems(TrainConfig(distributed_type="fsdp", use_liger_kernel=True), gpus=[])
+    refused += [("distributed_type", "deepspeed_zero3 needs the deepspeed package, which is not installed here: pip "
+                 "install deepspeed (or use fsdp, which ships with PyTorch)"),
+                ("use_liger_kernel", "use_liger_kernel needs the liger-kernel package, which is not installed here: "
+                 "pip install liger-kernel, or leave it empty (auto: on where installed)")]
+    assert {field for field, _ in refused} >= {"num_processes", "machine_rank", "distributed_type", "use_liger_kernel"}
     for _, message in refused:
         zh = field_message("zh", message)
-        assert not ENGLISH_SENTENCE.findall(zh), (message, zh)
+        assert zh != message
+        words = re.sub(r"pip install [\w-]+", " ", zh)  # a command stays a command
+        assert not ENGLISH_SENTENCE.findall(words), (message, zh)
 
 
 def test_the_plans_warnings_in_chinese_keep_their_numbers():
@@ -149,3 +156,18 @@ def test_the_data_tabs_summary_table_histogram_and_rows_follow_the_language():
     html_zh = preview_html(page, "zh")
     assert "第 1 行 · 9 个 token" in html_zh and "line 1" in preview_html(page)
     assert "第 1 / 2 页（共 7 个训练行）" in html_zh and "计入损失" in html_zh and "carry loss" not in html_zh
+
+
+def test_a_csv_header_and_a_lora_target_refusal_in_chinese(tmp_path):
+    from trainer.datasets import DataError, load_examples
+
+    path = tmp_path / "twice.csv"
+    path.write_text("instruction,output,output\nq,a,b\n", encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        load_examples(TrainConfig(dataset=str(path)))
+    targets = ("Invalid config: lora_target: no layer of this model is named v_prj (did you mean v_proj?). Its "
+               "linear layers are: down_proj, q_proj, v_proj (or use all-linear).")
+    for message in (str(info.value), targets):
+        zh = field_message("zh", message)
+        assert zh != message and not ENGLISH_SENTENCE.findall(zh), (message, zh)
+    assert "v_proj" in field_message("zh", targets)

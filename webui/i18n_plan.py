@@ -150,6 +150,11 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
      r"without them\):(?P<rest>.*)", "{p}：{t} 行中有 {n} 行无效（请修正，或开启 skip_invalid_rows 跳过它们）：{rest}"),
     (r"(?P<p>.+): no usable rows: all (?P<t>[\d,]+) rows are invalid:(?P<rest>.*)", "{p}：没有可用的行：全部 {t} 行都无效：{rest}"),
     (r"\.\.\. and (?P<n>[\d,]+) more", "……还有 {n} 个"),
+    (r"(?P<p>.+): line 1: the header names column '(?P<n>.+)' twice: rename one of them",
+     "{p}：第 1 行：表头中列“{n}”出现了两次：请重命名其中一列"),
+    (r"no layer of this model is named (?P<n>.+)\. Its linear layers are: (?P<l>.+) \(or use all-linear\)\.",
+     lambda v: "这个模型没有名为 " + re.sub(r"\(did you mean (\S+)\?\)", r"（是否想写 \1？）", v["n"])
+     + f" 的层。它的线性层有：{v['l']}（或使用 all-linear）。"),
     (r"missing field '(?P<n>.+)'", "缺少字段“{n}”"),
     (r"field '(?P<n>.+)' is empty", "字段“{n}”为空"),
     (r"field '(?P<n>.+)' must be text, got (?P<k>.+)", "字段“{n}”必须是文本，实际是 {k}"),
@@ -225,6 +230,16 @@ MESSAGE_PATTERNS_ZH: list[tuple[str, str]] = [
      "adamw_torch，或关闭卸载"),
     (r"(?P<n>\d+) CPU processes but this machine has no GPU and (?P<c>\d+) CPU cores: at most (?P<m>\d+) here",
      "{n} 个 CPU 进程，但这台机器没有 GPU，只有 {c} 个 CPU 核心：这里最多 {m} 个"),
+    (r"(?P<d>\S+) needs the deepspeed package, which is not installed here: pip install deepspeed \(or use fsdp, "
+     r"which ships with PyTorch\)", "{d} 需要 deepspeed 包，但这里没有安装：请 pip install deepspeed（或改用 PyTorch "
+     "自带的 fsdp）"),
+    (r"(?P<d>\S+) shards the model over GPUs and this machine has none: use ddp \(several CPU processes\) here",
+     "{d} 把模型分片到多块 GPU 上，而这台机器没有 GPU：这里请用 ddp（多个 CPU 进程）"),
+    (r"Liger's fused kernels run on a GPU and this machine has none: turn use_liger_kernel off, or leave it empty "
+     r"\(auto\)", "Liger 融合内核只能在 GPU 上运行，而这台机器没有 GPU：请关闭 use_liger_kernel，或留空（自动）"),
+    (r"use_liger_kernel needs the liger-kernel package, which is not installed here: pip install liger-kernel, or "
+     r"leave it empty \(auto: on where installed\)", "use_liger_kernel 需要 liger-kernel 包，但这里没有安装：请 pip "
+     "install liger-kernel，或留空（自动：已安装时开启）"),
     (r"a run started here is machine 0 of the run, not machine (?P<r>\d+): set machine_rank 0 here and start the "
      r"other machines with their line from python -m trainer launch-commands", "在这里启动的运行是 0 号机器，而不是 {r} "
      "号：请在这里把 machine_rank 设为 0，其他机器用 python -m trainer launch-commands 给出的命令启动"),

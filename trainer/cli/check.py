@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = check_config(cfg, gpu_gb=args.gpu_gb)
     except _Invalid as exc:
-        return _invalid(args, exc.kind, str(exc))
+        return _invalid(args, exc.kind, str(exc),
+                        [{"field": exc.field, "message": str(exc).removeprefix(f"{exc.field}: ")}] if exc.field else None)
     report["config"] = str(args.config)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
@@ -55,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _Invalid(Exception):
-    def __init__(self, kind: str, message: str):
-        self.kind = kind
+    def __init__(self, kind: str, message: str, field: str = ""):
+        self.kind, self.field = kind, field
         super().__init__(message)
 
 
@@ -170,6 +171,11 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
             model_info["source"] = source
             if loaded is not None:
                 tokenizer = load_tokenizer(cfg, source)
+            from trainer.engine.model import lora_target_problem_unloaded
+
+            targets = lora_target_problem_unloaded(cfg, source)
+            if targets:  # the run would stop on it once the model has loaded: so does check, now
+                raise _Invalid("config", f"lora_target: {targets}", field="lora_target")
         except ModelNotFoundError as exc:
             if is_local:
                 raise _Invalid("model", str(exc)) from None

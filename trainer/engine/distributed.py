@@ -83,6 +83,14 @@ def machine_problems(cfg: TrainConfig, gpus: list[str]) -> list[tuple[str, str]]
     if cfg.distributed_type.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         problems.append(("distributed_type", f"{cfg.distributed_type} needs the deepspeed package, which is not "
                          "installed here: pip install deepspeed (or use fsdp, which ships with PyTorch)"))
+    if cfg.use_liger_kernel:
+        # Liger's kernels are Triton GPU kernels, and transformers stops at once when the package is missing.
+        if not gpus:
+            problems.append(("use_liger_kernel", "Liger's fused kernels run on a GPU and this machine has none: "
+                             "turn use_liger_kernel off, or leave it empty (auto)"))
+        elif importlib.util.find_spec("liger_kernel") is None:
+            problems.append(("use_liger_kernel", "use_liger_kernel needs the liger-kernel package, which is not "
+                             "installed here: pip install liger-kernel, or leave it empty (auto: on where installed)"))
     if cfg.distributed_type != "ddp" and not gpus:
         problems.append(("distributed_type", f"{cfg.distributed_type} shards the model over GPUs and this machine "
                          "has none: use ddp (several CPU processes) here"))

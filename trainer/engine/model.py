@@ -209,21 +209,50 @@ def apply_lora(model, cfg: TrainConfig):
     """Wrap the base in a PEFT LoRA model (only the adapters train)."""
     from peft import get_peft_model
 
-    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                     if type(m).__name__ in ("Linear", "Linear4bit", "Linear8bitLt")})
-    if cfg.lora_target != LORA_TARGET_ALL:
-        # PEFT adapts the names it finds and drops the rest without a word: a typo (v_prj) would train q_proj
-        # alone while the config says both. PEFT matches a name or a dotted suffix of a module's name.
-        names = [name for name, _ in model.named_modules()]
-        missing = [t for t in cfg.lora_target if not any(n == t or n.endswith("." + t) for n in names)]
-        if missing:
-            raise ConfigError([("lora_target", _unknown_targets(missing, linear))])
+    problem = lora_target_problem(model, cfg)
+    if problem:
+        raise ConfigError([("lora_target", problem)])
     try:
         return get_peft_model(model, lora_config(cfg))
     except ValueError as exc:
         if "Target modules" in str(exc) or "not found in the base model" in str(exc):
-            raise ConfigError([("lora_target", _unknown_targets(list(cfg.lora_target), linear))]) from exc
+            raise ConfigError([("lora_target", _unknown_targets(list(cfg.lora_target), _linear_names(model)))]) \
+                from exc
         raise
+
+
+def lora_target_problem(model, cfg: TrainConfig) -> str | None:
+    """Why lora_target names a layer this model lacks, or None. PEFT adapts the names it finds and drops the
+    rest without a word: a typo (v_prj) would train q_proj alone while the config says both. PEFT matches a
+    name or a dotted suffix of a module's name."""
+    if cfg.finetuning_type != "lora" or cfg.lora_target == LORA_TARGET_ALL:
+        return None
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in cfg.lora_target if not any(n == t or n.endswith("." + t) for n in names)]
+    return _unknown_targets(missing, _linear_names(model)) if missing else None
+
+
+def lora_target_problem_unloaded(cfg: TrainConfig, source: str) -> str | None:
+    """lora_target judged against the model's layers without loading its weights (built on the meta
+    device from config.json), for `check`. None when the targets exist, or when the model cannot be built
+    that way (the run then judges it when it loads)."""
+    if cfg.finetuning_type != "lora" or cfg.lora_target == LORA_TARGET_ALL:
+        return None
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code)
+    except Exception:  # an architecture meta cannot build, a config only the run can fetch
+        return None
+    return lora_target_problem(model, cfg)
+
+
+def _linear_names(model) -> list[str]:
+    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                   if type(m).__name__ in ("Linear", "Linear4bit", "Linear8bitLt")})
 
 
 def _unknown_targets(missing: list[str], linear: list[str]) -> str:

@@ -17,6 +17,7 @@ import sys
 from trainer.run.layout import RUNS_DIR_ENV
 from webui.api_tokens import TokenStore, hf_token_days
 from webui.auth import AUTH_ENV, HUGGING_FACE, PASSWORD, sign_in_from_env
+from webui.server_log import quiet_lost_sessions
 from webui.space import default_runs_dir, is_loopback, quiet_spaces_reloader, storage_warning
 
 MAX_QUEUED_ENV = "TUNEDECK_MAX_QUEUED"  # queued runs one person may have waiting (default 3 with sign-in)
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
         auth_options = {"auth_dependency": hf_auth_dependency(sign_in, on_verified=tokens.renew)}
     quiet_spaces_reloader()
+    quiet_lost_sessions()
     try:
         demo.queue(default_concurrency_limit=8).launch(
             server_name=args.host, server_port=args.port, share=args.share, **launch_options(),

@@ -188,6 +188,20 @@ def test_an_open_server_says_so_and_its_api_answers_only_loopback_names(tmp_path
         rebound = httpx.get(base + "/api/runs", headers={"Host": f"evil.example:{port}"}, timeout=10)
         assert rebound.status_code == 403 and "localhost" in rebound.json()["detail"]
         assert httpx.get(f"http://localhost:{port}/api/runs", timeout=10).json() == []
+        # A page's event stream for a session the server does not hold (a reload, a restart, or made up): the
+        # client is told, and the log gets one line, not Gradio's traceback.
+        told = ""
+        try:
+            with httpx.stream("GET", base + "/gradio_api/queue/data", params={"session_hash": "no-such-session"},
+                              timeout=10) as stream:
+                for chunk in stream.iter_text():
+                    told += chunk
+        except httpx.RemoteProtocolError:
+            pass  # Gradio ends the stream by raising once it has told the client: the chunked body stays open
+        assert "session_not_found" in told
+        from webui.server_log import LOST_SESSION_LINE
+        wait_for(lambda: LOST_SESSION_LINE in log_path.read_text(), "the lost session's line in the log")
+        assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = check_config(cfg, gpu_gb=args.gpu_gb)
     except _Invalid as exc:
-        return _invalid(args, exc.kind, str(exc),
-                        [{"field": exc.field, "message": str(exc).removeprefix(f"{exc.field}: ")}] if exc.field else None)
+        return _invalid(args, exc.kind, str(exc), [{"field": exc.field, "message": exc.detail}] if exc.field else None)
     report["config"] = str(args.config)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
@@ -57,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
 class _Invalid(Exception):
     def __init__(self, kind: str, message: str, field: str = ""):
-        self.kind, self.field = kind, field
-        super().__init__(message)
+        self.kind, self.field, self.detail = kind, field, message
+        super().__init__(f"{field}: {message}" if field else message)
 
 
 def _invalid(args: argparse.Namespace, kind: str, message: str, errors: Optional[list] = None) -> int:
@@ -164,18 +163,16 @@ def check_config(cfg, gpu_gb: Optional[float] = None) -> dict[str, Any]:
                         "starts: token lengths and padding efficiency are unknown here.")
         unknown.append("padding_efficiency")
     elif is_local or _hub_tokenizer_cached(name) or reachable(hub):
-        from trainer.engine.model import load_tokenizer, model_source
+        from trainer.engine.model import load_tokenizer, lora_target_problem_unloaded, model_source
 
         try:
             source = model_source(cfg)
             model_info["source"] = source
             if loaded is not None:
                 tokenizer = load_tokenizer(cfg, source)
-            from trainer.engine.model import lora_target_problem_unloaded
-
             targets = lora_target_problem_unloaded(cfg, source)
             if targets:  # the run would stop on it once the model has loaded: so does check, now
-                raise _Invalid("config", f"lora_target: {targets}", field="lora_target")
+                raise _Invalid("config", targets, field="lora_target")
         except ModelNotFoundError as exc:
             if is_local:
                 raise _Invalid("model", str(exc)) from None
